@@ -1,0 +1,121 @@
+"""Window probabilities: the naive (reference) engine and the engine registry.
+
+An *engine* answers one question: the class probabilities of the 64x64 windows
+whose corners lie on a separable grid ``ys x xs`` of an image. Everything else
+(sub-image probabilities, the vote, the reliability map) is built from that in
+:mod:`scanlab.core.analysis`, identically for every engine.
+
+The naive engine crops every window and runs the network on it: slow, obviously
+right, kept as the reference the dense engine is tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from scanlab.core.errors import ScanLabError
+from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.network import PATCH, ScannerNet
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run on, best first (always ends with "cpu")."""
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    out.append("cpu")
+    return out
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; a forced device must exist."""
+    pref = (preference or "auto").lower()
+    avail = available_devices()
+    if pref == "auto":
+        return torch.device(avail[0])
+    if pref not in ("cpu", "cuda", "mps"):
+        raise ScanLabError(f"unknown device {preference!r} (use auto, cpu, cuda or mps)")
+    if pref not in avail:
+        raise ScanLabError(f"device {pref} is not available here (available: {', '.join(avail)})")
+    return torch.device(pref)
+
+
+class Engine(Protocol):
+    """Computes window probabilities on a separable grid."""
+
+    name: str
+
+    def window_probs(
+        self,
+        net: ScannerNet,
+        image: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        *,
+        device: torch.device,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """Probabilities of shape (len(ys), len(xs), Ns), float32.
+
+        ``image`` is (3, H, W) float32 in [0, 1]; ``ys``/``xs`` are sorted unique
+        window corners with ``ys[-1] + 64 <= H`` and ``xs[-1] + 64 <= W``.
+        """
+        ...
+
+
+class NaiveEngine:
+    """Reference engine: crop each 64x64 window and run the network on it."""
+
+    name = "naive"
+
+    def __init__(self, batch_size: int = 256) -> None:
+        self.batch_size = batch_size
+
+    def window_probs(
+        self,
+        net: ScannerNet,
+        image: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        *,
+        device: torch.device,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """See :class:`Engine`."""
+        ny, nx = len(ys), len(xs)
+        out = np.empty((ny * nx, net.n_classes), dtype=np.float32)
+        total = ny * nx
+        img = torch.from_numpy(np.ascontiguousarray(image))
+        net = net.to(device).eval()
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        yy, xx = yy.ravel(), xx.ravel()
+        with torch.inference_mode():
+            for start in range(0, total, self.batch_size):
+                check(cancel)
+                stop = min(total, start + self.batch_size)
+                batch = torch.stack(
+                    [img[:, y : y + PATCH, x : x + PATCH] for y, x in zip(yy[start:stop], xx[start:stop], strict=True)]
+                ).to(device)
+                out[start:stop] = torch.softmax(net(batch).float(), dim=1).cpu().numpy()
+                report(progress, stop, total)
+        return out.reshape(ny, nx, net.n_classes)
+
+
+ENGINES: dict[str, type] = {"naive": NaiveEngine}
+DEFAULT_ENGINE = "naive"
+
+
+def get_engine(name: str | None = None) -> Engine:
+    """Instantiate an engine by name (``None`` gives the default)."""
+    key = name or DEFAULT_ENGINE
+    if key not in ENGINES:
+        raise ScanLabError(f"unknown engine {key!r} (available: {', '.join(sorted(ENGINES))})")
+    return ENGINES[key]()
