@@ -1,0 +1,58 @@
+"""Model registry: resolve ``-m`` arguments, list available models, cache loaded ones."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+from scanlab.core.modelfile import LoadedModel, ModelFileError, load_model, read_manifest
+from scanlab.services.paths import default_model_path, shipped_models_dir, user_models_dir
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, float, int, str], LoadedModel] = {}
+
+
+def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+    """``None``/"default" -> the shipped default model; otherwise the given path."""
+    if spec is None or str(spec) == "default":
+        p = default_model_path()
+        if not p.exists():
+            raise ModelFileError(
+                f"{p}: the shipped default model is missing; pass -m MODEL (train one with 'scanlab train')"
+            )
+        return p
+    return Path(spec)
+
+
+def get_model(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load (or reuse) a model; the cache key includes the file's mtime and size."""
+    p = resolve_model_path(spec).resolve()
+    if not p.exists():
+        raise ModelFileError(f"{p}: model file not found")
+    st = p.stat()
+    key = (str(p), st.st_mtime, st.st_size, str(device))
+    with _lock:
+        hit = _cache.get(key)
+        if hit is None:
+            hit = load_model(p, device=device)
+            _cache.clear()  # one model at a time keeps memory bounded
+            _cache[key] = hit
+        return hit
+
+
+def list_models() -> list[dict]:
+    """Shipped and user models with their names and classes (unreadable files skipped)."""
+    out = []
+    for origin, folder in (("shipped", shipped_models_dir()), ("user", user_models_dir())):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob("*.safetensors")):
+            try:
+                man = read_manifest(p)
+            except ModelFileError:
+                continue
+            out.append({"path": str(p), "name": man.get("name") or p.stem, "origin": origin, "classes": man["classes"]})
+    return out
