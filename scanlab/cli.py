@@ -1,0 +1,417 @@
+"""The ``scanlab`` command line (headless, scriptable; contract in DESIGN.md section 3).
+
+Results go to stdout, progress to stderr (a bar on a terminal), errors to stderr
+as one line ``scanlab: error: ...`` with exit code 2. Every output file is
+written under a temporary name and renamed, so a failure leaves nothing partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import scanlab
+from scanlab.core.errors import Cancelled, ScanLabError
+
+
+class _Bar:
+    """tqdm progress on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None or self.bar.total != total:
+            from tqdm import tqdm
+
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=total, desc=self.desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextmanager
+def _progress(desc: str, quiet: bool = False):
+    bar = _Bar(desc, enabled=sys.stderr.isatty() and not quiet)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _eprint(*a: Any) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def _check_output(path: str, suffixes: Sequence[str]) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise ScanLabError(f"{p}: output must end in {', '.join(suffixes)}")
+    if p.is_dir():
+        raise ScanLabError(f"{p}: is a folder")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ScanLabError(f"{p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ScanLabError(f"{p}: folder {parent} is not writable")
+    return p
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``; remove the temp on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from scanlab.core.patches import parse_size
+    from scanlab.core.training import TrainConfig
+    from scanlab.services.training import TrainRequest, run_training
+
+    try:
+        sub = parse_size(a.sub)
+    except ValueError as e:
+        raise ScanLabError(str(e)) from None
+    if a.epochs < 1:
+        raise ScanLabError("--epochs must be at least 1")
+    cfg = TrainConfig(
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
+        sub=sub, patience=a.patience, seed=a.seed, width=a.width,
+    )
+    cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
+    req = TrainRequest(
+        data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
+        engine=a.engine, name=a.name, cache=cache,
+    )
+
+    def on_epoch(r: dict) -> None:
+        _eprint(
+            f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train {r['train_acc']:.3f}  "
+            f"val patch {r['val_patch_acc']:.3f}  val image {r['val_image_acc']:.3f}  "
+            f"{r['seconds']:.1f}s{'  *' if r['best'] else ''}"
+        )
+
+    with _progress("training", a.json) as bar:
+        man = run_training(req, progress=bar, on_epoch=on_epoch, on_stage=lambda t: _eprint(f"[{t}]"))
+    summary = {
+        "output": str(Path(a.output).resolve()),
+        "classes": man["classes"],
+        "epochs_run": man["training"]["epochs_run"],
+        "best_epoch": man["training"]["best_epoch"],
+        "stop_reason": man["training"]["stop_reason"],
+        "counts": man["training"]["data"]["counts"],
+        "val": man["metrics"].get("val"),
+        "test": man["metrics"].get("test"),
+        "weights_sha256": man["weights_sha256"],
+    }
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        t = summary["test"] or summary["val"]
+        which = "test" if summary["test"] else "val"
+        print(f"saved {summary['output']}")
+        print(f"{which}: per-patch {t['per_patch_accuracy']:.4f}, per-image {t['per_image_accuracy']:.4f} "
+              f"on {t['n_images']} images")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from scanlab.core.dataset import discover
+    from scanlab.core.engine import select_device
+    from scanlab.core.imaging import load_scan
+    from scanlab.core.training import evaluate_arrays
+    from scanlab.services.models import get_model
+
+    lm = get_model(a.model)
+    ds = discover(a.data_dir, hash_files=False)
+    unknown = [c for c in ds.classes if c not in lm.classes]
+    if unknown:
+        raise ScanLabError(
+            f"{a.data_dir}: class folder(s) {', '.join(unknown)} not known to the model "
+            f"(model classes: {', '.join(lm.classes)})"
+        )
+    device = select_device(a.device)
+    n = len(lm.classes)
+    total: dict[str, Any] | None = None
+    with _progress("evaluating", a.json) as bar:
+        for k, s in enumerate(ds.samples):
+            scan = load_scan(s.path)
+            label = lm.classes.index(ds.classes[s.label])
+            m = evaluate_arrays(lm.net, [scan.pixels], [label], n, engine=a.engine, device=device)
+            if total is None:
+                total = m
+            else:
+                for key in ("confusion_per_patch", "confusion_per_image"):
+                    total[key] = [[x + y for x, y in zip(r1, r2, strict=True)]
+                                  for r1, r2 in zip(total[key], m[key], strict=True)]
+                total["loss"] = (total["loss"] * total["n_patches"] + m["loss"] * m["n_patches"]) / (
+                    total["n_patches"] + m["n_patches"])
+                total["n_images"] += m["n_images"]
+                total["n_patches"] += m["n_patches"]
+            bar(k + 1, len(ds.samples))
+    assert total is not None
+    cp, ci = total["confusion_per_patch"], total["confusion_per_image"]
+    total["per_patch_accuracy"] = sum(cp[i][i] for i in range(n)) / max(1, total["n_patches"])
+    total["per_image_accuracy"] = sum(ci[i][i] for i in range(n)) / max(1, total["n_images"])
+    out = {"classes": lm.classes, **total, "data_dir": str(Path(a.data_dir).resolve()), "model": lm.summary()}
+    if a.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{out['n_images']} images: per-patch {out['per_patch_accuracy']:.4f}, "
+              f"per-image {out['per_image_accuracy']:.4f}")
+    return 0
+
+
+def _request(a: argparse.Namespace, path: str, with_map: bool):
+    from scanlab.core.patches import parse_size
+    from scanlab.services.analysis import AnalysisRequest
+
+    try:
+        sub = parse_size(str(a.sub)) if with_map else (64, 64)
+        stride = parse_size(str(a.stride)) if with_map else (4, 4)
+    except ValueError as e:
+        raise ScanLabError(str(e)) from None
+    if with_map and (sub[0] < 64 or sub[1] < 64):
+        raise ScanLabError(f"--sub {a.sub}: sub-image size must be at least 64")
+    if with_map and (stride[0] < 1 or stride[1] < 1):
+        raise ScanLabError(f"--stride {a.stride}: stride must be at least 1")
+    return AnalysisRequest(
+        path=path, model=a.model, sub=sub, stride=stride, engine=a.engine, device=a.device,
+        label=getattr(a, "label", None), with_map=with_map,
+    )
+
+
+def cmd_classify(a: argparse.Namespace) -> int:
+    from scanlab.services.analysis import run_analysis
+    from scanlab.services.models import get_model
+
+    lm = get_model(a.model)
+    images, errors = [], []
+    for path in a.images:
+        try:
+            with _progress(Path(path).name, a.json) as bar:
+                r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm)
+            images.append(r.to_json())
+            if not a.json:
+                p = r.probabilities()[r.label]
+                print(f"{path}\t{r.label}\tp={p:.3f}\tvotes={r.votes()[r.label]}/{r.analysis.classification.n_patches}")
+        except ScanLabError as e:
+            _eprint(f"scanlab: error: {e}")
+            errors.append({"path": path, "error": str(e)})
+    if a.json:
+        out: dict[str, Any] = {"images": images, "model": lm.summary()}
+        if errors:
+            out["errors"] = errors
+        print(json.dumps(out, indent=2))
+    return 2 if errors else 0
+
+
+def _write_map(out: Path, rel, meta: dict[str, Any]) -> None:
+    import numpy as np
+
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        _atomic(out, lambda t: np.save(open(t, "wb"), rel.astype(np.float32)))  # noqa: SIM115
+    elif suffix == ".h5":
+        import h5py
+
+        def w(t: str) -> None:
+            with h5py.File(t, "w") as f:
+                d = f.create_dataset("reliability", data=rel.astype(np.float32), compression="gzip", chunks=True)
+                for k, v in meta.items():
+                    d.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+
+        _atomic(out, w)
+    else:
+        from PIL import Image
+
+        from scanlab.core.colormap import colorize
+
+        _atomic(out, lambda t: Image.fromarray(colorize(rel), "RGBA").save(t, format="PNG"))
+
+
+def cmd_map(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from scanlab.services.analysis import run_analysis
+    from scanlab.services.models import get_model
+
+    out = _check_output(a.output, (".npy", ".h5", ".png"))
+    lm = get_model(a.model)
+    req = _request(a, a.image, with_map=True)
+    with _progress("map", a.json) as bar:
+        r = run_analysis(req, progress=bar, model=lm)
+    rel = r.reliability
+    covered = ~np.isnan(rel)
+    meta = {
+        "path": r.scan.path,
+        "sha256": r.scan.sha256,
+        "label": r.label,
+        "map_label": r.map_label,
+        "sub": list(req.sub),
+        "stride": list(req.stride),
+        "engine": r.analysis.engine,
+        "device": r.device,
+        "shape": list(rel.shape),
+        "coverage": float(covered.mean()),
+        "mean_reliability": float(rel[covered].mean()) if covered.any() else None,
+        "min_reliability": float(rel[covered].min()) if covered.any() else None,
+        "probabilities": r.probabilities(),
+        "votes": r.votes(),
+        "n_patches": int(r.analysis.classification.n_patches),
+        "output": str(out.resolve()),
+        "timing": {"compute_s": r.compute_s},
+        "model": lm.summary(),
+    }
+    _write_map(out, rel, meta)
+    if a.json:
+        print(json.dumps(meta, indent=2))
+    else:
+        print(f"{a.image}\t{r.label}\tmap of {r.map_label} -> {out} ({r.compute_s:.2f}s)")
+    return 0
+
+
+def cmd_card(a: argparse.Namespace) -> int:
+    from scanlab.core.modelfile import model_card, read_manifest
+    from scanlab.services.models import resolve_model_path
+
+    print(model_card(read_manifest(resolve_model_path(a.model))))
+    return 0
+
+
+def cmd_gui(a: argparse.Namespace) -> int:
+    try:
+        from scanlab.gui.app import run_gui
+    except ImportError as e:  # the desktop app is optional in headless installs
+        raise ScanLabError(f"the desktop app is not available ({e})") from None
+    return run_gui(list(a.files), screenshot=a.screenshot, model=a.model)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("-m", "--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--engine", default=None, choices=["dense", "naive"], help="window engine (default dense)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to generate docs and tests)."""
+    p = argparse.ArgumentParser(prog="scanlab", description="Scanner model identification and forgery maps.")
+    p.add_argument("--version", action="version", version=f"scanlab {scanlab.__version__}")
+    sp = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sp.add_parser("train", help="train or fine-tune a model on a folder-per-scanner tree")
+    t.add_argument("data_dir", metavar="DATA_DIR")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (exactly this path)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--split", default="6:1:3", help="train:val:test ratios by image (default 6:1:3)")
+    t.add_argument("--base", default="default", help="default, none or a model file to start from")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sub", default="128", help="training sub-image size N or NxM (one random patch each)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=0.01)
+    t.add_argument("--momentum", type=float, default=0.5)
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--patience", type=int, default=6, help="early-stop after this many epochs without gain")
+    t.add_argument("--width", type=int, default=1, help="network channel multiplier")
+    t.add_argument("--name", default=None, help="model name for the manifest")
+    t.add_argument("--cache", default=None, help="decoded-image HDF5 cache (default per-user; 'none' disables)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--engine", default=None, choices=["dense", "naive"])
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sp.add_parser("evaluate", help="score every image under a folder-per-scanner tree")
+    e.add_argument("data_dir", metavar="DATA_DIR")
+    _add_common(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sp.add_parser("classify", help="which scanner made these scans")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_common(c)
+    c.set_defaults(func=cmd_classify)
+
+    m = sp.add_parser("map", help="reliability map of one scan")
+    m.add_argument("image", metavar="IMAGE")
+    m.add_argument("-o", "--output", required=True, metavar="OUT", help=".npy, .h5 or .png")
+    m.add_argument("--sub", default="64", help="sub-image size N or NxM (>= 64)")
+    m.add_argument("--stride", default="4", help="stride N or NxM (>= 1)")
+    m.add_argument("--label", default=None, help="map this class instead of the predicted one")
+    _add_common(m)
+    m.set_defaults(func=cmd_map)
+
+    k = sp.add_parser("card", help="print a model's card (markdown)")
+    k.add_argument("model", nargs="?", default=None, metavar="MODEL")
+    k.set_defaults(func=cmd_card)
+
+    g = sp.add_parser("gui", help="open the desktop app")
+    g.add_argument("files", nargs="*", metavar="FILE")
+    g.add_argument("-m", "--model", default=None)
+    g.add_argument("--screenshot", default=None, metavar="OUT.png",
+                   help="wait for the first analysis, save a screenshot and exit")
+    g.set_defaults(func=cmd_gui)
+
+    try:
+        from scanlab.cli_synth import register
+    except ImportError:
+        pass
+    else:
+        register(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args_in:
+        args_in = ["gui"]
+    a = parser.parse_args(args_in)
+    if not getattr(a, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(a.func(a) or 0)
+    except Cancelled:
+        _eprint("scanlab: cancelled")
+        return 130
+    except KeyboardInterrupt:
+        _eprint("scanlab: interrupted; no output written")
+        return 130
+    except ScanLabError as e:
+        _eprint(f"scanlab: error: {e}")
+        return 2
+    except OSError as e:
+        _eprint(f"scanlab: error: {e.filename or ''}: {e.strerror or e}")
+        return 2
+    except MemoryError:
+        _eprint("scanlab: error: out of memory (try a smaller image or a larger stride)")
+        return 2
