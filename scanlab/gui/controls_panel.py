@@ -1,0 +1,226 @@
+"""Analysis and overlay controls: model, device, grid, mapped class, overlay look."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from scanlab.core.engine import available_devices
+from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+OPEN_MODEL = "__open__"  # combo data of the "Open model file..." entry
+
+
+class ControlsPanel(QWidget):
+    """Left-hand controls; emits intent, owns no analysis state.
+
+    Signals
+    -------
+    analysis_params_changed()
+        Model, device, sub-image size or stride changed (the window debounces).
+    open_model_requested()
+        The user picked "Open model file...".
+    map_class_changed(object)
+        Class name to map, or ``None`` for the predicted class.
+    opacity_changed(float), colormap_changed(str), threshold_changed(object)
+        Overlay look; the threshold is a float or ``None`` (off).
+    overlay_toggled(bool), blink_toggled(bool)
+        Show the overlay; blink between scan and overlay.
+    """
+
+    analysis_params_changed = Signal()
+    open_model_requested = Signal()
+    map_class_changed = Signal(object)
+    opacity_changed = Signal(float)
+    colormap_changed = Signal(str)
+    threshold_changed = Signal(object)
+    overlay_toggled = Signal(bool)
+    blink_toggled = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model_combo = QComboBox()
+        self.model_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model_combo.setMinimumContentsLength(14)
+        self.device_combo = QComboBox()
+        avail = set(available_devices())
+        for dev in DEVICES:
+            self.device_combo.addItem(dev.upper() if dev != "auto" else "auto", dev)
+        model = self.device_combo.model()
+        if isinstance(model, QStandardItemModel):
+            for i, dev in enumerate(DEVICES):
+                if dev != "auto" and dev not in avail:
+                    item = model.item(i)
+                    item.setEnabled(False)
+                    item.setToolTip(f"{dev} is not available on this machine")
+        self.sub_spin = QSpinBox()
+        self.sub_spin.setRange(64, 4096)
+        self.sub_spin.setSingleStep(16)
+        self.sub_spin.setValue(64)
+        self.sub_spin.setSuffix(" px")
+        self.sub_spin.setToolTip("Sub-image size n (n x n) of the reliability map")
+        self.stride_spin = QSpinBox()
+        self.stride_spin.setRange(1, 1024)
+        self.stride_spin.setValue(16)
+        self.stride_spin.setSuffix(" px")
+        self.stride_spin.setToolTip("Stride between sub-images (multiples of 4 are fastest)")
+
+        analysis = QGroupBox("Analysis")
+        form = QFormLayout(analysis)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Sub-image", self.sub_spin)
+        form.addRow("Stride", self.stride_spin)
+
+        self.class_combo = QComboBox()
+        self.class_combo.addItem("predicted class", None)
+        self.colormap_combo = QComboBox()
+        for name in COLORMAPS:
+            self.colormap_combo.addItem(name, name)
+        self.colormap_combo.setCurrentIndex(COLORMAPS.index(DEFAULT_COLORMAP))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.threshold_check = QCheckBox("Show only reliability below")
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, 100)
+        self.threshold_slider.setValue(50)
+        self.threshold_slider.setEnabled(False)
+        self.threshold_label = QLabel("0.50")
+        self.overlay_check = QCheckBox("Show overlay (O)")
+        self.overlay_check.setChecked(True)
+        self.blink_check = QCheckBox("Blink (B)")
+        thr_row = QHBoxLayout()
+        thr_row.addWidget(self.threshold_slider, 1)
+        thr_row.addWidget(self.threshold_label)
+
+        overlay = QGroupBox("Overlay")
+        oform = QFormLayout(overlay)
+        oform.addRow("Map of", self.class_combo)
+        oform.addRow("Colormap", self.colormap_combo)
+        oform.addRow("Opacity", self.opacity_slider)
+        oform.addRow(self.threshold_check)
+        oform.addRow("Threshold", thr_row)
+        oform.addRow(self.overlay_check)
+        oform.addRow(self.blink_check)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(analysis)
+        lay.addWidget(overlay)
+        lay.addStretch(1)
+
+        self.model_combo.activated.connect(self._on_model_combo_activated)
+        self.device_combo.currentIndexChanged.connect(self._on_params_changed)
+        self.sub_spin.valueChanged.connect(self._on_params_changed)
+        self.stride_spin.valueChanged.connect(self._on_params_changed)
+        self.class_combo.currentIndexChanged.connect(self._on_class_combo_changed)
+        self.colormap_combo.currentIndexChanged.connect(self._on_colormap_combo_changed)
+        self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
+        self.threshold_check.toggled.connect(self._on_threshold_changed)
+        self.threshold_slider.valueChanged.connect(self._on_threshold_changed)
+        self.overlay_check.toggled.connect(self.overlay_toggled)
+        self.blink_check.toggled.connect(self.blink_toggled)
+        self._model_index = 0
+
+    # -- models ---------------------------------------------------------------------------
+
+    def set_models(self, entries: list[tuple[str, str | None]], current: str | None) -> None:
+        """Fill the model list: ``(text, spec)`` pairs plus "Open model file..."."""
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for text, spec in entries:
+            self.model_combo.addItem(text, spec)
+            self.model_combo.setItemData(
+                self.model_combo.count() - 1,
+                spec or "shipped default model",
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        self.model_combo.insertSeparator(self.model_combo.count())
+        self.model_combo.addItem("Open model file...", OPEN_MODEL)
+        idx = self.model_combo.findData(current)
+        self._model_index = max(0, idx)
+        self.model_combo.setCurrentIndex(self._model_index)
+        self.model_combo.blockSignals(False)
+
+    def model_spec(self) -> str | None:
+        """The selected model (a path, or ``None`` for the shipped default)."""
+        spec = self.model_combo.itemData(self._model_index)
+        return None if spec in (None, "", OPEN_MODEL) else str(spec)
+
+    def device(self) -> str:
+        """The selected device preference."""
+        return str(self.device_combo.currentData())
+
+    def set_device(self, device: str) -> None:
+        """Select a device if it is offered and enabled."""
+        idx = self.device_combo.findData(device)
+        model = self.device_combo.model()
+        if idx >= 0 and (not isinstance(model, QStandardItemModel) or model.item(idx).isEnabled()):
+            self.device_combo.setCurrentIndex(idx)
+
+    @Slot(int)
+    def _on_model_combo_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) == OPEN_MODEL:
+            self.model_combo.setCurrentIndex(self._model_index)
+            self.open_model_requested.emit()
+            return
+        if index != self._model_index:
+            self._model_index = index
+            self.analysis_params_changed.emit()
+
+    @Slot()
+    def _on_params_changed(self) -> None:
+        self.analysis_params_changed.emit()
+
+    # -- classes and overlay -----------------------------------------------------------------
+
+    def set_classes(self, classes: list[str], predicted: str | None, current: str | None) -> None:
+        """Offer the model's classes for the map (without emitting)."""
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem(
+            f"predicted ({predicted})" if predicted else "predicted class", None
+        )
+        for c in classes:
+            self.class_combo.addItem(c, c)
+        self.class_combo.setCurrentIndex(
+            max(0, self.class_combo.findData(current)) if current else 0
+        )
+        self.class_combo.blockSignals(False)
+
+    def threshold(self) -> float | None:
+        """The threshold, or ``None`` when off."""
+        return self.threshold_slider.value() / 100.0 if self.threshold_check.isChecked() else None
+
+    @Slot(int)
+    def _on_class_combo_changed(self, index: int) -> None:
+        self.map_class_changed.emit(self.class_combo.itemData(index))
+
+    @Slot(int)
+    def _on_colormap_combo_changed(self, index: int) -> None:
+        self.colormap_changed.emit(str(self.colormap_combo.itemData(index)))
+
+    @Slot(int)
+    def _on_opacity_slider_changed(self, value: int) -> None:
+        self.opacity_changed.emit(value / 100.0)
+
+    @Slot()
+    def _on_threshold_changed(self) -> None:
+        self.threshold_slider.setEnabled(self.threshold_check.isChecked())
+        self.threshold_label.setText(f"{self.threshold_slider.value() / 100.0:.2f}")
+        self.threshold_changed.emit(self.threshold())

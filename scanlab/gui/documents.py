@@ -1,0 +1,123 @@
+"""Open scans as plain data (no Qt): what the main window's list and views mirror.
+
+A :class:`ScanDocument` remembers the last result and the parameters it was
+computed with, so switching scans or parameters knows what must be recomputed and
+what is merely redrawn (changing the mapped class never recomputes the network).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scanlab.core.imaging import find_images, is_image_path
+from scanlab.services.analysis import AnalysisResult
+
+ParamsKey = tuple[str | None, int, int, str]
+"""(model spec, sub-image size, stride, device): what a result depends on."""
+
+
+@dataclass
+class ScanDocument:
+    """One open scan and what is known about it."""
+
+    path: str
+    result: AnalysisResult | None = None
+    result_key: ParamsKey | None = None
+    error: str | None = None
+    error_key: ParamsKey | None = None
+    pending_id: int | None = None  # request id of the analysis running for it
+    map_label: str | None = None  # class mapped in the view (None: the predicted one)
+    _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        """File name for lists and titles."""
+        return Path(self.path).name
+
+    def needs_analysis(self, key: ParamsKey) -> bool:
+        """True when neither a result nor an error exists for ``key``."""
+        if self.result is not None and self.result_key == key:
+            return False
+        return not (self.error is not None and self.error_key == key)
+
+    def set_result(self, result: AnalysisResult, key: ParamsKey) -> None:
+        """Store a finished analysis (clears any previous error and cached maps)."""
+        self.result, self.result_key = result, key
+        self.error = self.error_key = None
+        self.pending_id = None
+        self._maps = {}
+        if result.reliability is not None:
+            self._maps[result.map_label] = result.reliability
+        if self.map_label is not None and self.map_label not in result.classes:
+            self.map_label = None
+
+    def set_error(self, message: str, key: ParamsKey) -> None:
+        """Store a failed analysis; an older result (other parameters) stays visible."""
+        self.error, self.error_key = message, key
+        self.pending_id = None
+
+    def shown_label(self) -> str | None:
+        """The class whose map is shown: the chosen one, else the predicted one."""
+        if self.result is None:
+            return None
+        return self.map_label or self.result.label
+
+    def shown_map(self) -> np.ndarray | None:
+        """Reliability map of :meth:`shown_label` (computed once per class, O(pixels))."""
+        label = self.shown_label()
+        if label is None or self.result is None or self.result.analysis.map_grid is None:
+            return None
+        if label not in self._maps:
+            # One other class's map is kept at a time: a 16 MP map is 64 MB.
+            keep = {self.result.map_label: self._maps.get(self.result.map_label)}
+            self._maps = {k: v for k, v in keep.items() if v is not None}
+            self._maps[label] = self.result.map_for(label)
+        return self._maps[label]
+
+    def status_text(self, key: ParamsKey) -> str:
+        """Short state for the list's tooltip."""
+        if self.pending_id is not None:
+            return "analysing..."
+        if self.error is not None and self.error_key == key:
+            return f"failed: {self.error}"
+        if self.result is not None:
+            stale = "" if self.result_key == key else " (other parameters)"
+            return f"{self.result.label}{stale}"
+        return "waiting"
+
+
+def collect_paths(items: list[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Expand dropped/opened paths into image files.
+
+    Folders contribute every image below them; files with other suffixes and
+    folders without images produce a message instead (the rest still load).
+
+    Returns
+    -------
+    files : list of str
+        Image paths, in the given order, without duplicates.
+    messages : list of str
+        One line per item that was skipped.
+    """
+    files: list[str] = []
+    messages: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = find_images(p)
+            if not found:
+                messages.append(f"{p}: folder contains no images (jpg, png, tif, bmp)")
+            files.extend(str(f) for f in found)
+        elif not p.exists():
+            messages.append(f"{p}: file not found")
+        elif not is_image_path(p):
+            messages.append(f"{p}: not an image ScanLab reads (jpg, png, tif, bmp)")
+        else:
+            files.append(str(p))
+    seen: set[str] = set()
+    unique = [f for f in files if not (f in seen or seen.add(f))]
+    return unique, messages

@@ -1,0 +1,162 @@
+"""Results of the current scan: label, per-class probabilities and votes, provenance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from scanlab.services.analysis import AnalysisResult
+
+_BAR = pg.mkBrush("#4c78a8")
+_BAR_PREDICTED = pg.mkBrush("#f58518")
+
+
+def _selectable(text: str = "") -> QLineEdit:
+    """A read-only line the analyst can copy from (hashes, paths)."""
+    w = QLineEdit(text)
+    w.setReadOnly(True)
+    w.setFrame(False)
+    w.setCursorPosition(0)
+    return w
+
+
+def pixel_readout(
+    pixels: np.ndarray | None, rel: np.ndarray | None, pos: tuple[int, int] | None
+) -> str:
+    """One line describing the pixel at ``pos``: coordinates, value and reliability."""
+    if pixels is None or pos is None:
+        return "-"
+    row, col = pos
+    value = ", ".join(str(int(v)) for v in np.atleast_1d(pixels[row, col]))
+    if rel is None:
+        r = "no map"
+    else:
+        v = float(rel[row, col])
+        r = "not covered" if math.isnan(v) else f"{v:.3f}"
+    return f"row {row}, col {col}   RGB ({value})   reliability {r}"
+
+
+class ResultsPanel(QWidget):
+    """Shows one :class:`AnalysisResult` (or nothing) and the pixel under the cursor."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label_value = QLabel("-")
+        font = self.label_value.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.label_value.setFont(font)
+        self.label_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.chart = pg.PlotWidget(background=None)
+        self.chart.setMinimumHeight(120)
+        self.chart.setMaximumHeight(180)
+        self.chart.setMouseEnabled(x=False, y=False)
+        self.chart.hideButtons()
+        self.chart.setMenuEnabled(False)
+        self.chart.setYRange(0, 1, padding=0)
+        self.chart.setLabel("left", "probability")
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush=_BAR)
+        self.chart.addItem(self.bars)
+
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["class", "probability", "votes"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(110)
+        self.table.setMaximumHeight(260)
+
+        self.patches_value = QLabel("-")
+        self.grid_value = QLabel("-")
+        self.time_value = QLabel("-")
+        self.model_value = QLabel("-")
+        self.model_value.setWordWrap(True)
+        self.sha_value = _selectable()
+        self.sha_value.setToolTip("SHA-256 of the evidence file as read for this analysis")
+        self.cursor_value = QLabel("-")
+        self.cursor_value.setWordWrap(True)
+
+        details = QGroupBox("Provenance")
+        form = QFormLayout(details)
+        form.addRow("Patches used", self.patches_value)
+        form.addRow("Map grid", self.grid_value)
+        form.addRow("Compute", self.time_value)
+        form.addRow("Model", self.model_value)
+        form.addRow("SHA-256", self.sha_value)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("Predicted scanner"))
+        lay.addWidget(self.label_value)
+        lay.addWidget(self.chart)
+        lay.addWidget(self.table)
+        lay.addWidget(details)
+        lay.addWidget(QLabel("Under the cursor"))
+        lay.addWidget(self.cursor_value)
+        lay.addStretch(1)
+
+    def show_result(self, result: AnalysisResult | None, message: str | None = None) -> None:
+        """Fill the panel from ``result``; ``None`` clears it (showing ``message``)."""
+        if result is None:
+            self.label_value.setText(message or "-")
+            self.bars.setOpts(x=[], height=[])
+            self.table.setRowCount(0)
+            for w in (self.patches_value, self.grid_value, self.time_value, self.model_value):
+                w.setText("-")
+            self.sha_value.setText("")
+            return
+        probs, votes = result.probabilities(), result.votes()
+        classes = result.classes
+        self.label_value.setText(result.label)
+        brushes = [_BAR_PREDICTED if c == result.label else _BAR for c in classes]
+        self.bars.setOpts(
+            x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
+        )
+        self.chart.getAxis("bottom").setTicks([list(enumerate(classes))])
+        self.chart.setXRange(-0.6, len(classes) - 0.4, padding=0)
+        self.table.setRowCount(len(classes))
+        for i, c in enumerate(classes):
+            cells = (c, f"{probs[c]:.3f}", str(votes[c]))
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if j:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                if c == result.label:
+                    f = item.font()
+                    f.setBold(True)
+                    item.setFont(f)
+                self.table.setItem(i, j, item)
+        req = result.request
+        self.patches_value.setText(str(int(result.analysis.classification.n_patches)))
+        self.grid_value.setText(f"sub-image {req.sub[0]} x {req.sub[1]}, stride {req.stride[0]}")
+        self.time_value.setText(
+            f"{result.compute_s:.2f} s on {result.device} ({result.analysis.engine})"
+        )
+        s = result.model.summary()
+        self.model_value.setText(
+            f"{s['name']} ({s['architecture']} v{s['architecture_version']}, "
+            f"weights {str(s.get('weights_sha256') or '?')[:12]})"
+        )
+        self.model_value.setToolTip(s["path"])
+        self.sha_value.setText(result.scan.sha256)
+        self.sha_value.setCursorPosition(0)
+
+    def show_cursor(self, text: str) -> None:
+        """Update the pixel-under-cursor line."""
+        self.cursor_value.setText(text)

@@ -1,0 +1,230 @@
+"""The scan view: a scan with its reliability heatmap drawn over it.
+
+This module is the one place that sets ScanLab's display conventions: arrays are
+``(row, col)`` (``imageAxisOrder='row-major'``, set once in :mod:`scanlab.gui.app`),
+y points down (``invertY``), the aspect ratio is locked, and the heatmap is its own
+``ImageItem`` with fixed levels ``(0, 1)`` where NaN (pixels no sub-image covers, or
+pixels above the threshold) is drawn transparent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QTimer, Signal, Slot
+
+COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
+"""Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
+
+DEFAULT_COLORMAP = "inferno"
+BLINK_INTERVAL_MS = 500
+
+
+def base_levels(pixels: np.ndarray) -> tuple[float, float]:
+    """Display levels for a scan's dtype (passed explicitly: no auto-level scan of 16 MP)."""
+    return (0.0, 65535.0) if pixels.dtype == np.uint16 else (0.0, 255.0)
+
+
+def thresholded(rel: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Keep reliabilities at or below ``threshold``; everything else becomes NaN.
+
+    Parameters
+    ----------
+    rel : ndarray of shape (M, N), float32
+        Reliability map with NaN where uncovered.
+    threshold : float or None
+        ``None`` (or >= 1) keeps every covered pixel.
+
+    Returns
+    -------
+    ndarray of shape (M, N), float32
+    """
+    if threshold is None or threshold >= 1.0:
+        return rel
+    with np.errstate(invalid="ignore"):
+        return np.where(rel <= threshold, rel, np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+class ScanView(pg.GraphicsLayoutWidget):
+    """A pan/zoom view of one scan and its heatmap, with a colour bar for the 0..1 scale.
+
+    Signals
+    -------
+    cursor_moved(object)
+        ``(row, col)`` of the image pixel under the mouse, or ``None`` outside it.
+    """
+
+    cursor_moved = Signal(object)
+
+    def __init__(self, parent: object | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("#202020")
+        self.view: pg.ViewBox = self.addViewBox(row=0, col=0)
+        self.view.invertY(True)  # row 0 at the top (pyqtgraph's default puts it at the bottom)
+        self.view.setAspectLocked(True)
+        self.view.setMenuEnabled(False)
+        self.base = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self.heat = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self.heat.setZValue(10)
+        self.view.addItem(self.base)
+        self.view.addItem(self.heat)
+        self.colorbar = pg.ColorBarItem(
+            values=(0, 1),
+            colorMap=pg.colormap.get(DEFAULT_COLORMAP),
+            label="reliability",
+            interactive=False,
+            colorMapMenu=False,
+            width=18,
+        )
+        self.colorbar.setImageItem(self.heat)
+        self.addItem(self.colorbar, row=0, col=1)
+
+        self._pixels: np.ndarray | None = None
+        self._rel: np.ndarray | None = None
+        self._opacity = 0.6
+        self._threshold: float | None = None
+        self._colormap = DEFAULT_COLORMAP
+        self._overlay_on = True
+        self.heat.setOpacity(self._opacity)
+
+        self._blink = QTimer(self)
+        self._blink.setInterval(BLINK_INTERVAL_MS)
+        self._blink.timeout.connect(self._on_blink_timeout)
+        self.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+
+    # -- content ----------------------------------------------------------------------
+
+    @property
+    def pixels(self) -> np.ndarray | None:
+        """The scan shown, (M, N, 3) uint8/uint16, or ``None``."""
+        return self._pixels
+
+    @property
+    def reliability(self) -> np.ndarray | None:
+        """The (unthresholded) map shown, (M, N) float32, or ``None``."""
+        return self._rel
+
+    def set_scan(self, pixels: np.ndarray | None, *, fit: bool = True) -> None:
+        """Show a scan (``None`` clears the view); levels are passed, never auto-scanned."""
+        same_shape = (
+            self._pixels is not None and pixels is not None and self._pixels.shape == pixels.shape
+        )
+        self._pixels = pixels
+        if pixels is None:
+            self.base.clear()
+            self.set_map(None)
+            return
+        self.base.setImage(
+            pixels, levels=base_levels(pixels), autoLevels=False, autoDownsample=True
+        )
+        if fit and not same_shape:
+            self.fit()
+
+    def set_map(self, rel: np.ndarray | None) -> None:
+        """Show a reliability map of the scan's shape (``None`` hides the overlay)."""
+        self._rel = rel
+        self._render_heat()
+
+    def _render_heat(self) -> None:
+        if self._rel is None:
+            self.heat.clear()
+            return
+        shown = thresholded(self._rel, self._threshold)
+        self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False, autoDownsample=True)
+        self.heat.setColorMap(pg.colormap.get(self._colormap))
+        self.heat.setVisible(self._overlay_on)
+
+    # -- overlay controls ---------------------------------------------------------------
+
+    @property
+    def opacity(self) -> float:
+        """Heatmap opacity, 0..1."""
+        return self._opacity
+
+    def set_opacity(self, value: float) -> None:
+        """Set the heatmap opacity (0 transparent .. 1 opaque)."""
+        self._opacity = float(min(1.0, max(0.0, value)))
+        self.heat.setOpacity(self._opacity)
+
+    @property
+    def threshold(self) -> float | None:
+        """Only pixels with reliability <= threshold are drawn; ``None`` draws all."""
+        return self._threshold
+
+    def set_threshold(self, value: float | None) -> None:
+        """Set (or clear with ``None``) the reliability threshold."""
+        self._threshold = None if value is None else float(value)
+        self._render_heat()
+
+    @property
+    def colormap(self) -> str:
+        """Name of the heatmap colormap."""
+        return self._colormap
+
+    def set_colormap(self, name: str) -> None:
+        """Use one of :data:`COLORMAPS` (any pyqtgraph colormap name works)."""
+        self._colormap = name
+        self.colorbar.setColorMap(pg.colormap.get(name))  # also re-colours self.heat
+        self.colorbar.setLevels((0.0, 1.0))
+
+    @property
+    def overlay_visible(self) -> bool:
+        """Whether the heatmap is drawn (the toggle/blink state)."""
+        return self._overlay_on
+
+    def set_overlay_visible(self, on: bool) -> None:
+        """Show or hide the heatmap over the scan."""
+        self._overlay_on = bool(on)
+        self.heat.setVisible(self._overlay_on)
+
+    def set_blinking(self, on: bool) -> None:
+        """Alternate between scan and overlay every :data:`BLINK_INTERVAL_MS`."""
+        if on:
+            self._blink.start()
+        else:
+            self._blink.stop()
+            self.set_overlay_visible(True)
+
+    def is_blinking(self) -> bool:
+        """True while blinking."""
+        return self._blink.isActive()
+
+    @Slot()
+    def _on_blink_timeout(self) -> None:
+        self.set_overlay_visible(not self._overlay_on)
+
+    # -- navigation -----------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Zoom so the whole scan is visible."""
+        if self._pixels is not None:
+            h, w = self._pixels.shape[:2]
+            self.view.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+
+    def actual_size(self) -> None:
+        """Zoom to 1:1 (one scan pixel per screen pixel) around the current centre."""
+        if self._pixels is None:
+            return
+        rect = self.view.viewRect()
+        size = self.view.size()
+        cx, cy = rect.center().x(), rect.center().y()
+        hw, hh = size.width() / 2.0, size.height() / 2.0
+        self.view.setRange(xRange=(cx - hw, cx + hw), yRange=(cy - hh, cy + hh), padding=0)
+
+    def zoom_in(self) -> None:
+        """Zoom in by a step around the centre."""
+        self.view.scaleBy((0.8, 0.8))
+
+    def zoom_out(self) -> None:
+        """Zoom out by a step around the centre."""
+        self.view.scaleBy((1.25, 1.25))
+
+    @Slot(object)
+    def _on_scene_mouse_moved(self, pos: QPointF) -> None:
+        if self._pixels is None or not self.view.sceneBoundingRect().contains(pos):
+            self.cursor_moved.emit(None)
+            return
+        p = self.view.mapSceneToView(pos)
+        row, col = int(np.floor(p.y())), int(np.floor(p.x()))
+        h, w = self._pixels.shape[:2]
+        self.cursor_moved.emit((row, col) if 0 <= row < h and 0 <= col < w else None)

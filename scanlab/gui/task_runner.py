@@ -1,0 +1,209 @@
+"""The GUI's single compute lane: one worker QThread running analysis requests.
+
+Design (see ``shared/research/style-anchors.md`` §3 and §4.3):
+
+* :class:`TaskRunner` lives in the GUI thread for the whole session. It owns one
+  ``QThread`` and one :class:`_AnalysisWorker` moved onto it; requests travel to the
+  worker through a queued signal and results come back through queued signals
+  connected to *bound slots* of the runner (never lambdas: with PySide6 6.12 a lambda
+  on a thread signal was seen to be skipped).
+* Everything is wired before the thread starts; custom signals are never called
+  ``finished`` or ``started`` (those belong to ``QThread``).
+* A new request cancels the previous one (its :class:`CancelToken`); results and
+  progress of any request that is not the latest are dropped, so two analyses can
+  never write the same view.
+* Progress is throttled in the worker to about 10 Hz so a fast engine cannot flood
+  the GUI event queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.jobs import CancelToken
+from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.1
+"""Minimum time between two progress signals of one job (about 10 Hz)."""
+
+
+class _AnalysisWorker(QObject):
+    """Runs requests in the worker thread; knows nothing about widgets."""
+
+    progressed = Signal(int, int, int)  # request_id, done, total
+    succeeded = Signal(object)  # AnalysisResult
+    failed = Signal(object, str)  # AnalysisRequest, one-line message
+    cancelled = Signal(object)  # AnalysisRequest
+    done = Signal(int)  # request_id, after exactly one of the three above
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_emit = 0.0
+        self._request_id = 0
+
+    @Slot(object, object)
+    def run(self, request: AnalysisRequest, token: CancelToken) -> None:
+        """Run one request (called through a queued signal, in the worker thread)."""
+        self._request_id = request.request_id
+        self._last_emit = 0.0
+        try:
+            if token.cancelled:  # superseded while it waited in the queue
+                raise Cancelled()
+            result = run_analysis(request, cancel=token, progress=self._progress)
+        except Cancelled:
+            self.cancelled.emit(request)
+        except ScanLabError as e:
+            self.failed.emit(request, str(e))
+        except MemoryError:
+            self.failed.emit(request, f"{request.path}: not enough memory for this analysis")
+        except Exception as e:  # noqa: BLE001 - a bug must not kill the compute lane
+            log.error("analysis of %s crashed:\n%s", request.path, traceback.format_exc())
+            self.failed.emit(request, f"{request.path}: internal error: {type(e).__name__}: {e}")
+        else:
+            self.succeeded.emit(result)
+        self.done.emit(request.request_id)
+
+    def _progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._last_emit >= PROGRESS_INTERVAL_S:
+            self._last_emit = now
+            self.progressed.emit(self._request_id, int(done), int(total))
+        # Hand the GIL to the GUI thread between batches so its event loop keeps up.
+        time.sleep(0)
+
+
+class TaskRunner(QObject):
+    """Runs one analysis at a time off the GUI thread; the latest request wins.
+
+    Signals
+    -------
+    progressed(int, int)
+        ``(done, total)`` of the latest request, at most about 10 times a second.
+    succeeded(object)
+        The :class:`AnalysisResult` of the latest request.
+    failed(object, str)
+        The request that failed and a one-line message.
+    cancelled(object)
+        A request stopped by :meth:`cancel` or superseded by a newer one.
+    idle()
+        No request is running or queued any more.
+    """
+
+    progressed = Signal(int, int)
+    succeeded = Signal(object)
+    failed = Signal(object, str)
+    cancelled = Signal(object)
+    idle = Signal()
+    _submit = Signal(object, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._latest: AnalysisRequest | None = None
+        self._token: CancelToken | None = None
+        self._outstanding = 0
+        self._thread = QThread()
+        self._thread.setObjectName("scanlab-analysis")
+        self._worker = _AnalysisWorker()
+        self._worker.moveToThread(self._thread)
+        # Wire everything first, start last (race 1 in style-anchors §3).
+        self._submit.connect(self._worker.run)
+        self._worker.progressed.connect(self._on_worker_progressed)
+        self._worker.succeeded.connect(self._on_worker_succeeded)
+        self._worker.failed.connect(self._on_worker_failed)
+        self._worker.cancelled.connect(self._on_worker_cancelled)
+        self._worker.done.connect(self._on_worker_done)
+        self._thread.start()
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def latest(self) -> AnalysisRequest | None:
+        """The request whose results will be delivered (``None`` after a cancel)."""
+        return self._latest
+
+    def is_busy(self) -> bool:
+        """True while a request runs or waits in the worker's queue."""
+        return self._outstanding > 0
+
+    def submit(self, request: AnalysisRequest) -> None:
+        """Start ``request``, cancelling whatever runs now."""
+        if self._token is not None:
+            self._token.cancel()
+        self._token = CancelToken()
+        self._latest = request
+        self._outstanding += 1
+        self._submit.emit(request, self._token)
+
+    def cancel(self) -> None:
+        """Cancel the running request; nothing of it will be delivered but ``cancelled``."""
+        if self._token is not None:
+            self._token.cancel()
+        self._token = None
+        self._latest = None
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Cancel, stop the thread and wait for it (window close, app quit).
+
+        Returns
+        -------
+        bool
+            False when the thread did not stop within ``timeout_ms``.
+        """
+        self.cancel()
+        if not self._thread.isRunning():
+            return True
+        self._thread.quit()
+        ok = bool(self._thread.wait(timeout_ms))
+        if not ok:
+            log.warning("analysis thread did not stop within %d ms", timeout_ms)
+        return ok
+
+    # -- worker slots (GUI thread) ----------------------------------------------------
+
+    def _is_latest(self, request_id: int) -> bool:
+        return self._latest is not None and self._latest.request_id == request_id
+
+    @Slot(int, int, int)
+    def _on_worker_progressed(self, request_id: int, done: int, total: int) -> None:
+        if self._is_latest(request_id):
+            self.progressed.emit(done, total)
+
+    @Slot(object)
+    def _on_worker_succeeded(self, result: AnalysisResult) -> None:
+        if self._is_latest(result.request.request_id):
+            self._latest = None
+            self._token = None
+            self.succeeded.emit(result)
+        else:
+            # Finished before it saw its cancel: it never lands, so report it as cancelled.
+            log.debug("dropped stale result of request %d", result.request.request_id)
+            self.cancelled.emit(result.request)
+
+    @Slot(object, str)
+    def _on_worker_failed(self, request: AnalysisRequest, message: str) -> None:
+        if self._is_latest(request.request_id):
+            self._latest = None
+            self._token = None
+            self.failed.emit(request, message)
+        else:
+            self.cancelled.emit(request)
+
+    @Slot(object)
+    def _on_worker_cancelled(self, request: AnalysisRequest) -> None:
+        if self._is_latest(request.request_id):
+            self._latest = None
+            self._token = None
+        self.cancelled.emit(request)
+
+    @Slot(int)
+    def _on_worker_done(self, request_id: int) -> None:
+        self._outstanding = max(0, self._outstanding - 1)
+        if self._outstanding == 0:
+            self.idle.emit()
