@@ -103,4 +103,10 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
     code = int(app.exec())  # type: ignore[attr-defined]
     if taker is not None:
         code = taker.exit_code
+        # Close (save settings, stop the worker) without posting another Quit event.
+        quit_on_close = app.quitOnLastWindowClosed()  # type: ignore[attr-defined]
+        app.setQuitOnLastWindowClosed(False)  # type: ignore[attr-defined]
+        window.close()
+        app.setQuitOnLastWindowClosed(quit_on_close)  # type: ignore[attr-defined]
+        window.deleteLater()
     return code

@@ -64,5 +64,6 @@ class ScreenshotTaker(QObject):
         if not saved:
             log.error("could not save the screenshot to %s", self.out)
         self.exit_code = 0 if (saved and self._ok) else 1
-        self.window.close()
-        QApplication.quit()
+        # Exactly one quit: closing the (last) window here would post a second Quit
+        # event that outlives this loop and ends the next one (seen under pytest-qt).
+        QApplication.exit(self.exit_code)

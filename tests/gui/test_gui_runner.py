@@ -1,0 +1,103 @@
+"""TaskRunner: progress, success, cancel, stale results, shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from scanlab.services.analysis import AnalysisRequest
+
+pytestmark = pytest.mark.gui
+
+
+class Recorder:
+    """Collects signal arguments (a bound method, as the app itself uses)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def record(self, *args: object) -> None:
+        self.calls.append(args)
+
+
+@pytest.fixture
+def runner(qtbot, qapp):
+    from scanlab.gui.task_runner import TaskRunner
+
+    r = TaskRunner()
+    yield r
+    assert r.shutdown(10_000)
+
+
+def _request(path: str, model: str, stride: int = 16) -> AnalysisRequest:
+    return AnalysisRequest(
+        path=path, model=model, sub=(64, 64), stride=(stride, stride), device="cpu"
+    )
+
+
+def test_success_reports_progress_then_result(qtbot, runner, scan, tiny_model):
+    progress, results = Recorder(), Recorder()
+    runner.progressed.connect(progress.record)
+    runner.succeeded.connect(results.record)
+    req = _request(scan, tiny_model)
+    with qtbot.waitSignals([runner.succeeded, runner.idle], order="strict", timeout=30_000):
+        runner.submit(req)
+    (result,) = results.calls[0]
+    assert result.request.request_id == req.request_id
+    assert result.reliability.shape == (192, 224)
+    assert result.label in result.classes
+    assert progress.calls, "no progress reported"
+    done, total = progress.calls[-1]
+    assert done == total > 0
+    assert not runner.is_busy()
+
+
+def test_cancel_stops_and_delivers_no_result(qtbot, runner, slow_scan, tiny_model):
+    with qtbot.waitSignal(runner.progressed, timeout=30_000):
+        runner.submit(_request(slow_scan, tiny_model, stride=4))
+    assert runner.is_busy()
+    with qtbot.assertNotEmitted(runner.succeeded, wait=300):
+        with qtbot.waitSignals([runner.cancelled, runner.idle], order="strict", timeout=30_000):
+            runner.cancel()
+    assert not runner.is_busy()
+
+
+def test_new_request_supersedes_running_one(qtbot, runner, scan, slow_scan, tiny_model):
+    results, cancelled = Recorder(), Recorder()
+    runner.succeeded.connect(results.record)
+    runner.cancelled.connect(cancelled.record)
+    old = _request(slow_scan, tiny_model, stride=4)
+    new = _request(scan, tiny_model)
+    with qtbot.waitSignal(runner.progressed, timeout=30_000):
+        runner.submit(old)
+    with qtbot.waitSignal(runner.idle, timeout=30_000):
+        runner.submit(new)
+    assert [c[0].request.request_id for c in results.calls] == [new.request_id]
+    assert [c[0].request_id for c in cancelled.calls] == [old.request_id]
+
+
+def test_stale_result_is_dropped(qtbot, runner, scan, tiny_model):
+    with qtbot.waitSignal(runner.succeeded, timeout=30_000) as blocker:
+        runner.submit(_request(scan, tiny_model))
+    result = blocker.args[0]
+    # The same result arriving again is no longer the latest request's: it must not land.
+    with qtbot.assertNotEmitted(runner.succeeded), qtbot.waitSignal(runner.cancelled):
+        runner._on_worker_succeeded(result)
+
+
+def test_failure_is_a_message(qtbot, runner, tmp_path, tiny_model):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    failures = Recorder()
+    runner.failed.connect(failures.record)
+    with qtbot.waitSignals([runner.failed, runner.idle], order="strict", timeout=30_000):
+        runner.submit(_request(str(bad), tiny_model))
+    request, message = failures.calls[0]
+    assert "broken.png" in message
+    assert "\n" not in message
+
+
+def test_shutdown_cancels_and_waits(qtbot, runner, slow_scan, tiny_model):
+    with qtbot.waitSignal(runner.progressed, timeout=30_000):
+        runner.submit(_request(slow_scan, tiny_model, stride=4))
+    assert runner.shutdown(10_000)
+    assert not runner._thread.isRunning()
