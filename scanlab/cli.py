@@ -235,7 +235,7 @@ def _write_map(out: Path, rel, meta: dict[str, Any]) -> None:
 
     suffix = out.suffix.lower()
     if suffix == ".npy":
-        _atomic(out, lambda t: np.save(open(t, "wb"), rel.astype(np.float32)))  # noqa: SIM115
+        _atomic(out, lambda t: np.save(t, rel.astype(np.float32)))  # t keeps the .npy suffix
     elif suffix == ".h5":
         import h5py
 

@@ -1,0 +1,82 @@
+"""Shared fixtures: isolated user folders, tiny random models, a trained 3-scanner model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scanner_tree import make_tree  # noqa: E402
+
+REAL_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the real per-user data/cache folders from tests."""
+    base = tmp_path_factory.getbasetemp() / "userdirs"
+    monkeypatch.setenv("SCANLAB_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("SCANLAB_CACHE_DIR", str(base / "cache"))
+
+
+def randomize_bn(net) -> None:
+    """Give batch norms non-trivial statistics so equivalence tests can fail."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.uniform_(-0.2, 0.2, generator=g)
+
+
+def write_random_model(path: Path, classes: list[str], seed: int = 0) -> Path:
+    """A random-weight model file with a valid manifest."""
+    import torch
+
+    from scanlab.core.modelfile import make_manifest, save_model
+    from scanlab.core.network import build_model
+
+    torch.manual_seed(seed)
+    net = build_model(len(classes)).eval()
+    randomize_bn(net)
+    save_model(net, make_manifest(net, classes, name="random-test"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_random_model(tmp_path_factory.mktemp("model") / "random.safetensors", ["a", "b", "c"])
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three scanners differing only by a faint per-column gain pattern."""
+    return make_tree(tmp_path_factory.mktemp("tree"), n_classes=3, n_images=12, size=256, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fresh_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same scanners, new content (an independent test set)."""
+    return make_tree(tmp_path_factory.mktemp("fresh"), n_classes=3, n_images=4, size=256, seed=99)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train once per session through the CLI entry point."""
+    from scanlab.cli import main
+
+    out = tmp_path_factory.mktemp("trained") / "three.safetensors"
+    rc = main([
+        "train", str(tree), "-o", str(out), "--base", "none", "--epochs", "15", "--patience", "20",
+        "--sub", "64", "--seed", "0", "--cache", str(out.parent / "cache.h5"),
+    ])
+    assert rc == 0
+    return out
