@@ -291,7 +291,11 @@ def cmd_map(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(meta, indent=2))
     else:
-        print(f"{a.image}\t{r.label}\tmap of {r.map_label} -> {out} ({r.compute_s:.2f}s)")
+        low = float((rel[covered] < 0.5).mean()) if covered.any() else 0.0
+        print(f"{a.image}: scanner {r.label} (p={meta['probabilities'][r.label]:.3f}, "
+              f"{meta['votes'][r.label]}/{meta['n_patches']} votes); reliability of {r.map_label}: "
+              f"mean {meta['mean_reliability']:.3f}, {100 * low:.1f}% of pixels below 0.5 -> {out} "
+              f"({r.compute_s:.2f}s)")
     return 0
 
 
@@ -303,7 +307,41 @@ def cmd_card(a: argparse.Namespace) -> int:
     return 0
 
 
+def _no_display() -> bool:
+    """True on a Linux box with no screen and no explicit Qt platform."""
+    return (
+        sys.platform.startswith("linux")
+        and not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+        and not os.environ.get("QT_QPA_PLATFORM")
+    )
+
+
+def _headless_fallback(a: argparse.Namespace) -> int:
+    """No screen: analyse the files headless and write colour maps to ./scanlab-out/."""
+    from scanlab.services.paths import samples_dir
+
+    files = list(a.files) or sorted(str(p) for p in samples_dir().glob("*.png") if "mask" not in p.name)[:1]
+    _eprint("scanlab: no display available; running the analysis headless instead "
+            "(results below, maps in ./scanlab-out/)")
+    if not files:
+        raise ScanLabError("no display available and no file given")
+    Path("scanlab-out").mkdir(exist_ok=True)
+    rc = 0
+    for f in files:
+        ns = argparse.Namespace(image=f, output=f"scanlab-out/{Path(f).stem}_reliability.png", model=a.model,
+                                sub="64", stride="4", label=None, engine=None, device="auto", json=False)
+        try:
+            rc |= cmd_map(ns)
+        except ScanLabError as e:
+            _eprint(f"scanlab: error: {e}")
+            rc = 2
+    return rc
+
+
 def cmd_gui(a: argparse.Namespace) -> int:
+    if a.screenshot is None and _no_display():
+        return _headless_fallback(a)
     try:
         from scanlab.gui.app import run_gui
     except ImportError as e:  # the desktop app is optional in headless installs
