@@ -52,6 +52,7 @@ def _load_split(ds: Dataset, split: str, cache: ImageCache, cancel: CancelToken 
 
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None]:
     """Fresh network, or one initialised from a base model (the head is replaced when classes differ)."""
+    torch.manual_seed(req.config.seed)  # initial weights depend on the seed only
     net = build_model(len(classes), width=req.config.width)
     if req.base == "none":
         return net, None
