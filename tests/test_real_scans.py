@@ -1,0 +1,44 @@
+"""Smoke test on real scanned pages (../shared/data/real_scans); skipped when absent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REAL_SCANS
+
+from scanlab.cli import main
+from scanlab.core.imaging import load_scan
+
+pytestmark = pytest.mark.skipif(not REAL_SCANS.is_dir(), reason="../shared/data/real_scans not present")
+
+
+def _sums() -> dict[str, str]:
+    out = {}
+    for line in (REAL_SCANS / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            out[name.lstrip("*")] = digest
+    return out
+
+
+def test_real_scans_load_with_recorded_hashes():
+    sums = _sums()
+    assert sums
+    for name, digest in sums.items():
+        s = load_scan(REAL_SCANS / name)
+        assert s.info.sha256 == digest
+        assert s.pixels.shape[1] == 1240 and s.pixels.shape[2] == 3
+    gray = load_scan(REAL_SCANS / "page_f1_gray.tif")
+    assert np.array_equal(gray.pixels[..., 0], gray.pixels[..., 2])
+
+
+def test_real_scan_classify_and_map(capsys, tmp_path, random_model):
+    page = REAL_SCANS / "page_e1.png"
+    assert main(["map", str(page), "-m", str(random_model), "--stride", "16", "-o", str(tmp_path / "m.npy"),
+                 "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    a = np.load(tmp_path / "m.npy")
+    assert a.shape == tuple(meta["shape"]) and meta["coverage"] > 0.9
+    assert meta["sha256"] == _sums()["page_e1.png"]
