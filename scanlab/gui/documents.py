@@ -31,6 +31,7 @@ class ScanDocument:
     error_key: ParamsKey | None = None
     pending_id: int | None = None  # request id of the analysis running for it
     map_label: str | None = None  # class mapped in the view (None: the predicted one)
+    pyramid: list[np.ndarray] = field(default_factory=list, repr=False)  # display levels
     _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -44,9 +45,12 @@ class ScanDocument:
             return False
         return not (self.error is not None and self.error_key == key)
 
-    def set_result(self, result: AnalysisResult, key: ParamsKey) -> None:
+    def set_result(
+        self, result: AnalysisResult, key: ParamsKey, pyramid: list[np.ndarray] | None = None
+    ) -> None:
         """Store a finished analysis (clears any previous error and cached maps)."""
         self.result, self.result_key = result, key
+        self.pyramid = pyramid or []
         self.error = self.error_key = None
         self.pending_id = None
         self._maps = {}

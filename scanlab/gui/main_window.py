@@ -298,13 +298,13 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
 
-    @Slot(object)
-    def _on_runner_succeeded(self, result: AnalysisResult) -> None:
+    @Slot(object, object)
+    def _on_runner_succeeded(self, result: AnalysisResult, pyramid: list) -> None:
         entry = self._take_pending(result.request)
         if entry is None:
             return
         doc, key = entry
-        doc.set_result(result, key)
+        doc.set_result(result, key, pyramid)
         self.status_label.setText(
             f"{doc.name}: {result.label} ({result.compute_s:.1f} s on {result.device})"
         )
@@ -363,7 +363,7 @@ class MainWindow(QMainWindow):
             self.controls.set_classes([], None, None)
             self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
             return
-        self.view.set_scan(result.pixels)
+        self.view.set_scan(result.pixels, pyramid=doc.pyramid)
         self.view.set_map(doc.shown_map())
         self.results.show_result(result)
         self.controls.set_classes(result.classes, result.label, doc.map_label)

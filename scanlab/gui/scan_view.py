@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QTimer, Signal, Slot
+from PySide6.QtCore import QPointF, QRectF, QTimer, Signal, Slot
+
+from scanlab.gui.pyramid import build_pyramid, pick_level
 
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
 """Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
 
 DEFAULT_COLORMAP = "inferno"
 BLINK_INTERVAL_MS = 500
+CROP_MIN_PIXELS = 4_000_000
+"""Pyramid levels larger than this are drawn around the visible area only."""
 
 
 def base_levels(pixels: np.ndarray) -> tuple[float, float]:
@@ -63,8 +67,10 @@ class ScanView(pg.GraphicsLayoutWidget):
         self.view.invertY(True)  # row 0 at the top (pyqtgraph's default puts it at the bottom)
         self.view.setAspectLocked(True)
         self.view.setMenuEnabled(False)
-        self.base = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
-        self.heat = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        # No autoDownsample: it re-averages the full scan on the GUI thread at every
+        # zoom step; the view draws a pyramid level instead (see scanlab.gui.pyramid).
+        self.base = pg.ImageItem(axisOrder="row-major")
+        self.heat = pg.ImageItem(axisOrder="row-major")
         self.heat.setZValue(10)
         self.view.addItem(self.base)
         self.view.addItem(self.heat)
@@ -80,6 +86,9 @@ class ScanView(pg.GraphicsLayoutWidget):
         self.addItem(self.colorbar, row=0, col=1)
 
         self._pixels: np.ndarray | None = None
+        self._levels: list[np.ndarray] = []
+        self._level = 0
+        self._crop = (0, 1, 0, 1)
         self._rel: np.ndarray | None = None
         self._opacity = 0.6
         self._threshold: float | None = None
@@ -91,6 +100,7 @@ class ScanView(pg.GraphicsLayoutWidget):
         self._blink.setInterval(BLINK_INTERVAL_MS)
         self._blink.timeout.connect(self._on_blink_timeout)
         self.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        self.view.sigRangeChanged.connect(self._on_view_range_changed)
 
     # -- content ----------------------------------------------------------------------
 
@@ -104,35 +114,100 @@ class ScanView(pg.GraphicsLayoutWidget):
         """The (unthresholded) map shown, (M, N) float32, or ``None``."""
         return self._rel
 
-    def set_scan(self, pixels: np.ndarray | None, *, fit: bool = True) -> None:
-        """Show a scan (``None`` clears the view); levels are passed, never auto-scanned."""
+    def set_scan(
+        self,
+        pixels: np.ndarray | None,
+        *,
+        pyramid: list[np.ndarray] | None = None,
+        fit: bool = True,
+    ) -> None:
+        """Show a scan (``None`` clears the view); levels are passed, never auto-scanned.
+
+        ``pyramid`` (from :func:`scanlab.gui.pyramid.build_pyramid`, ideally built off
+        the GUI thread) is computed here when not given.
+        """
         same_shape = (
             self._pixels is not None and pixels is not None and self._pixels.shape == pixels.shape
         )
         self._pixels = pixels
         if pixels is None:
+            self._levels = []
             self.base.clear()
             self.set_map(None)
             return
-        self.base.setImage(
-            pixels, levels=base_levels(pixels), autoLevels=False, autoDownsample=True
-        )
+        self._levels = pyramid if pyramid else build_pyramid(pixels)
+        self._level = min(self._level, len(self._levels) - 1)
         if fit and not same_shape:
             self.fit()
+            self._level = self._wanted_level()
+        self._render_base()
 
     def set_map(self, rel: np.ndarray | None) -> None:
         """Show a reliability map of the scan's shape (``None`` hides the overlay)."""
         self._rel = rel
         self._render_heat()
 
+    def _crop_for_view(self) -> tuple[int, int, int, int]:
+        """Region (r0, r1, c0, c1) of the scan to draw, in full-resolution pixels.
+
+        Small levels are drawn whole. A large level (zoomed in on a big scan) is drawn
+        around the visible area only, with a margin, so rendering stays at most a few
+        megapixels; panning outside the margin redraws.
+        """
+        h, w = self._pixels.shape[:2]
+        f = 2**self._level
+        if (h // f) * (w // f) <= CROP_MIN_PIXELS:
+            return 0, h, 0, w
+        r = self.view.viewRect()
+        mx, my = r.width() * 0.5, r.height() * 0.5
+        c0 = max(0, int(r.left() - mx) // f * f)
+        r0 = max(0, int(r.top() - my) // f * f)
+        c1 = min(w, int(r.right() + mx) + f)
+        r1 = min(h, int(r.bottom() + my) + f)
+        return r0, max(r1, r0 + f), c0, max(c1, c0 + f)
+
+    def _render_base(self) -> None:
+        if self._pixels is None:
+            return
+        f = 2**self._level
+        self._crop = r0, r1, c0, c1 = self._crop_for_view()
+        img = self._levels[self._level][r0 // f : -(-r1 // f), c0 // f : -(-c1 // f)]
+        self.base.setImage(img, levels=base_levels(img), autoLevels=False)
+        # A level-k crop still spans its full-resolution coordinates.
+        self.base.setRect(QRectF(c0, r0, img.shape[1] * f, img.shape[0] * f))
+
     def _render_heat(self) -> None:
-        if self._rel is None:
+        if self._rel is None or self._pixels is None:
             self.heat.clear()
             return
-        shown = thresholded(self._rel, self._threshold)
-        self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False, autoDownsample=True)
+        f = 2**self._level
+        r0, r1, c0, c1 = self._crop
+        shown = thresholded(self._rel[r0:r1:f, c0:c1:f], self._threshold)
+        self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False)
         self.heat.setColorMap(pg.colormap.get(self._colormap))
+        self.heat.setRect(QRectF(c0, r0, shown.shape[1] * f, shown.shape[0] * f))
         self.heat.setVisible(self._overlay_on)
+
+    def _wanted_level(self) -> int:
+        if not self._levels or self.view.width() <= 0:
+            return 0
+        return pick_level(self.view.viewRect().width() / self.view.width(), len(self._levels))
+
+    @Slot(object, object, object)
+    def _on_view_range_changed(self, _view: object, _range: object, _changed: object) -> None:
+        if self._pixels is None:
+            return
+        level = self._wanted_level()
+        r0, r1, c0, c1 = self._crop
+        vis = self.view.viewRect()
+        h, w = self._pixels.shape[:2]
+        inside = (r0 <= max(0, vis.top()) and min(h, vis.bottom()) <= r1) and (
+            c0 <= max(0, vis.left()) and min(w, vis.right()) <= c1
+        )
+        if level != self._level or not inside:
+            self._level = level
+            self._render_base()
+            self._render_heat()
 
     # -- overlay controls ---------------------------------------------------------------
 

@@ -41,7 +41,8 @@ def test_success_reports_progress_then_result(qtbot, runner, scan, tiny_model):
     req = _request(scan, tiny_model)
     with qtbot.waitSignals([runner.succeeded, runner.idle], order="strict", timeout=30_000):
         runner.submit(req)
-    (result,) = results.calls[0]
+    result, pyramid = results.calls[0]
+    assert pyramid[0] is result.pixels
     assert result.request.request_id == req.request_id
     assert result.reliability.shape == (192, 224)
     assert result.label in result.classes
@@ -78,10 +79,10 @@ def test_new_request_supersedes_running_one(qtbot, runner, scan, slow_scan, tiny
 def test_stale_result_is_dropped(qtbot, runner, scan, tiny_model):
     with qtbot.waitSignal(runner.succeeded, timeout=30_000) as blocker:
         runner.submit(_request(scan, tiny_model))
-    result = blocker.args[0]
+    result, pyramid = blocker.args
     # The same result arriving again is no longer the latest request's: it must not land.
     with qtbot.assertNotEmitted(runner.succeeded), qtbot.waitSignal(runner.cancelled):
-        runner._on_worker_succeeded(result)
+        runner._on_worker_succeeded(result, pyramid)
 
 
 def test_failure_is_a_message(qtbot, runner, tmp_path, tiny_model):
