@@ -71,16 +71,27 @@ class ScanDocument:
         return self.map_label or self.result.label
 
     def shown_map(self) -> np.ndarray | None:
-        """Reliability map of :meth:`shown_label` (computed once per class, O(pixels))."""
+        """Reliability map of :meth:`shown_label` if it is computed already, else ``None``."""
         label = self.shown_label()
-        if label is None or self.result is None or self.result.analysis.map_grid is None:
+        return None if label is None else self._maps.get(label)
+
+    def map_of(self, label: str) -> np.ndarray | None:
+        """Reliability map of any class (computed once, O(pixels); thread-safe to call).
+
+        One map besides the predicted class's is kept: a 16 MP map is 64 MB.
+        """
+        result = self.result
+        if result is None or result.analysis.map_grid is None:
             return None
-        if label not in self._maps:
-            # One other class's map is kept at a time: a 16 MP map is 64 MB.
-            keep = {self.result.map_label: self._maps.get(self.result.map_label)}
-            self._maps = {k: v for k, v in keep.items() if v is not None}
-            self._maps[label] = self.result.map_for(label)
-        return self._maps[label]
+        maps = self._maps
+        if label in maps:
+            return maps[label]
+        arr = result.map_for(label)
+        keep = {k: v for k, v in maps.items() if k == result.map_label}
+        keep[label] = arr
+        if self.result is result:
+            self._maps = keep
+        return arr
 
     def status_text(self, key: ParamsKey) -> str:
         """Short state for the list's tooltip."""

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.cancel_button)
 
         self.runner = TaskRunner(self)
+        self.class_maps = ClassMapLoader(self)
         self._recompute = QTimer(self)
         self._recompute.setSingleShot(True)
         self._recompute.setInterval(RECOMPUTE_DELAY_MS)
@@ -129,6 +131,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_analysis)
         self.scan_list.currentRowChanged.connect(self._on_scan_list_current_row_changed)
         self.view.cursor_moved.connect(self._on_view_cursor_moved)
+        self.class_maps.ready.connect(self._on_class_maps_ready)
         c = self.controls
         c.analysis_params_changed.connect(self._on_controls_params_changed)
         c.open_model_requested.connect(self.open_model_dialog)
@@ -364,7 +367,10 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
             return
         self.view.set_scan(result.pixels, pyramid=doc.pyramid)
-        self.view.set_map(doc.shown_map())
+        shown = doc.shown_map()
+        self.view.set_map(shown)
+        if shown is None and doc.shown_label() is not None:
+            self.class_maps.request(doc, doc.shown_label())
         self.results.show_result(result)
         self.controls.set_classes(result.classes, result.label, doc.map_label)
         self.setWindowTitle(f"ScanLab - {doc.name}")
@@ -393,7 +399,18 @@ class MainWindow(QMainWindow):
         if doc is None or doc.result is None:
             return
         doc.map_label = label
-        self.view.set_map(doc.shown_map())
+        shown = doc.shown_map()
+        if shown is not None:
+            self.view.set_map(shown)
+        else:  # computed off the GUI thread; the old map stays until it arrives
+            self.status_label.setText(f"computing the map of {label}...")
+            self.class_maps.request(doc, doc.shown_label())
+
+    @Slot(object, str, object)
+    def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
+        if doc is self.current_document() and doc.shown_label() == label:
+            self.view.set_map(rel)
+            self.status_label.setText(f"{doc.name}: map of {label}")
 
     @Slot(object)
     def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:
@@ -439,4 +456,5 @@ class MainWindow(QMainWindow):
         self.view.set_blinking(False)
         self.save_settings()
         self.runner.shutdown()
+        self.class_maps.shutdown()
         event.accept()

@@ -159,7 +159,8 @@ def test_class_switch_redraws_without_recompute(qtbot, analysed):
     other = next(c for c in res.classes if c != res.label)
     idx = win.controls.class_combo.findData(other)
     with qtbot.assertNotEmitted(win.runner.succeeded, wait=100):
-        win.controls.class_combo.setCurrentIndex(idx)
+        with qtbot.waitSignal(win.class_maps.ready, timeout=10_000):
+            win.controls.class_combo.setCurrentIndex(idx)
     assert not win.runner.is_busy()
     np.testing.assert_allclose(win.view.heat.image, res.map_for(other), equal_nan=True)
     win.controls.class_combo.setCurrentIndex(0)
