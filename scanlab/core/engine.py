@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from scanlab.core.dense import DenseEngine
 from scanlab.core.errors import ScanLabError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
@@ -109,8 +110,8 @@ class NaiveEngine:
         return out.reshape(ny, nx, net.n_classes)
 
 
-ENGINES: dict[str, type] = {"naive": NaiveEngine}
-DEFAULT_ENGINE = "naive"
+ENGINES: dict[str, type] = {"naive": NaiveEngine, "dense": DenseEngine}
+DEFAULT_ENGINE = "dense"
 
 
 def get_engine(name: str | None = None) -> Engine:
