@@ -59,7 +59,8 @@ def region_mask(h: int, w: int, rh: int, rw: int, y0: int, x0: int, shape: str, 
         draw.ellipse([x0, y0, x0 + rw - 1, y0 + rh - 1], fill=255)
     else:  # a star-shaped polygon: irregular like a hand-drawn lasso selection
         n = int(rng.integers(5, 10))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        # evenly spread vertex angles with jitter: an irregular but compact outline
+        ang = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * (2 * np.pi / n)
         rad = rng.uniform(0.6, 1.0, n)
         cy, cx = y0 + (rh - 1) / 2, x0 + (rw - 1) / 2
         pts = [(cx + (rw - 1) / 2 * r * np.cos(a), cy + (rh - 1) / 2 * r * np.sin(a)) for a, r in zip(ang, rad, strict=True)]
