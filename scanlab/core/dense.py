@@ -35,7 +35,10 @@ Cancellation is checked, and progress reported, once per tile.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -46,9 +49,11 @@ from scanlab.core.network import PATCH, STRIDE, ScannerNet
 
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
-CPU_TILE = 316  # px; measured best on a 2-core Xeon (see BENCHMARKS.md): fits the L2 cache
+CPU_TILE = 508  # px; single-threaded conv efficiency is flat up to ~508 and drops beyond (BENCHMARKS.md)
 MPS_TILE = 1024  # px; conservative, MPS memory is shared with the system
 GPU_BYTES_PER_PX = 1024  # generous estimate of CUDA activation bytes per tile pixel
+
+T = TypeVar("T")
 
 
 class ImageSource:
@@ -145,7 +150,9 @@ def _exact_fp32(device: torch.device) -> Iterator[None]:
 def default_tile(device: torch.device) -> int:
     """Tile side in pixels for ``device``.
 
-    CPU: a small tile that keeps the stem's activations in cache (measured).
+    CPU: the largest tile before single-threaded convolution efficiency drops
+    (measured: flat from 188 to 508 px, -25 % at 636); larger tiles waste less
+    on the 60-px overlap (22 % of a 508-px tile's pixels are overlap).
     CUDA: as large as a fraction of the *free* memory allows, so big scans run
     in few launches. MPS: conservative (unified memory, shared with the system).
     """
@@ -158,6 +165,60 @@ def default_tile(device: torch.device) -> int:
     return CPU_TILE
 
 
+def default_workers(device: torch.device) -> int:
+    """Concurrent tiles: on CPU one single-threaded tile per intra-op thread, else 1.
+
+    Why: this model's layers are small, so with one multi-threaded tile every
+    layer ends in an OpenMP barrier; on a busy machine (another job on a core)
+    each barrier waits for a descheduled thread and a pass can get 10-30x
+    slower. Independent single-threaded tiles have no barriers, each keeps its
+    own cache, and degrade gracefully when cores are shared (see BENCHMARKS.md).
+    """
+    if device.type != "cpu":
+        return 1
+    return max(1, torch.get_num_threads())
+
+
+def _single_thread() -> None:
+    # Per-thread with the OpenMP backend: the caller's setting is untouched.
+    torch.set_num_threads(1)
+
+
+def _run_parallel(
+    run: Callable[[T], None],
+    jobs: list[T],
+    workers: int,
+    cancel: CancelToken | None,
+    progress: ProgressFn | None,
+) -> None:
+    """Run ``jobs`` on ``workers`` threads, at most ``workers`` in flight.
+
+    Progress is reported from the calling thread; on cancellation no new tile
+    starts, the ones in flight stop at their next check, and :class:`Cancelled`
+    is raised once they have (nothing keeps writing after we return).
+    """
+    pending: set[Future[None]] = set()
+    queue = iter(jobs)
+    done = 0
+    with ThreadPoolExecutor(workers, initializer=_single_thread, thread_name_prefix="dense") as pool:
+        try:
+            for job in itertools.islice(queue, workers):
+                pending.add(pool.submit(run, job))
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    f.result()  # re-raises a worker's error (Cancelled included)
+                    done += 1
+                    report(progress, done, len(jobs))
+                    check(cancel)
+                for job in itertools.islice(queue, len(finished)):
+                    pending.add(pool.submit(run, job))
+        finally:
+            for f in pending:
+                f.cancel()
+            wait(pending)
+
+
 class DenseEngine:
     """Exact window probabilities from tiled fully convolutional passes.
 
@@ -166,14 +227,19 @@ class DenseEngine:
     tile : int, optional
         Tile side in pixels (>= 64); ``None`` picks :func:`default_tile` for the
         device. Consecutive tiles step by ``4 * ((tile - 64) // 4 + 1)`` px.
+    workers : int, optional
+        Tiles computed at the same time; ``None`` picks :func:`default_workers`.
     """
 
     name = "dense"
 
-    def __init__(self, tile: int | None = None) -> None:
+    def __init__(self, tile: int | None = None, workers: int | None = None) -> None:
         if tile is not None and tile < PATCH:
             raise ValueError(f"tile {tile} is smaller than the {PATCH}-px window")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.tile = tile
+        self.workers = workers
 
     def cells_per_tile(self, device: torch.device) -> int:
         """Window corners per tile side (in steps of 4 px)."""
@@ -205,16 +271,24 @@ class DenseEngine:
             return out
         per_tile = self.cells_per_tile(device)
         rows, cols = _chunks(ys, per_tile), _chunks(xs, per_tile)
-        total = len(rows) * len(cols)
+        jobs = [(qy, iy, qx, ix) for qy, iy in rows for qx, ix in cols]
         trunk = FusedTrunk(net, device)
-        done = 0
-        with torch.inference_mode(), _exact_fp32(device):
-            for qy, iy in rows:
-                for qx, ix in cols:
+
+        def run(job: tuple[int, np.ndarray, int, np.ndarray]) -> None:
+            qy, iy, qx, ix = job
+            # inference_mode is thread-local: enter it in whichever thread runs the tile.
+            with torch.inference_mode():
+                self._tile(trunk, src, ys[iy], xs[ix], qy, qx, out, iy, ix, cancel)
+
+        workers = self.workers if self.workers is not None else default_workers(device)
+        with _exact_fp32(device):
+            if workers <= 1 or len(jobs) == 1:
+                for done, job in enumerate(jobs, 1):
                     check(cancel)
-                    self._tile(trunk, src, ys[iy], xs[ix], qy, qx, out, iy, ix, cancel)
-                    done += 1
-                    report(progress, done, total)
+                    run(job)
+                    report(progress, done, len(jobs))
+            else:
+                _run_parallel(run, jobs, min(workers, len(jobs)), cancel, progress)
         return out
 
     @staticmethod
