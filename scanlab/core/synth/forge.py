@@ -75,14 +75,14 @@ def _box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int]:
     return min(rh, h), min(rw, w)
 
 
-def _place(h: int, w: int, rh: int, rw: int, rng: np.random.Generator, taken: np.ndarray | None) -> tuple[int, int]:
-    """A random corner for an rh x rw box whose bounding box avoids ``taken`` (tries 200 times)."""
-    for _ in range(200):
+def _place(h: int, w: int, rh: int, rw: int, rng: np.random.Generator, taken: np.ndarray | None) -> tuple[int, int] | None:
+    """A random corner for an rh x rw box whose bounding box avoids ``taken`` (None after 100 tries)."""
+    for _ in range(100):
         y0 = int(rng.integers(0, h - rh + 1))
         x0 = int(rng.integers(0, w - rw + 1))
         if taken is None or not taken[y0 : y0 + rh, x0 : x0 + rw].any():
             return y0, x0
-    raise ScanLabError("could not place a forged region without overlap (image too small)")
+    return None
 
 
 def forge_one(
@@ -131,13 +131,24 @@ def forge_one(
             source = donor.name
         else:
             src_px = host_px
-            sy, sx = _place(h, w, rh, rw, rng, None)
             source = host.name
-        # target box: no overlap with earlier regions, and for a copy-move not with its source
-        taken = mask.copy()
-        if kind == "copymove":
-            taken[sy : sy + rh, sx : sx + rw] = True
-        ty, tx = _place(h, w, rh, rw, rng, taken)
+        # target box: no overlap with earlier regions, and for a copy-move not with its
+        # source box (a centred source can leave no room, so the source is redrawn)
+        target = None
+        for _ in range(50):
+            if kind == "copymove":
+                sy, sx = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+            taken = mask.copy()
+            if kind == "copymove":
+                taken[sy : sy + rh, sx : sx + rw] = True
+            target = _place(h, w, rh, rw, rng, taken)
+            if target is not None or kind == "splice":
+                break
+        if target is None:
+            if regions:  # no room for a second region: keep the forgery with one
+                break
+            raise ScanLabError(f"could not place a {rh}x{rw} forged region in a {h}x{w} scan")
+        ty, tx = target
         m = region_mask(h, w, rh, rw, ty, tx, shape, rng)
         # shift the source so its box lands on the target box, then paste through the mask
         shifted = np.zeros_like(forged)
