@@ -98,7 +98,9 @@ def test_fused_trunk_matches_shifted_trunk(net: ScannerNet, image: np.ndarray) -
 
 
 @pytest.mark.parametrize("stride", [1, 3, 4, 6, 8, (5, 2)])
-def test_window_probs_match_naive(net: ScannerNet, image: np.ndarray, reference: np.ndarray, stride) -> None:
+def test_window_probs_match_naive(
+    net: ScannerNet, image: np.ndarray, reference: np.ndarray, stride
+) -> None:
     sy, sx = stride if isinstance(stride, tuple) else (stride, stride)
     ys = np.arange(0, SHAPE[0] - PATCH + 1, sy)
     xs = np.arange(0, SHAPE[1] - PATCH + 1, sx)
@@ -124,9 +126,18 @@ def test_results_do_not_depend_on_tile_size(
 
 @pytest.mark.parametrize(
     ("sub", "stride", "tile"),
-    [(64, 4, None), (64, 3, 90), (80, 4, 120), (80, 6, None), ((100, 72), 1, 100), ((100, 72), (8, 5), 64)],
+    [
+        (64, 4, None),
+        (64, 3, 90),
+        (80, 4, 120),
+        (80, 6, None),
+        ((100, 72), 1, 100),
+        ((100, 72), (8, 5), 64),
+    ],
 )
-def test_analysis_matches_naive(net: ScannerNet, image: np.ndarray, reference: np.ndarray, sub, stride, tile) -> None:
+def test_analysis_matches_naive(
+    net: ScannerNet, image: np.ndarray, reference: np.ndarray, sub, stride, tile
+) -> None:
     kwargs = dict(vote_sub=64, map_sub=sub, map_stride=stride, device=CPU)
     dense = analyze_image(net, image, engine=DenseEngine(tile), **kwargs)
     naive = analyze_image(net, image, engine=TableEngine(reference), **kwargs)
@@ -171,7 +182,9 @@ def test_sparse_grid_only_computes_needed_tiles(net: ScannerNet) -> None:
     ys = np.array([0, 300, 636])  # far apart: one tile each
     xs = np.array([8, 12, 200])
     calls: list[tuple[int, int]] = []
-    got = DenseEngine().window_probs(net, img, ys, xs, device=CPU, progress=lambda d, t: calls.append((d, t)))
+    got = DenseEngine().window_probs(
+        net, img, ys, xs, device=CPU, progress=lambda d, t: calls.append((d, t))
+    )
     assert calls[-1] == (6, 6)  # 3 row chunks x 2 column chunks, not the whole 700x300 image
     ref = NaiveEngine().window_probs(net, img, ys, xs, device=CPU)
     assert np.abs(got - ref).max() <= TOL
@@ -197,7 +210,15 @@ def test_cancel_stops_within_one_tile(net: ScannerNet) -> None:
             token.cancel()
 
     with pytest.raises(Cancelled):
-        analyze_image(net, img, map_sub=64, map_stride=4, engine=DenseEngine(64), cancel=token, progress=progress)
+        analyze_image(
+            net,
+            img,
+            map_sub=64,
+            map_stride=4,
+            engine=DenseEngine(64),
+            cancel=token,
+            progress=progress,
+        )
     assert seen == [1]  # stopped at the next tile boundary, of many
     with pytest.raises(Cancelled):  # an already-cancelled token does no work at all
         DenseEngine().window_probs(net, img, np.array([0]), np.array([0]), device=CPU, cancel=token)

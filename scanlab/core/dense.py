@@ -49,7 +49,9 @@ from scanlab.core.network import PATCH, STRIDE, ScannerNet
 
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
-CPU_TILE = 508  # px; single-threaded conv efficiency is flat up to ~508 and drops beyond (BENCHMARKS.md)
+CPU_TILE = (
+    508  # px; single-threaded conv efficiency is flat up to ~508 and drops beyond (BENCHMARKS.md)
+)
 MPS_TILE = 1024  # px; conservative, MPS memory is shared with the system
 GPU_BYTES_PER_PX = 1024  # generous estimate of CUDA activation bytes per tile pixel
 
@@ -87,7 +89,9 @@ class ImageSource:
     def tile(self, y0: int, y1: int, x0: int, x1: int, device: torch.device) -> torch.Tensor:
         """Pixels ``[y0:y1, x0:x1]`` as a (1, 3, h, w) channels-last float32 tensor on ``device``."""
         if self.channels_first:
-            t = torch.from_numpy(np.ascontiguousarray(self.image[:, y0:y1, x0:x1], dtype=np.float32))
+            t = torch.from_numpy(
+                np.ascontiguousarray(self.image[:, y0:y1, x0:x1], dtype=np.float32)
+            )
             return t[None].to(device).contiguous(memory_format=torch.channels_last)
         t = torch.from_numpy(np.ascontiguousarray(self.image[y0:y1, x0:x1]))
         # Integer -> float on the device (4x less to transfer); (h, w, 3) viewed as
@@ -120,7 +124,9 @@ def _check_corners(c: np.ndarray, length: int, axis: str) -> np.ndarray:
         raise ValueError(f"{axis} corners must be a 1-D integer array")
     c = c.astype(np.int64)
     if c.size and (c[0] < 0 or c[-1] + PATCH > length or np.any(np.diff(c) <= 0)):
-        raise ValueError(f"{axis} corners must be increasing and keep 64-px windows inside 0..{length}")
+        raise ValueError(
+            f"{axis} corners must be increasing and keep 64-px windows inside 0..{length}"
+        )
     return c
 
 
@@ -200,7 +206,9 @@ def _run_parallel(
     pending: set[Future[None]] = set()
     queue = iter(jobs)
     done = 0
-    with ThreadPoolExecutor(workers, initializer=_single_thread, thread_name_prefix="dense") as pool:
+    with ThreadPoolExecutor(
+        workers, initializer=_single_thread, thread_name_prefix="dense"
+    ) as pool:
         try:
             for job in itertools.islice(queue, workers):
                 pending.add(pool.submit(run, job))

@@ -92,9 +92,15 @@ class _FusedInception:
     """An :class:`~scanlab.core.network.Inception` module with folded, merged weights."""
 
     def __init__(self, inc: Inception, device: torch.device, fused: bool) -> None:
-        heads = [_fold(inc.b1[0], inc.b1[1]), _fold(inc.b3[0][0], inc.b3[0][1]), _fold(inc.b5[0][0], inc.b5[0][1])]
+        heads = [
+            _fold(inc.b1[0], inc.b1[1]),
+            _fold(inc.b3[0][0], inc.b3[0][1]),
+            _fold(inc.b5[0][0], inc.b5[0][1]),
+        ]
         self.split = [w.shape[0] for w, _ in heads]
-        self.entry = _Conv(torch.cat([w for w, _ in heads]), torch.cat([b for _, b in heads]), device, fused)
+        self.entry = _Conv(
+            torch.cat([w for w, _ in heads]), torch.cat([b for _, b in heads]), device, fused
+        )
         self.conv3 = _Conv(*_fold(inc.b3[1][0], inc.b3[1][1]), device, fused)
         self.conv5 = _Conv(*_fold(inc.b5[1][0], inc.b5[1][1]), device, fused)
         self.shortcut = _Conv(*_fold(inc.shortcut[0], inc.shortcut[1]), device, fused)
