@@ -264,3 +264,14 @@ def test_engine_rejects_bad_input(net: ScannerNet, image: np.ndarray) -> None:
         eng.window_probs(net, image.astype(np.uint8), ok, ok, device=CPU)  # (3, H, W) integers
     empty = eng.window_probs(net, image, np.zeros(0, np.int64), ok, device=CPU)
     assert empty.shape == (0, 2, net.n_classes)
+
+
+def test_portable_path_matches(
+    net: ScannerNet, image: np.ndarray, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plain conv2d + relu path that CUDA, MPS and CPU builds without oneDNN take.
+    monkeypatch.setattr("scanlab.core.fused._pointwise_available", lambda device: False)
+    ys = np.arange(0, SHAPE[0] - PATCH + 1, 3)
+    xs = np.arange(0, SHAPE[1] - PATCH + 1, 2)
+    got = DenseEngine(90).window_probs(net, image, ys, xs, device=CPU)
+    assert np.abs(got - reference[np.ix_(ys, xs)]).max() <= TOL
