@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_bn
+from modeltools import randomize_bn
 
 from scanlab.core.analysis import analyze_image, classify_from_subimages, reliability_map
 from scanlab.core.errors import Cancelled

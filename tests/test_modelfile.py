@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_random_model
+from modeltools import write_random_model
 from safetensors.torch import save as st_save
 
 from scanlab.core.modelfile import (

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REAL_SCANS
+from modeltools import REAL_SCANS
 
 from scanlab.cli import main
 from scanlab.core.imaging import load_scan

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from scanlab.core.engine import Engine, get_engine
+from scanlab.core.imaging import image_hw
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, as_pair, subimage_grid, vote_grid, window_offsets
@@ -86,7 +87,7 @@ def subimage_probs_multi(
     """
     engine = engine or get_engine()
     device = device or torch.device("cpu")
-    shape = image.shape[1:]
+    shape = image_hw(image)
     layouts = []
     all_y, all_x = [], []
     for sub, stride in grids:
@@ -220,7 +221,9 @@ def analyze_image(
     ----------
     net : ScannerNet
         The network (its mode is set to eval).
-    image : ndarray of shape (3, H, W), float32 in [0, 1]
+    image : ndarray
+        float32 (3, H, W) in [0, 1], or the decoded uint8/uint16 (H, W, 3) scan
+        (the dense engine converts it per tile, saving a float copy of the scan).
     vote_sub : int or (n, m)
         Sub-image size of the non-overlapping vote grid.
     map_sub, map_stride : int or (n, m)
@@ -235,7 +238,7 @@ def analyze_image(
     """
     eng = get_engine(engine) if engine is None or isinstance(engine, str) else engine
     grids = [(as_pair(vote_sub), as_pair(vote_sub))]
-    shape = (int(image.shape[1]), int(image.shape[2]))
+    shape = image_hw(image)
     vote_grid(shape, grids[0][0])  # validates before any work
     if map_sub is not None:
         grids.append((as_pair(map_sub), as_pair(map_stride)))

@@ -18,6 +18,7 @@ import torch
 
 from scanlab.core.dense import DenseEngine
 from scanlab.core.errors import ScanLabError
+from scanlab.core.imaging import as_float_chw
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 
@@ -94,7 +95,7 @@ class NaiveEngine:
         ny, nx = len(ys), len(xs)
         out = np.empty((ny * nx, net.n_classes), dtype=np.float32)
         total = ny * nx
-        img = torch.from_numpy(np.ascontiguousarray(image))
+        img = torch.from_numpy(np.ascontiguousarray(as_float_chw(image)))
         net = net.to(device).eval()
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         yy, xx = yy.ravel(), xx.ravel()

@@ -246,6 +246,18 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(pixels, -1, 0), dtype=np.float32) / np.float32(scale)
 
 
+def image_hw(image: np.ndarray) -> tuple[int, int]:
+    """(rows, cols) of a network-input float (3, H, W) array or a decoded integer (H, W, 3) scan."""
+    if np.issubdtype(image.dtype, np.floating):
+        return int(image.shape[1]), int(image.shape[2])
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def as_float_chw(image: np.ndarray) -> np.ndarray:
+    """Float (3, H, W) view of either image layout (integer scans are converted)."""
+    return image if np.issubdtype(image.dtype, np.floating) else to_float(image)
+
+
 def verify_hash(path: str | os.PathLike, expected: str) -> bool:
     """Re-check an evidence file against its recorded SHA-256."""
     return sha256_file(path) == expected

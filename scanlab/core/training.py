@@ -26,7 +26,6 @@ from torch import nn
 
 from scanlab.core.analysis import analyze_image
 from scanlab.core.engine import Engine
-from scanlab.core.imaging import to_float
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, training_patch_corners
@@ -142,8 +141,7 @@ def evaluate_arrays(
     net.eval()
     for k, (img, y) in enumerate(zip(images, labels, strict=True)):
         check(cancel)
-        arr = to_float(img) if img.ndim == 3 and img.shape[-1] == 3 else img
-        res = analyze_image(net, arr, vote_sub=PATCH, engine=engine, device=device, cancel=cancel)
+        res = analyze_image(net, img, vote_sub=PATCH, engine=engine, device=device, cancel=cancel)
         c = res.classification
         np.add.at(cm_patch, (np.full(len(c.patch_labels), y), c.patch_labels), 1)
         cm_image[y, c.label_index] += 1

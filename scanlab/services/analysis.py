@@ -17,7 +17,7 @@ import numpy as np
 from scanlab.core.analysis import ImageAnalysis, analyze_image
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import ScanInfo, load_scan, sha256_file, to_float
+from scanlab.core.imaging import ScanInfo, load_scan, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
 from scanlab.core.patches import Size, as_pair, validate_grid
@@ -119,7 +119,7 @@ def run_analysis(
             validate_grid(shape, as_pair(request.sub), as_pair(request.stride))
     except ValueError as e:
         raise ScanLabError(f"{request.path}: {e}") from None
-    image = to_float(scan.pixels)
+    image = scan.pixels  # engines take the decoded scan; dense converts per tile
     t0 = time.perf_counter()
     res = analyze_image(
         lm.net,
