@@ -11,8 +11,7 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,32 +55,6 @@ def _progress(desc: str, quiet: bool = False):
 
 def _eprint(*a: Any) -> None:
     print(*a, file=sys.stderr, flush=True)
-
-
-def _check_output(path: str, suffixes: Sequence[str]) -> Path:
-    p = Path(path)
-    if p.suffix.lower() not in suffixes:
-        raise ScanLabError(f"{p}: output must end in {', '.join(suffixes)}")
-    if p.is_dir():
-        raise ScanLabError(f"{p}: is a folder")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise ScanLabError(f"{p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ScanLabError(f"{p}: folder {parent} is not writable")
-    return p
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``; remove the temp on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- commands
@@ -140,44 +113,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from scanlab.core.dataset import discover
-    from scanlab.core.engine import select_device
-    from scanlab.core.imaging import load_scan
-    from scanlab.core.training import evaluate_arrays
-    from scanlab.services.models import get_model
+    from scanlab.services.evaluation import evaluate_folder
 
-    lm = get_model(a.model)
-    ds = discover(a.data_dir, hash_files=False)
-    unknown = [c for c in ds.classes if c not in lm.classes]
-    if unknown:
-        raise ScanLabError(
-            f"{a.data_dir}: class folder(s) {', '.join(unknown)} not known to the model "
-            f"(model classes: {', '.join(lm.classes)})"
-        )
-    device = select_device(a.device)
-    n = len(lm.classes)
-    total: dict[str, Any] | None = None
     with _progress("evaluating", a.json) as bar:
-        for k, s in enumerate(ds.samples):
-            scan = load_scan(s.path)
-            label = lm.classes.index(ds.classes[s.label])
-            m = evaluate_arrays(lm.net, [scan.pixels], [label], n, engine=a.engine, device=device)
-            if total is None:
-                total = m
-            else:
-                for key in ("confusion_per_patch", "confusion_per_image"):
-                    total[key] = [[x + y for x, y in zip(r1, r2, strict=True)]
-                                  for r1, r2 in zip(total[key], m[key], strict=True)]
-                total["loss"] = (total["loss"] * total["n_patches"] + m["loss"] * m["n_patches"]) / (
-                    total["n_patches"] + m["n_patches"])
-                total["n_images"] += m["n_images"]
-                total["n_patches"] += m["n_patches"]
-            bar(k + 1, len(ds.samples))
-    assert total is not None
-    cp, ci = total["confusion_per_patch"], total["confusion_per_image"]
-    total["per_patch_accuracy"] = sum(cp[i][i] for i in range(n)) / max(1, total["n_patches"])
-    total["per_image_accuracy"] = sum(ci[i][i] for i in range(n)) / max(1, total["n_images"])
-    out = {"classes": lm.classes, **total, "data_dir": str(Path(a.data_dir).resolve()), "model": lm.summary()}
+        out = evaluate_folder(a.data_dir, a.model, engine=a.engine, device=a.device, progress=bar)
     if a.json:
         print(json.dumps(out, indent=2))
     else:
@@ -230,37 +169,14 @@ def cmd_classify(a: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-def _write_map(out: Path, rel, meta: dict[str, Any]) -> None:
-    import numpy as np
-
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        _atomic(out, lambda t: np.save(t, rel.astype(np.float32)))  # t keeps the .npy suffix
-    elif suffix == ".h5":
-        import h5py
-
-        def w(t: str) -> None:
-            with h5py.File(t, "w") as f:
-                d = f.create_dataset("reliability", data=rel.astype(np.float32), compression="gzip", chunks=True)
-                for k, v in meta.items():
-                    d.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-
-        _atomic(out, w)
-    else:
-        from PIL import Image
-
-        from scanlab.core.colormap import colorize
-
-        _atomic(out, lambda t: Image.fromarray(colorize(rel), "RGBA").save(t, format="PNG"))
-
-
 def cmd_map(a: argparse.Namespace) -> int:
     import numpy as np
 
     from scanlab.services.analysis import run_analysis
+    from scanlab.services.exports import check_map_output, write_map
     from scanlab.services.models import get_model
 
-    out = _check_output(a.output, (".npy", ".h5", ".png"))
+    out = check_map_output(a.output)
     lm = get_model(a.model)
     req = _request(a, a.image, with_map=True)
     with _progress("map", a.json) as bar:
@@ -287,7 +203,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         "timing": {"compute_s": r.compute_s},
         "model": lm.summary(),
     }
-    _write_map(out, rel, meta)
+    write_map(out, rel, meta)
     if a.json:
         print(json.dumps(meta, indent=2))
     else:

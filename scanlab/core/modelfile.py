@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from safetensors.torch import save as st_save
 
 import scanlab
 from scanlab.core.errors import ScanLabError
+from scanlab.core.fileio import atomic_write_bytes, check_writable
 from scanlab.core.network import (
     ARCH_NAME,
     ARCH_VERSION,
@@ -136,42 +136,9 @@ def make_manifest(
     }
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early (before hours of training) when ``path`` cannot be written."""
-    p = Path(path)
-    if p.is_dir():
-        raise ScanLabError(f"{p}: is a folder; give a file name for the model")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise ScanLabError(f"{p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ScanLabError(f"{p}: folder {parent} is not writable")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise ScanLabError(f"{p}: file is not writable")
-    return p
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (never half-written)."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_model(net: ScannerNet, manifest: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
     """Save weights + manifest atomically to exactly ``path``; returns the stored manifest."""
-    p = check_writable(path)
+    p = check_writable(path, what="model file")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     man = dict(manifest)
     man["weights_sha256"] = weights_digest(state)

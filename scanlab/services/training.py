@@ -16,8 +16,9 @@ import torch
 from scanlab.core.dataset import Dataset, ImageCache, discover, parse_split, split_dataset
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
+from scanlab.core.fileio import check_writable
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.modelfile import check_writable, make_manifest, save_model
+from scanlab.core.modelfile import make_manifest, save_model
 from scanlab.core.network import build_model
 from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit
 from scanlab.services.models import get_model, resolve_model_path
@@ -79,7 +80,7 @@ def run_training(
 
     ``on_stage(text)`` reports coarse stages ("reading data", "training", ...).
     """
-    out = check_writable(req.output)
+    out = check_writable(req.output, what="model file")
     ratios = parse_split(req.split)
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
