@@ -32,6 +32,7 @@ class ScanDocument:
     pending_id: int | None = None  # request id of the analysis running for it
     map_label: str | None = None  # class mapped in the view (None: the predicted one)
     pyramid: list[np.ndarray] = field(default_factory=list, repr=False)  # display levels
+    preview: np.ndarray | None = field(default=None, repr=False)  # decoded scan before its result
     _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -51,6 +52,7 @@ class ScanDocument:
         """Store a finished analysis (clears any previous error and cached maps)."""
         self.result, self.result_key = result, key
         self.pyramid = pyramid or []
+        self.preview = None
         self.error = self.error_key = None
         self.pending_id = None
         self._maps = {}
@@ -58,6 +60,11 @@ class ScanDocument:
             self._maps[result.map_label] = result.reliability
         if self.map_label is not None and self.map_label not in result.classes:
             self.map_label = None
+
+    def set_preview(self, pixels: np.ndarray, pyramid: list[np.ndarray]) -> None:
+        """The decoded scan, shown while its first analysis runs."""
+        if self.result is None:
+            self.preview, self.pyramid = pixels, pyramid
 
     def set_error(self, message: str, key: ParamsKey) -> None:
         """Store a failed analysis; an older result (other parameters) stays visible."""

@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.runner.progressed.connect(self._on_runner_progressed)
+        self.runner.loaded.connect(self._on_runner_loaded)
         self.runner.succeeded.connect(self._on_runner_succeeded)
         self.runner.failed.connect(self._on_runner_failed)
         self.runner.cancelled.connect(self._on_runner_cancelled)
@@ -301,6 +302,16 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
 
+    @Slot(object, object, object)
+    def _on_runner_loaded(self, request: AnalysisRequest, pixels: object, pyramid: list) -> None:
+        entry = self._pending.get(request.request_id)
+        if entry is None or entry[0].result is not None:
+            return  # a result (other parameters) is on screen already
+        doc = entry[0]
+        doc.set_preview(pixels, pyramid)
+        if doc is self.current_document():
+            self.view.set_scan(pixels, pyramid=pyramid)
+
     @Slot(object, object)
     def _on_runner_succeeded(self, result: AnalysisResult, pyramid: list) -> None:
         entry = self._take_pending(result.request)
@@ -355,7 +366,8 @@ class MainWindow(QMainWindow):
     def _show_document(self, doc: ScanDocument | None) -> None:
         result = doc.result if doc is not None else None
         if result is None:
-            self.view.set_scan(None)
+            preview = doc.preview if doc is not None else None
+            self.view.set_scan(preview, pyramid=doc.pyramid if preview is not None else None)
             if doc is None:
                 msg = None
             elif doc.error is not None and doc.result is None:

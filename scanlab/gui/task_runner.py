@@ -25,6 +25,7 @@ import traceback
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.imaging import Scan
 from scanlab.core.jobs import CancelToken
 from scanlab.gui.pyramid import build_pyramid
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis
@@ -39,6 +40,7 @@ class _AnalysisWorker(QObject):
     """Runs requests in the worker thread; knows nothing about widgets."""
 
     progressed = Signal(int, int, int)  # request_id, done, total
+    loaded = Signal(object, object, object)  # AnalysisRequest, pixels, display pyramid
     succeeded = Signal(object, object)  # AnalysisResult, display pyramid
     failed = Signal(object, str)  # AnalysisRequest, one-line message
     cancelled = Signal(object)  # AnalysisRequest
@@ -48,19 +50,21 @@ class _AnalysisWorker(QObject):
         super().__init__()
         self._last_emit = 0.0
         self._request_id = 0
+        self._request: AnalysisRequest | None = None
+        self._pyramid: list | None = None
 
     @Slot(object, object)
     def run(self, request: AnalysisRequest, token: CancelToken) -> None:
         """Run one request (called through a queued signal, in the worker thread)."""
         self._request_id = request.request_id
+        self._request, self._pyramid = request, None
         self._last_emit = 0.0
         try:
             if token.cancelled:  # superseded while it waited in the queue
                 raise Cancelled()
-            result = run_analysis(request, cancel=token, progress=self._progress)
+            result = run_analysis(request, cancel=token, progress=self._progress, on_loaded=self._loaded)
             token.check()
-            # Built here, not in the view: averaging a 16 MP scan takes ~0.7 s.
-            pyramid = build_pyramid(result.pixels)
+            pyramid = self._pyramid if self._pyramid is not None else build_pyramid(result.pixels)
         except Cancelled:
             self.cancelled.emit(request)
         except ScanLabError as e:
@@ -73,6 +77,11 @@ class _AnalysisWorker(QObject):
         else:
             self.succeeded.emit(result, pyramid)
         self.done.emit(request.request_id)
+
+    def _loaded(self, scan: Scan) -> None:
+        # Built here, not in the view: averaging a 16 MP scan takes ~0.7 s.
+        self._pyramid = build_pyramid(scan.pixels)
+        self.loaded.emit(self._request, scan.pixels, self._pyramid)
 
     def _progress(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -90,6 +99,9 @@ class TaskRunner(QObject):
     -------
     progressed(int, int)
         ``(done, total)`` of the latest request, at most about 10 times a second.
+    loaded(object, object, object)
+        ``(request, pixels, pyramid)`` of the latest request as soon as its scan is
+        decoded, before the network runs, so the view can show the scan meanwhile.
     succeeded(object, object)
         The :class:`AnalysisResult` of the latest request and its display pyramid
         (list of arrays, see :func:`scanlab.gui.pyramid.build_pyramid`).
@@ -102,6 +114,7 @@ class TaskRunner(QObject):
     """
 
     progressed = Signal(int, int)
+    loaded = Signal(object, object, object)
     succeeded = Signal(object, object)
     failed = Signal(object, str)
     cancelled = Signal(object)
@@ -120,6 +133,7 @@ class TaskRunner(QObject):
         # Wire everything first, start last (race 1 in style-anchors §3).
         self._submit.connect(self._worker.run)
         self._worker.progressed.connect(self._on_worker_progressed)
+        self._worker.loaded.connect(self._on_worker_loaded)
         self._worker.succeeded.connect(self._on_worker_succeeded)
         self._worker.failed.connect(self._on_worker_failed)
         self._worker.cancelled.connect(self._on_worker_cancelled)
@@ -179,6 +193,11 @@ class TaskRunner(QObject):
     def _on_worker_progressed(self, request_id: int, done: int, total: int) -> None:
         if self._is_latest(request_id):
             self.progressed.emit(done, total)
+
+    @Slot(object, object, object)
+    def _on_worker_loaded(self, request: AnalysisRequest, pixels: object, pyramid: list) -> None:
+        if self._is_latest(request.request_id):
+            self.loaded.emit(request, pixels, pyramid)
 
     @Slot(object, object)
     def _on_worker_succeeded(self, result: AnalysisResult, pyramid: list) -> None:

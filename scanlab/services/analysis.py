@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from scanlab.core.analysis import ImageAnalysis, analyze_image
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import ScanInfo, load_scan, sha256_file
+from scanlab.core.imaging import Scan, ScanInfo, load_scan, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
 from scanlab.core.patches import Size, as_pair, validate_grid
@@ -96,8 +97,12 @@ def run_analysis(
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
     model: LoadedModel | None = None,
+    on_loaded: Callable[[Scan], None] | None = None,
 ) -> AnalysisResult:
     """Load the scan, classify it and (optionally) compute its reliability map.
+
+    ``on_loaded(scan)`` is called once the scan is decoded and its grid checked,
+    before the network runs (the GUI shows the scan while the map is computed).
 
     Raises
     ------
@@ -119,6 +124,9 @@ def run_analysis(
             validate_grid(shape, as_pair(request.sub), as_pair(request.stride))
     except ValueError as e:
         raise ScanLabError(f"{request.path}: {e}") from None
+    if on_loaded is not None:
+        on_loaded(scan)
+    check(cancel)
     image = scan.pixels  # engines take the decoded scan; dense converts per tile
     t0 = time.perf_counter()
     res = analyze_image(

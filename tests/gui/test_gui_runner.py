@@ -102,3 +102,14 @@ def test_shutdown_cancels_and_waits(qtbot, runner, slow_scan, tiny_model):
         runner.submit(_request(slow_scan, tiny_model, stride=4))
     assert runner.shutdown(10_000)
     assert not runner._thread.isRunning()
+
+
+def test_scan_is_delivered_before_its_result(qtbot, runner, scan, tiny_model):
+    order = Recorder()
+    runner.loaded.connect(order.record)
+    runner.succeeded.connect(order.record)
+    with qtbot.waitSignals([runner.loaded, runner.succeeded], order="strict", timeout=30_000):
+        runner.submit(_request(scan, tiny_model))
+    (req, pixels, pyramid), (result, pyramid2) = order.calls
+    assert req.request_id == result.request.request_id
+    assert pixels is result.pixels and pyramid2 is pyramid  # built once, in the worker

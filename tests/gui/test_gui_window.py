@@ -233,3 +233,25 @@ def test_settings_and_recent_files_persist(qtbot, gui_settings, tiny_model, scan
     assert again.controls.stride_spin.value() == 32
     assert again.controls.model_spec() == tiny_model
     again.close()
+
+
+class _PreviewProbe:
+    """Records, when the scan arrives, whether the view already shows it without a result."""
+
+    def __init__(self, win) -> None:
+        self.win = win
+        self.seen: list[bool] = []
+
+    def on_loaded(self, request, pixels, pyramid) -> None:
+        doc = self.win.current_document()
+        self.seen.append(doc.result is None and self.win.view.pixels is pixels)
+
+
+def test_scan_shown_while_its_map_is_computed(qtbot, window, wait_settled, scan):
+    probe = _PreviewProbe(window)
+    window.runner.loaded.connect(probe.on_loaded)  # after the window's own slot
+    with qtbot.waitSignal(window.runner.loaded, timeout=30_000):
+        window.open_paths([scan])
+    assert probe.seen == [True]
+    wait_settled(window)
+    assert window.current_document().result is not None
