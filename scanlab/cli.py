@@ -73,7 +73,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--epochs must be at least 1")
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
-        sub=sub, patience=a.patience, seed=a.seed, width=a.width,
+        sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
     req = TrainRequest(
@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--momentum", type=float, default=0.5)
     t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning-rate schedule (cosine anneals to 0 over --epochs)")
     t.add_argument("--patience", type=int, default=6, help="early-stop after this many epochs without gain")
     t.add_argument("--width", type=int, default=1, help="network channel multiplier")
     t.add_argument("--name", default=None, help="model name for the manifest")

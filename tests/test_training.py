@@ -52,3 +52,13 @@ def test_fine_tune_from_base_replaces_head(tmp_path, small_tree, random_model):
     assert man["parent"].startswith("random-test")
     assert load_model(tmp_path / "ft.safetensors").classes == ["scanner_0", "scanner_1"]
     assert read_manifest(tmp_path / "ft.safetensors")["training"]["data"]["split"] == "6:1:3"
+
+
+def test_cosine_schedule_anneals_and_files_are_readable(tmp_path, small_tree):
+    cfg = TrainConfig(epochs=3, sub=(64, 64), seed=1, batch_size=16, schedule="cosine", lr=0.02)
+    out = tmp_path / "cos.safetensors"
+    man = run_training(TrainRequest(data_dir=str(small_tree), output=str(out), config=cfg, base="none", cache=""))
+    lrs = [h["lr"] for h in man["training"]["history"]]
+    assert lrs[0] == pytest.approx(0.02) and lrs[0] > lrs[1] > lrs[2] > 0
+    assert man["training"]["recipe"]["schedule"] == "cosine"
+    assert out.stat().st_mode & 0o044 == 0o044  # group/other can read a saved model

@@ -45,6 +45,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
                                dir=p.parent if str(p.parent) else ".")
     os.close(fd)
     try:
+        # mkstemp creates 0600; outputs are shared results, readable like any saved file
+        os.chmod(tmp, 0o644)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -44,6 +44,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     width: int = 1
+    schedule: str = "constant"  # or "cosine": lr annealed to 0 over ``epochs``
 
     def recipe(self) -> dict[str, Any]:
         """The recipe part of the manifest."""
@@ -197,6 +198,9 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     net.to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (constant or cosine)")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
     n_classes = net.n_classes
     # batches per epoch are the same every epoch (one patch per sub-image)
     n_per_epoch = len(sample_patches(train[0], train[1], cfg.sub, np.random.default_rng(0))[1])
@@ -217,7 +221,10 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         patches, labels = sample_patches(train[0], train[1], cfg.sub, rng)
+        lr = opt.param_groups[0]["lr"]
         tl, ta = train_one_epoch(net, opt, patches, labels, cfg.batch_size, rng, device, cancel=cancel, on_batch=tick)
+        if sched is not None:
+            sched.step()
         vm = evaluate_arrays(net, val[0], val[1], n_classes, engine=engine, device=device, cancel=cancel)
         key = (vm["per_patch_accuracy"], -vm["loss"])
         improved = best_key is None or key > best_key
@@ -226,6 +233,7 @@ def fit(
             best_state = copy.deepcopy(net.state_dict())
         rec = {
             "epoch": epoch,
+            "lr": lr,
             "train_loss": tl,
             "train_acc": ta,
             "val_loss": vm["loss"],
