@@ -235,12 +235,9 @@ def _no_display() -> bool:
 
 def _headless_fallback(a: argparse.Namespace) -> int:
     """No screen: analyse the files headless and write colour maps to ./scanlab-out/."""
-    from scanlab.core.imaging import is_image_path
-    from scanlab.services.paths import samples_dir
+    from scanlab.services.paths import sample_scans
 
-    files = list(a.files) or sorted(
-        str(p) for p in samples_dir().iterdir() if is_image_path(p) and "mask" not in p.name
-    )[:1]
+    files = list(a.files) or sample_scans()[:1]
     _eprint("scanlab: no display available; running the analysis headless instead "
             "(results below, maps in ./scanlab-out/)")
     if not files:

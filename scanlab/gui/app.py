@@ -98,6 +98,10 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
     window.show()
     if files:
         window.open_paths(list(files))
+    elif screenshot is None and not window.settings.get_bool("app/sample_opened", False):
+        # First start: show what ScanLab does on the bundled forged sample.
+        window.settings.set("app/sample_opened", True)
+        window.open_sample()
     if taker is not None:
         taker.arm()
     code = int(app.exec())  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from scanlab.gui.settings import GuiSettings, restore_window_settings, save_wind
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult
 from scanlab.services.models import list_models
-from scanlab.services.paths import default_model_path
+from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
@@ -190,6 +190,15 @@ class MainWindow(QMainWindow):
         files, _ = QFileDialog.getOpenFileNames(self, "Open scans", start, IMAGE_FILTER)
         if files:
             self.open_paths(files)
+
+    @Slot()
+    def open_sample(self) -> None:
+        """File > Open sample scan: the bundled forged sample (also opened on first start)."""
+        samples = sample_scans()
+        if samples:
+            self.open_paths(samples[:1])
+        else:
+            self.post_message(f"{samples_dir()}: no bundled sample scan found", error=True)
 
     @Slot()
     def open_folder_dialog(self) -> None:

@@ -97,6 +97,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a = {
         "open": _action(window, "&Open scans...", QKeySequence.StandardKey.Open),
         "open_folder": _action(window, "Open &folder...", "Ctrl+Shift+O"),
+        "open_sample": _action(window, "Open &sample scan", None, "The bundled forged sample scan"),
         "open_model": _action(window, "Open &model file...", "Ctrl+M"),
         "close": _action(window, "&Close scan", QKeySequence.StandardKey.Close),
         "quit": _action(window, "&Quit", QKeySequence.StandardKey.Quit),
@@ -113,6 +114,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     }
     a["open"].triggered.connect(window.open_files_dialog)
     a["open_folder"].triggered.connect(window.open_folder_dialog)
+    a["open_sample"].triggered.connect(window.open_sample)
     a["open_model"].triggered.connect(window.open_model_dialog)
     a["close"].triggered.connect(window.close_current)
     a["quit"].triggered.connect(window.close)
@@ -130,7 +132,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     recent.menu.triggered.connect(recent._on_menu_triggered)
 
     first = recent.menu.menuAction()
-    file_menu.insertActions(first, [a["open"], a["open_folder"]])
+    file_menu.insertActions(first, [a["open"], a["open_folder"], a["open_sample"]])
     file_menu.addSeparator()
     file_menu.addActions([a["open_model"], a["close"]])
     file_menu.addSeparator()

@@ -54,3 +54,13 @@ def samples_dir() -> Path:
     bundle = getattr(sys, "_MEIPASS", None)
     root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
     return root / "resources" / "samples"
+
+
+def sample_scans() -> list[str]:
+    """Bundled sample scans (masks excluded), sorted."""
+    from scanlab.core.imaging import is_image_path
+
+    d = samples_dir()
+    if not d.is_dir():
+        return []
+    return sorted(str(p) for p in d.iterdir() if is_image_path(p) and "mask" not in p.stem)

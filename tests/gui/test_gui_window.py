@@ -255,3 +255,14 @@ def test_scan_shown_while_its_map_is_computed(qtbot, window, wait_settled, scan)
     assert probe.seen == [True]
     wait_settled(window)
     assert window.current_document().result is not None
+
+
+def test_open_sample_opens_the_bundled_forged_scan(window, wait_settled):
+    from scanlab.services.paths import sample_scans
+
+    samples = sample_scans()
+    assert samples and all("mask" not in s for s in samples)
+    window.actions_["open_sample"].trigger()
+    assert [d.path for d in window.documents] == samples[:1]
+    wait_settled(window)
+    assert window.current_document().result is not None
