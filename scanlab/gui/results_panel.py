@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pyqtgraph as pg
@@ -48,6 +49,21 @@ def pixel_readout(
         v = float(rel[row, col])
         r = "not covered" if math.isnan(v) else f"{v:.3f}"
     return f"row {row}, col {col}   RGB ({value})   reliability {r}"
+
+
+def tick_labels(classes: list[str], budget: int = 44) -> list[str]:
+    """Bar-chart labels that fit under the bars (the table below shows the full names).
+
+    Full names when they fit; else without their common prefix ("vscan-01" -> "01");
+    else the class numbers 1..N.
+    """
+    if sum(len(c) + 2 for c in classes) <= budget:
+        return list(classes)
+    prefix = os.path.commonprefix(classes)
+    short = [c[len(prefix):] for c in classes]
+    if all(short) and sum(len(c) + 2 for c in short) <= budget:
+        return short
+    return [str(i + 1) for i in range(len(classes))]
 
 
 class ResultsPanel(QWidget):
@@ -126,7 +142,7 @@ class ResultsPanel(QWidget):
         self.bars.setOpts(
             x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
         )
-        self.chart.getAxis("bottom").setTicks([list(enumerate(classes))])
+        self.chart.getAxis("bottom").setTicks([list(enumerate(tick_labels(classes)))])
         self.chart.setXRange(-0.6, len(classes) - 0.4, padding=0)
         self.table.setRowCount(len(classes))
         for i, c in enumerate(classes):

@@ -266,3 +266,12 @@ def test_open_sample_opens_the_bundled_forged_scan(window, wait_settled):
     assert [d.path for d in window.documents] == samples[:1]
     wait_settled(window)
     assert window.current_document().result is not None
+
+
+def test_bar_labels_never_overlap():
+    from scanlab.gui.results_panel import tick_labels
+
+    assert tick_labels(["scanner A", "scanner B"]) == ["scanner A", "scanner B"]
+    assert tick_labels([f"vscan-{i:02d}" for i in range(1, 11)]) == [f"{i:02d}" for i in range(1, 11)]
+    long = ["Epson Perfection V39", "Canon LiDE 300", "HP ScanJet 2600", "Brother ADS", "Fujitsu fi", "Plustek"]
+    assert tick_labels(long) == ["1", "2", "3", "4", "5", "6"]
