@@ -20,7 +20,8 @@ d) the dense pass of (b) as a FLOP rate: convolution FLOPs actually executed
    only one whole-image pass.
 e) (a) and (b) on CUDA when available.
 
-Scans are random uint8 pixels converted like the CLI does (``to_float``); the
+Scans are random uint8 pixels; (a) converts them with ``to_float``, (b)-(d) pass
+the uint8 (H, W, 3) array as the CLI does (the dense engine converts per tile); the
 network has random weights (timing does not depend on them) and 10 classes.
 """
 
@@ -53,9 +54,12 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _scan(side: int, seed: int = 0) -> np.ndarray:
+def _scan(side: int, seed: int = 0, as_float: bool = True) -> np.ndarray:
+    """A random scan: float (3, H, W), or the decoded uint8 (H, W, 3) as the CLI passes it."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    if not as_float:
+        return pixels
     image = to_float(pixels)
     del pixels
     return image
@@ -147,7 +151,7 @@ def case_full_map(side: int, device: torch.device, with_flops: bool) -> dict:
     """(b)/(c)/(d): vote + map grid + reliability map of a side x side scan."""
     net = _net()
     analyze_image(net, _scan(200, 1), map_sub=64, map_stride=4, device=device)  # warm-up, small
-    image = _scan(side)
+    image = _scan(side, as_float=False)  # as run_analysis passes it: converted per tile
     _sync(device)
     t0 = time.perf_counter()
     res = analyze_image(net, image, vote_sub=64, map_sub=64, map_stride=4, device=device)
