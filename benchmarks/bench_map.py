@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from scanlab.core.analysis import analyze_image
 from scanlab.core.dense import DenseEngine, _chunks
 from scanlab.core.engine import NaiveEngine
-from scanlab.core.imaging import to_float
+from scanlab.core.imaging import image_hw, to_float
 from scanlab.core.network import PATCH, STRIDE, ScannerNet, build_model
 from scanlab.core.patches import subimage_grid
 
@@ -179,7 +179,7 @@ def case_full_map(side: int, device: torch.device, with_flops: bool) -> dict:
         engine.window_probs(net, image, g.ys, g.xs, device=device)
         _sync(device)
         t_pass = time.perf_counter() - t0
-        executed, useful = _executed_flops(net, image.shape[1:], g.ys, g.xs, tile)
+        executed, useful = _executed_flops(net, image_hw(image), g.ys, g.xs, tile)
         mm = _matmul_rate(device)
         out.update(
             t_pass_s=t_pass,
