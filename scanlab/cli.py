@@ -12,45 +12,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import scanlab
 from scanlab.core.errors import Cancelled, ScanLabError
-
-
-class _Bar:
-    """tqdm progress on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, desc: str, enabled: bool) -> None:
-        self.desc, self.enabled, self.bar = desc, enabled, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None or self.bar.total != total:
-            from tqdm import tqdm
-
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=total, desc=self.desc, file=sys.stderr, leave=False, dynamic_ncols=True)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-@contextmanager
-def _progress(desc: str, quiet: bool = False):
-    bar = _Bar(desc, enabled=sys.stderr.isatty() and not quiet)
-    try:
-        yield bar
-    finally:
-        bar.close()
+from scanlab.terminal import progress_bar
 
 
 def _eprint(*a: Any) -> None:
@@ -88,7 +55,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             f"{r['seconds']:.1f}s{'  *' if r['best'] else ''}"
         )
 
-    with _progress("training", a.json) as bar:
+    with progress_bar("training", a.json) as bar:
         man = run_training(req, progress=bar, on_epoch=on_epoch, on_stage=lambda t: _eprint(f"[{t}]"))
     summary = {
         "output": str(Path(a.output).resolve()),
@@ -115,7 +82,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from scanlab.services.evaluation import evaluate_folder
 
-    with _progress("evaluating", a.json) as bar:
+    with progress_bar("evaluating", a.json) as bar:
         out = evaluate_folder(a.data_dir, a.model, engine=a.engine, device=a.device, progress=bar)
     if a.json:
         print(json.dumps(out, indent=2))
@@ -152,7 +119,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
     images, errors = [], []
     for path in a.images:
         try:
-            with _progress(Path(path).name, a.json) as bar:
+            with progress_bar(Path(path).name, a.json) as bar:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm)
             images.append(r.to_json())
             if not a.json:
@@ -179,7 +146,7 @@ def cmd_map(a: argparse.Namespace) -> int:
     out = check_map_output(a.output)
     lm = get_model(a.model)
     req = _request(a, a.image, with_map=True)
-    with _progress("map", a.json) as bar:
+    with progress_bar("map", a.json) as bar:
         r = run_analysis(req, progress=bar, model=lm)
     rel = r.reliability
     covered = ~np.isnan(rel)

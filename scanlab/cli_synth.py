@@ -10,42 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from scanlab.core.errors import ScanLabError
-
-
-class _Bar:
-    """A tqdm bar on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar: Any = None
-        self.enabled = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, file=sys.stderr, leave=False, dynamic_ncols=True)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+from scanlab.terminal import progress_bar
 
 
 def _run(desc: str, job: Callable[[Callable[[int, int], None]], Any]) -> Any:
-    bar = _Bar(desc)
-    try:
+    with progress_bar(desc) as bar:
         return job(bar)
-    finally:
-        bar.close()
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
