@@ -199,3 +199,15 @@ def test_default_model_used_when_m_omitted(capsys, fresh_tree, trained_model, mo
     monkeypatch.setenv("SCANLAB_DEFAULT_MODEL", str(Path("/nonexistent/model.safetensors")))
     rc, _, err = run(capsys, "classify", img)
     assert rc == 2 and "default model is missing" in one_line_error(err)
+
+
+def test_gui_without_display_runs_headless(capsys, tmp_path, trained_model, fresh_tree, monkeypatch):
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    img = sorted(fresh_tree.glob("scanner_2/*.png"))[0]
+    rc, out, err = run(capsys, "gui", img, "-m", trained_model)
+    assert rc == 0
+    assert "no display available" in err and "scanner scanner_2" in out
+    png = tmp_path / "scanlab-out" / f"{img.stem}_reliability.png"
+    assert Image.open(png).size == (256, 256)
