@@ -10,37 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
 from scanlab.core.errors import ScanLabError
 from scanlab.terminal import progress_bar
 
 
-def _run(desc: str, job: Callable[[Callable[[int, int], None]], Any]) -> Any:
-    with progress_bar(desc) as bar:
-        return job(bar)
-
-
 def cmd_synth(a: argparse.Namespace) -> int:
     """Handler of ``scanlab synth``."""
     from scanlab.core.synth.bank import write_bank
 
-    meta = _run(
-        "synth",
-        lambda bar: write_bank(
-            a.out,
-            a.scanners,
-            a.images,
-            size=a.size,
-            seed=a.seed,
-            bank_name=a.bank,
-            units=a.units,
-            force=a.force,
-            extra_content=tuple(a.content),
-            progress=bar,
-        ),
-    )
+    with progress_bar("synth") as bar:
+        meta = write_bank(
+            a.out, a.scanners, a.images, size=a.size, seed=a.seed, bank_name=a.bank, units=a.units,
+            force=a.force, extra_content=tuple(a.content), progress=bar,
+        )
     names = [s["name"] for s in meta["scanners"]]
     if a.json:
         print(json.dumps({"out": a.out, "bank": a.bank, "seed": a.seed, "scanners": names,
@@ -54,20 +38,11 @@ def cmd_forge(a: argparse.Namespace) -> int:
     """Handler of ``scanlab forge``."""
     from scanlab.core.synth.forge import write_forgeries
 
-    manifest = _run(
-        "forge",
-        lambda bar: write_forgeries(
-            a.out,
-            a.n,
-            a.kind,
-            seed=a.seed,
-            bank_name=a.bank,
-            size=a.size,
-            n_scanners=a.scanners,
-            force=a.force,
-            progress=bar,
-        ),
-    )
+    with progress_bar("forge") as bar:
+        manifest = write_forgeries(
+            a.out, a.n, a.kind, seed=a.seed, bank_name=a.bank, size=a.size, n_scanners=a.scanners,
+            force=a.force, progress=bar,
+        )
     if a.json:
         print(json.dumps({"out": a.out, "n": len(manifest), "kind": a.kind, "manifest": "manifest.json"}))
     else:
