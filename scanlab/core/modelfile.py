@@ -31,6 +31,7 @@ from safetensors.torch import save as st_save
 import scanlab
 from scanlab.core.errors import ScanLabError
 from scanlab.core.fileio import atomic_write_bytes, check_writable
+from scanlab.core.imaging import sha256_file
 from scanlab.core.network import (
     ARCH_NAME,
     ARCH_VERSION,
@@ -205,7 +206,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelFileError(f"{p}: weights do not fit the manifest's architecture ({str(e).splitlines()[0][:120]})") from None
-    man["_file_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    man["_file_sha256"] = sha256_file(p)
     return LoadedModel(net.to(device).eval(), man, str(p.resolve()))
 
 

@@ -28,7 +28,7 @@ from scanlab.core.analysis import analyze_image
 from scanlab.core.engine import Engine
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
-from scanlab.core.patches import Size, training_patch_corners
+from scanlab.core.patches import Size, grid_positions, training_patch_corners
 
 
 @dataclass
@@ -77,6 +77,12 @@ def sample_patches(images: Sequence[np.ndarray], labels: Sequence[int], sub: Siz
             out.append(img[r : r + PATCH, c : c + PATCH])
             lab.append(y)
     return np.stack(out), np.asarray(lab, dtype=np.int64)
+
+
+def _n_subimages(shape: tuple[int, int], sub: Size) -> int:
+    """Patches :func:`sample_patches` draws from one image (one per sub-image)."""
+    n, m = min(sub[0], shape[0]), min(sub[1], shape[1])
+    return len(grid_positions(shape[0], n, n)) * len(grid_positions(shape[1], m, m))
 
 
 def _to_tensor(batch: np.ndarray) -> torch.Tensor:
@@ -203,7 +209,7 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
     n_classes = net.n_classes
     # batches per epoch are the same every epoch (one patch per sub-image)
-    n_per_epoch = len(sample_patches(train[0], train[1], cfg.sub, np.random.default_rng(0))[1])
+    n_per_epoch = sum(_n_subimages(img.shape[:2], cfg.sub) for img in train[0])
     batches = math.ceil(n_per_epoch / cfg.batch_size)
     total = batches * cfg.epochs
     done = 0

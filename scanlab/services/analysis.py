@@ -18,7 +18,7 @@ import numpy as np
 from scanlab.core.analysis import ImageAnalysis, analyze_image
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import Scan, ScanInfo, load_scan, sha256_file
+from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
 from scanlab.core.patches import Size, as_pair, validate_grid
@@ -161,4 +161,4 @@ def run_analysis(
 
 def evidence_unchanged(result: AnalysisResult) -> bool:
     """Re-hash the evidence file and compare with the hash taken when it was analysed."""
-    return sha256_file(result.scan.path) == result.scan.sha256
+    return verify_hash(result.scan.path, result.scan.sha256)
