@@ -51,9 +51,11 @@ from scanlab.core.decoders import (
     sniff,
 )
 from scanlab.core.errors import ScanLabError
-from scanlab.core.network import PATCH
 
-MAX_PIXELS = int(os.environ.get("SCANLAB_MAX_PIXELS", 250_000_000))
+MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each load
+# scanlab.core.network.PATCH, repeated so that decoding never imports torch (the CLI checks
+# its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
+PATCH = 64
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
