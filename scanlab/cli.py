@@ -164,12 +164,17 @@ def cmd_classify(a: argparse.Namespace) -> int:
     for path in a.images:
         try:
             scan = load_scan(_check_input(path, "image"))  # bad images fail before torch is loaded
-            if lm is None:
-                from scanlab.services.models import get_model
+        except ScanLabError as e:
+            _eprint(f"scanlab: error: {e}")
+            errors.append({"path": path, "error": str(e)})
+            continue
+        if lm is None:  # a bad model stops the whole command (one error line, exit 2)
+            from scanlab.services.models import get_model
 
-                lm = get_model(a.model)
-            from scanlab.services.analysis import run_analysis
+            lm = get_model(a.model)
+        from scanlab.services.analysis import run_analysis
 
+        try:
             with progress_bar(Path(path).name, a.json) as bar:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
             images.append(r.to_json())

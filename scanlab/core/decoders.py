@@ -275,10 +275,21 @@ def check_size(w: int, h: int, limit: int, min_side: int) -> None:
         raise DecodeProblem(f"image is {w}x{h}, smaller than {min_side} px on a side")
 
 
-def pillow_meta(img: Image.Image) -> tuple[int | None, tuple[float, float] | None]:
-    """(EXIF orientation, dpi) from a Pillow image's header, None when absent or broken."""
+def pillow_meta(img: Image.Image, loaded: bool = True) -> tuple[int | None, tuple[float, float] | None]:
+    """(EXIF orientation, dpi) from a Pillow image, None when absent or broken.
+
+    ``loaded`` False: the pixels were decoded elsewhere, so only the EXIF block
+    already parsed from the header is used (``getexif`` would decode the image).
+    """
     try:
-        orientation = img.getexif().get(0x0112)
+        if loaded:
+            exif = img.getexif()
+        else:
+            exif = Image.Exif()
+            raw = img.info.get("exif")
+            if raw:
+                exif.load(raw)
+        orientation = exif.get(0x0112)
         orientation = int(orientation) if orientation is not None else None
     except Exception:  # noqa: BLE001 - a broken EXIF block must not stop analysis
         orientation = None

@@ -172,14 +172,17 @@ def _decode(data: bytes, fmt: str, limit: int, min_side: int) -> Decoded:
     img = open_pillow(fmt, data)
     w, h = img.size
     check_size(w, h, limit, min_side)
-    orientation, dpi = pillow_meta(img)
     notes = []
     if getattr(img, "n_frames", 1) > 1:  # an APNG
         notes.append(f"animated file: frame 1 of {img.n_frames} analysed")
     if fmt == "PNG" and depth == 16 and ctype != 3:
         px, mode, more = decode_png16(data, ctype)
+        orientation, dpi = pillow_meta(img, loaded=False)
         return Decoded(px, fmt, mode, 16, orientation, dpi, notes + more)
+    # Decode before reading metadata: Pillow's getexif() may decode the image itself,
+    # and a decode error swallowed there left a half-blank image that loaded "fine".
     img.load()
+    orientation, dpi = pillow_meta(img)
     mode = img.mode
     px, depth_out, more = pillow_to_rgb(img)
     return Decoded(px, fmt, mode, depth_out if mode != "1" else 1, orientation, dpi, notes + more)
