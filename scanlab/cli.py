@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -385,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in:
         args_in = ["gui"]
     a = parser.parse_args(args_in)
+    # Pillow warns (a stray multi-line stderr message) about damaged EXIF blocks it then
+    # ignores; the orientation is reported as unknown instead
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
     if not getattr(a, "func", None):
         parser.print_help()
         return 2

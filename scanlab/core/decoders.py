@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin
 
-# tifffile reports recoverable oddities through logging; ScanLab reports its own notes
-logging.getLogger("tifffile").setLevel(logging.ERROR)
+# tifffile logs every damaged tag at ERROR level on stderr before raising or recovering;
+# ScanLab reports the outcome itself (one error line, or the notes), so these are muted
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 _OTHER_MAGIC = (
     (b"GIF87a", "GIF"),
