@@ -241,9 +241,11 @@ def cmd_map(a: argparse.Namespace) -> int:
         print(json.dumps(meta, indent=2))
     else:
         low = float((rel[covered] < 0.5).mean()) if covered.any() else 0.0
+        # an all-NaN map (no pixel with evidence) has no mean: say so instead of crashing
+        mean = f"mean {meta['mean_reliability']:.3f}" if covered.any() else "no pixel with evidence"
         print(f"{a.image}: scanner {r.label} (p={meta['probabilities'][r.label]:.3f}, "
               f"{meta['votes'][r.label]}/{meta['n_patches']} votes); reliability of {r.map_label}: "
-              f"mean {meta['mean_reliability']:.3f}, {100 * low:.1f}% of pixels below 0.5 -> {out} "
+              f"{mean}, {100 * low:.1f}% of pixels below 0.5 -> {out} "
               f"({r.compute_s:.2f}s)")
     return 0
 
