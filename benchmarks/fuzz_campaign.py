@@ -1,7 +1,8 @@
 """Long fuzzing campaign of the image loader and the model-file reader (figures for RELIABILITY.md).
 
 Runs the same Hypothesis strategies as tests/test_fuzz.py with many more
-examples and no fixed seed. Unexpected exceptions do not stop the campaign: each
+examples and no fixed seed; warnings are turned into errors (each would be a
+stray stderr line in the CLI). Unexpected exceptions do not stop the campaign: each
 is counted by signature (type and innermost ScanLab/library frame) and its first
 input saved under ``--out`` for replay. Prints one JSON summary.
 
@@ -79,6 +80,10 @@ def main() -> int:
     ap.add_argument("--targets", default="image,model,manifest")
     ap.add_argument("--out", default=None, help="folder for crashing inputs (default: a temp folder)")
     a = ap.parse_args()
+    # a warning is a finding too: in the CLI it is a stray line on stderr
+    import warnings
+
+    warnings.simplefilter("error")
     from fuzz_targets import check_image, check_model, image_input, manifest_input, model_input
 
     out = Path(a.out or tempfile.mkdtemp(prefix="scanlab-fuzz-"))

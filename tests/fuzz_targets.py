@@ -129,7 +129,7 @@ def manifest_input(draw) -> bytes:
             "weights_sha256", "calibration", "open_set", "demonstration", "training_input", "parent"]
     for _ in range(draw(st.integers(1, 3))):
         k = draw(st.sampled_from(keys))
-        if k == "architecture" and draw(st.booleans()):
+        if k == "architecture" and isinstance(man.get(k), dict) and draw(st.booleans()):
             man[k] = {**man[k], draw(st.sampled_from(["width", "version", "name"])): draw(JSON)}
         else:
             man[k] = draw(JSON)

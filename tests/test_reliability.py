@@ -114,6 +114,16 @@ def test_float_tiff_in_unit_range_loads_else_clear_reason():
         decode_bytes(bf.tiff_array(a * 4, photometric="rgb"), "f4.tif")
 
 
+def test_signalling_nan_float_tiff_is_refused_without_a_warning():
+    """Found by the fuzzing campaign: casting a signalling NaN printed a RuntimeWarning."""
+    a = np.full((70, 90), 0.5, np.float32)
+    a.view(np.uint32)[3, 4] = 0x7FA00000  # a signalling NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageLoadError, match="NaN or infinite"):
+            decode_bytes(bf.tiff_array(a), "snan.tif")
+
+
 def test_corrupt_png_data_is_refused_not_half_loaded():
     with pytest.raises(ImageLoadError, match="corrupt or truncated"):
         decode_bytes(bf.png_corrupt_idat(), "c.png")
