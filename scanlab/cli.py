@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Sequence
@@ -39,9 +40,10 @@ def _check_input(path: str | os.PathLike, what: str) -> Path:
         raise ScanLabError(f"{p}: cannot open {what} ({e.strerror or e})") from None
     if p.is_dir():
         raise ScanLabError(f"{p}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+        raise ScanLabError(f"{p}: not a regular file (a device, pipe or socket), not a {what}")
     if not os.access(p, os.R_OK):
         raise ScanLabError(f"{p}: {what} is not readable (permission denied)")
-    del st
     return p
 
 
