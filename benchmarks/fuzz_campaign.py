@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,9 @@ def run_target(name, strategy, check, examples: int, seconds: float, out: Path) 
         if time.monotonic() - t0 > seconds:
             raise _Stop
         try:
-            counts[check(data)] += 1
+            with warnings.catch_warnings():  # a warning is a finding too: a stray stderr line in the CLI
+                warnings.simplefilter("error")
+                counts[check(data)] += 1
         except Exception as e:  # noqa: BLE001 - every escape is a finding, recorded and counted
             sig = _signature(e)
             if not crashes[sig]:
@@ -80,10 +83,6 @@ def main() -> int:
     ap.add_argument("--targets", default="image,model,manifest")
     ap.add_argument("--out", default=None, help="folder for crashing inputs (default: a temp folder)")
     a = ap.parse_args()
-    # a warning is a finding too: in the CLI it is a stray line on stderr
-    import warnings
-
-    warnings.simplefilter("error")
     from fuzz_targets import check_image, check_model, image_input, manifest_input, model_input
 
     out = Path(a.out or tempfile.mkdtemp(prefix="scanlab-fuzz-"))
