@@ -160,8 +160,9 @@ def cmd_case_roi(a: argparse.Namespace) -> int:
         r = _modify(a, lambda case, user: add_roi(case, a.evidence, roi, user=user))
         st = r.stats
         mean = (st.get("inside") or {}).get("mean")
+        ring = (st.get("ring") or {}).get("mean")
         print(f"ROI {r.id}: area {st['area']}, mean reliability {'n/a' if mean is None else f'{mean:.3f}'}, "
-              f"ring {(st.get('ring') or {}).get('mean')}, verdict {r.verdict or 'unreviewed'}")
+              f"ring {'n/a' if ring is None else f'{ring:.3f}'}, verdict {r.verdict or 'unreviewed'}")
     elif a.roi_action == "review":
         if a.verdict is None and a.note is None:
             raise ScanLabError("give --verdict and/or --note")

@@ -105,8 +105,13 @@ def _image(img: Any, max_w: float, max_h: float) -> Any:
 
 def _table(rows: list[list[Any]], widths: list[float] | None = None, header: bool = True) -> Any:
     from reportlab.lib import colors
-    from reportlab.platypus import Table, TableStyle
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, Table, TableStyle
 
+    cell = ParagraphStyle("cell", fontName="Helvetica", fontSize=8, leading=9.5)
+    # long text wraps inside its cell instead of running over the page edge
+    rows = [[Paragraph(escape(v), cell) if isinstance(v, str) and len(v) > 28 else v for v in row]
+            for row in rows]
     t = Table(rows, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
     style = [("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("VALIGN", (0, 0), (-1, -1), "TOP"),
              ("GRID", (0, 0), (-1, -1), 0.3, colors.grey)]
@@ -242,7 +247,7 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
     from reportlab.lib.colors import Color
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-    from reportlab.platypus import PageBreak, SimpleDocTemplate, Spacer
+    from reportlab.platypus import KeepTogether, PageBreak, SimpleDocTemplate, Spacer
 
     ss = getSampleStyleSheet()
     ss.add(ParagraphStyle("Small", parent=ss["BodyText"], fontSize=8, leading=10))
@@ -306,12 +311,13 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
     story += [_p("Software, libraries and devices", ss["Heading2"]), _table(_versions(case), [110, 360])]
     story += [_p("Limitations", ss["Heading2"])] + [_p("- " + t, ss["BodyText"]) for t in _limitations(case)]
     story += [_p("Attribution", ss["Heading2"]), _p(ATTRIBUTION, ss["BodyText"])]
-    story += [_p("Analyst sign-off", ss["Heading2"])]
+    signoff: list[Any] = [_p("Analyst sign-off", ss["Heading2"])]
     if draft:
-        story.append(_p("NOT SIGNED OFF: this report is a draft.", ss["Warn"]))
+        signoff.append(_p("NOT SIGNED OFF: this report is a draft.", ss["Warn"]))
     else:
-        story += [_table([["analyst", so["analyst"]], ["time", so["time"]], ["statement", _p(so["statement"], ss["Small"])],
-                          ["audit hash at sign-off", so.get("audit_hash", "-")]], [110, 360], header=False)]
+        signoff.append(_table([["analyst", so["analyst"]], ["time", so["time"]], ["statement", so["statement"]],
+                               ["audit hash at sign-off", so.get("audit_hash", "-")]], [110, 360], header=False))
+    story.append(KeepTogether(signoff))
     chain = verify_chain(case.audit)
     story += [PageBreak(), _p("Audit log", ss["Heading2"]),
               _p(f"{len(case.audit)} entries; chain {'INTACT' if not chain else 'BROKEN: ' + '; '.join(chain)}; "
