@@ -11,10 +11,12 @@ from PIL import Image
 from scanlab.core.mapstore import StoredWindows
 from scanlab.core.rois import (
     ROI,
+    contains,
     equal_area_ring,
     non_overlapping,
     rasterize,
     roi_stats,
+    simplify,
     suggest_regions,
     window_test,
 )
@@ -143,3 +145,11 @@ def test_suggestion_on_the_forged_sample_overlaps_its_mask():
     precision = (top & truth).sum() / top.sum()
     iou = (top & truth).sum() / (top | truth).sum()
     assert precision > 0.6 and iou > 0.4, (precision, iou)
+
+
+def test_contains_agrees_with_the_mask_and_simplify_thins_strokes():
+    tri = ROI(1, "polygon", [(0, 0), (0, 8), (8, 0)])
+    m = rasterize(tri, (10, 10))
+    assert all(contains(tri, r + 0.5, c + 0.5) == m[r, c] for r in range(10) for c in range(10))
+    assert contains(ROI.rect(2, 1, 1, 3, 3), 2, 2) and not contains(ROI.rect(2, 1, 1, 3, 3), 3.5, 2)
+    assert simplify([(0, 0), (0, 0.5), (0, 1), (0, 3), (0, 3.2)], 1.0) == [(0, 0), (0, 1), (0, 3)]

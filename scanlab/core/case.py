@@ -327,6 +327,9 @@ def load_case(path: str | os.PathLike) -> Case:
 # ---------------------------------------------------------------- lock
 
 
+_HELD: set[str] = set()  # lock files this process holds (two windows of one app are refused too)
+
+
 class CaseLock:
     """``<case>.lock`` beside the case: one writer at a time, stale locks taken over.
 
@@ -353,6 +356,9 @@ class CaseLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 h = self._holder()
+                if str(self.path.resolve()) in _HELD:
+                    raise CaseError(f"{self.path.with_suffix('')}: the case is already open in this ScanLab "
+                                    "(another window); switch to that window") from None
                 if h and h[0] == socket.gethostname() and (h[1] == os.getpid() or not _alive(h[1])):
                     self.path.unlink(missing_ok=True)  # stale (or ours from an earlier open)
                     continue
@@ -366,12 +372,14 @@ class CaseLock:
             with os.fdopen(fd, "w") as fh:
                 fh.write(me)
             self.held = True
+            _HELD.add(str(self.path.resolve()))
             return self
         raise CaseError(f"{self.path}: could not take the case lock")
 
     def release(self) -> None:
         """Remove the lock file if this object holds it."""
         if self.held:
+            _HELD.discard(str(self.path.resolve()))
             self.path.unlink(missing_ok=True)
             self.held = False
 

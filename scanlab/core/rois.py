@@ -88,6 +88,28 @@ class ROI:
                    dict(d.get("stats") or {}))
 
 
+def contains(roi: ROI, r: float, c: float) -> bool:
+    """Whether the image point (r, c) lies inside the outline (even-odd rule)."""
+    if roi.kind == "rect":
+        r0, c0, r1, c1 = roi.bbox()
+        return r0 <= r < r1 and c0 <= c < c1
+    pts = roi.outline()
+    inside = False
+    for (ya, xa), (yb, xb) in zip(pts, pts[1:] + pts[:1], strict=True):
+        if (ya <= r) != (yb <= r) and c < xa + (r - ya) * (xb - xa) / (yb - ya):
+            inside = not inside
+    return inside
+
+
+def simplify(points: list[tuple[float, float]], min_step: float) -> list[tuple[float, float]]:
+    """Drop freehand points closer than ``min_step`` to the last kept one (lasso strokes)."""
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if not out or math.hypot(p[0] - out[-1][0], p[1] - out[-1][1]) >= min_step:
+            out.append((float(p[0]), float(p[1])))
+    return out
+
+
 def rasterize(roi: ROI, shape: tuple[int, int]) -> np.ndarray:
     """Boolean (H, W) mask of the pixels whose centres lie inside the ROI."""
     h, w = shape
