@@ -212,7 +212,8 @@ def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str 
     if e is None:
         s = res.scan
         e = Evidence(eid, {"path": s.path, "sha256": sha, "size": s.n_bytes, "width": s.width,
-                           "height": s.height, "dpi": _dpi(s.path), "format": s.format, "mode": s.mode,
+                           "height": s.height,
+                           "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format, "mode": s.mode,
                            "bit_depth": s.bit_depth, "first_seen": now_iso()})
         if embed:
             e.embedded = Path(s.path).read_bytes()
