@@ -256,3 +256,32 @@ def test_sign_off_needs_a_statement():
     c = new_case("T", "A")
     with pytest.raises(Exception, match="statement"):
         sign_off(c, analyst="A", statement=" ")
+
+
+def test_verdict_flip_within_tolerance_is_a_warning_not_a_difference():
+    from scanlab.services.verify import PROB_TOL, _compare_run
+
+    old = {"classify": {"label": "a", "verdict": "attributed", "votes": {"a": 5, "b": 3}, "n_patches": 8,
+                        "probabilities": {"a": 0.5, "b": 0.5}}}
+    near = {"classify": {**old["classify"], "verdict": "inconclusive",
+                         "probabilities": {"a": 0.5 - PROB_TOL / 2, "b": 0.5 + PROB_TOL / 2}}}
+    diffs, warns = _compare_run("run", old, near, None, None)
+    assert diffs == [] and len(warns) == 1 and "tipped" in warns[0]
+    far = {"classify": {**near["classify"], "probabilities": {"a": 0.4, "b": 0.6}}}
+    diffs, _ = _compare_run("run", old, far, None, None)
+    assert any("verdict" in d for d in diffs) and any("probabilities differ" in d for d in diffs)
+    relabel = {"classify": {**near["classify"], "label": "b"}}
+    assert any("label" in d for d in _compare_run("run", old, relabel, None, None)[0])
+
+
+def test_embedded_copy_is_stored_and_used_when_the_file_is_gone(tmp_path):
+    img = tmp_path / "q.jpg"
+    shutil.copy(SAMPLE, img)
+    case = str(tmp_path / "e.scanlab")
+    assert main(["case", "new", case, "--title", "T", "--analyst", "A"]) == 0
+    assert main(["case", "add", case, str(img), "--stride", "16", "--embed"]) == 0
+    (e,) = load_case(case).evidence.values()
+    assert e.embedded == SAMPLE.read_bytes()
+    img.unlink()
+    assert main(["report", case, "-o", str(tmp_path / "r.pdf")]) == 0  # drawn from the embedded copy
+    assert main(["verify", case]) == 1  # but the referenced evidence is missing: a difference
