@@ -316,7 +316,8 @@ class RoiLayer(QObject):
             curve = pg.PlotCurveItem(xs, ys, pen=pen)
             curve.setZValue(15)
             label = pg.TextItem(str(r.id), color="#ffffff", fill=pg.mkBrush(0, 0, 0, 160), anchor=(0, 0))
-            label.setPos(float(xs.min()), float(ys.min()))
+            top = int(np.argmin(ys))  # at the outline's top vertex, on the region
+            label.setPos(float(xs[top]), float(ys[top]))
             label.setZValue(16)
             vb.addItem(curve)
             vb.addItem(label)

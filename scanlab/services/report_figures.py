@@ -49,8 +49,7 @@ def annotated(img: Image.Image, rois: list[ROI]) -> Image.Image:
     for roi in rois:
         pts = _scaled_outline(roi, scale)
         d.line(pts + [pts[0]], fill=ROI_COLOR, width=width, joint="curve")
-        x = min(p[0] for p in pts)
-        y = min(p[1] for p in pts)
+        x, y = min(pts, key=lambda p: (p[1], p[0]))  # at the outline's top vertex, on the region
         label = str(roi.id)
         box = d.textbbox((x + 3, y + 3), label, font=font)
         d.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=(255, 255, 255))

@@ -157,3 +157,70 @@ def test_modified_evidence_is_a_loud_message(qtbot, window, case_path):
     assert window.cases.open_case_at(str(case_path))
     texts = [window.messages.item(i).text() for i in range(window.messages.count())]
     assert any("EVIDENCE MODIFIED" in t for t in texts)
+
+
+class _Drag:
+    """The parts of a pyqtgraph mouse event the draw surface reads (x = column, y = row)."""
+
+    def __init__(self, down, pos, start=False, finish=False, double=False):
+        from PySide6.QtCore import QPointF
+
+        self._down, self._pos = QPointF(*down), QPointF(*pos)
+        self._start, self._finish, self._double = start, finish, double
+        self.accepted = None
+
+    def button(self):
+        from PySide6.QtCore import Qt
+
+        return Qt.MouseButton.LeftButton
+
+    def pos(self):
+        return self._pos
+
+    def buttonDownPos(self):  # noqa: N802 - pyqtgraph's name
+        return self._down
+
+    def isStart(self):  # noqa: N802
+        return self._start
+
+    def isFinish(self):  # noqa: N802
+        return self._finish
+
+    def double(self):
+        return self._double
+
+    def accept(self):
+        self.accepted = True
+
+    def ignore(self):
+        self.accepted = False
+
+
+def test_draw_surface_turns_view_gestures_into_row_col_rois(opened):
+    ctl, layer = opened.cases, opened.cases.layer
+    n0 = len(layer.rois())
+    ctl.actions["tool_rect"].trigger()  # the R shortcut's action
+    assert layer.surface.isVisible()
+    surf = layer.surface
+    surf.mouseDragEvent(_Drag((30, 10), (40, 20), start=True))  # view (x, y) = (col, row)
+    surf.mouseDragEvent(_Drag((30, 10), (90, 50), finish=True))
+    (r,) = layer.rois()[n0:]
+    assert r.kind == "rect" and r.bbox() == (10, 30, 50, 90)
+    ctl.actions["tool_polygon"].trigger()
+    for x, y in ((100, 100), (150, 100), (120, 160)):
+        surf.mouseClickEvent(_Drag((x, y), (x, y)))
+    surf.mouseClickEvent(_Drag((120, 160), (120, 160), double=True))
+    assert layer.rois()[-1].kind == "polygon" and layer.rois()[-1].points[2] == (160, 120)
+    ctl.actions["tool_select"].trigger()
+    assert not layer.surface.isVisible()  # the view pans again
+    ev = _Drag((0, 0), (5, 5), start=True)
+    surf.mouseDragEvent(ev)
+    assert ev.accepted is False
+
+
+def test_autosave_saves_a_modified_case(opened, case_path):
+    opened.cases.layer.add(ROI.rect(0, 10, 10, 30, 30))
+    assert opened.cases.case.dirty
+    opened.cases._on_autosave_timeout()  # what the one-minute timer does
+    assert not opened.cases.case.dirty
+    assert any(r.kind == "rect" for e in load_case(case_path).evidence.values() for r in e.rois)
