@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_case import register as register_case
+
+    register_case(sp)
     return p
 
 
