@@ -189,3 +189,15 @@ def test_bad_image_fails_before_torch_is_imported(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert r.stdout.split() == ["2", "False"], r.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_case_files_respect_the_umask(tmp_path):
+    from scanlab.core.case import new_case, save_case
+
+    old = os.umask(0o077)
+    try:
+        p = save_case(new_case("t", "analyst", ""), tmp_path / "c.scanlab")
+        assert p.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
