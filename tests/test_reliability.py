@@ -143,10 +143,11 @@ def test_one_class_folder_is_a_one_line_error(tmp_path):
 
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "a.png").write_bytes(bf.png())
-    for fn in (check_layout, discover):
+    for fn in (check_layout, lambda r: discover(r, min_classes=2)):
         with pytest.raises(DatasetError, match="only one class folder") as ei:
             fn(tmp_path)
         assert "\n" not in str(ei.value)
+    assert discover(tmp_path).classes == ["only"]  # evaluating one scanner's folder stays allowed
 
 
 # ------------------------------------------------------------ item 7: umask and durability
