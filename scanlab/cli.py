@@ -393,9 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in:
         args_in = ["gui"]
     a = parser.parse_args(args_in)
-    # Pillow warns (a stray multi-line stderr message) about damaged EXIF blocks it then
-    # ignores; the orientation is reported as unknown instead
-    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+    # Pillow warns (a stray stderr line) about damaged EXIF blocks it then ignores;
+    # the orientation is reported as unknown instead (see decoders.quiet_exif_warnings,
+    # repeated here so that the CLI's start does not import the decoders)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
     if not getattr(a, "func", None):
         parser.print_help()
         return 2
