@@ -38,6 +38,9 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.network import PATCH
 
 MAX_PIXELS = int(os.environ.get("SCANLAB_MAX_PIXELS", 250_000_000))
+# Bump whenever load_scan can decode a file to different pixels than before: the
+# training cache keys on it, so arrays from an older (buggier) decoder are never reused.
+DECODER_VERSION = 1
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 

@@ -2,25 +2,41 @@
 
 The model file is written once, atomically, at the very end: a cancelled,
 failed or killed run leaves any previous file at the output path untouched.
+After every epoch a checkpoint goes to the per-user cache (one per output path);
+``resume=True`` (``scanlab train --resume``) continues a crashed or cancelled run
+from it, and a successful save deletes it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from scanlab.core.dataset import Dataset, ImageCache, discover, parse_split, split_dataset
+from scanlab.core.dataset import (
+    CachedImages,
+    ImageCache,
+    cache_split,
+    discover,
+    parse_split,
+    split_dataset,
+)
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
 from scanlab.core.fileio import check_writable
-from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import make_manifest, save_model
 from scanlab.core.network import build_model
-from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit
+from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit, load_checkpoint
 from scanlab.services.models import get_model, resolve_model_path
 from scanlab.services.paths import cache_dir
 
@@ -37,18 +53,32 @@ class TrainRequest:
     device: str = "auto"
     engine: str | None = None
     name: str | None = None
-    cache: str | None = None  # HDF5 decoded-image cache; None: the per-user cache
+    cache: str | None = None  # decoded-image cache folder; None: the per-user cache; "": a temporary one
+    units: bool = False  # Model/Unit/... layout
+    holdout_unit: bool = False  # test split = one whole unit per class (needs ``units``)
+    resume: bool = False  # continue from this output's last checkpoint
+    checkpoint: str | None = None  # checkpoint file; None: derived from the output path
 
 
-def _load_split(ds: Dataset, split: str, cache: ImageCache, cancel: CancelToken | None, progress: ProgressFn | None):
-    items = ds.split[split]
-    imgs, labs = [], []
-    for k, s in enumerate(items):
-        check(cancel)
-        imgs.append(cache.get(s))
-        labs.append(s.label)
-        report(progress, k + 1, len(items))
-    return imgs, labs
+def checkpoint_path(req: TrainRequest) -> Path:
+    """Where the checkpoint of a run writing ``req.output`` lives (per-user cache)."""
+    if req.checkpoint:
+        return Path(req.checkpoint)
+    key = hashlib.sha256(str(Path(req.output).resolve()).encode()).hexdigest()[:20]
+    return cache_dir() / "checkpoints" / f"{key}.pt"
+
+
+def _fingerprint(req: TrainRequest, folder_hash: str) -> str:
+    """Data + recipe + split + base: a checkpoint only resumes the run that made it."""
+    d = {"data": folder_hash, "recipe": req.config.recipe(), "split": req.split, "base": req.base,
+         "units": req.units, "holdout_unit": req.holdout_unit}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (decoded pixels (H, W, 3), class index) of a split, one memory-mapped image at a time."""
+    for i in range(len(images)):
+        yield images[i], images.labels[i]
 
 
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None]:
@@ -75,54 +105,82 @@ def run_training(
     progress: ProgressFn | None = None,
     on_epoch: EpochCallback | None = None,
     on_stage: Any = None,
+    on_batch: Any = None,
 ) -> dict[str, Any]:
     """Train, evaluate on the test split and save; returns the stored manifest.
 
-    ``on_stage(text)`` reports coarse stages ("reading data", "training", ...).
+    ``on_stage(text)`` reports coarse stages ("reading data", "training", ...);
+    ``on_batch(dict)`` reports every batch (see :func:`scanlab.core.training.fit`).
+
+    Raises
+    ------
+    ScanLabError
+        Bad data, a checkpoint that cannot be written or resumed, a diverged loss
+        (:class:`scanlab.core.training.TrainingDiverged`): nothing is saved then.
     """
     out = check_writable(req.output, what="model file")
     ratios = parse_split(req.split)
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
+    ckpt = checkpoint_path(req)
+    resume = load_checkpoint(ckpt) if req.resume else None
     stage("reading data")
-    ds = split_dataset(discover(req.data_dir), ratios, req.config.seed)
-    cache = ImageCache(req.cache if req.cache is not None else cache_dir() / "decoded.h5")
-    train = _load_split(ds, "train", cache, cancel, progress)
-    val = _load_split(ds, "val", cache, cancel, progress)
-    net, parent = _init_network(req, ds.classes)
-    stage("training")
-    hist = fit(net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress, on_epoch=on_epoch)
-    metrics: dict[str, Any] = {"val": hist["val"]}
-    if ds.split["test"]:
-        stage("testing")
-        test = _load_split(ds, "test", cache, cancel, None)
-        metrics["test"] = evaluate_arrays(
-            net, test[0], test[1], len(ds.classes), engine=req.engine, device=device, cancel=cancel
+    ds = split_dataset(discover(req.data_dir, units=req.units), ratios, req.config.seed,
+                       holdout_unit=req.holdout_unit)
+    with ExitStack() as stack:
+        if req.cache == "":  # no shared cache asked for: a private one, removed at the end
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanlab-decoded-"))
+        else:
+            folder = req.cache if req.cache is not None else cache_dir() / "decoded"
+        cache = ImageCache(folder)
+        train = cache_split(ds, "train", cache, cancel=cancel, progress=progress)
+        val = cache_split(ds, "val", cache, cancel=cancel, progress=progress)
+        test = cache_split(ds, "test", cache, cancel=cancel, progress=None)
+        net, parent = _init_network(req, ds.classes)
+        stage("training")
+        fp = _fingerprint(req, ds.folder_hash)
+        hist = fit(
+            net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
+            on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
-    check(cancel)
-    training = {
-        "recipe": req.config.recipe(),
-        "seed": req.config.seed,
-        "epochs_run": hist["epochs_run"],
-        "best_epoch": hist["best_epoch"],
-        "stop_reason": hist["stop_reason"],
-        "history": hist["history"],
-        "device": str(device),
-        "data": {
-            "root": str(Path(req.data_dir).resolve()),
-            "folder_hash": ds.folder_hash,
-            "split": req.split,
-            "counts": ds.counts(),
-            "files": {
-                s: [x.path.relative_to(ds.root).as_posix() for x in ds.split[s]] for s in ("train", "val", "test")
+        metrics: dict[str, Any] = {"val": hist["val"]}
+        if len(test):
+            stage("testing")
+            metrics["test"] = evaluate_arrays(
+                net, test, test.labels, len(ds.classes), engine=req.engine, device=device, cancel=cancel
+            )
+        check(cancel)
+        # Calibration and open-set thresholds are fitted here, on the validation split:
+        # iter_images(val) yields (decoded pixels, class index) one image at a time.
+        extra_manifest: dict[str, Any] = {}
+        training = {
+            "recipe": req.config.recipe(),
+            "seed": req.config.seed,
+            "epochs_run": hist["epochs_run"],
+            "best_epoch": hist["best_epoch"],
+            "stop_reason": hist["stop_reason"],
+            "resumed_from_epoch": hist["resumed_from"],
+            "history": hist["history"],
+            "device": str(device),
+            "data": {
+                "root": str(Path(req.data_dir).resolve()),
+                "folder_hash": ds.folder_hash,
+                "split": req.split,
+                "units": req.units,
+                "holdout_unit": req.holdout_unit,
+                "counts": ds.counts(),
+                "files": {
+                    s: [x.path.relative_to(ds.root).as_posix() for x in ds.split[s]] for s in ("train", "val", "test")
+                },
             },
-        },
-        "cache": {"hits": cache.hits, "misses": cache.misses},
-    }
+            "cache": {"hits": cache.hits, "misses": cache.misses},
+        }
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
+    manifest.update(extra_manifest)
     stage("saving")
     stored = save_model(net, manifest, out)
+    ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return stored
 
 
