@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_wizard import register as register_wizard
+
+    register_wizard(sp)
     return p
 
 

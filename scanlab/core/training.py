@@ -183,11 +183,13 @@ def evaluate_arrays(
 ) -> dict[str, Any]:
     """Per-patch and per-image accuracy, confusion matrices and mean patch loss.
 
-    Confusion matrices are indexed [true, predicted] and hold counts.
+    Confusion matrices are indexed [true, predicted] and hold counts;
+    ``image_predictions`` is the predicted class of each image, in input order.
     """
     cm_patch = np.zeros((n_classes, n_classes), dtype=np.int64)
     cm_image = np.zeros((n_classes, n_classes), dtype=np.int64)
     nll, n_p = 0.0, 0
+    preds: list[int] = []
     net.eval()
     for k, (img, y) in enumerate(zip(images, labels, strict=True)):
         check(cancel)
@@ -195,6 +197,7 @@ def evaluate_arrays(
         c = res.classification
         np.add.at(cm_patch, (np.full(len(c.patch_labels), y), c.patch_labels), 1)
         cm_image[y, c.label_index] += 1
+        preds.append(int(c.label_index))
         p = res.vote.probs.reshape(-1, n_classes)[:, y]
         nll += float(-np.log(np.clip(p, 1e-12, 1)).sum())
         n_p += len(p)
@@ -208,6 +211,7 @@ def evaluate_arrays(
         "n_images": n_img,
         "n_patches": int(cm_patch.sum()),
         "loss": nll / max(1, n_p),
+        "image_predictions": preds,
     }
 
 

@@ -58,6 +58,7 @@ class TrainRequest:
     holdout_unit: bool = False  # test split = one whole unit per class (needs ``units``)
     resume: bool = False  # continue from this output's last checkpoint
     checkpoint: str | None = None  # checkpoint file; None: derived from the output path
+    exclude: tuple[str, ...] = ()  # files left out (unreadable, label conflicts), paths as found
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -98,6 +99,20 @@ def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Modul
     return net, f"{base.name} ({base.manifest.get('weights_sha256')})"
 
 
+def _with_misclassified(m: dict[str, Any] | None, ds: Any, split: str) -> dict[str, Any] | None:
+    """Replace the per-image prediction list by the misclassified images (paths relative to the data)."""
+    if m is None:
+        return None
+    m = dict(m)
+    preds = m.pop("image_predictions", None) or []
+    m["misclassified"] = [
+        {"path": s.path.relative_to(ds.root).as_posix(), "true": ds.classes[s.label], "predicted": ds.classes[p]}
+        for s, p in zip(ds.split[split], preds, strict=False)
+        if p != s.label
+    ]
+    return m
+
+
 def run_training(
     req: TrainRequest,
     *,
@@ -125,8 +140,11 @@ def run_training(
     ckpt = checkpoint_path(req)
     resume = load_checkpoint(ckpt) if req.resume else None
     stage("reading data")
-    ds = split_dataset(discover(req.data_dir, units=req.units), ratios, req.config.seed,
-                       holdout_unit=req.holdout_unit)
+    ds = discover(req.data_dir, units=req.units)
+    if req.exclude:
+        drop = {Path(p).resolve() for p in req.exclude}
+        ds.samples = [s for s in ds.samples if s.path.resolve() not in drop]
+    ds = split_dataset(ds, ratios, req.config.seed, holdout_unit=req.holdout_unit)
     with ExitStack() as stack:
         if req.cache == "":  # no shared cache asked for: a private one, removed at the end
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanlab-decoded-"))
@@ -143,12 +161,11 @@ def run_training(
             net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
             on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
-        metrics: dict[str, Any] = {"val": hist["val"]}
+        metrics: dict[str, Any] = {"val": _with_misclassified(hist["val"], ds, "val")}
         if len(test):
             stage("testing")
-            metrics["test"] = evaluate_arrays(
-                net, test, test.labels, len(ds.classes), engine=req.engine, device=device, cancel=cancel
-            )
+            tm = evaluate_arrays(net, test, test.labels, len(ds.classes), engine=req.engine, device=device, cancel=cancel)
+            metrics["test"] = _with_misclassified(tm, ds, "test")
         check(cancel)
         # Calibration and open-set thresholds are fitted here, on the validation split:
         # iter_images(val) yields (decoded pixels, class index) one image at a time.
@@ -168,6 +185,9 @@ def run_training(
                 "split": req.split,
                 "units": req.units,
                 "holdout_unit": req.holdout_unit,
+                "excluded": sorted(Path(p).resolve().relative_to(ds.root.resolve()).as_posix()
+                                   if Path(p).resolve().is_relative_to(ds.root.resolve()) else str(p)
+                                   for p in req.exclude),
                 "counts": ds.counts(),
                 "files": {
                     s: [x.path.relative_to(ds.root).as_posix() for x in ds.split[s]] for s in ("train", "val", "test")
