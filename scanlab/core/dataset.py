@@ -77,18 +77,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts[0] / s, parts[1] / s, parts[2] / s
 
 
-def discover(root: str | os.PathLike, *, hash_files: bool = True, units: bool = False) -> Dataset:
-    """Find classes and images below ``root``.
-
-    With ``units``, the layout is ``Model/Unit/...``: the first folder below a class
-    folder names the physical unit of every image below it (see :func:`split_dataset`'s
-    ``holdout_unit``); images lying directly in the class folder get unit ``"(loose)"``.
-
-    Raises
-    ------
-    DatasetError
-        Missing or empty folder, or no class folder with images.
-    """
+def _class_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[Path, list[Path]]]]:
     r = Path(root)
     if not r.exists():
         raise DatasetError(f"{r}: data folder does not exist")
@@ -97,19 +86,70 @@ def discover(root: str | os.PathLike, *, hash_files: bool = True, units: bool = 
     class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DatasetError(f"{r}: no class sub-folders (expected one folder per scanner)")
-    samples: list[Sample] = []
-    classes: list[str] = []
+    out = []
     for d in class_dirs:
         files = find_images(d)
         if not files:
             raise DatasetError(f"{d}: class folder has no images")
+        out.append((d, files))
+    if len(out) < 2:
+        raise DatasetError(
+            f"{r}: only one class folder ({out[0][0].name}); training needs at least two "
+            "scanners, one sub-folder each"
+        )
+    return r, out
+
+
+def check_layout(root: str | os.PathLike) -> list[Path]:
+    """Cheap structural check of a data folder (no file is read); returns every image path.
+
+    Raises
+    ------
+    DatasetError
+        Missing or non-folder root, no class folders, an empty class folder, or
+        fewer than two classes.
+    """
+    _, classes = _class_folders(root)
+    return [p for _, files in classes for p in files]
+
+
+def discover(
+    root: str | os.PathLike, *, hash_files: bool = True, units: bool = False, exclude: Sequence[str] = ()
+) -> Dataset:
+    """Find classes and images below ``root``.
+
+    With ``units``, the layout is ``Model/Unit/...``: the first folder below a class
+    folder names the physical unit of every image below it (see :func:`split_dataset`'s
+    ``holdout_unit``); images lying directly in the class folder get unit ``"(loose)"``.
+    Files in ``exclude`` (e.g. the wizard's unreadable files and label conflicts) are
+    left out before anything is read.
+
+    Raises
+    ------
+    DatasetError
+        Missing or empty folder, no class folder with images, a single class,
+        or one file (same bytes) filed under two classes.
+    """
+    r, found = _class_folders(root)
+    samples: list[Sample] = []
+    classes: list[str] = []
+    drop = {Path(p).resolve() for p in exclude}
+    for d, files in found:
         classes.append(d.name)
-        samples += [Sample(p, len(classes) - 1, unit=_unit_of(p, d) if units else "") for p in files]
+        samples += [Sample(p, len(classes) - 1, unit=_unit_of(p, d) if units else "")
+                    for p in files if not drop or p.resolve() not in drop]
     h = hashlib.sha256()
     if hash_files:
+        first: dict[str, Sample] = {}
         for s in samples:
             s.sha256 = sha256_file(s.path)
             h.update(f"{s.path.relative_to(r).as_posix()}\t{s.sha256}\n".encode())
+            prev = first.setdefault(s.sha256, s)
+            if prev.label != s.label:
+                raise DatasetError(
+                    f"{s.path}: the same file (identical bytes) is also under class "
+                    f"{classes[prev.label]} ({prev.path}); a scan can have one scanner only"
+                )
     return Dataset(r, classes, samples, h.hexdigest() if hash_files else "")
 
 
@@ -274,20 +314,3 @@ class CachedImages(Sequence):
     def __getitem__(self, i):  # type: ignore[override]
         # copy-on-write: callers (torch.from_numpy) may want a writable array; the file never changes
         return np.load(self.files[i], mmap_mode="c")
-
-
-def cache_split(
-    ds: Dataset, split: str, cache: ImageCache, *, cancel=None, progress=None
-) -> CachedImages:
-    """Decode (or find) every image of ``split`` in the cache; return them as :class:`CachedImages`."""
-    from scanlab.core.jobs import check, report
-
-    items = ds.split[split]
-    files, shapes = [], []
-    for k, s in enumerate(items):
-        check(cancel)
-        f = cache.ensure(s)
-        files.append(f)
-        shapes.append(np.load(f, mmap_mode="r").shape[:2])
-        report(progress, k + 1, len(items))
-    return CachedImages(files, [s.label for s in items], shapes)

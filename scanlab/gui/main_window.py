@@ -148,11 +148,13 @@ class MainWindow(QMainWindow):
     def refresh_models(self, current: str | None = None) -> None:
         """Rebuild the model list: shipped default, shipped + user models, opened files."""
         default = default_model_path()
-        entries: list[tuple[str, str | None]] = [
+        entries: list[tuple] = [
             ("default (shipped)" if default.exists() else "default (missing)", None)
         ]
         for m in list_models():
-            if Path(m["path"]).resolve() != default.resolve():
+            if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
+                entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
+            elif Path(m["path"]).resolve() != default.resolve():
                 entries.append((f"{m['name']} ({m['origin']})", m["path"]))
         known = {e[1] for e in entries}
         entries += [(Path(p).stem + " (file)", p) for p in self._extra_models if p not in known]

@@ -24,16 +24,19 @@ import torch
 
 from scanlab.core.dataset import (
     CachedImages,
+    Dataset,
+    DatasetError,
     ImageCache,
-    cache_split,
+    check_layout,
     discover,
     parse_split,
     split_dataset,
 )
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
-from scanlab.core.fileio import check_writable
-from scanlab.core.jobs import CancelToken, ProgressFn, check
+from scanlab.core.fileio import check_writable, refuse_overwrite
+from scanlab.core.imaging import ImageLoadError
+from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile import make_manifest, save_model
 from scanlab.core.network import build_model
 from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit, load_checkpoint
@@ -59,6 +62,7 @@ class TrainRequest:
     resume: bool = False  # continue from this output's last checkpoint
     checkpoint: str | None = None  # checkpoint file; None: derived from the output path
     exclude: tuple[str, ...] = ()  # files left out (unreadable, label conflicts), paths as found
+    strict_files: bool = False  # True: an unreadable image stops the run instead of being skipped
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -74,6 +78,48 @@ def _fingerprint(req: TrainRequest, folder_hash: str) -> str:
     d = {"data": folder_hash, "recipe": req.config.recipe(), "split": req.split, "base": req.base,
          "units": req.units, "holdout_unit": req.holdout_unit}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_split(
+    ds: Dataset,
+    split: str,
+    cache: ImageCache,
+    cancel: CancelToken | None,
+    progress: ProgressFn | None,
+    skipped: list[dict[str, str]] | None = None,
+) -> CachedImages:
+    """Decode one split into the cache. Unreadable images are dropped from the split and
+    listed in ``skipped`` (path relative to the data folder, reason); with ``skipped``
+    None the first one stops the run (``--strict-files``)."""
+    items = ds.split[split]
+    files, shapes, kept = [], [], []
+    for k, s in enumerate(items):
+        check(cancel)
+        try:
+            f = cache.ensure(s)
+        except ImageLoadError as e:
+            if skipped is None:
+                raise
+            reason = str(e)
+            prefix = f"{s.path}: "
+            skipped.append({
+                "path": s.path.relative_to(ds.root).as_posix(),
+                "reason": reason[len(prefix):] if reason.startswith(prefix) else reason,
+            })
+            continue
+        files.append(f)
+        shapes.append(np.load(f, mmap_mode="r").shape[:2])
+        kept.append(s)
+        report(progress, k + 1, len(items))
+    ds.split[split] = kept
+    labs = [s.label for s in kept]
+    if split in ("train", "val"):
+        for ci, cname in enumerate(ds.classes):
+            if ci not in labs:
+                raise DatasetError(
+                    f"{ds.root / cname}: no readable {split} image left after skipping unreadable files"
+                )
+    return CachedImages(files, labs, shapes)
 
 
 def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
@@ -134,16 +180,16 @@ def run_training(
         (:class:`scanlab.core.training.TrainingDiverged`): nothing is saved then.
     """
     out = check_writable(req.output, what="model file")
+    refuse_overwrite(out, check_layout(req.data_dir), "a training image")
+    if req.base not in ("default", "none"):
+        refuse_overwrite(out, [req.base], "the base model")
     ratios = parse_split(req.split)
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
     ckpt = checkpoint_path(req)
     resume = load_checkpoint(ckpt) if req.resume else None
     stage("reading data")
-    ds = discover(req.data_dir, units=req.units)
-    if req.exclude:
-        drop = {Path(p).resolve() for p in req.exclude}
-        ds.samples = [s for s in ds.samples if s.path.resolve() not in drop]
+    ds = discover(req.data_dir, units=req.units, exclude=req.exclude)
     ds = split_dataset(ds, ratios, req.config.seed, holdout_unit=req.holdout_unit)
     with ExitStack() as stack:
         if req.cache == "":  # no shared cache asked for: a private one, removed at the end
@@ -151,9 +197,10 @@ def run_training(
         else:
             folder = req.cache if req.cache is not None else cache_dir() / "decoded"
         cache = ImageCache(folder)
-        train = cache_split(ds, "train", cache, cancel=cancel, progress=progress)
-        val = cache_split(ds, "val", cache, cancel=cancel, progress=progress)
-        test = cache_split(ds, "test", cache, cancel=cancel, progress=None)
+        skipped: list[dict[str, str]] | None = None if req.strict_files else []
+        train = _cache_split(ds, "train", cache, cancel, progress, skipped)
+        val = _cache_split(ds, "val", cache, cancel, progress, skipped)
+        test = _cache_split(ds, "test", cache, cancel, None, skipped)
         net, parent = _init_network(req, ds.classes)
         stage("training")
         fp = _fingerprint(req, ds.folder_hash)
@@ -194,6 +241,8 @@ def run_training(
                 },
             },
             "cache": {"hits": cache.hits, "misses": cache.misses},
+            "skipped_files": list(skipped or []),
+            "strict_files": req.strict_files,
         }
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
