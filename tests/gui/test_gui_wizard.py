@@ -238,3 +238,11 @@ def test_misclassified_scan_opens_in_main_window(qtbot, window, make_scan, tmp_p
 def test_precision_recall():
     prec, rec = precision_recall([[3, 1], [0, 4]])
     assert prec.tolist() == [1.0, 0.8] and rec.tolist() == [0.75, 1.0]
+
+
+def test_closing_main_window_stops_the_wizard_thread(qtbot, window, collection):
+    wiz = window.models_menu.open_wizard(str(collection))
+    qtbot.waitUntil(lambda: wiz.page_named("collection").isComplete(), timeout=30_000)
+    assert wiz.runner._thread.isRunning()
+    window.close()
+    assert not wiz.runner._thread.isRunning()

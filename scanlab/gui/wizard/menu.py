@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QEvent, QObject, Slot
 from PySide6.QtGui import QAction
 
 if TYPE_CHECKING:
@@ -25,6 +25,13 @@ class ModelsMenu(QObject):
         menu.addActions([self.train_action, self.library_action])
         self.train_action.triggered.connect(self.open_wizard)
         self.library_action.triggered.connect(self.open_library)
+        window.installEventFilter(self)  # stop a running training when the window closes
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """On the main window's close, cancel the wizard's job and stop its thread."""
+        if obj is self.window and event.type() == QEvent.Type.Close and self.wizard is not None:
+            self.wizard.shutdown()
+        return False
 
     @Slot()
     def open_wizard(self, data_dir: str = "") -> object:
