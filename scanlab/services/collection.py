@@ -98,7 +98,11 @@ def _header(path: Path) -> tuple[str, tuple[int, int], str]:
         if fmt not in FORMATS:
             raise ValueError(f"unsupported format {fmt}")
         dpi = img.info.get("dpi")
-        dpi_text = f"{round(float(dpi[0]))}x{round(float(dpi[1]))}" if dpi else "unknown"
+        # TIFFs without a resolution unit report (1, 1): a placeholder, not a scanning resolution
+        if dpi and min(float(dpi[0]), float(dpi[1])) >= 20:
+            dpi_text = f"{round(float(dpi[0]))}x{round(float(dpi[1]))}"
+        else:
+            dpi_text = "not set"
         if min(img.size) < 64:
             raise ValueError(f"image is {img.size[0]}x{img.size[1]}, smaller than 64 px on a side")
         return fmt, img.size, dpi_text
