@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--verbose", action="store_true", help="list the long gaps and the training stages in time")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-wizard-"))
     os.environ.setdefault("SCANLAB_DATA_DIR", str(work / "userdata"))
@@ -71,11 +72,24 @@ def main() -> None:
             self.timer.setInterval(10)
             self.timer.timeout.connect(self._on_timer_timeout)
 
+            self.events: list[tuple[float, str]] = []
+            self.t0 = time.perf_counter()
+
         @Slot()
         def _on_timer_timeout(self) -> None:
             now = time.perf_counter()
             self.gaps.append(now - self._last)
+            if now - self._last > 0.1:
+                self.events.append((self._last - self.t0, f"gap {1000 * (now - self._last):.0f} ms"))
             self._last = now
+
+        @Slot(str)
+        def _on_stage(self, text: str) -> None:
+            self.events.append((time.perf_counter() - self.t0, f"stage {text}"))
+
+        @Slot(object)
+        def _on_epoch(self, rec: object) -> None:
+            self.events.append((time.perf_counter() - self.t0, "epoch done"))
 
     wiz = TrainingWizard(str(work / "refs"))
     wiz.show()
@@ -91,8 +105,10 @@ def main() -> None:
     wiz.next()
     train = wiz.page_named("train")
     probe = Probe()
+    train.events.stage.connect(probe._on_stage)
+    train.events.epoch.connect(probe._on_epoch)
     probe.timer.start()
-    t0 = time.perf_counter()
+    t0 = probe.t0 = time.perf_counter()
     train.start()
     while train.is_running():
         QApplication.processEvents()
@@ -106,6 +122,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     print(f"| training (worker thread) | {wall:.1f} | {g.max():.1f} | {np.percentile(g, 99):.1f} | "
           f"{int((g > 100).sum())} |")
+    if a.verbose:
+        for t, what in probe.events:
+            print(f"{t:7.2f} s  {what}")
     wiz.shutdown()
 
 

@@ -15,7 +15,7 @@ class TrainConfig:
     Defaults come from the measurements in BENCHMARKS.md ("Training defaults").
     """
 
-    epochs: int = 30
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 0.01
     momentum: float = 0.9
