@@ -403,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     from scanlab.cli_wizard import register as register_wizard
 
     register_wizard(sp)
+
+    from scanlab.cli_case import register as register_case
+
+    register_case(sp)
     return p
 
 

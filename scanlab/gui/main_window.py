@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.gui.case_controller import CaseController
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.models_menu = ModelsMenu(self)  # Models > Train a model..., Model library...
         restore_window_settings(self, model)
         self._connect()
+        self.cases = CaseController(self)  # case files, ROI tools and the review dock
 
     # -- construction ---------------------------------------------------------------------
 
@@ -480,6 +482,7 @@ class MainWindow(QMainWindow):
         self._recompute.stop()
         self.view.set_blinking(False)
         self.save_settings()
+        self.cases.close_case()  # saves a modified case, releases its lock
         self.runner.shutdown()
         self.class_maps.shutdown()
         event.accept()
