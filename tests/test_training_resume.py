@@ -27,7 +27,7 @@ def data(tmp_path_factory):
     return make_tree(tmp_path_factory.mktemp("rs"), n_classes=2, n_images=6, size=192, seed=11)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, capsys):
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data):
     out = tmp_path / "killed.safetensors"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
@@ -46,13 +46,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, capsys):
     ck = load_checkpoint(checkpoint_path(TrainRequest(data_dir=str(data), output=str(out))))
     assert ck["epoch"] == 2
 
-    assert main(["train", str(data), "-o", str(out), *ARGS, "--resume"]) == 0
-    resumed = json.loads(capsys.readouterr().out)
+    # every run in a fresh process with the same environment (thread count changes float
+    # summation order, and other tests may have changed this process's torch settings)
+    def run(*extra: str) -> dict:
+        p = subprocess.run([sys.executable, "-m", "scanlab", "train", str(data), *extra, *ARGS],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads(p.stdout)
+
+    resumed = run("-o", str(out), "--resume")
     assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 5
     assert not checkpoint_path(TrainRequest(data_dir=str(data), output=str(out))).exists()
 
-    assert main(["train", str(data), "-o", str(tmp_path / "straight.safetensors"), *ARGS]) == 0
-    straight = json.loads(capsys.readouterr().out)
+    straight = run("-o", str(tmp_path / "straight.safetensors"))
     assert straight["resumed_from_epoch"] is None
     # deterministic patches per (seed, epoch) + restored optimizer and schedule: same weights
     assert resumed["weights_sha256"] == straight["weights_sha256"]
