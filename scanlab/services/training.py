@@ -189,7 +189,7 @@ def run_training(
     ckpt = checkpoint_path(req)
     resume = load_checkpoint(ckpt) if req.resume else None
     stage("reading data")
-    ds = discover(req.data_dir, units=req.units, exclude=req.exclude)
+    ds = discover(req.data_dir, min_classes=2, units=req.units, exclude=req.exclude)
     ds = split_dataset(ds, ratios, req.config.seed, holdout_unit=req.holdout_unit)
     with ExitStack() as stack:
         if req.cache == "":  # no shared cache asked for: a private one, removed at the end
