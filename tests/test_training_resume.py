@@ -90,14 +90,14 @@ def test_disk_full_during_checkpoint_keeps_previous(tmp_path, data, monkeypatch)
     real = fileio.atomic_write
     calls = {"n": 0}
 
-    def flaky(path, write):
+    def flaky(path, write, **kw):
         calls["n"] += 1
         if calls["n"] == 2:  # the second checkpoint hits a full disk half-way through writing
             def partial(tmp):
                 Path(tmp).write_bytes(b"half")
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return real(path, partial)
-        return real(path, write)
+            return real(path, partial, **kw)
+        return real(path, write, **kw)
 
     monkeypatch.setattr(fileio, "atomic_write", flaky)
     with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is kept"):

@@ -232,7 +232,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(p, _state_bytes(state))
+        atomic_write_bytes(p, _state_bytes(state), hook=False)
     except OSError as e:
         raise CheckpointError(
             f"{p}: checkpoint could not be written ({e.strerror or e}); the previous checkpoint is kept, "
