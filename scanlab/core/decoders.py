@@ -186,10 +186,22 @@ def decode_tiff(data: bytes, limit: int, min_side: int) -> Decoded:
     Float samples in [0, 1] are quantised to 16 bits (the network's input scale);
     other float ranges, signed and 32-bit integer samples are refused with the reason.
     """
+    # The buffer is ours to close: tifffile's TiffFile/TiffPages/TiffPage objects form
+    # reference cycles and its FileHandle never closes a stream it was given, so without
+    # this the whole file's bytes stayed reachable until the cyclic GC ran (measured: RSS
+    # grew by one file size per decoded scan while a training cache was built).
+    buf = io.BytesIO(data)
+    try:
+        return _decode_tiff(buf, limit, min_side)
+    finally:
+        buf.close()
+
+
+def _decode_tiff(buf: io.BytesIO, limit: int, min_side: int) -> Decoded:
     import tifffile
 
     try:
-        tf = tifffile.TiffFile(io.BytesIO(data))
+        tf = tifffile.TiffFile(buf)
     except Exception as e:  # noqa: BLE001 - tifffile raises many types on damaged headers
         raise DecodeProblem(f"corrupt TIFF ({_why(e)})") from None
     with tf:
