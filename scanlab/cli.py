@@ -308,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_selftest import register as register_selftest
+
+    register_selftest(sp)
     return p
 
 
