@@ -34,7 +34,7 @@ from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult
-from scanlab.services.models import list_models
+from scanlab.services.models import list_models, shipped_model_problem
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self._pending: dict[int, tuple[ScanDocument, ParamsKey]] = {}
         self._paused = False
         self._extra_models: list[str] = []
+        self._shipped_problem: str | None = None  # last shipped-model problem shown
         self._docks: dict[str, QDockWidget] = {}
 
         self.view = ScanView()
@@ -146,9 +147,13 @@ class MainWindow(QMainWindow):
     def refresh_models(self, current: str | None = None) -> None:
         """Rebuild the model list: shipped default, shipped + user models, opened files."""
         default = default_model_path()
-        entries: list[tuple[str, str | None]] = [
-            ("default (shipped)" if default.exists() else "default (missing)", None)
-        ]
+        problem = shipped_model_problem()
+        state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
+        entries: list[tuple[str, str | None]] = [(f"default ({state})", None)]
+        if problem is not None and problem != self._shipped_problem:
+            self.post_message(f"The shipped model cannot be used: {problem}. Scans still open; "
+                              "choose another model in Controls > Model to analyse them.", error=True)
+        self._shipped_problem = problem
         for m in list_models():
             if Path(m["path"]).resolve() != default.resolve():
                 entries.append((f"{m['name']} ({m['origin']})", m["path"]))
