@@ -56,3 +56,36 @@ def test_smoke_test_fails_without_a_usable_model(tmp_path, monkeypatch):
     assert run_smoke_test(tmp_path / "out") == 1
     result = json.loads((tmp_path / "out" / "smoke.json").read_text())
     assert not result["passed"] and "missing" in result["error"]
+
+
+def _selftest_window(qtbot, gui_settings, tiny_model):
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.gui.selftest_action import SelftestController
+
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    ctl = SelftestController(win)
+    win.show()
+    menus = [a.text() for a in win.menuBar().actions()]
+    assert menus.count("&Help") == 1 and ctl.action in win.menuBar().actions()[-1].menu().actions()
+    return win, ctl
+
+
+def test_help_menu_runs_the_selftest(qtbot, gui_settings, tiny_model, monkeypatch):
+    monkeypatch.delenv("SCANLAB_DEFAULT_MODEL")
+    win, ctl = _selftest_window(qtbot, gui_settings, tiny_model)
+    ctl.action.trigger()
+    assert not ctl.action.isEnabled()  # one run at a time
+    qtbot.waitUntil(lambda: ctl.last_result is not None, timeout=120_000)
+    assert ctl.last_result["passed"] and ctl.action.isEnabled()
+    assert ctl.box.text() == "Self-test: PASS" and "per-patch accuracy" in ctl.box.informativeText()
+    win.close()
+
+
+def test_help_menu_selftest_reports_a_missing_model(qtbot, gui_settings, tiny_model):
+    win, ctl = _selftest_window(qtbot, gui_settings, tiny_model)  # conftest: no shipped model
+    ctl.action.trigger()
+    qtbot.waitUntil(lambda: ctl.last_error is not None, timeout=60_000)
+    assert "shipped default model is missing" in ctl.last_error
+    assert ctl.box.text() == "Self-test could not run"
+    win.close()
