@@ -17,7 +17,7 @@ def test_shipped_model_passes_on_shipped_set(capsys: pytest.CaptureFixture[str])
     assert main(["selftest", "--device", "cpu", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     ref = json.loads((selftest_dir() / "selftest.json").read_text())
-    assert out["passed"] and out["n_images"] == ref["reference"]["n_images"] == 30
+    assert out["passed"] and out["n_images"] == ref["reference"]["n_images"] >= 20
     by_name = {c["name"]: c for c in out["checks"]}
     got = by_name["per-patch accuracy vs reference"]["measured"]
     assert abs(got - ref["reference"]["per_patch_accuracy"]) <= ref["tolerance"]["per_patch_accuracy"]
