@@ -190,7 +190,9 @@ def default_workers(device: torch.device) -> int:
 
 
 def _single_thread() -> None:
-    # Per-thread with the OpenMP backend: the caller's setting is untouched.
+    # Per-thread with the OpenMP backend for this thread's own kernels; but torch
+    # also records the value as the default that threads created later start
+    # with, which _run_parallel restores once its workers are gone.
     torch.set_num_threads(1)
 
 
@@ -210,6 +212,16 @@ def _run_parallel(
     pending: set[Future[None]] = set()
     queue = iter(jobs)
     done = 0
+    default_threads = torch.get_num_threads()
+    try:
+        _run_pool(run, jobs, workers, cancel, progress, pending, queue, done)
+    finally:
+        # a worker's set_num_threads(1) became the default for new threads
+        # (e.g. the app's next worker thread): put the caller's value back
+        torch.set_num_threads(default_threads)
+
+
+def _run_pool(run, jobs, workers, cancel, progress, pending, queue, done) -> None:  # noqa: ANN001
     with ThreadPoolExecutor(
         workers, initializer=_single_thread, thread_name_prefix="dense"
     ) as pool:

@@ -149,13 +149,15 @@ class MainWindow(QMainWindow):
         default = default_model_path()
         problem = shipped_model_problem()
         state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
-        entries: list[tuple[str, str | None]] = [(f"default ({state})", None)]
+        entries: list[tuple] = [(f"default ({state})", None)]
         if problem is not None and problem != self._shipped_problem:
             self.post_message(f"The shipped model cannot be used: {problem}. Scans still open; "
                               "choose another model in Controls > Model to analyse them.", error=True)
         self._shipped_problem = problem
         for m in list_models():
-            if Path(m["path"]).resolve() != default.resolve():
+            if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
+                entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
+            elif Path(m["path"]).resolve() != default.resolve():
                 entries.append((f"{m['name']} ({m['origin']})", m["path"]))
         known = {e[1] for e in entries}
         entries += [(Path(p).stem + " (file)", p) for p in self._extra_models if p not in known]
