@@ -15,7 +15,9 @@ bundle="$root/packaging/dist/scanlab"
 [ -x "$bundle/scanlab" ] || { echo "bench_bundle: error: $bundle/scanlab: build it with packaging/build.sh" >&2; exit 2; }
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 echo "bundle: $(du -sm "$bundle" | cut -f1) MiB, $(find "$bundle" -type f | wc -l) files"
-echo "largest parts (MiB):"; du -sm "$bundle"/_internal/* | sort -rn | head -8 | sed 's|'"$bundle"'/_internal/|  |'
+echo "largest parts (MiB):"
+du -sm "$bundle"/_internal/* | sort -rn > "$work/parts"  # (head in the pipe would trip pipefail)
+sed -n 1,8p "$work/parts" | sed 's|'"$bundle"'/_internal/|  |'
 printf '%-8s %4s %10s %22s\n' kind run wall_s launch_to_screenshot_s
 for i in $(seq 1 "$runs"); do
   for kind in frozen source; do
