@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scanlab.cli_selftest import register as register_selftest
 
     register_selftest(sp)
+    from scanlab.cli_case import register as register_case
+
+    register_case(sp)
     return p
 
 

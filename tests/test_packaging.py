@@ -38,6 +38,6 @@ def test_synth_without_extra_says_how_to_install(
     args += ["--scanners", "2", "--images", "1"] if command == "synth" else ["--n", "1"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("scanlab: error: scikit-image")
+    assert err.count("\n") == 0 and err.startswith("scanlab: error: scikit-image photographs: not installed")
     assert "pip install 'scanlab[synth]'" in err
     assert not out.exists()

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.gui.case_controller import CaseController
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_menus(self)
         restore_window_settings(self, model)
         self._connect()
+        self.cases = CaseController(self)  # case files, ROI tools and the review dock
 
     # -- construction ---------------------------------------------------------------------
 
@@ -483,6 +485,7 @@ class MainWindow(QMainWindow):
         self._recompute.stop()
         self.view.set_blinking(False)
         self.save_settings()
+        self.cases.close_case()  # saves a modified case, releases its lock
         self.runner.shutdown()
         self.class_maps.shutdown()
         event.accept()

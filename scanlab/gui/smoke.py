@@ -60,7 +60,7 @@ def run_smoke_test(out_dir: str | os.PathLike, *, started: float | None = None) 
     from scanlab.services.analysis import AnalysisRequest, run_analysis
 
     try:
-        r = run_analysis(AnalysisRequest(path=sample, with_map=False, device="cpu"))
+        r = run_analysis(AnalysisRequest(path=sample, with_map=True, device="cpu"))
     except ScanLabError as e:
         result["error"] = str(e)
         return _finish(out, result, started)
@@ -69,7 +69,26 @@ def run_smoke_test(out_dir: str | os.PathLike, *, started: float | None = None) 
     expected = json.loads(record.read_text(encoding="utf-8")).get("host_scanner") if record.is_file() else None
     result["expected_label"] = expected
     result["checks"]["attributed_to_host"] = expected is not None and r.label == expected
+    result["checks"]["suggested_region_on_forgery"] = _suggestion_hits_mask(r.reliability, sample, result)
     return _finish(out, result, started)
+
+
+def _suggestion_hits_mask(reliability, sample: str, result: dict[str, Any]) -> bool:
+    """ROI suggestions (scipy + skimage.measure in the bundle) find the pasted region."""
+    import numpy as np
+    from PIL import Image
+
+    from scanlab.core.rois import rasterize, suggest_regions
+
+    mask_file = Path(sample).with_name(Path(sample).stem + "_mask.png")
+    if not mask_file.is_file():
+        return False
+    with Image.open(mask_file) as im:
+        forged = np.asarray(im.convert("L")) > 127
+    rois = suggest_regions(reliability)
+    hits = [int((rasterize(roi, forged.shape) & forged).sum()) for roi in rois]
+    result["suggested_regions"] = {"n": len(rois), "forged_pixels_covered": hits}
+    return bool(hits) and max(hits) > 0
 
 
 def _finish(out: Path, result: dict[str, Any], started: float) -> int:

@@ -84,8 +84,8 @@ def require_photographs(command: str = "scanlab synth") -> None:
     d = _skimage_data_dir()
     if d is None or not any((d / n).is_file() for n in _SKIMAGE_PHOTOS):
         raise ScanLabError(
-            f"scikit-image: not installed; {command} needs the photographs it ships: "
-            "pip install 'scanlab[synth]'"
+            f"scikit-image photographs: not installed; {command} needs them: "
+            "pip install 'scanlab[synth]' (the desktop bundle leaves them out)"
         )
 
 
