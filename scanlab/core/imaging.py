@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,10 @@ MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each loa
 # scanlab.core.network.PATCH, repeated so that decoding never imports torch (the CLI checks
 # its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
 PATCH = 64
+# Bump whenever load_scan can decode a file to different pixels than before: the
+# training cache keys on it, so arrays from an older (buggier) decoder are never reused.
+# 2: the hardening decoders (16-bit PNG/TIFF read at full depth, decode before metadata).
+DECODER_VERSION = 2
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -218,6 +223,8 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     try:
         if p.is_dir():
             raise ImageLoadError(f"{name}: is a folder, not an image")
+        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or /dev/zero would block or never end
+            raise ImageLoadError(f"{name}: not a regular file (a device, pipe or socket)")
         with open(p, "rb") as f:  # read-only, once: hash and decode the same bytes
             data = f.read()
     except FileNotFoundError:

@@ -302,18 +302,36 @@ def roi_stats(mask: np.ndarray, reliability: np.ndarray, *, threshold: float = 0
     return out
 
 
-def _outline_of(component: np.ndarray) -> list[tuple[float, float]]:
-    """A simplified outer outline of one connected component, in pixel-edge coordinates."""
-    from skimage.measure import approximate_polygon, find_contours
+def _drop_collinear(pts: np.ndarray) -> np.ndarray:
+    """Remove vertices that lie on the straight line through their neighbours (exactly)."""
+    if len(pts) < 4:
+        return pts
+    prev = np.roll(pts, 1, axis=0)
+    nxt = np.roll(pts, -1, axis=0)
+    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+    keep = np.abs(cross) > 1e-9
+    return pts[keep] if keep.sum() >= 3 else pts
 
-    # trace on a 2x nearest-neighbour upsampling: the level-0.5 contour then cuts
-    # corners by a quarter pixel only, so every pixel centre stays on its side
+
+def _outline_of(component: np.ndarray) -> list[tuple[float, float]]:
+    """The outer outline of one connected component, in pixel-edge coordinates.
+
+    Marching squares (contourpy, matplotlib's contouring library) at level 0.5 on a
+    2x nearest-neighbour upsampling: the contour then cuts corners by a quarter pixel
+    only, so every pixel centre stays on its side. Collinear vertices are dropped.
+    """
+    from contourpy import contour_generator
+
     up = np.repeat(np.repeat(component, 2, axis=0), 2, axis=1)
-    padded = np.pad(up, 1).astype(np.float32)
-    c = max(find_contours(padded, 0.5), key=len)
-    c = approximate_polygon(c, tolerance=0.5)
+    padded = np.pad(up, 1).astype(np.float64)
+    # contourpy works in (x, y) = (col, row); take the longest closed line (the outer one)
+    lines = contour_generator(z=padded, line_type="Separate").lines(0.5)
+    c = max(lines, key=len)[:, ::-1]
+    if len(c) > 1 and np.allclose(c[0], c[-1]):
+        c = c[:-1]
+    c = _drop_collinear(c)
     # padded index p -> upsampled index p - 1 -> image coordinate (p - 1 + 0.5) / 2
-    return [((float(r) - 0.5) / 2, (float(col) - 0.5) / 2) for r, col in c[:-1]]
+    return [((float(r) - 0.5) / 2, (float(col) - 0.5) / 2) for r, col in c]
 
 
 def suggest_regions(reliability: np.ndarray, *, threshold: float = 0.5, min_area: int = 1024,

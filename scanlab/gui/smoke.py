@@ -74,7 +74,7 @@ def run_smoke_test(out_dir: str | os.PathLike, *, started: float | None = None) 
 
 
 def _suggestion_hits_mask(reliability, sample: str, result: dict[str, Any]) -> bool:
-    """ROI suggestions (scipy + skimage.measure in the bundle) find the pasted region."""
+    """ROI suggestions (scipy + contourpy in the bundle) find the pasted region."""
     import numpy as np
     from PIL import Image
 
