@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from scanlab.core.analysis import analyze_image
 from scanlab.core.engine import Engine
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, grid_positions, training_patch_corners
+from scanlab.core.reliability import analyze_image
 
 
 @dataclass

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.analysis import ImageAnalysis, analyze_image
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
 from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
 from scanlab.core.patches import Size, as_pair, validate_grid
+from scanlab.core.reliability import ImageAnalysis, analyze_image
 from scanlab.services.models import get_model
 
 _ids = itertools.count(1)
@@ -77,7 +77,7 @@ class AnalysisResult:
         """Reliability map for any class name (recomputed from the stored grid, O(pixels))."""
         if label not in self.classes:
             raise ScanLabError(f"unknown class {label!r} (model classes: {', '.join(self.classes)})")
-        return self.analysis.map_for(self.classes.index(label))
+        return self.analysis.class_reliability(self.classes.index(label))
 
     def to_json(self) -> dict[str, Any]:
         """The ``classify --json`` entry for this image."""
@@ -142,7 +142,7 @@ def run_analysis(
     )
     label = lm.classes[res.classification.label_index]
     map_label = request.label or label
-    rel = res.map_for(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
+    rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
     compute_s = time.perf_counter() - t0
     lm.net.to("cpu")
     return AnalysisResult(
