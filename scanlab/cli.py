@@ -112,7 +112,7 @@ def _request(a: argparse.Namespace, path: str, with_map: bool):
 
 
 def cmd_classify(a: argparse.Namespace) -> int:
-    from scanlab.services.analysis import run_analysis
+    from scanlab.services.analysis import model_json, run_analysis
     from scanlab.services.models import get_model
 
     lm = get_model(a.model)
@@ -123,13 +123,16 @@ def cmd_classify(a: argparse.Namespace) -> int:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm)
             images.append(r.to_json())
             if not a.json:
+                v = r.verdict
                 p = r.probabilities()[r.label]
-                print(f"{path}\t{r.label}\tp={p:.3f}\tvotes={r.votes()[r.label]}/{r.analysis.classification.n_patches}")
+                print(f"{path}\t{v.verdict}\t{r.json_label}\t{'p' if v.calibrated else 'p(uncalibrated)'}={p:.3f}\t"
+                      f"votes={r.votes()[r.label]}/{r.analysis.classification.n_patches}"
+                      + (f"\t{v.reason}" if v.reason else ""))
         except ScanLabError as e:
             _eprint(f"scanlab: error: {e}")
             errors.append({"path": path, "error": str(e)})
     if a.json:
-        out: dict[str, Any] = {"images": images, "model": lm.summary()}
+        out: dict[str, Any] = {"images": images, "model": model_json(lm)}
         if errors:
             out["errors"] = errors
         print(json.dumps(out, indent=2))

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,9 @@ from scanlab.core.network import (
 )
 
 FORMAT = "scanlab-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_KEY = "scanlab_manifest"
+EXTRA_PREFIX = "open_set."  # extra tensors stored beside the weights (docs/formats.md section 2)
 
 
 class ModelFileError(ScanLabError):
@@ -52,11 +53,12 @@ class ModelFileError(ScanLabError):
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference plus its manifest."""
+    """A network ready for inference plus its manifest and any extra tensors."""
 
     net: ScannerNet
     manifest: dict[str, Any]
     path: str
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -137,11 +139,26 @@ def make_manifest(
     }
 
 
-def save_model(net: ScannerNet, manifest: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """Save weights + manifest atomically to exactly ``path``; returns the stored manifest."""
+def save_model(
+    net: ScannerNet,
+    manifest: dict[str, Any],
+    path: str | os.PathLike,
+    extras: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Save weights + manifest atomically to exactly ``path``; returns the stored manifest.
+
+    ``extras`` are stored as further tensors in the same file; their names must
+    begin with ``open_set.`` (the only extra family the loader knows). The
+    manifest's ``weights_sha256`` covers the network's tensors and the extras.
+    """
     p = check_writable(path, what="model file")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    for k, v in (extras or {}).items():
+        if not k.startswith(EXTRA_PREFIX) or k in state:
+            raise ValueError(f"extra tensor name {k!r} must begin with {EXTRA_PREFIX!r}")
+        state[k] = v.detach().cpu().contiguous()
     man = dict(manifest)
+    man["format_version"] = FORMAT_VERSION
     man["weights_sha256"] = weights_digest(state)
     man.pop("_file_sha256", None)
     data = st_save(state, metadata={META_KEY: json.dumps(man, sort_keys=True)})
@@ -202,12 +219,14 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
     expect = man.get("weights_sha256")
     if expect and weights_digest(state) != expect:
         raise ModelFileError(f"{p}: weights do not match the manifest's hash (file damaged or edited)")
+    extras = {k: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
+    state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelFileError(f"{p}: weights do not fit the manifest's architecture ({str(e).splitlines()[0][:120]})") from None
     man["_file_sha256"] = sha256_file(p)
-    return LoadedModel(net.to(device).eval(), man, str(p.resolve()))
+    return LoadedModel(net.to(device).eval(), man, str(p.resolve()), extras)
 
 
 def _pct(v: Any) -> str:
@@ -261,13 +280,57 @@ def model_card(manifest: dict[str, Any]) -> str:
             lines.append(
                 f"| {split} | {_pct(s.get('per_patch_accuracy'))} | {_pct(s.get('per_image_accuracy'))} | {s.get('n_images')} |"
             )
+    lines += _evidence_card(m)
+    return "\n".join(lines)
+
+
+def _evidence_card(m: dict[str, Any]) -> list[str]:
+    """Card sections on calibration, unknown scanners and what the model knows (manifest v2 keys)."""
+    cal = m.get("calibration") or {}
+    os_ = m.get("open_set") or {}
+    ti = m.get("training_input") or {}
+    lines = ["", "## Calibration", ""]
+    if cal.get("calibrated"):
+        lines += [
+            f"- Temperature scaling on the validation split: T = {cal.get('temperature')} "
+            f"({cal.get('n_windows')} windows with evidence of {cal.get('n_images')} images)",
+            f"- ECE ({cal.get('n_bins')} bins, windows): {cal.get('ece_before')} before, {cal.get('ece_after')} after; "
+            f"NLL {cal.get('nll_before')} -> {cal.get('nll_after')}",
+            "- Probabilities shown or written by ScanLab are the calibrated ones.",
+        ]
+    else:
+        lines.append(f"- **Uncalibrated**: {cal.get('reason') or 'this model file has no calibration'}. "
+                     "Probabilities are raw softmax means and every verdict says `calibrated: false`.")
+    lines += ["", "## Unknown scanners (open set)", ""]
+    if os_.get("method"):
+        th = os_.get("thresholds") or {}
+        lines += [
+            f"- Method: `{os_['method']}` ({', '.join(f'{k}={v}' for k, v in (os_.get('params') or {}).items())})",
+            "- Thresholds: " + ", ".join(f"{k} = {v}" for k, v in th.items()),
+            f"- Unknown threshold rule: {os_.get('threshold_rule', 'n/a')}, fitted on {os_.get('n_images')} validation images",
+        ]
+    else:
+        lines.append(f"- **No unknown-scanner detection**: {os_.get('reason') or 'this model file has no open-set scorer'}. "
+                     "Verdicts can be `attributed` or `inconclusive`, never `unknown`.")
+    dpi = ti.get("dpi")
     lines += [
         "",
-        "## Intended use and limits",
+        "## What this model knows and does not",
         "",
-        "Attributes scans to the scanner models listed above and maps regions whose traces do not fit "
-        "the predicted scanner. It knows only these classes: a scan from any other scanner is still "
-        "assigned to one of them. Accuracy figures hold for data like the training data only.",
+        f"- Training scans: {'dpi ' + str(dpi[0]) + '-' + str(dpi[1]) if dpi else 'no resolution recorded'}, "
+        f"bit depths {ti.get('bit_depths', 'n/a')}.",
+    ]
+    if m.get("demonstration"):
+        lines.append(
+            "- **Demonstration model**: trained only on virtual (simulated) scanners. It has never seen a real "
+            "scanner; to attribute real scans, train or fine-tune on the lab's own reference scans "
+            "(`scanlab train REFERENCE_DIR -o lab.safetensors`, one folder per scanner)."
+        )
+    lines += [
+        "- Attributes scans to the scanner models listed above and maps regions whose traces do not fit the "
+        "predicted scanner. A scan from another scanner is answered `unknown` only as far as the open-set "
+        "scorer separates it (measured figures in the benchmarks); otherwise `inconclusive` or, at worst, a "
+        "known name. Accuracy figures hold for data like the training data only.",
         "",
     ]
-    return "\n".join(lines)
+    return lines

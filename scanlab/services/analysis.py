@@ -17,11 +17,14 @@ import numpy as np
 
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
+from scanlab.core.gating import input_warnings
 from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
+from scanlab.core.openset import score_image
 from scanlab.core.patches import Size, as_pair, validate_grid
-from scanlab.core.reliability import ImageAnalysis, analyze_image
+from scanlab.core.reliability import ImageAnalysis, analyze_image, reliability_map
+from scanlab.core.verdict import EvidenceConfig, Verdict, decide
 from scanlab.services.models import get_model
 
 _ids = itertools.count(1)
@@ -57,6 +60,10 @@ class AnalysisResult:
     reliability: np.ndarray | None = field(default=None, repr=False)
     compute_s: float = 0.0
     device: str = "cpu"
+    verdict: Verdict | None = None
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig, repr=False)
+    # per-window unknown scores on the non-overlapping 64-px grid (NaN: no evidence), ys, xs
+    unknown_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -79,16 +86,43 @@ class AnalysisResult:
             raise ScanLabError(f"unknown class {label!r} (model classes: {', '.join(self.classes)})")
         return self.analysis.class_reliability(self.classes.index(label))
 
+    @property
+    def json_label(self) -> str | None:
+        """``label`` as written to JSON: None when no window had evidence."""
+        return self.label if self.analysis.classification.has_evidence else None
+
+    def no_evidence_mask(self) -> np.ndarray:
+        """(H, W) bool: pixels whose every covering sub-image lacks sensor evidence."""
+        return self.analysis.no_evidence_mask()
+
+    def class_index_map(self) -> np.ndarray:
+        """(H, W) int16 per-pixel attribution (index of the best-fitting class), -1 = no evidence/uncovered."""
+        return self.analysis.class_index_map()
+
+    def unknown_map(self) -> np.ndarray | None:
+        """(H, W) float32 map of the per-window unknown scores (64-px windows); NaN = no evidence/uncovered.
+
+        None when the model has no open-set scorer.
+        """
+        if self.unknown_grid is None:
+            return None
+        scores, ys, xs = self.unknown_grid
+        ev = ~np.isnan(scores)
+        return reliability_map(np.nan_to_num(scores), ys, xs, (64, 64), self.analysis.shape, evidence=ev)
+
     def to_json(self) -> dict[str, Any]:
-        """The ``classify --json`` entry for this image."""
-        return {
+        """The ``classify --json`` entry for this image (docs/formats.md section 3)."""
+        out = {
             "path": self.scan.path,
             "sha256": self.scan.sha256,
-            "label": self.label,
+            "label": self.json_label,
             "probabilities": self.probabilities(),
             "votes": self.votes(),
             "n_patches": int(self.analysis.classification.n_patches),
         }
+        if self.verdict is not None:
+            out.update(self.verdict.to_json())
+        return out
 
 
 def run_analysis(
@@ -128,6 +162,7 @@ def run_analysis(
         on_loaded(scan)
     check(cancel)
     image = scan.pixels  # engines take the decoded scan; dense converts per tile
+    cfg = EvidenceConfig.from_model(lm.manifest, lm.extras)
     t0 = time.perf_counter()
     res = analyze_image(
         lm.net,
@@ -139,8 +174,19 @@ def run_analysis(
         device=device,
         cancel=cancel,
         progress=progress,
+        temperature=cfg.temperature,
     )
-    label = lm.classes[res.classification.label_index]
+    cls = res.classification
+    label = lm.classes[cls.label_index]
+    u, u_grid = None, None
+    if cfg.scorer is not None:
+        u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device)
+        u_grid = (scores, uy, ux)
+    verdict = decide(
+        cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
+        unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated,
+        warnings=input_warnings(scan.info, cfg.training_input),
+    )
     map_label = request.label or label
     rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
     compute_s = time.perf_counter() - t0
@@ -156,7 +202,24 @@ def run_analysis(
         reliability=rel,
         compute_s=compute_s,
         device=str(device),
+        verdict=verdict,
+        evidence=cfg,
+        unknown_grid=u_grid,
     )
+
+
+def model_json(lm: LoadedModel) -> dict[str, Any]:
+    """The ``model`` object of classify/map JSON: provenance plus what the model can vouch for."""
+    cfg = EvidenceConfig.from_model(lm.manifest, lm.extras)
+    out = lm.summary()
+    out.update({
+        "calibrated": cfg.calibrated,
+        "calibration_reason": cfg.calibration_reason,
+        "temperature": cfg.temperature,
+        "open_set": cfg.open_set_method,
+        "demonstration": cfg.demonstration,
+    })
+    return out
 
 
 def evidence_unchanged(result: AnalysisResult) -> bool:

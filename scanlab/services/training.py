@@ -16,6 +16,7 @@ import torch
 from scanlab.core.dataset import Dataset, ImageCache, discover, parse_split, split_dataset
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence_fit import dpi_range, fit_evidence_model
 from scanlab.core.fileio import check_writable
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile import make_manifest, save_model
@@ -121,8 +122,15 @@ def run_training(
     }
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
+    stage("calibrating")  # calibration, open-set scorer and thresholds on the validation split
+    updates, extras = fit_evidence_model(
+        net, zip(*val, strict=True), ds.classes, engine=req.engine, cancel=cancel, total=len(val[0]),
+        demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank written by `scanlab synth`
+        dpi_range=dpi_range(str(s.path) for s in ds.split["train"]),
+    )
+    manifest.update(updates)
     stage("saving")
-    stored = save_model(net, manifest, out)
+    stored = save_model(net, manifest, out, extras)
     return stored
 
 
