@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--model", default="trained_models/scanlab-default.safetensors")
     ap.add_argument("--work", default="/tmp/scanlab-evidence")
     ap.add_argument("--demonstration", action="store_true", help="the model knows only virtual scanners")
+    ap.add_argument("--method", default="knn-features", choices=["knn-features", "knn-logits"])
+    ap.add_argument("-o", "--output", default=None, help="write here instead of in place")
     a = ap.parse_args()
     torch.set_num_threads(1)
     lm = load_model(a.model)
@@ -45,11 +47,12 @@ def main() -> None:
 
     diagram = str(Path(a.model).with_name(Path(a.model).stem + "-reliability.png"))
     updates, extras = fit_evidence_model(
-        lm.net, images(), lm.classes, total=len(files), demonstration=a.demonstration, dpi_range=None, diagram=diagram
+        lm.net, images(), lm.classes, total=len(files), demonstration=a.demonstration, dpi_range=None,
+        diagram=diagram if a.output is None else None, method=a.method,
     )
     man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
     man.update(updates)
-    stored = save_model(lm.net, man, a.model, extras)
+    stored = save_model(lm.net, man, a.output or a.model, extras)
     print(json.dumps({k: stored[k] for k in ("calibration", "open_set", "demonstration", "training_input")}, indent=1))
 
 

@@ -100,6 +100,7 @@ def fit_evidence_model(
     demonstration: bool = False,
     dpi_range: list[float] | None = None,
     diagram: str | None = None,
+    method: str = openset.METHOD,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit temperature, open-set scorer and thresholds on the validation images.
 
@@ -117,6 +118,9 @@ def fit_evidence_model(
         Resolution range of the training scans (None: unknown).
     diagram : str, optional
         Where to write the reliability diagram PNG.
+    method : str
+        ``knn-features`` (default, works with any number of classes) or
+        ``knn-logits`` (kept for the shipped model, where it measured better on real pages).
 
     Returns
     -------
@@ -156,13 +160,15 @@ def fit_evidence_model(
     if diagram:
         cal.draw_reliability_diagram(bins_before, bins_after, diagram, title=f"validation windows, T = {t:.2f}")
     check(cancel)
-    scorer, held_scores = openset.fit_knn(feats, ids, labels)
+    vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
+    scorer, held_scores = openset.fit_knn(vectors, ids, labels)
     thr = dict(DEFAULT_THRESHOLDS)
     thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
     updates["open_set"] = {
-        "method": openset.METHOD,
+        "method": method,
         "params": {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
-                   "feature": "unit-length pooled penultimate features of 64x64 windows",
+                   "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
+                               else "unit-length pooled penultimate features of 64x64 windows"),
                    "image_score": "mean over the windows with evidence"},
         "thresholds": thr,
         "threshold_rule": f"largest held-out validation image score + {UNKNOWN_MARGIN}",

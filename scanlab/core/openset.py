@@ -36,6 +36,8 @@ import torch
 from scanlab.core.network import PATCH, ScannerNet
 
 METHOD = "knn-features"
+LOGIT_METHOD = "knn-logits"  # same scorer on the centred log-probabilities of the windows
+METHODS = (METHOD, LOGIT_METHOD)
 K = 10
 BANK_MAX = 1024  # windows kept in the bank (96 floats each: ~400 kB in the model file)
 N_QUANTILES = 1001
@@ -47,6 +49,12 @@ def features(raw: np.ndarray) -> np.ndarray:
     f = raw.astype(np.float64)
     nrm = np.linalg.norm(f, axis=-1, keepdims=True)
     return (f / np.maximum(nrm, 1e-12)).astype(np.float32)
+
+
+def logit_features(probs: np.ndarray) -> np.ndarray:
+    """(n, Ns) window probabilities -> centred log-probabilities (the logits up to a constant)."""
+    lp = np.log(np.maximum(probs.astype(np.float64), 1e-30))
+    return (lp - lp.mean(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def window_features(
@@ -173,16 +181,24 @@ def feature_windows(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def score_image(
-    scorer: KnnScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None
+    scorer: KnnScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None,
+    method: str = METHOD, window_probs: np.ndarray | None = None,
 ) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
     """Image unknown score and the per-window scores (NaN without evidence) on the 64-px grid.
 
+    ``window_probs`` (len(ys), len(xs), Ns): the calibrated probabilities of that
+    grid, needed by the logit method (the analysis already has them).
     Returns (image score or None, window scores (len(ys), len(xs)), ys, xs).
     """
     ys, xs, ev = feature_windows(image)
     grid = np.full(ev.shape, np.nan, dtype=np.float32)
     if ev.any():
         iy, ix = np.nonzero(ev)
-        f = window_features(net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
+        if method == LOGIT_METHOD:
+            if window_probs is None:
+                raise ValueError("the logit method needs the window probabilities of the 64-px grid")
+            f = logit_features(window_probs[iy, ix])
+        else:
+            f = window_features(net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
         grid[iy, ix] = scorer.window_scores(f)
     return image_score(np.nan_to_num(grid), ev), grid, ys, xs

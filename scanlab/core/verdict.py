@@ -160,13 +160,13 @@ class EvidenceConfig:
     @classmethod
     def from_model(cls, manifest: dict[str, Any], extras: dict | None = None) -> EvidenceConfig:
         """Read a manifest (and its extra tensors); files without these keys give an uncalibrated config."""
-        from scanlab.core.openset import METHOD, KnnScorer
+        from scanlab.core.openset import METHODS, KnnScorer
 
         cal = manifest.get("calibration") or {}
         ok = bool(cal.get("calibrated")) and isinstance(cal.get("temperature"), (int, float)) and cal["temperature"] > 0
         os_ = manifest.get("open_set") or {}
         scorer = None
-        if os_.get("method") == METHOD:
+        if os_.get("method") in METHODS:
             scorer = KnnScorer.from_extras(extras or {}, os_.get("params") or {})
         th = thresholds_of(manifest)
         if scorer is None:

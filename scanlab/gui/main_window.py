@@ -33,7 +33,7 @@ from scanlab.gui.results_panel import ResultsPanel, pixel_readout
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
-from scanlab.services.analysis import AnalysisRequest, AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, AnalysisRequest, AnalysisResult
 from scanlab.services.models import list_models
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
@@ -388,12 +388,14 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
             return
         self.view.set_scan(result.pixels, pyramid=doc.pyramid)
+        self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
         shown = doc.shown_map()
-        self.view.set_map(shown)
+        self._set_view_map(doc, shown)
         if shown is None and doc.shown_label() is not None:
             self.class_maps.request(doc, doc.shown_label())
         self.results.show_result(result)
-        self.controls.set_classes(result.classes, result.label, doc.map_label)
+        self.controls.set_classes(result.classes, result.label, doc.map_label,
+                                  unknown_map=result.unknown_grid is not None)
         self.setWindowTitle(f"ScanLab - {doc.name}")
 
     def _update_items(self) -> None:
@@ -422,7 +424,7 @@ class MainWindow(QMainWindow):
         doc.map_label = label
         shown = doc.shown_map()
         if shown is not None:
-            self.view.set_map(shown)
+            self._set_view_map(doc, shown)
         else:  # computed off the GUI thread; the old map stays until it arrives
             self.status_label.setText(f"computing the map of {label}...")
             self.class_maps.request(doc, doc.shown_label())
@@ -430,8 +432,15 @@ class MainWindow(QMainWindow):
     @Slot(object, str, object)
     def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
         if doc is self.current_document() and doc.shown_label() == label:
-            self.view.set_map(rel)
+            self._set_view_map(doc, rel)
             self.status_label.setText(f"{doc.name}: map of {label}")
+
+    def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
+        """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
+        result = doc.result
+        attribution = result is not None and doc.shown_label() == ATTRIBUTION
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None)
+        self.controls.set_legend(result.classes if attribution else None)
 
     @Slot(object)
     def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:

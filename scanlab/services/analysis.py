@@ -21,13 +21,20 @@ from scanlab.core.gating import input_warnings
 from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
-from scanlab.core.openset import score_image
+from scanlab.core.openset import LOGIT_METHOD, score_image
 from scanlab.core.patches import Size, as_pair, validate_grid
-from scanlab.core.reliability import ImageAnalysis, analyze_image, reliability_map
+from scanlab.core.reliability import (
+    ImageAnalysis,
+    analyze_image,
+    reliability_map,
+    subimage_probs_multi,
+)
 from scanlab.core.verdict import EvidenceConfig, Verdict, decide
 from scanlab.services.models import get_model
 
 _ids = itertools.count(1)
+ATTRIBUTION = "__attribution__"  # map_for name of the per-region attribution map
+UNKNOWN = "__unknown__"  # map_for name of the unknown-score map
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class AnalysisResult:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig, repr=False)
     # per-window unknown scores on the non-overlapping 64-px grid (NaN: no evidence), ys, xs
     unknown_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    no_evidence: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, computed with the map
 
     @property
     def classes(self) -> list[str]:
@@ -81,7 +89,18 @@ class AnalysisResult:
         return {k: int(v) for k, v in zip(self.classes, c.votes, strict=True)}
 
     def map_for(self, label: str) -> np.ndarray:
-        """Reliability map for any class name (recomputed from the stored grid, O(pixels))."""
+        """Reliability map for any class name (recomputed from the stored grid, O(pixels)).
+
+        Two further names: :data:`ATTRIBUTION` (per-pixel best class, as float with NaN
+        for no evidence) and :data:`UNKNOWN` (the unknown-score map; all NaN when the
+        model has no open-set scorer).
+        """
+        if label == ATTRIBUTION:
+            idx = self.class_index_map()
+            return np.where(idx >= 0, idx, np.nan).astype(np.float32)
+        if label == UNKNOWN:
+            u = self.unknown_map()
+            return np.full(self.analysis.shape, np.nan, np.float32) if u is None else u
         if label not in self.classes:
             raise ScanLabError(f"unknown class {label!r} (model classes: {', '.join(self.classes)})")
         return self.analysis.class_reliability(self.classes.index(label))
@@ -93,7 +112,9 @@ class AnalysisResult:
 
     def no_evidence_mask(self) -> np.ndarray:
         """(H, W) bool: pixels whose every covering sub-image lacks sensor evidence."""
-        return self.analysis.no_evidence_mask()
+        if self.no_evidence is None:
+            self.no_evidence = self.analysis.no_evidence_mask()
+        return self.no_evidence
 
     def class_index_map(self) -> np.ndarray:
         """(H, W) int16 per-pixel attribution (index of the best-fitting class), -1 = no evidence/uncovered."""
@@ -180,7 +201,12 @@ def run_analysis(
     label = lm.classes[cls.label_index]
     u, u_grid = None, None
     if cfg.scorer is not None:
-        u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device)
+        wp = res.vote.probs if res.vote.sub == (64, 64) else None
+        if cfg.open_set_method == LOGIT_METHOD and wp is None:  # vote grid of larger sub-images
+            wp = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
+                                      temperature=cfg.temperature)[0].probs
+        u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
+                                        window_probs=wp)
         u_grid = (scores, uy, ux)
     verdict = decide(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
@@ -205,6 +231,7 @@ def run_analysis(
         verdict=verdict,
         evidence=cfg,
         unknown_grid=u_grid,
+        no_evidence=res.no_evidence_mask() if request.with_map else None,
     )
 
 
