@@ -24,10 +24,51 @@ def _eprint(*a: Any) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
+# ---------------------------------------------------------------- cheap checks (no torch)
+
+
+def _check_input(path: str | os.PathLike, what: str) -> Path:
+    """Fail fast, before torch is imported, on an input that cannot be read."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ScanLabError(f"{p}: no such {what}") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission on a folder
+        raise ScanLabError(f"{p}: cannot open {what} ({e.strerror or e})") from None
+    if p.is_dir():
+        raise ScanLabError(f"{p}: is a folder, not a {what}")
+    if not os.access(p, os.R_OK):
+        raise ScanLabError(f"{p}: {what} is not readable (permission denied)")
+    del st
+    return p
+
+
+def _model_path(spec: str | None) -> Path:
+    """The model file ``-m`` names (the shipped default when omitted), checked without torch."""
+    from scanlab.services.paths import default_model_path
+
+    if spec is None or spec == "default":
+        p = default_model_path()
+        if not p.exists():
+            raise ScanLabError(f"{p}: the shipped default model is missing; pass -m MODEL")
+        return p
+    return _check_input(spec, "model file")
+
+
 # ---------------------------------------------------------------- commands
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from scanlab.core.dataset import check_layout
+    from scanlab.core.fileio import check_writable, refuse_overwrite
+
+    out = check_writable(a.output, what="model file")
+    images = check_layout(a.data_dir)  # one-line errors for empty / one-class folders, before torch
+    refuse_overwrite(out, images, "a training image")
+    if a.base not in ("default", "none"):
+        refuse_overwrite(out, [_model_path(a.base)], "the base model")
+
     from scanlab.core.patches import parse_size
     from scanlab.core.training import TrainConfig
     from scanlab.services.training import TrainRequest, run_training
@@ -45,7 +86,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
     req = TrainRequest(
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
-        engine=a.engine, name=a.name, cache=cache,
+        engine=a.engine, name=a.name, cache=cache, strict_files=a.strict_files,
     )
 
     def on_epoch(r: dict) -> None:
@@ -67,7 +108,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         "val": man["metrics"].get("val"),
         "test": man["metrics"].get("test"),
         "weights_sha256": man["weights_sha256"],
+        "skipped_files": man["training"].get("skipped_files", []),
     }
+    for sk in summary["skipped_files"]:
+        _eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -112,15 +156,27 @@ def _request(a: argparse.Namespace, path: str, with_map: bool):
 
 
 def cmd_classify(a: argparse.Namespace) -> int:
-    from scanlab.services.analysis import model_json, run_analysis
-    from scanlab.services.models import get_model
+    from scanlab.core.imaging import load_scan
 
-    lm = get_model(a.model)
+    _model_path(a.model)
+    lm = None
     images, errors = [], []
     for path in a.images:
         try:
+            scan = load_scan(_check_input(path, "image"))  # bad images fail before torch is loaded
+        except ScanLabError as e:
+            _eprint(f"scanlab: error: {e}")
+            errors.append({"path": path, "error": str(e)})
+            continue
+        if lm is None:  # a bad model stops the whole command (one error line, exit 2)
+            from scanlab.services.models import get_model
+
+            lm = get_model(a.model)
+        from scanlab.services.analysis import run_analysis
+
+        try:
             with progress_bar(Path(path).name, a.json) as bar:
-                r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm)
+                r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
             images.append(r.to_json())
             if not a.json:
                 v = r.verdict
@@ -132,7 +188,9 @@ def cmd_classify(a: argparse.Namespace) -> int:
             _eprint(f"scanlab: error: {e}")
             errors.append({"path": path, "error": str(e)})
     if a.json:
-        out: dict[str, Any] = {"images": images, "model": model_json(lm)}
+        from scanlab.services.analysis import model_json
+
+        out: dict[str, Any] = {"images": images, "model": model_json(lm) if lm is not None else None}
         if errors:
             out["errors"] = errors
         print(json.dumps(out, indent=2))
@@ -140,19 +198,27 @@ def cmd_classify(a: argparse.Namespace) -> int:
 
 
 def cmd_map(a: argparse.Namespace) -> int:
+    from scanlab.core.fileio import refuse_overwrite
+    from scanlab.core.imaging import load_scan
+    from scanlab.services.exports import check_map_output, write_map
+
+    out = check_map_output(a.output)
+    image = _check_input(a.image, "image")
+    refuse_overwrite(out, [image], "the evidence file")
+    refuse_overwrite(out, [_model_path(a.model)], "the model file")
+    scan = load_scan(image)  # decoded before torch is imported: bad scans fail in milliseconds
+
     import numpy as np
 
     from scanlab.core.mapstore import StoredWindows
     from scanlab.services.analysis import model_json, run_analysis
-    from scanlab.services.exports import check_map_output, write_map
     from scanlab.services.models import get_model
 
-    out = check_map_output(a.output)
     lm = get_model(a.model)
     what = getattr(a, "what", "reliability") or "reliability"
     req = _request(a, a.image, with_map=True)
     with progress_bar("map", a.json) as bar:
-        r = run_analysis(req, progress=bar, model=lm)
+        r = run_analysis(req, progress=bar, model=lm, scan=scan)
     rel = r.reliability
     no_ev = r.no_evidence_mask()
     if what == "class":
@@ -188,6 +254,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         "output": str(out.resolve()),
         "timing": {"compute_s": r.compute_s},
         "model": model_json(lm),
+        "scan": r.scan.scan_json(),
     }
     g = r.analysis.map_grid
     windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,
@@ -292,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", default=None, help="decoded-image HDF5 cache (default per-user; 'none' disables)")
     t.add_argument("--device", default="auto")
     t.add_argument("--engine", default=None, choices=["dense", "naive"])
+    t.add_argument("--strict-files", action="store_true",
+                   help="stop on the first unreadable image instead of skipping and listing it")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -333,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_case import register as register_case
+
+    register_case(sp)
     return p
 
 

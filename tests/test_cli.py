@@ -80,8 +80,22 @@ def test_map_outputs(capsys, tmp_path, trained_model, fresh_tree, suffix):
         assert np.isnan(a).sum() == 0  # 64 + 8k covers 256 and 272 exactly
         assert np.nanmean(a) > 0.5
     elif suffix == ".h5":
+        import hashlib
+
         with h5py.File(out) as f:
-            assert f["reliability"].shape == (256, 272)
+            d = f["reliability"]
+            assert d.shape == (256, 272) and d.dtype == np.float32
+            np.testing.assert_array_equal(np.isnan(d[()]), np.zeros((256, 272), bool))
+            # the provenance the README promises: which file (by hash), which model, which grid
+            assert d.attrs["path"] == str(img.resolve())
+            assert d.attrs["sha256"] == hashlib.sha256(img.read_bytes()).hexdigest()
+            assert d.attrs["label"] == "scanner_0" and d.attrs["map_label"] == "scanner_0"
+            assert json.loads(d.attrs["sub"]) == [64, 64] and json.loads(d.attrs["stride"]) == [8, 8]
+            assert d.attrs["engine"] == meta["engine"] and d.attrs["device"] == "cpu"
+            model = json.loads(d.attrs["model"])
+            assert model["file_sha256"] == hashlib.sha256(Path(trained_model).read_bytes()).hexdigest()
+            assert model["weights_sha256"] and model["classes"] == ["scanner_0", "scanner_1", "scanner_2"]
+            assert json.loads(d.attrs["scan"])["bit_depth"] == 8
     else:
         assert Image.open(out).size == (272, 256)
 

@@ -275,3 +275,19 @@ def test_portable_path_matches(
     xs = np.arange(0, SHAPE[1] - PATCH + 1, 2)
     got = DenseEngine(90).window_probs(net, image, ys, xs, device=CPU)
     assert np.abs(got - reference[np.ix_(ys, xs)]).max() <= TOL
+
+
+def test_workers_leave_thread_default_untouched(net: ScannerNet) -> None:
+    """Issue 9 item 6: set_num_threads(1) in the tile workers must not leak into threads made later."""
+    import threading
+
+    torch.set_num_threads(2)  # a value a worker's 1 would visibly change
+    img = np.random.default_rng(0).random((3, 200, 200), dtype=np.float32)
+    ys = xs = np.arange(0, 200 - 64 + 1, 4)
+    DenseEngine(80, workers=2).window_probs(net, img, ys, xs, device=CPU)
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [2]
+    assert torch.get_num_threads() == 2

@@ -47,11 +47,27 @@ def test_cancel_keeps_previous_model(tmp_path, small_tree, random_model):
     assert out.read_bytes() == random_model.read_bytes()
 
 
-def test_fine_tune_from_base_replaces_head(tmp_path, small_tree, random_model):
+def test_fine_tune_from_base_replaces_head(tmp_path, small_tree, random_model, monkeypatch):
+    import torch
+
+    import scanlab.services.training as st
+
+    seen = {}
+    real_fit = st.fit
+
+    def spy_fit(net, *a, **k):  # the network as it enters training, before any step
+        seen.update({k2: v.detach().clone() for k2, v in net.state_dict().items()})
+        return real_fit(net, *a, **k)
+
+    monkeypatch.setattr(st, "fit", spy_fit)
     man = run_training(_req(small_tree, tmp_path / "ft.safetensors", base=str(random_model), epochs=1))
     assert man["parent"].startswith("random-test")
     assert load_model(tmp_path / "ft.safetensors").classes == ["scanner_0", "scanner_1"]
     assert read_manifest(tmp_path / "ft.safetensors")["training"]["data"]["split"] == "6:1:3"
+    base = load_model(random_model).net.state_dict()
+    trunk = [k for k in base if not k.startswith("fc.")]
+    assert trunk and all(torch.equal(seen[k], base[k]) for k in trunk)  # trunk came from the base
+    assert seen["fc.weight"].shape[0] == 2 != base["fc.weight"].shape[0]  # new 2-class head
 
 
 def test_cosine_schedule_anneals_and_files_are_readable(tmp_path, small_tree):

@@ -71,14 +71,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts[0] / s, parts[1] / s, parts[2] / s
 
 
-def discover(root: str | os.PathLike, *, hash_files: bool = True) -> Dataset:
-    """Find classes and images below ``root``.
-
-    Raises
-    ------
-    DatasetError
-        Missing or empty folder, or no class folder with images.
-    """
+def _class_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[Path, list[Path]]]]:
     r = Path(root)
     if not r.exists():
         raise DatasetError(f"{r}: data folder does not exist")
@@ -87,19 +80,60 @@ def discover(root: str | os.PathLike, *, hash_files: bool = True) -> Dataset:
     class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DatasetError(f"{r}: no class sub-folders (expected one folder per scanner)")
-    samples: list[Sample] = []
-    classes: list[str] = []
+    out = []
     for d in class_dirs:
         files = find_images(d)
         if not files:
             raise DatasetError(f"{d}: class folder has no images")
+        out.append((d, files))
+    if len(out) < 2:
+        raise DatasetError(
+            f"{r}: only one class folder ({out[0][0].name}); training needs at least two "
+            "scanners, one sub-folder each"
+        )
+    return r, out
+
+
+def check_layout(root: str | os.PathLike) -> list[Path]:
+    """Cheap structural check of a data folder (no file is read); returns every image path.
+
+    Raises
+    ------
+    DatasetError
+        Missing or non-folder root, no class folders, an empty class folder, or
+        fewer than two classes.
+    """
+    _, classes = _class_folders(root)
+    return [p for _, files in classes for p in files]
+
+
+def discover(root: str | os.PathLike, *, hash_files: bool = True) -> Dataset:
+    """Find classes and images below ``root``.
+
+    Raises
+    ------
+    DatasetError
+        Missing or empty folder, no class folder with images, a single class,
+        or one file (same bytes) filed under two classes.
+    """
+    r, found = _class_folders(root)
+    samples: list[Sample] = []
+    classes: list[str] = []
+    for d, files in found:
         classes.append(d.name)
         samples += [Sample(p, len(classes) - 1) for p in files]
     h = hashlib.sha256()
     if hash_files:
+        first: dict[str, Sample] = {}
         for s in samples:
             s.sha256 = sha256_file(s.path)
             h.update(f"{s.path.relative_to(r).as_posix()}\t{s.sha256}\n".encode())
+            prev = first.setdefault(s.sha256, s)
+            if prev.label != s.label:
+                raise DatasetError(
+                    f"{s.path}: the same file (identical bytes) is also under class "
+                    f"{classes[prev.label]} ({prev.path}); a scan can have one scanner only"
+                )
     return Dataset(r, classes, samples, h.hexdigest() if hash_files else "")
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from scanlab.core.fused import FusedTrunk
+from scanlab.core.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, STRIDE, ScannerNet
 
@@ -79,7 +80,7 @@ class ImageSource:
         elif image.dtype in (np.uint8, np.uint16) and image.shape[2] == 3:
             self.channels_first = False
             self.shape = (int(image.shape[0]), int(image.shape[1]))
-            self.scale = 255.0 if image.dtype == np.uint8 else 65535.0
+            self.scale = full_scale(image.dtype)
         else:
             raise ValueError(
                 f"image must be float (3, H, W) or uint8/uint16 (H, W, 3), got {image.dtype} {image.shape}"
@@ -190,7 +191,9 @@ def default_workers(device: torch.device) -> int:
 
 
 def _single_thread() -> None:
-    # Per-thread with the OpenMP backend: the caller's setting is untouched.
+    # Per-thread with the OpenMP backend for this thread's own kernels; but torch
+    # also records the value as the default that threads created later start
+    # with, which _run_parallel restores once its workers are gone.
     torch.set_num_threads(1)
 
 
@@ -210,6 +213,16 @@ def _run_parallel(
     pending: set[Future[None]] = set()
     queue = iter(jobs)
     done = 0
+    default_threads = torch.get_num_threads()
+    try:
+        _run_pool(run, jobs, workers, cancel, progress, pending, queue, done)
+    finally:
+        # a worker's set_num_threads(1) became the default for new threads
+        # (e.g. the app's next worker thread): put the caller's value back
+        torch.set_num_threads(default_threads)
+
+
+def _run_pool(run, jobs, workers, cancel, progress, pending, queue, done) -> None:  # noqa: ANN001
     with ThreadPoolExecutor(
         workers, initializer=_single_thread, thread_name_prefix="dense"
     ) as pool:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scanlab.core.imaging import full_scale
 from scanlab.core.network import PATCH
 
 CELL = 4
@@ -57,11 +58,10 @@ DEFAULT_RULE = EvidenceRule()
 
 def _layout(image: np.ndarray) -> tuple[bool, float, int, int]:
     """(channels_first, scale to 8-bit levels, H, W) of either image layout."""
+    scale = 255.0 / full_scale(image.dtype)
     if np.issubdtype(image.dtype, np.floating):
-        return True, 255.0, int(image.shape[1]), int(image.shape[2])
-    if image.dtype == np.uint16:
-        return False, 255.0 / 65535.0, int(image.shape[0]), int(image.shape[1])
-    return False, 1.0, int(image.shape[0]), int(image.shape[1])
+        return True, scale, int(image.shape[1]), int(image.shape[2])
+    return False, scale, int(image.shape[0]), int(image.shape[1])
 
 
 def _strip(image: np.ndarray, r0: int, r1: int, channels_first: bool, scale: float) -> np.ndarray:

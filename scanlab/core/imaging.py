@@ -5,41 +5,60 @@ Rules (the same for the CLI, the GUI and training):
 * The file is opened read-only and never written. Its SHA-256 is computed over
   the exact bytes on disk, from the same bytes that are decoded, so the hash
   describes what was analysed.
-* Supported: JPEG, PNG, TIFF (8- and 16-bit), BMP. Anything else is refused.
+* Supported: JPEG, PNG, TIFF (1/8/16-bit integer and [0, 1] float), BMP, recognised
+  by their magic bytes (not the suffix). Anything else is refused.
 * Colour conversion (documented, deterministic):
   grayscale (L, 1, I;16, I, F) -> replicated into R = G = B;
   RGBA / LA -> the alpha channel is dropped (the stored colour values are the
   scanner's output; compositing onto a background would invent pixels);
   palette (P, PA) -> expanded through the palette to RGB;
   CMYK / YCbCr / LAB -> Pillow's conversion to RGB.
-* Bit depth: 8-bit samples map to [0, 1] by /255, 16-bit by /65535.
+* Bit depth: decoded at full depth (16-bit RGB PNG and TIFF included, see
+  :mod:`scanlab.core.decoders`); 8-bit samples map to [0, 1] by /255, 16-bit by
+  /65535; float TIFF samples in [0, 1] are quantised to 16 bits. ``bit_depth``
+  reports the file's true depth.
 * EXIF orientation is **ignored**: the stored pixel array is analysed as stored.
   A scanner's traces are tied to the sensor's raster (the line sensor runs along
   the stored rows, the motor along the stored columns); rotating the array for
   display would turn column patterns into row patterns. The orientation tag is
   reported in :class:`ScanInfo` so a viewer can mention it.
-* A pixel-count limit (``MAX_PIXELS``, 250 MP by default) refuses decompression
-  bombs before decoding.
+* A pixel-count limit (``SCANLAB_MAX_PIXELS``, 250 MP by default) refuses
+  decompression bombs from the header, before decoding. Pillow's own global
+  guard is bypassed thread-safely (see :mod:`scanlab.core.decoders`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from scanlab.core.decoders import (
+    Decoded,
+    DecodeProblem,
+    check_size,
+    decode_png16,
+    decode_tiff,
+    open_pillow,
+    pillow_meta,
+    pillow_to_rgb,
+    png_header,
+    sniff,
+)
 from scanlab.core.errors import ScanLabError
-from scanlab.core.network import PATCH
 
-MAX_PIXELS = int(os.environ.get("SCANLAB_MAX_PIXELS", 250_000_000))
+MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each load
+# scanlab.core.network.PATCH, repeated so that decoding never imports torch (the CLI checks
+# its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
+PATCH = 64
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+_SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 
 
 class ImageLoadError(ScanLabError):
@@ -60,6 +79,7 @@ class ScanInfo:
     n_bytes: int
     exif_orientation: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    dpi: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON view."""
@@ -73,7 +93,20 @@ class ScanInfo:
             "bit_depth": self.bit_depth,
             "n_bytes": self.n_bytes,
             "exif_orientation": self.exif_orientation,
+            "dpi": list(self.dpi) if self.dpi else None,
             "notes": list(self.notes),
+        }
+
+    def scan_json(self) -> dict:
+        """The ``"scan"`` block of ``classify --json`` / ``map --json``: what was decoded."""
+        return {
+            "format": self.format,
+            "mode": self.mode,
+            "bit_depth": self.bit_depth,
+            "width": self.width,
+            "height": self.height,
+            "exif_orientation": self.exif_orientation,
+            "dpi": list(self.dpi) if self.dpi else None,
         }
 
 
@@ -114,39 +147,45 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def _to_rgb_array(img: Image.Image, name: str) -> tuple[np.ndarray, int, list[str]]:
-    notes: list[str] = []
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels``, else ``SCANLAB_MAX_PIXELS``, else 250 MP."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    env = os.environ.get("SCANLAB_MAX_PIXELS")
+    if env is None or not env.strip():
+        return MAX_PIXELS
+    try:
+        v = int(env)
+    except ValueError:
+        raise ImageLoadError(f"SCANLAB_MAX_PIXELS={env[:40]!r}: not a whole number of pixels") from None
+    if v < 1:
+        raise ImageLoadError(f"SCANLAB_MAX_PIXELS={v}: must be at least 1")
+    return v
+
+
+def _decode(data: bytes, fmt: str, limit: int, min_side: int) -> Decoded:
+    if fmt == "TIFF":
+        return decode_tiff(data, limit, min_side)
+    if fmt == "PNG":
+        w, h, depth, ctype = png_header(data)
+        check_size(w, h, limit, min_side)
+    img = open_pillow(fmt, data)
+    w, h = img.size
+    check_size(w, h, limit, min_side)
+    notes = []
+    if getattr(img, "n_frames", 1) > 1:  # an APNG
+        notes.append(f"animated file: frame 1 of {img.n_frames} analysed")
+    if fmt == "PNG" and depth == 16 and ctype != 3:
+        px, mode, more = decode_png16(data, ctype)
+        orientation, dpi = pillow_meta(img, loaded=False)
+        return Decoded(px, fmt, mode, 16, orientation, dpi, notes + more)
+    # Decode before reading metadata: Pillow's getexif() may decode the image itself,
+    # and a decode error swallowed there left a half-blank image that loaded "fine".
+    img.load()
+    orientation, dpi = pillow_meta(img)
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        a = np.asarray(img, dtype=np.uint16)
-        return np.repeat(a[:, :, None], 3, axis=2), 16, ["16-bit grayscale replicated to RGB"]
-    if mode in ("I", "F"):
-        a = np.asarray(img)
-        hi = float(np.nanmax(a)) if a.size else 0.0
-        if mode == "I" and hi <= 65535 and float(a.min()) >= 0:
-            a16 = a.astype(np.uint16)
-            return np.repeat(a16[:, :, None], 3, axis=2), 16, [f"{mode} grayscale read as 16-bit"]
-        raise ImageLoadError(f"{name}: unsupported sample format {mode} (values outside 16-bit range)")
-    if mode in ("RGB;16", "RGBA;16"):  # pragma: no cover - Pillow rarely exposes these
-        raise ImageLoadError(f"{name}: unsupported 16-bit colour layout {mode}")
-    if mode == "1" or mode == "L":
-        a = np.asarray(img.convert("L"), dtype=np.uint8)
-        notes.append("grayscale replicated to RGB")
-        return np.repeat(a[:, :, None], 3, axis=2), 8, notes
-    if mode == "LA":
-        a = np.asarray(img.getchannel("L"), dtype=np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), 8, ["alpha dropped", "grayscale replicated to RGB"]
-    if mode in ("P", "PA"):
-        notes.append("palette expanded to RGB")
-        img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
-        mode = img.mode
-    if mode == "RGBA":
-        notes.append("alpha dropped")
-        img = img.convert("RGB")
-    elif mode != "RGB":
-        notes.append(f"{mode} converted to RGB by Pillow")
-        img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8).copy(), 8, notes
+    px, depth_out, more = pillow_to_rgb(img)
+    return Decoded(px, fmt, mode, depth_out if mode != "1" else 1, orientation, dpi, notes + more)
 
 
 def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_side: int = PATCH) -> Scan:
@@ -157,8 +196,9 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     path : path-like
         The evidence file. It is opened read-only; nothing is ever written to it.
     max_pixels : int, optional
-        Refuse images with more pixels than this (decompression-bomb guard);
-        defaults to ``MAX_PIXELS``.
+        Refuse images with more pixels than this (decompression-bomb guard),
+        checked from the header before decoding; defaults to
+        ``SCANLAB_MAX_PIXELS`` or 250 MP.
     min_side : int
         Refuse images with a side shorter than this (a 64x64 patch must fit).
 
@@ -174,75 +214,83 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     """
     p = Path(path)
     name = str(p)
-    limit = MAX_PIXELS if max_pixels is None else max_pixels
-    if not p.exists():
-        raise ImageLoadError(f"{name}: no such file")
-    if p.is_dir():
-        raise ImageLoadError(f"{name}: is a folder, not an image")
+    limit = pixel_limit(max_pixels)
     try:
+        if p.is_dir():
+            raise ImageLoadError(f"{name}: is a folder, not an image")
         with open(p, "rb") as f:  # read-only, once: hash and decode the same bytes
             data = f.read()
+    except FileNotFoundError:
+        raise ImageLoadError(f"{name}: no such file") from None
     except OSError as e:
         raise ImageLoadError(f"{name}: cannot read ({e.strerror or e})") from None
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
-    digest = hashlib.sha256(data).hexdigest()
+    return decode_bytes(data, name, resolved=str(p.resolve()), max_pixels=limit, min_side=min_side)
+
+
+def decode_bytes(
+    data: bytes, name: str, *, resolved: str | None = None, max_pixels: int | None = None, min_side: int = PATCH
+) -> Scan:
+    """Decode an image held in memory (what :func:`load_scan` does after reading the file).
+
+    Raises
+    ------
+    ImageLoadError
+        Unknown, unsupported, oversized, undersized, corrupt or truncated data.
+    """
+    limit = pixel_limit(max_pixels)
+    fmt = sniff(data)
+    if fmt == "?":
+        raise ImageLoadError(f"{name}: not a readable image (unknown or corrupt format)")
+    if fmt not in FORMATS:
+        raise ImageLoadError(f"{name}: unsupported image format {fmt} (supported: {', '.join(FORMATS)})")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format or "?"
-            if fmt not in FORMATS:
-                raise ImageLoadError(f"{name}: unsupported image format {fmt} (supported: {', '.join(FORMATS)})")
-            w, h = img.size
-            if w * h > limit:
-                raise ImageLoadError(
-                    f"{name}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the pixel limit of {limit / 1e6:.0f} MP"
-                )
-            if min(w, h) < min_side:
-                raise ImageLoadError(f"{name}: image is {w}x{h}, smaller than {min_side} px on a side")
-            orientation = None
-            try:
-                orientation = img.getexif().get(0x0112)
-            except Exception:  # noqa: BLE001 - a broken EXIF block must not stop analysis
-                orientation = None
-            if getattr(img, "n_frames", 1) > 1:
-                note = [f"multi-page file: page 1 of {img.n_frames} analysed"]
-            else:
-                note = []
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # our own limit above already applied
-            try:
-                img.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
-            mode = img.mode
-            arr, depth, notes = _to_rgb_array(img, name)
-    except ImageLoadError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        dec = _decode(data, fmt, limit, min_side)
+    except DecodeProblem as e:
+        raise ImageLoadError(f"{name}: {e}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ImageLoadError(f"{name}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error, ZeroDivisionError) as e:
+        # Pillow's plugins signal damaged data with these; the message says which
+        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise ImageLoadError(f"{name}: corrupt or truncated image ({msg})") from None
+    h, w = dec.pixels.shape[:2]
+    notes = list(dec.notes)
+    suffix = Path(name).suffix.lower()
+    if suffix and suffix in IMAGE_SUFFIXES and _SUFFIX_FORMAT[suffix] != fmt:
+        notes.append(f"file named {suffix} holds {fmt} data")
     info = ScanInfo(
-        path=str(p.resolve()),
-        sha256=digest,
+        path=resolved or name,
+        sha256=hashlib.sha256(data).hexdigest(),
         format=fmt,
-        mode=mode,
+        mode=dec.mode,
         width=w,
         height=h,
-        bit_depth=depth,
+        bit_depth=dec.bit_depth,
         n_bytes=len(data),
-        exif_orientation=orientation,
-        notes=tuple(note + notes),
+        exif_orientation=dec.orientation,
+        notes=tuple(notes),
+        dpi=dec.dpi,
     )
-    return Scan(np.ascontiguousarray(arr), info)
+    return Scan(np.ascontiguousarray(dec.pixels), info)
+
+
+def full_scale(dtype: np.dtype | type) -> float:
+    """The sample value that maps to 1.0: 255 for 8-bit, 65535 for 16-bit scans, 1 for floats.
+
+    The one place the 1/255, 1/65535 scaling rule is written (imaging, the dense
+    engine, training, the no-signal rule and the open-set features all use it).
+    """
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.floating):
+        return 1.0
+    return 65535.0 if dt == np.uint16 else 255.0
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8/uint16 -> (3, H, W) float32 in [0, 1] (the network's input)."""
-    scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    scale = full_scale(pixels.dtype)
     return np.ascontiguousarray(np.moveaxis(pixels, -1, 0), dtype=np.float32) / np.float32(scale)
 
 

@@ -5,7 +5,12 @@ Layout: a single ``.safetensors`` file whose tensors are the network's
 manifest (classes, architecture and version, patch size, training recipe and
 data summary, metrics, library versions, date, weights hash). safetensors
 stores raw tensors and a JSON header only, so loading never executes code
-from the file (unlike pickle-based ``torch.load``).
+from the file (unlike pickle-based ``torch.load``). Further tensors named
+``open_set.*`` (open-set statistics) may sit beside the weights; the weights hash
+covers them too. Every size in the file is bounded before anything is
+allocated and the manifest is validated against a JSON Schema
+(:mod:`scanlab.core.modelschema`); weights must be finite. Format v2 requires
+``weights_sha256``; v1 files (hash optional) keep loading.
 
 Saving is atomic: the file is written beside its destination under a temporary
 name, flushed to disk and renamed over the target, so a crash or a cancelled
@@ -19,19 +24,27 @@ import hashlib
 import json
 import os
 import platform
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import scanlab
 from scanlab.core.errors import ScanLabError
 from scanlab.core.fileio import atomic_write_bytes, check_writable
-from scanlab.core.imaging import sha256_file
+from scanlab.core.modelschema import (
+    MAX_HEADER_BYTES,
+    MAX_MODEL_BYTES,
+    HeaderError,
+    parse_header,
+    schema_problem,
+)
 from scanlab.core.network import (
     ARCH_NAME,
     ARCH_VERSION,
@@ -96,7 +109,10 @@ def library_versions() -> dict[str, str]:
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over tensor names, dtypes, shapes and bytes, in sorted name order."""
+    """SHA-256 over tensor names, dtypes, shapes and bytes, in sorted name order.
+
+    ``state`` holds every tensor of the file: the network's and the extras.
+    """
     h = hashlib.sha256()
     for k in sorted(state):
         t = state[k].detach().cpu().contiguous()
@@ -166,66 +182,131 @@ def save_model(
     return man
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a model file's manifest without building the network."""
-    p = Path(path)
+def _check_path(p: Path) -> int:
     if not p.exists():
         raise ModelFileError(f"{p}: model file not found")
     if p.is_dir():
         raise ModelFileError(f"{p}: is a folder, not a ScanLab model file")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"{p}: not a ScanLab model file or corrupt ({str(e).splitlines()[0][:120]})") from None
+    size = p.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{p}: {size} bytes is larger than any ScanLab model ({MAX_MODEL_BYTES} bytes at most)")
+    return size
+
+
+def _corrupt(p: Path, why: str) -> ModelFileError:
+    return ModelFileError(f"{p}: not a ScanLab model file or corrupt ({why})")
+
+
+def validate_manifest(man: Any, p: Path) -> dict[str, Any]:
+    """Check a decoded manifest (schema, format, version, architecture); return it.
+
+    Raises
+    ------
+    ModelFileError
+        With the JSON path of the first violation.
+    """
+    if not isinstance(man, dict):
+        raise ModelFileError(f"{p}: manifest is not a JSON object")
+    if man.get("format") != FORMAT:
+        raise ModelFileError(f"{p}: not a ScanLab model (format {str(man.get('format'))[:40]!r})")
+    ver = man.get("format_version")
+    if isinstance(ver, int) and not isinstance(ver, bool) and ver > FORMAT_VERSION:
+        raise ModelFileError(f"{p}: model format v{ver} is newer than this ScanLab reads (v{FORMAT_VERSION})")
+    problem = schema_problem(man)
+    if problem:
+        if "classes" in problem.split(":")[0]:
+            problem = f"class list invalid {problem}"
+        raise ModelFileError(f"{p}: manifest invalid {problem}")
+    arch = man["architecture"]
+    if arch["name"] != ARCH_NAME or arch["version"] != ARCH_VERSION:
+        raise ModelFileError(
+            f"{p}: architecture {arch['name'][:40]} v{arch['version']} is not supported "
+            f"(this ScanLab runs {ARCH_NAME} v{ARCH_VERSION})"
+        )
+    if ver >= 2 and not man.get("weights_sha256"):
+        raise ModelFileError(f"{p}: format v{ver} model without weights_sha256 (required since v2)")
+    return man
+
+
+def _manifest_from_meta(meta: dict[str, str], p: Path) -> dict[str, Any]:
     if META_KEY not in meta:
         raise ModelFileError(f"{p}: safetensors file without a ScanLab manifest")
     try:
         man = json.loads(meta[META_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ModelFileError(f"{p}: manifest is not valid JSON") from None
-    if man.get("format") != FORMAT:
-        raise ModelFileError(f"{p}: not a ScanLab model (format {man.get('format')!r})")
-    if man.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(f"{p}: model format v{man.get('format_version')} is newer than this ScanLab reads")
-    arch = man.get("architecture", {})
-    if arch.get("name") != ARCH_NAME or arch.get("version") != ARCH_VERSION:
-        raise ModelFileError(
-            f"{p}: architecture {arch.get('name')} v{arch.get('version')} is not supported "
-            f"(this ScanLab runs {ARCH_NAME} v{ARCH_VERSION})"
-        )
-    classes = man.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ModelFileError(f"{p}: manifest class list is missing or invalid")
-    return man
+    return validate_manifest(man, p)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a model file's manifest (the header only, size-bounded).
+
+    Raises
+    ------
+    ModelFileError
+        Missing, oversized, corrupt or foreign files, and schema violations.
+    """
+    p = Path(path)
+    size = _check_path(p)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            if 2 <= n <= MAX_HEADER_BYTES:
+                head += f.read(n)
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot read ({e.strerror or e})") from None
+    try:
+        meta, _ = parse_header(head, size)
+    except HeaderError as e:
+        raise _corrupt(p, str(e)) from None
+    return _manifest_from_meta(meta, p)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
     """Load a model file (no code execution), verify it and return the eval-mode network.
 
+    The file is read once; its SHA-256, the header checks, the tensors and the
+    weights hash all come from those same bytes. Tensors named ``open_set.*``
+    go to :attr:`LoadedModel.extras`, the rest must fit the network exactly.
+
     Raises
     ------
     ModelFileError
-        Missing, corrupt, foreign, other-architecture-version or inconsistent files.
+        Missing, corrupt, foreign, other-architecture-version, non-finite or
+        inconsistent files.
     """
     p = Path(path)
-    man = read_manifest(p)
-    net = ScannerNet(len(man["classes"]), width=int(man["architecture"].get("width", 1)))
+    _check_path(p)
     try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"{p}: corrupt weights ({str(e).splitlines()[0][:120]})") from None
+        data = p.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot read ({e.strerror or e})") from None
+    if len(data) > MAX_MODEL_BYTES:  # grew after the stat
+        raise ModelFileError(f"{p}: larger than any ScanLab model ({MAX_MODEL_BYTES} bytes at most)")
+    try:
+        meta, _ = parse_header(data)
+    except HeaderError as e:
+        raise _corrupt(p, str(e)) from None
+    man = _manifest_from_meta(meta, p)
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as e:
+        raise ModelFileError(f"{p}: corrupt weights ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    for k, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{p}: tensor {k[:60]} holds NaN or infinite values")
     expect = man.get("weights_sha256")
-    if expect and weights_digest(state) != expect:
+    if expect and weights_digest(tensors) != expect:
         raise ModelFileError(f"{p}: weights do not match the manifest's hash (file damaged or edited)")
-    extras = {k: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
-    state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
+    extras = {k: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    net = ScannerNet(len(man["classes"]), width=int(man["architecture"]["width"]))
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelFileError(f"{p}: weights do not fit the manifest's architecture ({str(e).splitlines()[0][:120]})") from None
-    man["_file_sha256"] = sha256_file(p)
+    man["_file_sha256"] = hashlib.sha256(data).hexdigest()
     return LoadedModel(net.to(device).eval(), man, str(p.resolve()), extras)
 
 

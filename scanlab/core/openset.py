@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scanlab.core.imaging import full_scale
 from scanlab.core.network import PATCH, ScannerNet
 
 METHOD = "knn-features"
@@ -69,7 +70,7 @@ def window_features(
     net = net.to(dev).eval()
     out = np.zeros((len(corners), net.feature_channels), dtype=np.float32)
     floating = np.issubdtype(image.dtype, np.floating)
-    scale = 1.0 if floating else (65535.0 if image.dtype == np.uint16 else 255.0)
+    scale = full_scale(image.dtype)
     with torch.inference_mode():
         for s in range(0, len(corners), batch):
             cs = corners[s : s + batch]

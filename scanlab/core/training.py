@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from scanlab.core.engine import Engine
+from scanlab.core.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, grid_positions, training_patch_corners
@@ -86,7 +87,7 @@ def _n_subimages(shape: tuple[int, int], sub: Size) -> int:
 
 
 def _to_tensor(batch: np.ndarray) -> torch.Tensor:
-    scale = 65535.0 if batch.dtype == np.uint16 else 255.0
+    scale = full_scale(batch.dtype)
     return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float() / scale
 
 

@@ -151,17 +151,23 @@ class ControlsPanel(QWidget):
 
     # -- models ---------------------------------------------------------------------------
 
-    def set_models(self, entries: list[tuple[str, str | None]], current: str | None) -> None:
-        """Fill the model list: ``(text, spec)`` pairs plus "Open model file..."."""
+    def set_models(self, entries: list[tuple], current: str | None) -> None:
+        """Fill the model list: ``(text, spec)`` pairs plus "Open model file...".
+
+        A ``(text, spec, reason)`` triple is an unusable file: shown disabled,
+        the reason as its tooltip.
+        """
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
-        for text, spec in entries:
+        for text, spec, *why in entries:
             self.model_combo.addItem(text, spec)
-            self.model_combo.setItemData(
-                self.model_combo.count() - 1,
-                spec or "shipped default model",
-                Qt.ItemDataRole.ToolTipRole,
-            )
+            row = self.model_combo.count() - 1
+            tip = f"{spec}: {why[0]}" if why else (spec or "shipped default model")
+            self.model_combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
+            if why:
+                item = self.model_combo.model().item(row)
+                if item is not None:
+                    item.setEnabled(False)
         self.model_combo.insertSeparator(self.model_combo.count())
         self.model_combo.addItem("Open model file...", OPEN_MODEL)
         idx = self.model_combo.findData(current)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.gui.case_controller import CaseController
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
@@ -100,6 +101,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_menus(self)
         restore_window_settings(self, model)
         self._connect()
+        self.cases = CaseController(self)  # case files, ROI tools and the review dock
 
     # -- construction ---------------------------------------------------------------------
 
@@ -146,11 +148,13 @@ class MainWindow(QMainWindow):
     def refresh_models(self, current: str | None = None) -> None:
         """Rebuild the model list: shipped default, shipped + user models, opened files."""
         default = default_model_path()
-        entries: list[tuple[str, str | None]] = [
+        entries: list[tuple] = [
             ("default (shipped)" if default.exists() else "default (missing)", None)
         ]
         for m in list_models():
-            if Path(m["path"]).resolve() != default.resolve():
+            if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
+                entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
+            elif Path(m["path"]).resolve() != default.resolve():
                 entries.append((f"{m['name']} ({m['origin']})", m["path"]))
         known = {e[1] for e in entries}
         entries += [(Path(p).stem + " (file)", p) for p in self._extra_models if p not in known]
@@ -485,6 +489,7 @@ class MainWindow(QMainWindow):
         self._recompute.stop()
         self.view.set_blinking(False)
         self.save_settings()
+        self.cases.close_case()  # saves a modified case, releases its lock
         self.runner.shutdown()
         self.class_maps.shutdown()
         event.accept()

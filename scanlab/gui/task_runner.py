@@ -92,6 +92,26 @@ class _AnalysisWorker(QObject):
         time.sleep(0)
 
 
+class _JobWorker(QObject):
+    """Runs short plain-Python jobs (ROI statistics, case actions) on the runner's thread."""
+
+    job_succeeded = Signal(int, object)  # job id, return value
+    job_failed = Signal(int, str)  # job id, one-line message
+
+    @Slot(int, object)
+    def run(self, job_id: int, fn: object) -> None:
+        """Call ``fn()`` (worker thread) and report its value or a one-line error."""
+        try:
+            value = fn()  # type: ignore[operator]
+        except ScanLabError as e:
+            self.job_failed.emit(job_id, str(e))
+        except Exception as e:  # noqa: BLE001 - a bug must not kill the compute lane
+            log.error("job %d crashed:\n%s", job_id, traceback.format_exc())
+            self.job_failed.emit(job_id, f"internal error: {type(e).__name__}: {e}")
+        else:
+            self.job_succeeded.emit(job_id, value)
+
+
 class TaskRunner(QObject):
     """Runs one analysis at a time off the GUI thread; the latest request wins.
 
@@ -111,6 +131,10 @@ class TaskRunner(QObject):
         A request stopped by :meth:`cancel` or superseded by a newer one.
     idle()
         No request is running or queued any more.
+    job_succeeded(int, object), job_failed(int, str)
+        The value (or one-line error) of a job from :meth:`submit_job`. Jobs share
+        the worker thread with analyses (one compute lane) but neither cancels the
+        other; the caller drops results of job ids it no longer wants.
     """
 
     progressed = Signal(int, int)
@@ -119,7 +143,10 @@ class TaskRunner(QObject):
     failed = Signal(object, str)
     cancelled = Signal(object)
     idle = Signal()
+    job_succeeded = Signal(int, object)
+    job_failed = Signal(int, str)
     _submit = Signal(object, object)
+    _submit_job = Signal(int, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -138,6 +165,12 @@ class TaskRunner(QObject):
         self._worker.failed.connect(self._on_worker_failed)
         self._worker.cancelled.connect(self._on_worker_cancelled)
         self._worker.done.connect(self._on_worker_done)
+        self._jobs = _JobWorker()
+        self._jobs.moveToThread(self._thread)
+        self._next_job = 0
+        self._submit_job.connect(self._jobs.run)
+        self._jobs.job_succeeded.connect(self._on_job_succeeded)
+        self._jobs.job_failed.connect(self._on_job_failed)
         self._thread.start()
 
     # -- public API -----------------------------------------------------------------
@@ -159,6 +192,20 @@ class TaskRunner(QObject):
         self._latest = request
         self._outstanding += 1
         self._submit.emit(request, self._token)
+
+    def submit_job(self, fn: object) -> int:
+        """Run ``fn()`` (no arguments, plain Python, no widgets) off the GUI thread; returns the job id."""
+        self._next_job += 1
+        self._submit_job.emit(self._next_job, fn)
+        return self._next_job
+
+    @Slot(int, object)
+    def _on_job_succeeded(self, job_id: int, value: object) -> None:
+        self.job_succeeded.emit(job_id, value)
+
+    @Slot(int, str)
+    def _on_job_failed(self, job_id: int, message: str) -> None:
+        self.job_failed.emit(job_id, message)
 
     def cancel(self) -> None:
         """Cancel the running request; nothing of it will be delivered but ``cancelled``."""

@@ -140,6 +140,7 @@ class AnalysisResult:
             "probabilities": self.probabilities(),
             "votes": self.votes(),
             "n_patches": int(self.analysis.classification.n_patches),
+            "scan": self.scan.scan_json(),
         }
         if self.verdict is not None:
             out.update(self.verdict.to_json())
@@ -153,11 +154,14 @@ def run_analysis(
     progress: ProgressFn | None = None,
     model: LoadedModel | None = None,
     on_loaded: Callable[[Scan], None] | None = None,
+    scan: Scan | None = None,
 ) -> AnalysisResult:
     """Load the scan, classify it and (optionally) compute its reliability map.
 
     ``on_loaded(scan)`` is called once the scan is decoded and its grid checked,
     before the network runs (the GUI shows the scan while the map is computed).
+    ``scan``: the already decoded ``request.path`` (the CLI decodes before it
+    imports torch, so bad files fail fast); decoded here when None.
 
     Raises
     ------
@@ -170,7 +174,8 @@ def run_analysis(
     lm = model or get_model(request.model, device="cpu")
     if request.label is not None and request.label not in lm.classes:
         raise ScanLabError(f"--label {request.label!r} is not a class of the model ({', '.join(lm.classes)})")
-    scan = load_scan(request.path)
+    if scan is None:
+        scan = load_scan(request.path)
     check(cancel)
     shape = scan.shape
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from scanlab.core.errors import ScanLabError
 from scanlab.core.modelfile import LoadedModel, ModelFileError, load_model, read_manifest
 from scanlab.services.paths import default_model_path, shipped_models_dir, user_models_dir
 
@@ -44,15 +45,30 @@ def get_model(spec: str | os.PathLike | None, device: torch.device | str = "cpu"
 
 
 def list_models() -> list[dict]:
-    """Shipped and user models with their names and classes (unreadable files skipped)."""
+    """Shipped and user models: ``{path, name, origin, classes, usable, reason}`` each.
+
+    A file that cannot be used (corrupt, foreign, wrong types, newer format...) is
+    listed with ``usable`` False, ``classes`` empty and the one-line ``reason``;
+    it never stops the listing (one bad file in the models folder must not stop
+    the app from starting).
+    """
     out = []
     for origin, folder in (("shipped", shipped_models_dir()), ("user", user_models_dir())):
-        if not folder.is_dir():
+        try:
+            files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        except OSError:
             continue
-        for p in sorted(folder.glob("*.safetensors")):
+        for p in files:
             try:
                 man = read_manifest(p)
-            except ModelFileError:
+            except ScanLabError as e:
+                out.append({"path": str(p), "name": p.stem, "origin": origin, "classes": [],
+                            "usable": False, "reason": str(e).removeprefix(f"{p}: ")})
                 continue
-            out.append({"path": str(p), "name": man.get("name") or p.stem, "origin": origin, "classes": man["classes"]})
+            except OSError as e:
+                out.append({"path": str(p), "name": p.stem, "origin": origin, "classes": [],
+                            "usable": False, "reason": f"cannot read ({e.strerror or e})"})
+                continue
+            out.append({"path": str(p), "name": man.get("name") or p.stem, "origin": origin,
+                        "classes": man["classes"], "usable": True, "reason": None})
     return out

@@ -13,11 +13,20 @@ from typing import Any
 
 import torch
 
-from scanlab.core.dataset import Dataset, ImageCache, discover, parse_split, split_dataset
+from scanlab.core.dataset import (
+    Dataset,
+    DatasetError,
+    ImageCache,
+    check_layout,
+    discover,
+    parse_split,
+    split_dataset,
+)
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence_fit import dpi_range, fit_evidence_model
-from scanlab.core.fileio import check_writable
+from scanlab.core.fileio import check_writable, refuse_overwrite
+from scanlab.core.imaging import ImageLoadError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile import make_manifest, save_model
 from scanlab.core.network import build_model
@@ -39,16 +48,46 @@ class TrainRequest:
     engine: str | None = None
     name: str | None = None
     cache: str | None = None  # HDF5 decoded-image cache; None: the per-user cache
+    strict_files: bool = False  # True: an unreadable image stops the run instead of being skipped
 
 
-def _load_split(ds: Dataset, split: str, cache: ImageCache, cancel: CancelToken | None, progress: ProgressFn | None):
+def _load_split(
+    ds: Dataset,
+    split: str,
+    cache: ImageCache,
+    cancel: CancelToken | None,
+    progress: ProgressFn | None,
+    skipped: list[dict[str, str]] | None = None,
+):
+    """Decode one split. Unreadable images are dropped from the split and listed in
+    ``skipped`` (path relative to the data folder, reason); with ``skipped`` None
+    the first one stops the run (``--strict-files``)."""
     items = ds.split[split]
-    imgs, labs = [], []
+    imgs, labs, kept = [], [], []
     for k, s in enumerate(items):
         check(cancel)
-        imgs.append(cache.get(s))
+        try:
+            imgs.append(cache.get(s))
+        except ImageLoadError as e:
+            if skipped is None:
+                raise
+            reason = str(e)
+            prefix = f"{s.path}: "
+            skipped.append({
+                "path": s.path.relative_to(ds.root).as_posix(),
+                "reason": reason[len(prefix):] if reason.startswith(prefix) else reason,
+            })
+            continue
         labs.append(s.label)
+        kept.append(s)
         report(progress, k + 1, len(items))
+    ds.split[split] = kept
+    if split in ("train", "val"):
+        for ci, cname in enumerate(ds.classes):
+            if ci not in labs:
+                raise DatasetError(
+                    f"{ds.root / cname}: no readable {split} image left after skipping unreadable files"
+                )
     return imgs, labs
 
 
@@ -82,24 +121,29 @@ def run_training(
     ``on_stage(text)`` reports coarse stages ("reading data", "training", ...).
     """
     out = check_writable(req.output, what="model file")
+    refuse_overwrite(out, check_layout(req.data_dir), "a training image")
+    if req.base not in ("default", "none"):
+        refuse_overwrite(out, [req.base], "the base model")
     ratios = parse_split(req.split)
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
     stage("reading data")
     ds = split_dataset(discover(req.data_dir), ratios, req.config.seed)
     cache = ImageCache(req.cache if req.cache is not None else cache_dir() / "decoded.h5")
-    train = _load_split(ds, "train", cache, cancel, progress)
-    val = _load_split(ds, "val", cache, cancel, progress)
+    skipped: list[dict[str, str]] | None = None if req.strict_files else []
+    train = _load_split(ds, "train", cache, cancel, progress, skipped)
+    val = _load_split(ds, "val", cache, cancel, progress, skipped)
     net, parent = _init_network(req, ds.classes)
     stage("training")
     hist = fit(net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress, on_epoch=on_epoch)
     metrics: dict[str, Any] = {"val": hist["val"]}
     if ds.split["test"]:
         stage("testing")
-        test = _load_split(ds, "test", cache, cancel, None)
-        metrics["test"] = evaluate_arrays(
-            net, test[0], test[1], len(ds.classes), engine=req.engine, device=device, cancel=cancel
-        )
+        test = _load_split(ds, "test", cache, cancel, None, skipped)
+        if test[0]:  # every test image may have been skipped
+            metrics["test"] = evaluate_arrays(
+                net, test[0], test[1], len(ds.classes), engine=req.engine, device=device, cancel=cancel
+            )
     check(cancel)
     training = {
         "recipe": req.config.recipe(),
@@ -119,6 +163,8 @@ def run_training(
             },
         },
         "cache": {"hits": cache.hits, "misses": cache.misses},
+        "skipped_files": list(skipped or []),
+        "strict_files": req.strict_files,
     }
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)

@@ -52,17 +52,36 @@ def test_success_reports_progress_then_result(qtbot, runner, scan, tiny_model):
     assert not runner.is_busy()
 
 
+def _worker_outcomes(runner) -> tuple[Recorder, Recorder]:
+    """What the worker itself reported: it emits ``cancelled`` only when the job
+    really stopped on its token (the runner also reports finished-but-stale jobs
+    as cancelled, which is why the runner's own signal proves nothing here)."""
+    stopped, finished = Recorder(), Recorder()
+    runner._worker.cancelled.connect(stopped.record)
+    runner._worker.succeeded.connect(finished.record)
+    return stopped, finished
+
+
 def test_cancel_stops_and_delivers_no_result(qtbot, runner, slow_scan, tiny_model):
+    stopped, finished = _worker_outcomes(runner)
+    progress = Recorder()
+    runner.progressed.connect(progress.record)
+    req = _request(slow_scan, tiny_model, stride=4)
     with qtbot.waitSignal(runner.progressed, timeout=30_000):
-        runner.submit(_request(slow_scan, tiny_model, stride=4))
+        runner.submit(req)
     assert runner.is_busy()
     with qtbot.assertNotEmitted(runner.succeeded, wait=300):
         with qtbot.waitSignals([runner.cancelled, runner.idle], order="strict", timeout=30_000):
             runner.cancel()
     assert not runner.is_busy()
+    assert [c[0].request_id for c in stopped.calls] == [req.request_id]  # the job itself stopped
+    assert finished.calls == []  # ... before it could finish
+    done, total = progress.calls[-1]
+    assert done < total  # interrupted part-way, not after the last window
 
 
 def test_new_request_supersedes_running_one(qtbot, runner, scan, slow_scan, tiny_model):
+    stopped, finished = _worker_outcomes(runner)
     results, cancelled = Recorder(), Recorder()
     runner.succeeded.connect(results.record)
     runner.cancelled.connect(cancelled.record)
@@ -74,6 +93,8 @@ def test_new_request_supersedes_running_one(qtbot, runner, scan, slow_scan, tiny
         runner.submit(new)
     assert [c[0].request.request_id for c in results.calls] == [new.request_id]
     assert [c[0].request_id for c in cancelled.calls] == [old.request_id]
+    assert [c[0].request_id for c in stopped.calls] == [old.request_id]  # really interrupted
+    assert [c[0].request.request_id for c in finished.calls] == [new.request_id]
 
 
 def test_stale_result_is_dropped(qtbot, runner, scan, tiny_model):
@@ -98,10 +119,15 @@ def test_failure_is_a_message(qtbot, runner, tmp_path, tiny_model):
 
 
 def test_shutdown_cancels_and_waits(qtbot, runner, slow_scan, tiny_model):
+    stopped, finished = _worker_outcomes(runner)
+    req = _request(slow_scan, tiny_model, stride=4)
     with qtbot.waitSignal(runner.progressed, timeout=30_000):
-        runner.submit(_request(slow_scan, tiny_model, stride=4))
+        runner.submit(req)
     assert runner.shutdown(10_000)
     assert not runner._thread.isRunning()
+    qtbot.wait(50)  # deliver the worker's queued signals
+    assert finished.calls == []
+    assert [c[0].request_id for c in stopped.calls] == [req.request_id]
 
 
 def test_scan_is_delivered_before_its_result(qtbot, runner, scan, tiny_model):

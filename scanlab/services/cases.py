@@ -1,0 +1,326 @@
+"""Case workflow shared by the CLI and the app: open, add evidence, review ROIs, sign off.
+
+Every analyst action goes through a function here and is appended to the case's
+audit chain; the caller saves (:func:`scanlab.core.case.save_case`). Opening a
+case re-hashes every evidence file: a missing or modified file gives a loud
+warning in ``case.warnings`` and an audit entry.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanlab.core.case import Case, CaseError, Evidence, Run, load_case, now_iso
+from scanlab.core.errors import ScanLabError
+from scanlab.core.imaging import sha256_file
+from scanlab.core.jobs import CancelToken, ProgressFn
+from scanlab.core.mapstore import StoredWindows
+from scanlab.core.reliability import reliability_map
+from scanlab.core.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
+from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def current_user() -> str:
+    """The OS user name (the audit log's ``user`` when no analyst name is given)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database (containers): still log something
+        return "unknown"
+
+
+def evidence_id(sha256: str) -> str:
+    """``<eid>``: the first 16 hex digits of the evidence SHA-256."""
+    return sha256[:16]
+
+
+def open_case(path: str | os.PathLike, *, user: str | None = None, check_evidence: bool = True) -> Case:
+    """Load a case and re-verify its evidence.
+
+    Each missing or modified evidence file adds a warning to ``case.warnings``
+    and an audit entry (``evidence_missing`` / ``evidence_modified``); a
+    read-only file adds a warning too. Nothing is written here.
+    """
+    case = load_case(path)
+    who = user or case.meta.get("analyst") or current_user()
+    if case.read_only:
+        case.warnings.append(f"{case.path}: file is read-only; the case is open read-only (Save as to keep changes)")
+    if check_evidence:
+        for e in case.evidence.values():
+            problem = evidence_problem(e)
+            if problem is None:
+                continue
+            kind, msg = problem
+            case.warnings.append(msg)
+            case.log(who, kind, {"eid": e.eid, "path": e.info.get("path")}, msg)
+    return case
+
+
+def evidence_problem(e: Evidence) -> tuple[str, str] | None:
+    """``(action, message)`` when the evidence file is missing or its bytes changed, else None."""
+    p = Path(e.info.get("path", ""))
+    if not p.is_file():
+        return "evidence_missing", (f"EVIDENCE MISSING: {p} (evidence {e.eid}) is not there; "
+                                    "locate it with 'scanlab case locate' (its hash is checked)")
+    actual = sha256_file(p)
+    if actual != e.info.get("sha256"):
+        return "evidence_modified", (f"EVIDENCE MODIFIED: {p} (evidence {e.eid}) no longer matches its "
+                                     f"recorded SHA-256 {e.info.get('sha256')} (now {actual})")
+    return None
+
+
+def locate_evidence(case: Case, eid: str, new_path: str | os.PathLike, *, user: str) -> Evidence:
+    """Point evidence ``eid`` at a moved file after checking that its hash matches."""
+    e = get_evidence(case, eid)
+    p = Path(new_path)
+    if not p.is_file():
+        raise ScanLabError(f"{p}: file not found")
+    if sha256_file(p) != e.info["sha256"]:
+        raise ScanLabError(f"{p}: not the same file (its SHA-256 differs from evidence {e.eid})")
+    old = e.info.get("path")
+    e.info["path"] = str(p.resolve())
+    case.log(user, "evidence_located", {"eid": e.eid, "old": old, "new": e.info["path"]}, f"{old} -> {p}")
+    return e
+
+
+def get_evidence(case: Case, key: str) -> Evidence:
+    """Evidence by id, id prefix, file name or path."""
+    if key in case.evidence:
+        return case.evidence[key]
+    hits = [e for e in case.evidence.values()
+            if e.eid.startswith(key) or key in (Path(e.info.get("path", "")).name, Path(e.info.get("path", "")).stem)
+            or e.info.get("path") == str(Path(key).resolve())]
+    if len(hits) == 1:
+        return hits[0]
+    raise ScanLabError(f"{key}: {'ambiguous' if hits else 'no such'} evidence in the case")
+
+
+def _dpi(path: str) -> list[float] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            d = im.info.get("dpi")
+    except OSError:
+        return None
+    return [float(d[0]), float(d[1])] if d else None
+
+
+def card_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs from a model card: data, accuracy, calibration, demo flag."""
+    tr = manifest.get("training") or {}
+    data = tr.get("data") or {}
+    counts = data.get("counts") or {}
+    met = manifest.get("metrics") or {}
+    test = met.get("test") or met.get("val") or {}
+    demo = manifest.get("demonstration")
+    if demo is None:  # v1 manifests: the shipped model's classes are virtual scanners
+        demo = all(str(c).startswith("vscan-") for c in manifest.get("classes", []))
+    return {
+        "name": manifest.get("name"), "created": manifest.get("created"),
+        "classes": list(manifest.get("classes", [])),
+        "architecture": manifest.get("architecture"),
+        "training_images": {c: sum(v.values()) for c, v in counts.items()},
+        "training_folder_hash": data.get("folder_hash"),
+        "parent": manifest.get("parent"),
+        "test_per_image_accuracy": test.get("per_image_accuracy"),
+        "test_per_patch_accuracy": test.get("per_patch_accuracy"),
+        "calibration": manifest.get("calibration") or {"calibrated": False, "reason": "model has no calibration"},
+        "demonstration": bool(demo),
+        "versions": manifest.get("versions"),
+    }
+
+
+def run_to_case(res: AnalysisResult) -> tuple[dict[str, Any], StoredWindows]:
+    """The run JSON and window grid of one analysis (docs/formats.md section 6)."""
+    g = res.analysis.map_grid
+    if g is None:
+        raise ScanLabError("a case run needs a map (with_map=True)")
+    req = res.request
+    entry = res.to_json()
+    evidence = getattr(g, "evidence", None)
+    info = {
+        "time": now_iso(),
+        "model": {"name": res.model.name, "sha256": sha256_file(res.model.path), "path": res.model.path,
+                  "card": card_summary(res.model.manifest)},
+        "parameters": {"sub": list(req.sub), "stride": list(req.stride), "vote_sub": list(req.vote_sub),
+                       "label": req.label, "threshold": DEFAULT_THRESHOLD},
+        "engine": res.analysis.engine, "device": res.device,
+        "timings": {"compute_s": res.compute_s},
+        "shape": list(res.analysis.shape),
+        "map_label": res.map_label,
+        "classify": entry,
+    }
+    calibrated = bool(entry.get("calibrated", False))
+    w = StoredWindows(g.ys, g.xs, tuple(g.sub), tuple(g.stride), g.probs, list(res.classes),
+                      None if evidence is None else np.asarray(evidence), getattr(g, "unknown_score", None),
+                      calibrated)
+    return info, w
+
+
+def reliability_from_windows(w: StoredWindows, label: str, shape: tuple[int, int]) -> np.ndarray:
+    """Eq. (1) from a stored grid; windows without evidence are left out (NaN where none remain)."""
+    k = w.classes.index(label)
+    return reliability_map(w.probs[:, :, k], w.ys, w.xs, w.sub, shape, evidence=w.evidence)
+
+
+def run_map(e: Evidence, run: Run | None = None) -> np.ndarray:
+    """The reliability map (of the run's map label) of ``run`` (default: the latest)."""
+    run = run or latest_run(e)
+    h, w = run.info["shape"]
+    return reliability_from_windows(run.windows, run.info["map_label"], (h, w))
+
+
+def latest_run(e: Evidence) -> Run:
+    """The most recent analysis run of an evidence file."""
+    if not e.runs or e.runs[-1].windows is None:
+        raise ScanLabError(f"evidence {e.eid} has no stored analysis")
+    return e.runs[-1]
+
+
+def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str | None = None,
+                 sub: tuple[int, int] = (64, 64), stride: tuple[int, int] = (4, 4), engine: str | None = None,
+                 device: str = "auto", embed: bool = False, suggest: bool = True,
+                 cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> Evidence:
+    """Analyse ``image`` and store it (new evidence, or a new run of known evidence).
+
+    The model file's bytes are copied into the case once per SHA-256. Unreviewed
+    suggested regions are (re)computed from the new run.
+    """
+    if case.read_only:
+        raise CaseError(f"{case.path}: the case is open read-only")
+    req = AnalysisRequest(path=str(Path(image).resolve()), model=model, sub=sub, stride=stride, engine=engine,
+                          device=device, with_map=True)
+    res = run_analysis(req, cancel=cancel, progress=progress)
+    info, windows = run_to_case(res)
+    sha = res.scan.sha256
+    eid = evidence_id(sha)
+    e = case.evidence.get(eid)
+    if e is None:
+        s = res.scan
+        e = Evidence(eid, {"path": s.path, "sha256": sha, "size": s.n_bytes, "width": s.width,
+                           "height": s.height,
+                           "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format, "mode": s.mode,
+                           "bit_depth": s.bit_depth, "first_seen": now_iso()})
+        if embed:
+            e.embedded = Path(s.path).read_bytes()
+        case.evidence[eid] = e
+        case.log(user, "evidence_added", e.info, f"{s.path} ({sha[:16]})")
+    msha = info["model"]["sha256"]
+    if msha not in case.models:
+        case.models[msha] = Path(res.model.path).read_bytes()
+    e.runs.append(Run(info, windows))
+    c = info["classify"]
+    case.log(user, "analysis_run", info, f"{eid}: {c.get('label')} ({c.get('verdict', 'no verdict')}), "
+             f"model {info['model']['name']}, sub {sub[0]}x{sub[1]}, stride {stride[0]}x{stride[1]}")
+    if suggest:
+        suggest_for(case, e, user=user)
+    refresh_stats(e)
+    return e
+
+
+def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD) -> list[ROI]:
+    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run."""
+    rel = run_map(e)
+    keep = [r for r in e.rois if not r.suggested or r.reviewed]
+    new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
+    e.rois = keep + new
+    case.log(user, "regions_suggested", [r.to_dict() for r in new], f"{e.eid}: {len(new)} suggested regions")
+    return new
+
+
+def compute_stats(e: Evidence, roi: ROI, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Statistics of one ROI against the latest run of its evidence (plain data, any thread)."""
+    run = latest_run(e)
+    rel = run_map(e, run)
+    mask = rasterize(roi, rel.shape)
+    s = roi_stats(mask, rel, threshold=threshold, windows=run.windows, label=run.info["map_label"])
+    keep = {k: roi.stats[k] for k in ("score", "contrast") if k in roi.stats}
+    return {**s, **keep}
+
+
+def refresh_stats(e: Evidence) -> None:
+    """Recompute every ROI's statistics (after a new run)."""
+    for r in e.rois:
+        r.stats = compute_stats(e, r)
+
+
+def add_roi(case: Case, eid: str, roi: ROI, *, user: str) -> ROI:
+    """Store a drawn ROI with its statistics (its id is assigned here)."""
+    e = get_evidence(case, eid)
+    roi.id = e.next_roi_id()
+    roi.stats = compute_stats(e, roi)
+    if roi.verdict is not None:
+        roi.reviewed = True
+    e.rois.append(roi)
+    case.log(user, "roi_added", roi.to_dict(), f"{e.eid}: ROI {roi.id} ({roi.kind})")
+    return roi
+
+
+def review_roi(case: Case, eid: str, roi_id: int, *, user: str, verdict: str | None = None,
+               note: str | None = None) -> ROI:
+    """Set an ROI's verdict and/or note; it then counts as reviewed."""
+    e = get_evidence(case, eid)
+    roi = next((r for r in e.rois if r.id == roi_id), None)
+    if roi is None:
+        raise ScanLabError(f"evidence {e.eid} has no ROI {roi_id}")
+    if verdict is not None:
+        if verdict not in VERDICTS:
+            raise ScanLabError(f"verdict must be one of: {', '.join(VERDICTS)}")
+        roi.verdict = verdict
+    if note is not None:
+        roi.note = note
+    roi.reviewed = roi.verdict is not None
+    case.log(user, "roi_reviewed", roi.to_dict(), f"{e.eid}: ROI {roi.id} -> {roi.verdict}")
+    return roi
+
+
+def remove_roi(case: Case, eid: str, roi_id: int, *, user: str) -> None:
+    """Delete an ROI (the audit log keeps that it existed)."""
+    e = get_evidence(case, eid)
+    before = len(e.rois)
+    e.rois = [r for r in e.rois if r.id != roi_id]
+    if len(e.rois) == before:
+        raise ScanLabError(f"evidence {e.eid} has no ROI {roi_id}")
+    case.log(user, "roi_removed", {"eid": e.eid, "id": roi_id}, f"{e.eid}: ROI {roi_id} removed")
+
+
+def unreviewed_suggestions(case: Case) -> list[tuple[str, ROI]]:
+    """(eid, ROI) of every suggestion nobody has given a verdict yet."""
+    return [(e.eid, r) for e in case.evidence.values() for r in e.rois if r.suggested and not r.reviewed]
+
+
+def sign_off(case: Case, *, analyst: str, statement: str) -> dict[str, Any]:
+    """Record the analyst's sign-off (who, when, statement) in the case and the audit log."""
+    if not analyst.strip() or not statement.strip():
+        raise ScanLabError("a sign-off needs the analyst's name and a statement")
+    so = {"analyst": analyst, "time": now_iso(), "statement": statement}
+    case.log(analyst, "signed_off", so, statement[:120])
+    so["audit_hash"] = case.head_hash
+    case.meta["signoff"] = so
+    return so
+
+
+def case_summary(case: Case) -> dict[str, Any]:
+    """The ``case show --json`` object."""
+    from scanlab.core.case import FORMAT_VERSION, verify_chain
+
+    ev = []
+    for e in case.evidence.values():
+        ev.append({"eid": e.eid, **e.info, "embedded": e.embedded is not None,
+                   "runs": [{k: r.info.get(k) for k in ("time", "parameters", "engine", "device", "timings",
+                                                        "map_label", "classify")}
+                            | {"model": {k: r.info["model"].get(k) for k in ("name", "sha256")}}
+                            for r in e.runs],
+                   "rois": [r.to_dict() for r in e.rois]})
+    return {"case": case.meta, "format_version": FORMAT_VERSION, "path": str(case.path) if case.path else None,
+            "read_only": case.read_only, "evidence": ev, "models": sorted(case.models),
+            "unreviewed_suggestions": [{"eid": eid, "id": r.id} for eid, r in unreviewed_suggestions(case)],
+            "audit": {"entries": len(case.audit), "head": case.head_hash, "problems": verify_chain(case.audit)},
+            "warnings": case.warnings}

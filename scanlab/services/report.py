@@ -1,0 +1,380 @@
+"""The case report: one PDF (reportlab, no Qt) plus the raw maps as HDF5 beside it.
+
+The CLI (``scanlab report``) and the app (File > Export report) both call
+:func:`export_report`. Every page carries "page x of y" and the audit head hash
+at export time; without an analyst sign-off every page is marked DRAFT. The
+export itself is then logged in the audit chain with the PDF's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+import scanlab
+from scanlab.core.case import Case, Evidence, now_iso, verify_chain
+from scanlab.core.fileio import atomic_write, atomic_write_bytes, check_writable
+from scanlab.core.mapstore import write_windows
+from scanlab.services import report_figures as figs
+from scanlab.services.cases import evidence_problem, latest_run, run_map, unreviewed_suggestions
+
+WEAKNESSES = [
+    "Recompression (e.g. saving again as JPEG) and resampling (resizing, rotation other than by 90 degrees) "
+    "weaken or erase the sensor traces; low reliability everywhere is then expected and not a sign of forgery.",
+    "Copy-move within one scan, or a splice from another scan made by the same scanner model, carries the "
+    "same traces and is not detected by this method.",
+    "Regions smaller than the sub-image size, and borders (where fewer sub-images overlap), are measured less "
+    "reliably; flat, saturated or empty areas carry little sensor signal.",
+    "A scan from a scanner model the model was not trained on is still assigned to one of its classes unless "
+    "the model detects unknown scanners.",
+]
+ATTRIBUTION = ("Attribution names a scanner MODEL (a class the model was trained on), not one physical unit: "
+               "two scanners of the same model cannot be told apart by this method.")
+
+
+def _p(text: Any, style: Any) -> Any:
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
+
+
+def _num(v: Any, fmt: str = ".3f") -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+
+
+def _canvas_class(footer: str, draft: bool) -> type:
+    """A canvas that knows the page count when it draws each footer (two passes over the pages)."""
+    from reportlab.lib.colors import Color
+    from reportlab.pdfgen.canvas import Canvas
+
+    class _Canvas(Canvas):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self._states: list[dict[str, Any]] = []
+
+        def showPage(self) -> None:  # noqa: N802 - reportlab's name
+            self._states.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            n = len(self._states)
+            for st in self._states:
+                self.__dict__.update(st)
+                w, h = self._pagesize
+                self.setFont("Helvetica", 7.5)
+                self.setFillGray(0.25)
+                self.drawString(36, 22, footer)
+                self.drawRightString(w - 36, 22, f"page {self._pageNumber} of {n}")
+                if draft:
+                    self.saveState()
+                    self.setFont("Helvetica-Bold", 96)
+                    self.setFillColor(Color(0.85, 0.1, 0.1, alpha=0.18))
+                    self.translate(w / 2, h / 2)
+                    self.rotate(45)
+                    self.drawCentredString(0, -30, "DRAFT")
+                    self.restoreState()
+                    self.setFont("Helvetica-Bold", 9)
+                    self.setFillColor(Color(0.8, 0.1, 0.1))
+                    self.drawString(36, h - 24, "DRAFT - not signed off by the analyst")
+                super().showPage()
+            super().save()
+
+    return _Canvas
+
+
+def _image(img: Any, max_w: float, max_h: float) -> Any:
+    from reportlab.platypus import Image as RLImage
+
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)  # photographs: a tenth of the PNG size
+    buf.seek(0)
+    scale = min(max_w / img.width, max_h / img.height)
+    return RLImage(buf, width=img.width * scale, height=img.height * scale)
+
+
+def _table(rows: list[list[Any]], widths: list[float] | None = None, header: bool = True) -> Any:
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    cell = ParagraphStyle("cell", fontName="Helvetica", fontSize=8, leading=9.5)
+    # long text wraps inside its cell instead of running over the page edge
+    rows = [[Paragraph(escape(v), cell) if isinstance(v, str) and len(v) > 28 else v for v in row]
+            for row in rows]
+    t = Table(rows, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
+    style = [("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+             ("GRID", (0, 0), (-1, -1), 0.3, colors.grey)]
+    if header:
+        style += [("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke)]
+    t.setStyle(TableStyle(style))
+    return t
+
+
+def _scan_rgb(e: Evidence) -> tuple[np.ndarray | None, str | None]:
+    """The evidence pixels (checked against the recorded hash), or None and why not."""
+    from scanlab.core.imaging import load_scan
+
+    problem = evidence_problem(e)
+    path = e.info["path"]
+    if problem is not None:
+        if e.embedded is None or hashlib.sha256(e.embedded).hexdigest() != e.info["sha256"]:
+            return None, problem[1]
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=Path(path).suffix) as tmp:
+            tmp.write(e.embedded)
+            tmp.flush()
+            return figs.to_rgb8(load_scan(tmp.name).pixels), problem[1] + " (the embedded copy is shown)"
+    return figs.to_rgb8(load_scan(path).pixels), None
+
+
+def _no_evidence_fraction(e: Evidence) -> float | None:
+    w = latest_run(e).windows
+    return None if w is None or w.evidence is None else float(1.0 - w.evidence.mean())
+
+
+def _roi_rows(st: dict[str, Any]) -> list[list[str]]:
+    ins, ring = st.get("inside") or {}, st.get("ring") or {}
+    bs = st.get("best_scanner") or {}
+    wt = st.get("window_test") or {}
+    p = wt.get("p_value")
+    return [
+        ["", "inside", "ring of equal area"],
+        ["area (pixels)", str(st.get("area")), str(st.get("ring_area"))],
+        ["mean reliability", _num(ins.get("mean")), _num(ring.get("mean"))],
+        ["median reliability", _num(ins.get("median")), _num(ring.get("median"))],
+        ["minimum reliability", _num(ins.get("min")), _num(ring.get("min"))],
+        [f"below threshold {st.get('threshold')}", _pct(st.get("below_threshold_fraction")), ""],
+        ["no-evidence pixels", _pct(st.get("no_evidence_fraction")), ""],
+        ["best-fitting scanner", f"{bs.get('label', 'n/a')} ({bs.get('source', '-')})", ""],
+        ["Mann-Whitney U, windows", f"p = {p:.3g} (U = {wt.get('u'):.0f})" if p is not None else
+         "not enough windows", f"{wt.get('n_inside', 0)} inside / {wt.get('n_outside', 0)} outside"],
+    ]
+
+
+def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
+    from reportlab.platypus import KeepTogether, PageBreak, Spacer
+
+    run = latest_run(e)
+    c = run.info["classify"]
+    story += [PageBreak(), _p(f"Evidence {n}: {Path(e.info['path']).name} ({e.eid})", ss["Heading2"])]
+    rgb, problem = _scan_rgb(e)
+    if problem:
+        story.append(_p(f"WARNING: {problem}", ss["Warn"]))
+    rel = run_map(e, run)
+    over = figs.overlay(rgb, rel)
+    story.append(_image(figs.with_colorbar(figs.annotated(over, e.rois)), 480, 330))
+    story.append(_p(f"Reliability of {run.info['map_label']} (colour bar: 0 = does not fit, 1 = fits); "
+                    f"ROIs outlined in magenta with their numbers.", ss["Small"]))
+    conf = c.get("confidence")
+    cal = c.get("calibrated")
+    conf_txt = "uncalibrated (raw mean probability " + _num(c["probabilities"].get(c.get("label"))) + ")" \
+        if conf is None or not cal else f"{_num(conf)} (calibrated)"
+    vi = c.get("vote_interval")
+    votes = c.get("votes") or {}
+    n_votes = c.get("n_patches") or sum(votes.values())
+    vf = c.get("vote_fraction", (votes.get(c.get("label"), 0) / n_votes) if n_votes else None)
+    story += [Spacer(1, 6), _p("Verdict", ss["Heading3"]), _table([
+        ["label (scanner model)", str(c.get("label"))],
+        ["verdict", str(c.get("verdict") or "not given by this model (no open-set thresholds)")],
+        ["confidence", conf_txt],
+        ["vote fraction", f"{_pct(vf)} ({votes.get(c.get('label'), 0)} of {n_votes} windows)"
+         + (f", 95% interval {_pct(vi[0])} - {_pct(vi[1])}" if vi else ", interval not computed")],
+        ["reason", str(c.get("reason") or "-")],
+    ], [130, 340], header=False)]
+    rows = [["class", "probability", "votes"]] + [
+        [k, f"{v:.4f}", str(votes.get(k, 0))]
+        for k, v in sorted(c["probabilities"].items(), key=lambda kv: -kv[1])]
+    story += [Spacer(1, 6), _table(rows, [130, 90, 60])]
+    for roi in e.rois:
+        st = roi.stats or {}
+        story += [Spacer(1, 10), KeepTogether([
+            _p(f"ROI {roi.id} ({roi.kind}, {'suggested' if roi.suggested else 'drawn'}): "
+               f"{roi.verdict or 'NOT REVIEWED'}", ss["Heading3"]),
+            _image(figs.crops(rgb, over, roi), 470, 200),
+            _table(_roi_rows(st), [150, 150, 170]),
+            _p(f"Note: {roi.note or '(none)'}", ss["Small"])])]
+
+
+def _limitations(case: Case) -> list[str]:
+    out = []
+    for e in case.evidence.values():
+        c = latest_run(e).info["classify"]
+        votes = c.get("votes") or {}
+        n = c.get("n_patches") or sum(votes.values())
+        ne = _no_evidence_fraction(e)
+        out.append(f"{Path(e.info['path']).name}: label {c.get('label')} from {votes.get(c.get('label'), 0)} of {n} "
+                   f"window votes; " + ("no-evidence fraction not measured by this model version" if ne is None
+                                        else f"{_pct(ne)} of the windows carry no sensor evidence") + ".")
+        if not c.get("calibrated"):
+            out.append(f"{Path(e.info['path']).name}: the model is uncalibrated; probabilities are raw softmax "
+                       "means, not calibrated confidences.")
+        problem = evidence_problem(e)
+        if problem:
+            out.append(problem[1])
+    un = unreviewed_suggestions(case)
+    out.append(f"{len(un)} suggested region(s) not reviewed by the analyst"
+               + (": " + ", ".join(f"{eid} ROI {r.id}" for eid, r in un) if un else "") + ".")
+    return out + WEAKNESSES
+
+
+def _versions(case: Case) -> list[list[str]]:
+    import h5py
+    import reportlab
+    import scipy
+    import torch
+
+    devices = sorted({r.info.get("device", "?") for e in case.evidence.values() for r in e.runs})
+    return [["component", "version"], ["ScanLab", scanlab.__version__], ["Python", platform.python_version()],
+            ["torch", torch.__version__], ["numpy", np.__version__], ["scipy", scipy.__version__],
+            ["h5py", h5py.__version__], ["reportlab", reportlab.Version],
+            ["platform", platform.platform()], ["analysis devices", ", ".join(devices) or "-"]]
+
+
+def build_pdf(case: Case) -> tuple[bytes, bool]:
+    """The report PDF as bytes and whether it is a draft (no sign-off)."""
+    from reportlab.lib.colors import Color
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.platypus import KeepTogether, PageBreak, SimpleDocTemplate, Spacer
+
+    ss = getSampleStyleSheet()
+    ss.add(ParagraphStyle("Small", parent=ss["BodyText"], fontSize=8, leading=10))
+    ss.add(ParagraphStyle("Warn", parent=ss["BodyText"], textColor=Color(0.75, 0, 0), fontName="Helvetica-Bold"))
+    m = case.meta
+    so = m.get("signoff")
+    draft = so is None
+    story: list[Any] = [_p(f"ScanLab case report: {m['title']}", ss["Title"]), _table([
+        ["case id", m["id"]], ["analyst", m["analyst"]], ["agency", m.get("agency") or "-"],
+        ["created", m["created"]], ["report date", now_iso()],
+        ["ScanLab version", scanlab.__version__], ["case file", str(case.path or "-")],
+        ["status", "DRAFT (not signed off)" if draft else f"signed off by {so['analyst']} at {so['time']}"],
+    ], [110, 360], header=False), Spacer(1, 8), _p(ATTRIBUTION, ss["BodyText"]), Spacer(1, 8),
+        _p("Evidence", ss["Heading2"])]
+    rows = [["#", "file", "SHA-256", "size", "pixels", "dpi", "format", "first seen"]]
+    for i, e in enumerate(case.evidence.values(), 1):
+        inf = e.info
+        rows.append([str(i), _p(Path(inf["path"]).name, ss["Small"]), _p(inf["sha256"], ss["Small"]),
+                     str(inf.get("size")), f"{inf.get('width')}x{inf.get('height')}",
+                     "x".join(f"{d:g}" for d in inf["dpi"]) if inf.get("dpi") else "-",
+                     f"{inf.get('format')} {inf.get('bit_depth')}-bit", _p(inf.get("first_seen", ""), ss["Small"])])
+    story.append(_table(rows, [16, 80, 150, 42, 52, 36, 50, 60]))
+    warnings = [w for w in case.warnings]
+    for w in warnings:
+        story.append(_p(f"WARNING: {w}", ss["Warn"]))
+    for i, e in enumerate(case.evidence.values(), 1):
+        _evidence_section(story, e, i, ss)
+    story += [PageBreak(), _p("Parameters", ss["Heading2"])]
+    prow = [["evidence", "run", "model", "sub", "stride", "engine", "device", "threshold", "compute s"]]
+    for e in case.evidence.values():
+        for k, r in enumerate(e.runs):
+            pr = r.info["parameters"]
+            prow.append([e.eid, f"{k:03d}", r.info["model"]["name"], "x".join(map(str, pr["sub"])),
+                         "x".join(map(str, pr["stride"])), r.info.get("engine"), r.info.get("device"),
+                         str(pr.get("threshold")), _num(r.info.get("timings", {}).get("compute_s"), ".2f")])
+    story.append(_table(prow))
+    story.append(_p("Model card summary", ss["Heading2"]))
+    seen = set()
+    for e in case.evidence.values():
+        for r in e.runs:
+            mi = r.info["model"]
+            if mi["sha256"] in seen:
+                continue
+            seen.add(mi["sha256"])
+            cd = mi.get("card") or {}
+            cal = cd.get("calibration") or {}
+            n_img = sum((cd.get("training_images") or {}).values())
+            story.append(_table([
+                ["model", f"{cd.get('name')} (file SHA-256 {mi['sha256']}; a copy is stored in the case)"],
+                ["classes", ", ".join(cd.get("classes") or [])],
+                ["trained on", f"{n_img} images in {len(cd.get('training_images') or {})} classes"
+                 f" (data hash {cd.get('training_folder_hash')})"],
+                ["data", "VIRTUAL scanners only (simulated scanner traces on real content): the bundled model "
+                 "knows only virtual scanners and does not identify real scanner models" if cd.get("demonstration")
+                 else "the lab's own reference scans (see the model card)"],
+                ["test accuracy", f"per image {_pct(cd.get('test_per_image_accuracy'))}, per patch "
+                 f"{_pct(cd.get('test_per_patch_accuracy'))}"],
+                ["calibration", "calibrated (" + str(cal.get("method")) + ")" if cal.get("calibrated")
+                 else f"uncalibrated ({cal.get('reason') or 'no calibration'})"],
+            ], [90, 380], header=False))
+    story += [_p("Software, libraries and devices", ss["Heading2"]), _table(_versions(case), [110, 360])]
+    story += [_p("Limitations", ss["Heading2"])] + [_p("- " + t, ss["BodyText"]) for t in _limitations(case)]
+    story += [_p("Attribution", ss["Heading2"]), _p(ATTRIBUTION, ss["BodyText"])]
+    signoff: list[Any] = [_p("Analyst sign-off", ss["Heading2"])]
+    if draft:
+        signoff.append(_p("NOT SIGNED OFF: this report is a draft.", ss["Warn"]))
+    else:
+        signoff.append(_table([["analyst", so["analyst"]], ["time", so["time"]], ["statement", so["statement"]],
+                               ["audit hash at sign-off", so.get("audit_hash", "-")]], [110, 360], header=False))
+    story.append(KeepTogether(signoff))
+    chain = verify_chain(case.audit)
+    story += [PageBreak(), _p("Audit log", ss["Heading2"]),
+              _p(f"{len(case.audit)} entries; chain {'INTACT' if not chain else 'BROKEN: ' + '; '.join(chain)}; "
+                 f"head {case.head_hash}", ss["Small"])]
+    arows = [["#", "time", "user", "action", "detail", "hash"]] + [
+        [str(x["seq"]), x["time"], _p(x["user"], ss["Small"]), x["action"], _p(x.get("detail", ""), ss["Small"]),
+         x["hash"][:16]] for x in case.audit]
+    story.append(_table(arows, [18, 92, 60, 74, 150, 80]))
+    buf = io.BytesIO()
+    footer = f"ScanLab {scanlab.__version__} | case {m['id']} | audit head {case.head_hash}" + (" | DRAFT" if draft else "")
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=36, rightMargin=36, topMargin=40, bottomMargin=40,
+                            title=f"ScanLab case report: {m['title']}", author=m["analyst"])
+    doc.build(story, canvasmaker=_canvas_class(footer, draft))
+    return buf.getvalue(), draft
+
+
+def write_maps(case: Case, path: Path) -> None:
+    """Every evidence's latest window grid and full reliability map, section 5 layout per group."""
+    import h5py
+
+    def _w(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "scanlab-case-maps"
+            f.attrs["format_version"] = 1
+            f.attrs["case"] = json.dumps(case.meta)
+            for e in case.evidence.values():
+                run = latest_run(e)
+                g = f.create_group(e.eid)
+                g.attrs["format"], g.attrs["format_version"] = "scanlab-map", 1
+                for k, v in (("path", e.info["path"]), ("sha256", e.info["sha256"]),
+                             ("model", run.info["model"]["name"]), ("model_sha256", run.info["model"]["sha256"]),
+                             ("classes", json.dumps(run.windows.classes)), ("label", run.info["classify"].get("label")),
+                             ("map_label", run.info["map_label"]), ("engine", run.info.get("engine")),
+                             ("device", run.info.get("device")), ("scanlab_version", scanlab.__version__)):
+                    g.attrs[k] = v if v is not None else ""
+                g.attrs["sub"], g.attrs["stride"] = run.info["parameters"]["sub"], run.info["parameters"]["stride"]
+                g.create_dataset("reliability", data=run_map(e, run), compression="gzip", shuffle=True)
+                write_windows(g.create_group("windows"), run.windows)
+
+    atomic_write(path, _w)
+
+
+def export_report(case: Case, output: str | Path, *, user: str) -> dict[str, Any]:
+    """Write the PDF and ``<name>.maps.h5`` beside it, then log the export (PDF SHA-256).
+
+    Raises ``ScanLabError`` when the path cannot be written; nothing is written then.
+    """
+    out = check_writable(output, (".pdf",), "report file")
+    maps = out.with_name(out.stem + ".maps.h5")
+    check_writable(maps, (".h5",), "maps file")
+    head = case.head_hash
+    pdf, draft = build_pdf(case)
+    atomic_write_bytes(out, pdf)
+    write_maps(case, maps)
+    sha = hashlib.sha256(pdf).hexdigest()
+    maps_sha = hashlib.sha256(maps.read_bytes()).hexdigest()
+    info = {"pdf": str(out.resolve()), "pdf_sha256": sha, "maps": str(maps.resolve()), "maps_sha256": maps_sha,
+            "audit_head_in_report": head, "draft": draft}
+    case.log(user, "report_exported", info, f"{out.name} sha256 {sha}{' (DRAFT)' if draft else ''}")
+    return info

@@ -1,0 +1,156 @@
+"""Generators of good and bad input files (bytes), so no binary test file lives in git.
+
+Used by the bad-input corpus (tests/test_bad_input_corpus.py), the fuzzers and
+benchmarks/fuzz_campaign.py.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def _rgb(h: int = 96, w: int = 96, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def pil_bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    b = io.BytesIO()
+    img.save(b, format=fmt, **kw)
+    return b.getvalue()
+
+
+def png(h: int = 96, w: int = 96, seed: int = 0) -> bytes:
+    return pil_bytes(Image.fromarray(_rgb(h, w, seed)), "PNG")
+
+
+def jpeg(h: int = 96, w: int = 96) -> bytes:
+    return pil_bytes(Image.fromarray(_rgb(h, w)), "JPEG", quality=90)
+
+
+def tiff(h: int = 96, w: int = 96) -> bytes:
+    return pil_bytes(Image.fromarray(_rgb(h, w)), "TIFF")
+
+
+def bmp(h: int = 96, w: int = 96) -> bytes:
+    return pil_bytes(Image.fromarray(_rgb(h, w)), "BMP")
+
+
+GOOD = {"png": png, "jpg": jpeg, "tif": tiff, "bmp": bmp}
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk with a correct CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(w: int = 100_000, h: int = 100_000) -> bytes:
+    """A ~100-byte PNG whose header claims w x h pixels (of one zero row)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * 64 + 1))) + chunk(b"IEND", b"")
+
+
+def png_bad_crc() -> bytes:
+    data = bytearray(png())
+    data[29] ^= 0xFF  # inside the IHDR CRC
+    return bytes(data)
+
+
+def png_corrupt_idat() -> bytes:
+    data = bytearray(png())
+    i = data.index(b"IDAT") + 4
+    data[i : i + 200] = b"\x55" * 200
+    return bytes(data)
+
+
+def jpeg_corrupt() -> bytes:
+    data = bytearray(jpeg())
+    data[2:200] = b"\xff\x00" * 99  # markers gone
+    return bytes(data)
+
+
+def tiff_corrupt() -> bytes:
+    data = bytearray(tiff())
+    data[4:8] = struct.pack("<I", 0xFFFFFF00)  # first IFD offset far past the end
+    return bytes(data)
+
+
+def bmp_corrupt() -> bytes:
+    data = bytearray(bmp())
+    data[14:18] = struct.pack("<I", 7)  # impossible DIB header size
+    return bytes(data)
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def gif(frames: int = 1) -> bytes:
+    ims = [Image.fromarray(_rgb(seed=i)).convert("P") for i in range(frames)]
+    return pil_bytes(ims[0], "GIF", save_all=frames > 1, append_images=ims[1:])
+
+
+def webp(frames: int = 1) -> bytes:
+    ims = [Image.fromarray(_rgb(seed=i)) for i in range(frames)]
+    return pil_bytes(ims[0], "WEBP", save_all=frames > 1, append_images=ims[1:])
+
+
+def tiff_array(a: np.ndarray, **kw) -> bytes:
+    import tifffile
+
+    b = io.BytesIO()
+    tifffile.imwrite(b, a, **kw)
+    return b.getvalue()
+
+
+def png16_rgb(h: int = 96, w: int = 96) -> tuple[bytes, np.ndarray]:
+    """A real 48-bit RGB PNG (libpng via imagecodecs) and its pixels."""
+    import imagecodecs
+
+    a = np.random.default_rng(3).integers(0, 65536, (h, w, 3), dtype=np.uint16)
+    return imagecodecs.png_encode(a), a
+
+
+def variants() -> dict[str, bytes]:
+    """Readable files in every mode the loader promises to handle (name -> bytes)."""
+    rgb = _rgb()
+    img = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = {
+        "one_bit.png": pil_bytes(img.convert("1"), "PNG"),
+        "palette.png": pil_bytes(img.convert("P"), "PNG"),
+        "la.png": pil_bytes(img.convert("LA"), "PNG"),
+        "rgba.png": pil_bytes(img.convert("RGBA"), "PNG"),
+        "cmyk.jpg": pil_bytes(img.convert("CMYK"), "JPEG"),
+        "cmyk.tif": tiff_array(np.asarray(img.convert("CMYK")), photometric="separated"),
+        "grey16.png": pil_bytes(Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), "PNG"),
+        "rgb48.png": png16_rgb()[0],
+        "rgb48.tif": tiff_array(rgb.astype(np.uint16) * 257, photometric="rgb"),
+        "float.tif": tiff_array(rgb.astype(np.float32) / 255, photometric="rgb"),
+        "multipage.tif": tiff_array(np.stack([rgb, rgb[::-1]]), photometric="rgb"),
+        "exif_rotated.jpg": pil_bytes(img, "JPEG", exif=exif.tobytes()),
+        "png_named.jpg": png(),
+        "trailing_garbage.png": png() + b"GARBAGE" * 100,
+        "spaced ünïcode name.png": png(),
+    }
+    return out
+
+
+class Payload:
+    """Unpickling this creates ``sentinel``: a real code-execution payload."""
+
+    def __init__(self, sentinel: str) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (open, (self.sentinel, "w"))
+
+
+def pickle_payload(sentinel: str) -> bytes:
+    return pickle.dumps(Payload(sentinel))

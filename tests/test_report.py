@@ -1,0 +1,102 @@
+"""The PDF case report, read back with pypdf (CI has no poppler)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from scanlab.cli import main
+from scanlab.core.case import load_case, verify_chain
+
+pypdf = pytest.importorskip("pypdf")
+
+SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "forged_splice.jpg"
+
+
+@pytest.fixture(scope="module")
+def case_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("rep")
+    img = d / "questioned.jpg"
+    shutil.copy(SAMPLE, img)
+    case = d / "c.scanlab"
+    assert main(["case", "new", str(case), "--title", "Contract 7", "--analyst", "A. Analyst",
+                 "--agency", "Forensic Lab"]) == 0
+    assert main(["case", "add", str(case), str(img), "--stride", "8"]) == 0
+    assert main(["case", "roi", "add", str(case), "questioned", "--rect", "100", "100", "200", "300",
+                 "--verdict", "Consistent", "--note", "printed text, fits the host scanner"]) == 0
+    return case
+
+
+def _pages(pdf: Path) -> list[str]:
+    return [p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages]
+
+
+def test_draft_report_contents(case_file, tmp_path):
+    case = tmp_path / "c.scanlab"
+    shutil.copy(case_file, case)
+    head = load_case(case).head_hash
+    out = tmp_path / "report.pdf"
+    assert main(["report", str(case), "-o", str(out)]) == 0
+    pages = _pages(out)
+    text = "\n".join(pages)
+    n = len(pages)
+    assert n >= 4
+    for i, page in enumerate(pages, 1):  # footer and DRAFT mark on every page
+        assert f"page {i} of {n}" in page
+        assert head in page.replace("\n", "")
+        assert "DRAFT" in page
+    c = load_case(case)
+    (e,) = c.evidence.values()
+    assert e.info["sha256"] in re.sub(r"\s", "", text)  # the table wraps the hash over lines
+    for needle in ("Contract 7", "A. Analyst", "Forensic Lab", "ScanLab version",
+                   "vscan-02", "uncalibrated", "ROI 1", "ROI 2", "Consistent", "printed text, fits the host scanner",
+                   "Mann-Whitney", "ring of equal area", "VIRTUAL scanners only", "knows only virtual scanners",
+                   "torch", "reportlab", "Limitations", "not reviewed by the analyst", "Recompression",
+                   "copy-move", "scanner MODEL", "not one physical unit", "NOT SIGNED OFF", "Parameters", "8x8"):
+        assert needle.lower() in text.replace("\n", " ").lower(), needle
+    # the unreviewed suggestion is named in the limitations
+    assert re.search(r"1 suggested region\(s\) not reviewed", text)
+    # the export is logged with the PDF's SHA-256, and the chain stays intact
+    last = c.audit[-1]
+    assert last["action"] == "report_exported" and last["prev_hash"] == head
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in last["detail"]
+    assert verify_chain(c.audit) == []
+    # raw maps beside the PDF, re-analysable
+    with h5py.File(tmp_path / "report.maps.h5") as f:
+        g = f[e.eid]
+        rel = g["reliability"][()]
+        assert rel.shape == (768, 768) and g.attrs["sha256"] == e.info["sha256"]
+        assert g["windows/probs"].shape[2] == 10
+        assert np.nanmin(rel) < 0.2
+
+
+def test_signed_off_report_is_not_a_draft(case_file, tmp_path):
+    case = tmp_path / "c.scanlab"
+    shutil.copy(case_file, case)
+    assert main(["case", "roi", "review", str(case), "questioned", "1", "--verdict", "Suspicious",
+                 "--note", "splice"]) == 0
+    assert main(["case", "signoff", str(case), "--analyst", "A. Analyst",
+                 "--statement", "I reviewed every region of this case."]) == 0
+    out = tmp_path / "final.pdf"
+    assert main(["report", str(case), "-o", str(out)]) == 0
+    pages = _pages(out)
+    assert not any("DRAFT" in p for p in pages)
+    text = " ".join(pages).replace("\n", " ")
+    assert "I reviewed every region of this case." in text and "0 suggested region(s) not reviewed" in text
+
+
+def test_unwritable_report_path_is_refused(case_file, tmp_path, capsys):
+    case = tmp_path / "c.scanlab"
+    shutil.copy(case_file, case)
+    before = load_case(case).audit
+    assert main(["report", str(case), "-o", str(tmp_path / "missing" / "r.pdf")]) == 2
+    assert main(["report", str(case), "-o", str(tmp_path / "r.txt")]) == 2
+    assert "scanlab: error:" in capsys.readouterr().err
+    assert load_case(case).audit == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.scanlab"]
