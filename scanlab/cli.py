@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,10 @@ def _check_input(path: str | os.PathLike, what: str) -> Path:
         raise ScanLabError(f"{p}: cannot open {what} ({e.strerror or e})") from None
     if p.is_dir():
         raise ScanLabError(f"{p}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+        raise ScanLabError(f"{p}: not a regular file (a device, pipe or socket), not a {what}")
     if not os.access(p, os.R_OK):
         raise ScanLabError(f"{p}: {what} is not readable (permission denied)")
-    del st
     return p
 
 
@@ -415,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in:
         args_in = ["gui"]
     a = parser.parse_args(args_in)
+    # Pillow warns (a stray multi-line stderr message) about damaged EXIF blocks it then
+    # ignores; the orientation is reported as unknown instead
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
     if not getattr(a, "func", None):
         parser.print_help()
         return 2

@@ -85,6 +85,9 @@ def cmd_case_add(a: argparse.Namespace) -> int:
     for img in a.images:  # fail before any work on a file that is not there
         if not Path(img).is_file():
             raise ScanLabError(f"{img}: file not found")
+    from scanlab.core.fileio import refuse_overwrite
+
+    refuse_overwrite(a.case, a.images, "an evidence file")  # the case is rewritten in place
 
     def action(case: Any, user: str) -> list[Any]:
         added = []
@@ -212,6 +215,9 @@ def cmd_report(a: argparse.Namespace) -> int:
     from scanlab.services.report import export_report
 
     out = check_writable(a.output, (".pdf",), "report file")
+    from scanlab.core.fileio import refuse_overwrite
+
+    refuse_overwrite(out, [a.case], "the case file")
     with CaseLock(a.case):
         case = _open(a.case, a.user)
         user = a.user or case.meta.get("analyst") or "unknown"

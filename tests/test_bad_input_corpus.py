@@ -187,6 +187,18 @@ def _train_onto(kind: str):
     return setup
 
 
+def _fifo(where: str):
+    def setup(inp: Path, out: Path):
+        f = inp / "pipe.png"
+        os.mkfifo(f)
+        if where == "image":
+            return ["map", str(f), "-o", str(out / "m.npy")], "pipe.png"
+        img = _write(inp / "scan.png", bf.png())
+        return ["map", str(img), "-m", str(f), "-o", str(out / "m.npy")], "pipe.png"
+
+    return setup
+
+
 def _plain_st(p: Path, metadata: dict[str, str] | None = None) -> Path:
     from safetensors.numpy import save
 
@@ -250,7 +262,7 @@ CASES.update({
     "image/webp": Case(_map("still.webp", bf.webp()), "unsupported image format WEBP"),
     "image/animated-webp": Case(_map("anim.webp", bf.webp(3)), "unsupported image format WEBP"),
     "image/float-out-of-range.tif": Case(_map("f.tif", bf.tiff_array(np.full((96, 96), 3.0, np.float32))), "[0, 1]"),
-    "image/float-nan.tif": Case(_map("nan.tif", bf.tiff_array(np.full((96, 96), np.nan, np.float32))), "[0, 1]"),
+    "image/float-nan.tif": Case(_map("nan.tif", bf.tiff_array(np.full((96, 96), np.nan, np.float32))), "NaN or infinite"),
     "image/int32.tif": Case(_map("i32.tif", bf.tiff_array(np.zeros((96, 96), np.int32))), "unsupported sample format"),
     "image/over-pixel-limit": Case(_big_env, "SCANLAB_MAX_PIXELS", env={"SCANLAB_MAX_PIXELS": "100000"}),
     "image/bad-limit-variable": Case(_big_env, "not a whole number", env={"SCANLAB_MAX_PIXELS": "lots"},
@@ -259,6 +271,9 @@ CASES.update({
     "path/directory": Case(_folder, "is a folder"),
     "path/symlink-loop": Case(_symlink_loop, "symbolic links"),
     "path/unicode-and-spaces": Case(_unicode_corrupt, "truncated"),
+    "path/device-file": Case(lambda inp, out: (["map", "/dev/zero", "-o", str(out / "m.npy")], "/dev/zero"), "not a regular file"),
+    "path/fifo-as-image": Case(_fifo("image"), "not a regular file"),
+    "path/fifo-as-model": Case(_fifo("model"), "not a regular file"),
     "path/classify-missing": Case(_classify_missing, "no such image"),
     "path/output-is-a-folder": Case(_out_is_folder, "is a folder"),
     "path/output-folder-missing": Case(_out_missing_folder, "does not exist"),

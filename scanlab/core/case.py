@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from scanlab.core.errors import ScanLabError
+from scanlab.core.fileio import output_mode
 from scanlab.core.mapstore import StoredWindows, read_windows, write_windows
 from scanlab.core.rois import ROI
 
@@ -234,7 +235,7 @@ def save_case(case: Case, path: str | os.PathLike | None = None, *, hook: SaveHo
         raise CaseError(f"{p}: cannot write in {folder} ({e.strerror or e})") from None
     os.close(fd)
     try:
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, output_mode())  # what open() would give under the user's umask
         with h5py.File(tmp, "w") as f:
             _write(case, f, hook)
         if hook:

@@ -71,7 +71,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts[0] / s, parts[1] / s, parts[2] / s
 
 
-def _class_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+def _class_folders(root: str | os.PathLike, min_classes: int) -> tuple[Path, list[tuple[Path, list[Path]]]]:
     r = Path(root)
     if not r.exists():
         raise DatasetError(f"{r}: data folder does not exist")
@@ -86,7 +86,7 @@ def _class_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[Path, list
         if not files:
             raise DatasetError(f"{d}: class folder has no images")
         out.append((d, files))
-    if len(out) < 2:
+    if len(out) < min_classes:
         raise DatasetError(
             f"{r}: only one class folder ({out[0][0].name}); training needs at least two "
             "scanners, one sub-folder each"
@@ -94,29 +94,32 @@ def _class_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[Path, list
     return r, out
 
 
-def check_layout(root: str | os.PathLike) -> list[Path]:
-    """Cheap structural check of a data folder (no file is read); returns every image path.
+def check_layout(root: str | os.PathLike, min_classes: int = 2) -> list[Path]:
+    """Cheap structural check of a training folder (no file is read); returns every image path.
 
     Raises
     ------
     DatasetError
         Missing or non-folder root, no class folders, an empty class folder, or
-        fewer than two classes.
+        fewer than ``min_classes`` classes (training needs two).
     """
-    _, classes = _class_folders(root)
+    _, classes = _class_folders(root, min_classes)
     return [p for _, files in classes for p in files]
 
 
-def discover(root: str | os.PathLike, *, hash_files: bool = True) -> Dataset:
+def discover(root: str | os.PathLike, *, hash_files: bool = True, min_classes: int = 1) -> Dataset:
     """Find classes and images below ``root``.
+
+    ``min_classes``: 2 for training (one class cannot be trained); evaluation
+    accepts a single scanner's folder.
 
     Raises
     ------
     DatasetError
-        Missing or empty folder, no class folder with images, a single class,
-        or one file (same bytes) filed under two classes.
+        Missing or empty folder, no class folder with images, fewer than
+        ``min_classes`` classes, or (when hashing) one file filed under two classes.
     """
-    r, found = _class_folders(root)
+    r, found = _class_folders(root, min_classes)
     samples: list[Sample] = []
     classes: list[str] = []
     for d, files in found:

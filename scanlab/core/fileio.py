@@ -56,6 +56,11 @@ def _umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
+def output_mode() -> int:
+    """Mode for a new output file: 0o666 minus the umask (what ``open(path, "w")`` gives)."""
+    return 0o666 & ~_umask()
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename durable: fsync the folder that holds the new entry (POSIX only)."""
     if os.name != "posix":
@@ -92,7 +97,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         # mkstemp creates 0600; give what open() would have given under this umask
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, output_mode())
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

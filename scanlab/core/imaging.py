@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,8 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     try:
         if p.is_dir():
             raise ImageLoadError(f"{name}: is a folder, not an image")
+        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or /dev/zero would block or never end
+            raise ImageLoadError(f"{name}: not a regular file (a device, pipe or socket)")
         with open(p, "rb") as f:  # read-only, once: hash and decode the same bytes
             data = f.read()
     except FileNotFoundError:

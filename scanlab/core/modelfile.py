@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +188,10 @@ def _check_path(p: Path) -> int:
         raise ModelFileError(f"{p}: model file not found")
     if p.is_dir():
         raise ModelFileError(f"{p}: is a folder, not a ScanLab model file")
-    size = p.stat().st_size
+    st = p.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+        raise ModelFileError(f"{p}: not a regular file (a device, pipe or socket)")
+    size = st.st_size
     if size > MAX_MODEL_BYTES:
         raise ModelFileError(f"{p}: {size} bytes is larger than any ScanLab model ({MAX_MODEL_BYTES} bytes at most)")
     return size

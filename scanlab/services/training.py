@@ -128,7 +128,7 @@ def run_training(
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
     stage("reading data")
-    ds = split_dataset(discover(req.data_dir), ratios, req.config.seed)
+    ds = split_dataset(discover(req.data_dir, min_classes=2), ratios, req.config.seed)
     cache = ImageCache(req.cache if req.cache is not None else cache_dir() / "decoded.h5")
     skipped: list[dict[str, str]] | None = None if req.strict_files else []
     train = _load_split(ds, "train", cache, cancel, progress, skipped)

@@ -275,3 +275,25 @@ def test_bar_labels_never_overlap():
     assert tick_labels([f"vscan-{i:02d}" for i in range(1, 11)]) == [f"{i:02d}" for i in range(1, 11)]
     long = ["Epson Perfection V39", "Canon LiDE 300", "HP ScanJet 2600", "Brother ADS", "Fujitsu fi", "Plustek"]
     assert tick_labels(long) == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_bad_model_file_in_models_folder_is_listed_unusable(qtbot, gui_settings, tmp_path, monkeypatch, tiny_model):
+    """Issue 9 item 5: one broken file in the user's models folder must not stop the app."""
+    import shutil
+
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.paths import user_models_dir
+
+    folder = user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00[1, 2]  ")
+    shutil.copy(tiny_model, folder / "good.safetensors")
+    win = MainWindow(settings=gui_settings)
+    qtbot.addWidget(win)
+    combo = win.controls.model_combo
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    row = texts.index("broken.safetensors (unusable)")
+    assert not combo.model().item(row).isEnabled()
+    assert "not a ScanLab model file or corrupt" in combo.itemData(row, Qt.ItemDataRole.ToolTipRole)
+    good = [t for t in texts if t.endswith("(user)")]
+    assert good and combo.model().item(texts.index(good[0])).isEnabled()
