@@ -34,13 +34,19 @@ from scanlab.gui.results_panel import ResultsPanel, pixel_readout
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
-from scanlab.services.analysis import ATTRIBUTION, AnalysisRequest, AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisRequest, AnalysisResult
 from scanlab.services.models import list_models
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
+
+
+def _map_name(label: str | None) -> str:
+    """Words for a "Map of" choice in the status bar."""
+    return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
+            UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
 
 class MainWindow(QMainWindow):
@@ -430,14 +436,14 @@ class MainWindow(QMainWindow):
         if shown is not None:
             self._set_view_map(doc, shown)
         else:  # computed off the GUI thread; the old map stays until it arrives
-            self.status_label.setText(f"computing the map of {label}...")
+            self.status_label.setText(f"computing the map of {_map_name(label)}...")
             self.class_maps.request(doc, doc.shown_label())
 
     @Slot(object, str, object)
     def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
         if doc is self.current_document() and doc.shown_label() == label:
             self._set_view_map(doc, rel)
-            self.status_label.setText(f"{doc.name}: map of {label}")
+            self.status_label.setText(f"{doc.name}: map of {_map_name(label)}")
 
     def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
         """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""

@@ -157,6 +157,7 @@ class ScanView(pg.GraphicsLayoutWidget):
         """
         self._rel = rel
         self._categorical = categorical
+        self.colorbar.setVisible(not categorical)  # class colours have their legend in the controls
         self._render_heat()
 
     def set_no_evidence(self, mask: np.ndarray | None) -> None:
