@@ -36,7 +36,7 @@ from scanlab.core.imaging import full_scale
 from scanlab.core.network import PATCH
 
 CELL = 4
-MIN_RESIDUAL = 0.6  # 8-bit levels (RMS of the 3x3 box residual); see BENCHMARKS.md
+MIN_RESIDUAL = 0.3  # 8-bit levels (RMS of the 3x3 box residual); see BENCHMARKS.md
 MAX_CLIPPED = 0.5  # fraction of pixels with a channel at 0 or at the maximum
 _STRIP = 256  # rows per strip (a multiple of CELL): bounds the float working set
 
