@@ -43,6 +43,8 @@ def _signature(e: BaseException) -> str:
 def run_target(name, strategy, check, examples: int, seconds: float, out: Path) -> dict:
     from hypothesis import HealthCheck, Phase, given, settings
 
+    from scanlab.core.decoders import quiet_exif_warnings
+
     counts: collections.Counter[str] = collections.Counter()
     crashes: collections.Counter[str] = collections.Counter()
     t0 = time.monotonic()
@@ -59,6 +61,7 @@ def run_target(name, strategy, check, examples: int, seconds: float, out: Path) 
         try:
             with warnings.catch_warnings():  # a warning is a finding too: a stray stderr line in the CLI
                 warnings.simplefilter("error")
+                quiet_exif_warnings()  # what the CLI installs at start-up
                 counts[check(data)] += 1
         except Exception as e:  # noqa: BLE001 - every escape is a finding, recorded and counted
             sig = _signature(e)

@@ -82,22 +82,27 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError(str(e)) from None
     if a.epochs < 1:
         raise ScanLabError("--epochs must be at least 1")
+    if a.max_batches is not None and a.max_batches < 1:
+        raise ScanLabError("--max-batches must be at least 1")
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
         sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
+        freeze_trunk=a.freeze_trunk, amp=not a.no_amp, max_batches=a.max_batches, workers=a.workers,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
     req = TrainRequest(
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
-        engine=a.engine, name=a.name, cache=cache, strict_files=a.strict_files,
+        engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
+        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files,
     )
 
     def on_epoch(r: dict) -> None:
         _eprint(
             f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train {r['train_acc']:.3f}  "
             f"val patch {r['val_patch_acc']:.3f}  val image {r['val_image_acc']:.3f}  "
-            f"{r['seconds']:.1f}s{'  *' if r['best'] else ''}"
+            f"{r['seconds']:.1f}s  {r['patches_per_s']:.0f} patches/s{'  *' if r['best'] else ''}"
         )
+        _eprint(f"[checkpoint] epoch {r['epoch']} saved")
 
     with progress_bar("training", a.json) as bar:
         man = run_training(req, progress=bar, on_epoch=on_epoch, on_stage=lambda t: _eprint(f"[{t}]"))
@@ -107,6 +112,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "epochs_run": man["training"]["epochs_run"],
         "best_epoch": man["training"]["best_epoch"],
         "stop_reason": man["training"]["stop_reason"],
+        "resumed_from_epoch": man["training"].get("resumed_from_epoch"),
         "counts": man["training"]["data"]["counts"],
         "val": man["metrics"].get("val"),
         "test": man["metrics"].get("test"),
@@ -336,6 +342,13 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _train_defaults():
+    """The training defaults (one place: :class:`scanlab.core.training.TrainConfig`)."""
+    from scanlab.core.trainconfig import TrainConfig
+
+    return TrainConfig()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to generate docs and tests)."""
     p = argparse.ArgumentParser(prog="scanlab", description="Scanner model identification and forgery maps.")
@@ -345,21 +358,33 @@ def build_parser() -> argparse.ArgumentParser:
     t = sp.add_parser("train", help="train or fine-tune a model on a folder-per-scanner tree")
     t.add_argument("data_dir", metavar="DATA_DIR")
     t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (exactly this path)")
-    t.add_argument("--epochs", type=int, default=30)
+    d = _train_defaults()
+    t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--split", default="6:1:3", help="train:val:test ratios by image (default 6:1:3)")
     t.add_argument("--base", default="default", help="default, none or a model file to start from")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--sub", default="128", help="training sub-image size N or NxM (one random patch each)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=0.01)
-    t.add_argument("--momentum", type=float, default=0.5)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+    t.add_argument("--sub", default=str(d.sub[0]), help="training sub-image size N or NxM (one random patch each)")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--schedule", default=d.schedule, choices=["constant", "cosine"],
                    help="learning-rate schedule (cosine anneals to 0 over --epochs)")
-    t.add_argument("--patience", type=int, default=6, help="early-stop after this many epochs without gain")
+    t.add_argument("--patience", type=int, default=d.patience, help="early-stop after this many epochs without gain")
     t.add_argument("--width", type=int, default=1, help="network channel multiplier")
+    t.add_argument("--freeze-trunk", action="store_true", help="train only the final layer of the base model")
+    t.add_argument("--units", action="store_true",
+                   help="DATA_DIR is Model/Unit/...: the first folder below a class folder is a physical unit")
+    t.add_argument("--holdout-unit", action="store_true",
+                   help="test split = one whole unit per class (implies --units)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the last crashed or cancelled run writing this -o from its checkpoint")
+    t.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch (default: all)")
+    t.add_argument("--workers", type=int, default=0, help="patch-loading worker processes (default 0)")
+    t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     t.add_argument("--name", default=None, help="model name for the manifest")
-    t.add_argument("--cache", default=None, help="decoded-image HDF5 cache (default per-user; 'none' disables)")
+    t.add_argument("--cache", default=None,
+                   help="decoded-image cache folder (default per-user; 'none': a temporary one)")
     t.add_argument("--device", default="auto")
     t.add_argument("--engine", default=None, choices=["dense", "naive"])
     t.add_argument("--strict-files", action="store_true",
@@ -405,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_wizard import register as register_wizard
+
+    register_wizard(sp)
+
     from scanlab.cli_case import register as register_case
 
     register_case(sp)
@@ -418,9 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in:
         args_in = ["gui"]
     a = parser.parse_args(args_in)
-    # Pillow warns (a stray multi-line stderr message) about damaged EXIF blocks it then
-    # ignores; the orientation is reported as unknown instead
-    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+    # Pillow warns (a stray stderr line) about damaged EXIF blocks it then ignores;
+    # the orientation is reported as unknown instead (see decoders.quiet_exif_warnings,
+    # repeated here so that the CLI's start does not import the decoders)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
     if not getattr(a, "func", None):
         parser.print_help()
         return 2

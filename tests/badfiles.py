@@ -135,6 +135,10 @@ def variants() -> dict[str, bytes]:
         "float.tif": tiff_array(rgb.astype(np.float32) / 255, photometric="rgb"),
         "multipage.tif": tiff_array(np.stack([rgb, rgb[::-1]]), photometric="rgb"),
         "exif_rotated.jpg": pil_bytes(img, "JPEG", exif=exif.tobytes()),
+        # orientation 6, then a tag whose data lies past the EXIF block: Pillow warns and skips it
+        "corrupt_exif.jpg": pil_bytes(img, "JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00"
+                                      b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00"
+                                      b"\x0f\x01\x02\x00\xff\xff\x00\x00\x10\x00\x00\x00"),
         "png_named.jpg": png(),
         "trailing_garbage.png": png() + b"GARBAGE" * 100,
         "spaced ünïcode name.png": png(),

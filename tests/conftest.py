@@ -48,7 +48,7 @@ def trained_model(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "three.safetensors"
     rc = main([
         "train", str(tree), "-o", str(out), "--base", "none", "--epochs", "15", "--patience", "20",
-        "--sub", "64", "--seed", "0", "--cache", str(out.parent / "cache.h5"),
+        "--sub", "64", "--seed", "0", "--cache", str(out.parent / "cache"),
     ])
     assert rc == 0
     return out

@@ -5,24 +5,29 @@ a class folder is one sample of that class. Splits are made **by image** within
 each class (patches of one image never land in two splits), seeded, with ratios
 train:val:test (default 6:1:3; test may be 0).
 
-Decoding big scans is the slow part of repeated training runs, so decoded pixel
-arrays are cached in one HDF5 file keyed by the file's SHA-256: a second run (or a
-run on a renamed copy) does not decode again. The cache is a convenience; deleting
-it loses nothing.
+Decoding big scans is the slow part of repeated training runs, and a lab's
+collection does not fit in RAM, so decoded pixel arrays live in a cache folder on
+disk, **one ``.npy`` file per image** named by the file's SHA-256 and the decoder
+version (:data:`scanlab.core.imaging.DECODER_VERSION`). Training memory-maps them
+and reads only the patches it needs. Files are written under a temporary name and
+renamed, so two runs sharing the cache never see or delete a half-written array,
+and arrays made by an older decoder are never reused. Deleting the folder loses
+nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import find_images, load_scan, sha256_file
+from scanlab.core.imaging import DECODER_VERSION, find_images, load_scan, sha256_file
 
 SPLITS = ("train", "val", "test")
 
@@ -38,6 +43,7 @@ class Sample:
     path: Path
     label: int
     sha256: str = ""
+    unit: str = ""  # physical unit (``Model/Unit/...`` layout); "" when units are not used
 
 
 @dataclass
@@ -107,11 +113,23 @@ def check_layout(root: str | os.PathLike, min_classes: int = 2) -> list[Path]:
     return [p for _, files in classes for p in files]
 
 
-def discover(root: str | os.PathLike, *, hash_files: bool = True, min_classes: int = 1) -> Dataset:
+def discover(
+    root: str | os.PathLike,
+    *,
+    hash_files: bool = True,
+    min_classes: int = 1,
+    units: bool = False,
+    exclude: Sequence[str] = (),
+) -> Dataset:
     """Find classes and images below ``root``.
 
     ``min_classes``: 2 for training (one class cannot be trained); evaluation
     accepts a single scanner's folder.
+    With ``units``, the layout is ``Model/Unit/...``: the first folder below a class
+    folder names the physical unit of every image below it (see :func:`split_dataset`'s
+    ``holdout_unit``); images lying directly in the class folder get unit ``"(loose)"``.
+    Files in ``exclude`` (e.g. the wizard's unreadable files and label conflicts) are
+    left out before anything is read.
 
     Raises
     ------
@@ -122,9 +140,11 @@ def discover(root: str | os.PathLike, *, hash_files: bool = True, min_classes: i
     r, found = _class_folders(root, min_classes)
     samples: list[Sample] = []
     classes: list[str] = []
+    drop = {Path(p).resolve() for p in exclude}
     for d, files in found:
         classes.append(d.name)
-        samples += [Sample(p, len(classes) - 1) for p in files]
+        samples += [Sample(p, len(classes) - 1, unit=_unit_of(p, d) if units else "")
+                    for p in files if not drop or p.resolve() not in drop]
     h = hashlib.sha256()
     if hash_files:
         first: dict[str, Sample] = {}
@@ -140,14 +160,37 @@ def discover(root: str | os.PathLike, *, hash_files: bool = True, min_classes: i
     return Dataset(r, classes, samples, h.hexdigest() if hash_files else "")
 
 
-def split_dataset(ds: Dataset, ratios: tuple[float, float, float], seed: int) -> Dataset:
+def _unit_of(path: Path, class_dir: Path) -> str:
+    rel = path.relative_to(class_dir).parts
+    return rel[0] if len(rel) > 1 else "(loose)"
+
+
+def units_of(ds: Dataset) -> dict[str, list[str]]:
+    """Units per class (sorted); empty lists when the data set was discovered without units."""
+    out: dict[str, set[str]] = {c: set() for c in ds.classes}
+    for s in ds.samples:
+        if s.unit:
+            out[ds.classes[s.label]].add(s.unit)
+    return {c: sorted(u) for c, u in out.items()}
+
+
+def split_dataset(
+    ds: Dataset, ratios: tuple[float, float, float], seed: int, *, holdout_unit: bool = False
+) -> Dataset:
     """Seeded split by image within each class; every non-zero split gets >= 1 image.
+
+    With ``holdout_unit`` (data discovered with ``units=True``), the test split of each
+    class is one whole physical unit chosen with the seed, and the other units' images
+    are split train:val by the ratios: the test then measures a sensor the model never
+    saw, where a split by image lets one unit's pattern leak into the test.
 
     Raises
     ------
     DatasetError
-        A class folder has too few images for the requested split.
+        A class folder has too few images (or units) for the requested split.
     """
+    if holdout_unit:
+        return _split_holdout_unit(ds, ratios, seed)
     need = sum(1 for r in ratios if r > 0)
     rng = np.random.default_rng(seed)
     out: dict[str, list[Sample]] = {s: [] for s in SPLITS}
@@ -176,44 +219,105 @@ def split_dataset(ds: Dataset, ratios: tuple[float, float, float], seed: int) ->
     return ds
 
 
-class ImageCache:
-    """Decoded pixel arrays in one HDF5 file, keyed by SHA-256 of the file's bytes."""
+def _split_holdout_unit(ds: Dataset, ratios: tuple[float, float, float], seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Sample]] = {s: [] for s in SPLITS}
+    tv = ratios[0] / (ratios[0] + ratios[1])
+    for ci, cname in enumerate(ds.classes):
+        items = [s for s in ds.samples if s.label == ci]
+        units = sorted({s.unit for s in items if s.unit})
+        if len(units) < 2:
+            raise DatasetError(
+                f"{ds.root / cname}: {len(units)} unit folder(s); holding out a whole unit needs at least 2 "
+                "(use the Model/Unit/... layout, or split by image)"
+            )
+        test_unit = units[int(rng.integers(len(units)))]
+        rest = [s for s in items if s.unit != test_unit]
+        if len(rest) < 2:
+            raise DatasetError(f"{ds.root / cname}: {len(rest)} image(s) outside the held-out unit; need 2")
+        order = rng.permutation(len(rest))
+        n_train = min(len(rest) - 1, max(1, round(len(rest) * tv)))
+        out["train"] += [rest[i] for i in sorted(order[:n_train])]
+        out["val"] += [rest[i] for i in sorted(order[n_train:])]
+        out["test"] += [s for s in items if s.unit == test_unit]
+    ds.split = out
+    return ds
 
-    def __init__(self, path: str | os.PathLike | None) -> None:
-        self.path = Path(path) if path else None
+
+class ImageCache:
+    """Decoded pixel arrays on disk, one ``<sha256>-d<decoder version>.npy`` file per image.
+
+    Parameters
+    ----------
+    folder : path-like
+        The cache folder (created when needed). Several processes may share it.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
         self.hits = 0
         self.misses = 0
 
-    def get(self, sample: Sample) -> np.ndarray:
-        """Pixels (H, W, 3) for ``sample``, from the cache or decoded (then cached)."""
+    def path_for(self, sha256: str) -> Path:
+        """Cache file of the image whose bytes hash to ``sha256`` (decoder version in the name)."""
+        return self.folder / f"{sha256}-d{DECODER_VERSION}.npy"
+
+    def ensure(self, sample: Sample) -> Path:
+        """Make sure ``sample`` is decoded in the cache; return its ``.npy`` path.
+
+        Raises
+        ------
+        ImageLoadError
+            The file cannot be decoded.
+        DatasetError
+            The file changed since it was hashed.
+        """
         key = sample.sha256 or sha256_file(sample.path)
-        if self.path is not None and self.path.exists():
+        out = self.path_for(key)
+        if out.exists():
             try:
-                with h5py.File(self.path, "r") as f:
-                    if key in f:
-                        self.hits += 1
-                        return f[key][()]
-            except OSError:
-                pass  # a damaged cache is ignored and rebuilt below
+                np.load(out, mmap_mode="r")  # header check only: a damaged file is rebuilt
+                self.hits += 1
+                return out
+            except (OSError, ValueError):
+                pass
         scan = load_scan(sample.path)
         if scan.info.sha256 != key:
             raise DatasetError(f"{sample.path}: file changed while the data set was being read")
         self.misses += 1
-        if self.path is not None:
-            self._put(key, scan.pixels)
-        return scan.pixels
-
-    def _put(self, key: str, pixels: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # a private temporary name, then an atomic rename: a concurrent run writing the same
+        # key replaces it with identical bytes, and readers holding the old file keep it open
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".npy", dir=self.folder)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(self.path, "a") as f:
-                if key not in f:
-                    f.create_dataset(key, data=pixels, compression="lzf", chunks=True)
-        except OSError:
-            # a broken cache file must not stop training: start it afresh once
-            try:
-                self.path.unlink()
-                with h5py.File(self.path, "a") as f:
-                    f.create_dataset(key, data=pixels, compression="lzf", chunks=True)
-            except OSError:
-                self.path = None
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, scan.pixels)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return out
+
+    def get(self, sample: Sample) -> np.ndarray:
+        """Pixels (H, W, 3) of ``sample`` as a copy-on-write memory map of its cache file."""
+        return np.load(self.ensure(sample), mmap_mode="c")
+
+
+class CachedImages(Sequence):
+    """A split's images as cache files: indexing memory-maps one image at a time.
+
+    Nothing is held in RAM between accesses, so a validation or test pass over a
+    large collection needs the memory of one image's touched pages at most.
+    """
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], shapes: Sequence[tuple[int, int]]) -> None:
+        self.files = [Path(f) for f in files]
+        self.labels = [int(y) for y in labels]
+        self.shapes = [tuple(int(v) for v in s) for s in shapes]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        # copy-on-write: callers (torch.from_numpy) may want a writable array; the file never changes
+        return np.load(self.files[i], mmap_mode="c")

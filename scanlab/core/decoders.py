@@ -45,6 +45,20 @@ _OTHER_MAGIC = (
 )
 
 
+def quiet_exif_warnings() -> None:
+    """Silence Pillow's warnings about damaged EXIF blocks (process-wide; call once at start-up).
+
+    Pillow parses EXIF with its TIFF plugin, which warns ("Corrupt EXIF data",
+    "Tag data larger than file") and then ignores the damaged tags; ScanLab then
+    reports the orientation as unknown. ScanLab decodes TIFF images with tifffile,
+    so this filter hides nothing else. Installed by the CLI (a warning would be a
+    stray stderr line next to the one-line error); found by the fuzzing campaign.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
+
 class DecodeProblem(ValueError):
     """A file is refused; the message is one phrase without the file name."""
 

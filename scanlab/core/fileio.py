@@ -77,7 +77,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, hook: bool = True) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
 
     The temporary name keeps ``path``'s suffix (some writers, like ``numpy.save``,
@@ -90,6 +90,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     ``SCANLAB_TEST_WRITE_HOOK`` (tests only): when set to a file name, the
     writer creates that file after the temporary file is complete and before the
     rename, then waits, so a test can ``kill -9`` the process at that point.
+    ``hook=False`` exempts internal files (training checkpoints) so the hook marks
+    the user-visible output.
     """
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
@@ -101,7 +103,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        _test_hook(tmp)
+        if hook:
+            _test_hook(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -113,7 +116,10 @@ def _test_hook(tmp: str) -> None:
     marker = os.environ.get("SCANLAB_TEST_WRITE_HOOK")
     if not marker:
         return
-    Path(marker).write_text(tmp)
+    # written under another name and renamed: a test polling for the marker must never
+    # read it half-written (seen as an empty path under load)
+    Path(marker + ".part").write_text(tmp)
+    os.replace(marker + ".part", marker)
     import time
 
     time.sleep(60)  # the test kills the process here; never reached in normal use
@@ -152,11 +158,11 @@ def refuse_overwrite(output: str | os.PathLike, inputs: Iterable[str | os.PathLi
             raise ScanLabError(f"{out}: output would overwrite {what} ({s}); choose another output path")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, hook: bool = True) -> None:
     """:func:`atomic_write` for a bytes payload."""
 
     def _write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    atomic_write(path, _write)
+    atomic_write(path, _write, hook=hook)

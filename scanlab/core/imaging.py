@@ -57,6 +57,10 @@ MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each loa
 # scanlab.core.network.PATCH, repeated so that decoding never imports torch (the CLI checks
 # its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
 PATCH = 64
+# Bump whenever load_scan can decode a file to different pixels than before: the
+# training cache keys on it, so arrays from an older (buggier) decoder are never reused.
+# 2: the hardening decoders (16-bit PNG/TIFF read at full depth, decode before metadata).
+DECODER_VERSION = 2
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}

@@ -1,11 +1,14 @@
 """Training and evaluation of the scanner network.
 
 The loop follows torchvision's reference style: ``train_one_epoch`` /
-``evaluate_arrays`` / ``fit``. Defaults are the paper's recipe (SGD, lr 0.01,
-momentum 0.5, weight decay 1e-4). Each epoch draws one 64x64 patch from a random
+``evaluate_arrays`` / ``fit``. Each epoch draws one 64x64 patch from a random
 position inside every non-overlapping training sub-image (a fresh position each
-epoch), validates, keeps the best weights (by validation per-patch accuracy, then
-loss) and stops early when validation stops improving.
+epoch, DESIGN.md section 2). Patches are read per batch by a
+``torch.utils.data`` :class:`PatchDataset` from memory-mapped cache files, so a
+collection far larger than RAM trains in bounded memory. After each epoch the run
+validates, keeps the best weights (by validation per-patch accuracy, then loss),
+writes a checkpoint (atomic) from which a crashed or cancelled run resumes, and
+stops early when validation stops improving. A NaN or Inf loss stops the run.
 
 Per-patch accuracy is measured on the non-overlapping 64x64 grid of each image
 (deterministic); per-image accuracy on the majority vote of those patches.
@@ -14,45 +17,39 @@ Per-patch accuracy is measured on the non-overlapping 64x64 grid of each image
 from __future__ import annotations
 
 import copy
+import io
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from scanlab.core.engine import Engine
+from scanlab.core.errors import ScanLabError
+from scanlab.core.fileio import atomic_write_bytes
 from scanlab.core.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, grid_positions, training_patch_corners
 from scanlab.core.reliability import analyze_image
+from scanlab.core.trainconfig import TrainConfig
+
+CHECKPOINT_VERSION = 1
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (JSON-serialisable)."""
+class TrainingDiverged(ScanLabError):
+    """The loss became NaN or Inf; no model is saved."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.5
-    weight_decay: float = 1e-4
-    sub: Size = (128, 128)
-    patience: int = 6
-    seed: int = 0
-    width: int = 1
-    schedule: str = "constant"  # or "cosine": lr annealed to 0 over ``epochs``
 
-    def recipe(self) -> dict[str, Any]:
-        """The recipe part of the manifest."""
-        d = asdict(self)
-        d["optimizer"] = "SGD"
-        d["sub"] = list(self.sub)
-        return d
+class CheckpointError(ScanLabError):
+    """A checkpoint cannot be written or does not fit the run being resumed."""
 
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -66,66 +63,112 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def sample_patches(images: Sequence[np.ndarray], labels: Sequence[int], sub: Size, rng: np.random.Generator):
-    """One random 64x64 patch per non-overlapping sub-image of every image.
-
-    Returns (patches uint8/uint16 (N, 64, 64, 3), labels (N,)).
-    """
-    out, lab = [], []
-    for img, y in zip(images, labels, strict=True):
-        s = (min(sub[0], img.shape[0]), min(sub[1], img.shape[1]))
-        for r, c in training_patch_corners(img.shape[:2], s, rng):
-            out.append(img[r : r + PATCH, c : c + PATCH])
-            lab.append(y)
-    return np.stack(out), np.asarray(lab, dtype=np.int64)
-
-
 def _n_subimages(shape: tuple[int, int], sub: Size) -> int:
-    """Patches :func:`sample_patches` draws from one image (one per sub-image)."""
+    """Patches one epoch draws from one image (one per sub-image)."""
     n, m = min(sub[0], shape[0]), min(sub[1], shape[1])
     return len(grid_positions(shape[0], n, n)) * len(grid_positions(shape[1], m, m))
 
 
-def _to_tensor(batch: np.ndarray) -> torch.Tensor:
-    scale = full_scale(batch.dtype)
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float() / scale
+def epoch_corners(shapes: Sequence[tuple[int, int]], labels: Sequence[int], sub: Size, seed: int, epoch: int):
+    """The patches of one epoch: (image index, row, col, label) arrays.
+
+    One random corner inside each non-overlapping sub-image of every image (zig-zag
+    order, :func:`training_patch_corners`), seeded by ``(seed, epoch)`` so a resumed run
+    draws exactly the patches the uninterrupted run would have drawn.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    idx, rows, cols, labs = [], [], [], []
+    for i, (shape, y) in enumerate(zip(shapes, labels, strict=True)):
+        s = (min(sub[0], shape[0]), min(sub[1], shape[1]))
+        c = training_patch_corners(shape, s, rng)
+        idx.append(np.full(len(c), i, dtype=np.int64))
+        rows.append(c[:, 0])
+        cols.append(c[:, 1])
+        labs.append(np.full(len(c), y, dtype=np.int64))
+    cat = np.concatenate
+    return cat(idx), cat(rows), cat(cols), cat(labs)
+
+
+class PatchDataset(TorchDataset):
+    """One epoch's training patches, read from the images' cache files on demand.
+
+    Each item memory-maps its image, copies the 64x64 patch and unmaps it again, so
+    neither the decoded collection nor the pages touched by earlier patches stay in
+    memory: resident memory does not grow with the collection.
+    """
+
+    def __init__(self, files: Sequence[os.PathLike | str], corners: tuple[np.ndarray, ...]) -> None:
+        self.files = [str(f) for f in files]
+        self.idx, self.rows, self.cols, self.labels = corners
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        img = np.load(self.files[self.idx[k]], mmap_mode="r")
+        r, c = int(self.rows[k]), int(self.cols[k])
+        patch = np.array(img[r : r + PATCH, c : c + PATCH])
+        del img  # unmap now: pages of a kept map would count as resident memory
+        scale = full_scale(patch.dtype)
+        x = torch.from_numpy(patch.transpose(2, 0, 1).astype(np.float32) / scale)
+        return x, int(self.labels[k])
 
 
 def train_one_epoch(
     net: ScannerNet,
     opt: torch.optim.Optimizer,
-    patches: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    rng: np.random.Generator,
+    loader: DataLoader,
     device: torch.device,
     *,
+    epoch: int = 0,
+    amp: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    max_batches: int | None = None,
     cancel: CancelToken | None = None,
-    on_batch: Callable[[], None] | None = None,
-) -> tuple[float, float]:
-    """One pass over shuffled patches; returns (mean loss, patch accuracy)."""
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[float, float, int]:
+    """One pass over a loader of patches; returns (mean loss, patch accuracy, patches seen).
+
+    Raises
+    ------
+    TrainingDiverged
+        The loss of a batch is NaN or Inf.
+    """
     net.train()
     loss_fn = nn.CrossEntropyLoss()
-    order = rng.permutation(len(labels))
-    tot_loss, correct = 0.0, 0
-    for start in range(0, len(order), batch_size):
+    tot_loss, correct, seen = 0.0, 0, 0
+    use_amp = amp and device.type == "cuda"
+    for b, (x, y) in enumerate(loader):
+        if max_batches is not None and b >= max_batches:
+            break
         check(cancel)
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:  # batch norm needs two samples
+        if len(y) < 2:  # batch norm needs two samples
             continue
-        x = _to_tensor(patches[idx]).to(device)
-        y = torch.from_numpy(labels[idx]).to(device)
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
         opt.zero_grad(set_to_none=True)
-        logits = net(x)
-        loss = loss_fn(logits, y)
-        loss.backward()
-        opt.step()
-        tot_loss += float(loss.detach()) * len(idx)
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            logits = net(x)
+            loss = loss_fn(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged: the loss became {float(loss.detach())} at epoch {epoch}, batch {b + 1}; "
+                "no model was saved (lower the learning rate, e.g. --lr 0.001)"
+            )
+        if scaler is not None and use_amp:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        tot_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
         if on_batch is not None:
-            on_batch()
-    n = max(1, len(order))
-    return tot_loss / n, correct / n
+            on_batch(len(y))
+    n = max(1, seen)
+    return tot_loss / n, correct / n, seen
 
 
 def evaluate_arrays(
@@ -141,11 +184,13 @@ def evaluate_arrays(
 ) -> dict[str, Any]:
     """Per-patch and per-image accuracy, confusion matrices and mean patch loss.
 
-    Confusion matrices are indexed [true, predicted] and hold counts.
+    Confusion matrices are indexed [true, predicted] and hold counts;
+    ``image_predictions`` is the predicted class of each image, in input order.
     """
     cm_patch = np.zeros((n_classes, n_classes), dtype=np.int64)
     cm_image = np.zeros((n_classes, n_classes), dtype=np.int64)
     nll, n_p = 0.0, 0
+    preds: list[int] = []
     net.eval()
     for k, (img, y) in enumerate(zip(images, labels, strict=True)):
         check(cancel)
@@ -153,6 +198,7 @@ def evaluate_arrays(
         c = res.classification
         np.add.at(cm_patch, (np.full(len(c.patch_labels), y), c.patch_labels), 1)
         cm_image[y, c.label_index] += 1
+        preds.append(int(c.label_index))
         p = res.vote.probs.reshape(-1, n_classes)[:, y]
         nll += float(-np.log(np.clip(p, 1e-12, 1)).sum())
         n_p += len(p)
@@ -166,13 +212,53 @@ def evaluate_arrays(
         "n_images": n_img,
         "n_patches": int(cm_patch.sum()),
         "loss": nll / max(1, n_p),
+        "image_predictions": preds,
     }
+
+
+def _state_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically: on any failure (a full disk) the previous one stays intact.
+
+    Raises
+    ------
+    CheckpointError
+        The checkpoint could not be written; the message names the file and the reason.
+    """
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(p, _state_bytes(state), hook=False)
+    except OSError as e:
+        raise CheckpointError(
+            f"{p}: checkpoint could not be written ({e.strerror or e}); the previous checkpoint is kept, "
+            "free some space and resume with --resume"
+        ) from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint (tensors and plain data only: ``weights_only=True``)."""
+    p = Path(path)
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: no checkpoint to resume from") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one clear error
+        raise CheckpointError(f"{p}: checkpoint is damaged ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p}: not a checkpoint this ScanLab can resume")
+    return ck
 
 
 def fit(
     net: ScannerNet,
-    train: tuple[Sequence[np.ndarray], Sequence[int]],
-    val: tuple[Sequence[np.ndarray], Sequence[int]],
+    train: Any,
+    val: Any,
     cfg: TrainConfig,
     *,
     device: torch.device | None = None,
@@ -180,59 +266,111 @@ def fit(
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
     on_epoch: EpochCallback | None = None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume_from: dict[str, Any] | None = None,
+    fingerprint: str = "",
 ) -> dict[str, Any]:
     """Train ``net`` in place and leave it holding the best validation weights.
 
     Parameters
     ----------
-    train, val : (images, labels)
-        Images are (H, W, 3) uint8/uint16 arrays; labels are class indices.
+    train, val : CachedImages
+        Cached images (``files``, ``labels``, ``shapes``; indexing memory-maps one).
     cfg : TrainConfig
     progress : callable, optional
         ``progress(done_batches, total_batches)`` over all epochs.
     on_epoch : callable, optional
-        Called after each epoch with a dict (epoch, train_loss, train_acc,
-        val_loss, val_patch_acc, val_image_acc, seconds, best) for live curves.
+        Called after each epoch with a dict (epoch, lr, train_loss, train_acc,
+        val_loss, val_patch_acc, val_image_acc, seconds, patches_per_s, best).
+    on_batch : callable, optional
+        Called after each batch with ``{epoch, batch, batches, loss, patches_per_s}``.
+    checkpoint : path, optional
+        Written (atomically) after every epoch.
+    resume_from : dict, optional
+        A checkpoint from :func:`load_checkpoint`; training continues after its epoch.
+    fingerprint : str
+        Identifies data + recipe; a checkpoint with another fingerprint is refused.
 
     Returns
     -------
     dict
         ``history`` (list of epoch dicts), ``best_epoch``, ``epochs_run``,
-        ``stop_reason``, ``val`` metrics of the best weights.
+        ``stop_reason``, ``val`` metrics of the best weights, ``resumed_from``.
     """
     device = device or torch.device("cpu")
     seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     net.to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.freeze_trunk:
+        for name, prm in net.named_parameters():
+            prm.requires_grad = name.startswith("fc.")
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (constant or cosine)")
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
+    scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
     n_classes = net.n_classes
-    # batches per epoch are the same every epoch (one patch per sub-image)
-    n_per_epoch = sum(_n_subimages(img.shape[:2], cfg.sub) for img in train[0])
+    n_per_epoch = sum(_n_subimages(s, cfg.sub) for s in train.shapes)
     batches = math.ceil(n_per_epoch / cfg.batch_size)
+    if cfg.max_batches is not None:
+        batches = min(batches, cfg.max_batches)
     total = batches * cfg.epochs
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        report(progress, done, total)
 
     best_key: tuple[float, float] | None = None
     best_state = copy.deepcopy(net.state_dict())
     best_epoch, best_val = 0, None
     history: list[dict[str, Any]] = []
+    first = 1
+    if resume_from is not None:
+        if resume_from.get("fingerprint") != fingerprint:
+            raise CheckpointError(
+                "the checkpoint was made with other data or settings; start afresh without --resume"
+            )
+        net.load_state_dict(resume_from["model"])
+        opt.load_state_dict(resume_from["optimizer"])
+        if sched is not None and resume_from.get("scheduler"):
+            sched.load_state_dict(resume_from["scheduler"])
+        best_state = resume_from["best_state"]
+        best_epoch = int(resume_from["best_epoch"])
+        best_key = tuple(resume_from["best_key"]) if resume_from.get("best_key") else None
+        best_val = resume_from.get("best_val")
+        history = list(resume_from["history"])
+        first = int(resume_from["epoch"]) + 1
+    done = (first - 1) * batches
     stop_reason = "max epochs"
-    for epoch in range(1, cfg.epochs + 1):
+    if history and best_epoch and history[-1]["epoch"] - best_epoch >= cfg.patience:
+        stop_reason = f"early stop (no validation gain for {cfg.patience} epochs)"
+        first = cfg.epochs + 1
+    for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
-        patches, labels = sample_patches(train[0], train[1], cfg.sub, rng)
+        corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        loader = DataLoader(
+            PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True, generator=gen,
+            num_workers=cfg.workers, pin_memory=device.type == "cuda",
+        )
         lr = opt.param_groups[0]["lr"]
-        tl, ta = train_one_epoch(net, opt, patches, labels, cfg.batch_size, rng, device, cancel=cancel, on_batch=tick)
+        b_in_epoch = 0
+
+        def tick(n: int, _epoch: int = epoch, _t0: float = t0) -> None:
+            nonlocal done, b_in_epoch
+            done += 1
+            b_in_epoch += 1
+            report(progress, done, total)
+            if on_batch is not None:
+                dt = time.perf_counter() - _t0
+                on_batch({"epoch": _epoch, "batch": b_in_epoch, "batches": batches,
+                          "patches_per_s": b_in_epoch * cfg.batch_size / max(dt, 1e-9)})
+
+        tl, ta, seen = train_one_epoch(
+            net, opt, loader, device, epoch=epoch, amp=cfg.amp, scaler=scaler, max_batches=cfg.max_batches,
+            cancel=cancel, on_batch=tick,
+        )
+        t_train = time.perf_counter() - t0
         if sched is not None:
             sched.step()
-        vm = evaluate_arrays(net, val[0], val[1], n_classes, engine=engine, device=device, cancel=cancel)
+        vm = evaluate_arrays(net, val, val.labels, n_classes, engine=engine, device=device, cancel=cancel)
         key = (vm["per_patch_accuracy"], -vm["loss"])
         improved = best_key is None or key > best_key
         if improved:
@@ -247,9 +385,18 @@ def fit(
             "val_patch_acc": vm["per_patch_accuracy"],
             "val_image_acc": vm["per_image_accuracy"],
             "seconds": time.perf_counter() - t0,
+            "patches_per_s": seen / max(t_train, 1e-9),
             "best": improved,
         }
         history.append(rec)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "epoch": epoch,
+                "model": net.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "best_state": best_state, "best_epoch": best_epoch,
+                "best_key": list(best_key) if best_key else None, "best_val": best_val, "history": history,
+            })
         if on_epoch is not None:
             on_epoch(rec)
         if epoch - best_epoch >= cfg.patience:
@@ -264,4 +411,5 @@ def fit(
         "epochs_run": len(history),
         "stop_reason": stop_reason,
         "val": best_val,
+        "resumed_from": (first - 1) if resume_from is not None else None,
     }

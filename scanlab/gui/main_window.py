@@ -34,6 +34,7 @@ from scanlab.gui.results_panel import ResultsPanel, pixel_readout
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
+from scanlab.gui.wizard.menu import ModelsMenu
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisRequest, AnalysisResult
 from scanlab.services.models import list_models
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
@@ -105,6 +106,7 @@ class MainWindow(QMainWindow):
         self._started_at = 0.0
 
         self.actions_ = build_menus(self)
+        self.models_menu = ModelsMenu(self)  # Models > Train a model..., Model library...
         restore_window_settings(self, model)
         self._connect()
         self.cases = CaseController(self)  # case files, ROI tools and the review dock

@@ -14,13 +14,20 @@ Design (see ``shared/research/style-anchors.md`` §3 and §4.3):
   never write the same view.
 * Progress is throttled in the worker to about 10 Hz so a fast engine cannot flood
   the GUI event queue.
+* Besides analyses, a runner runs generic :class:`Job` requests (the training
+  wizard's collection scan and training run on a runner of their own, so the main
+  window's analyses and a training run never cancel each other).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -34,6 +41,30 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.1
 """Minimum time between two progress signals of one job (about 10 Hz)."""
+
+_job_ids = itertools.count(1_000_000_000)  # apart from AnalysisRequest ids
+
+
+@dataclass
+class Job:
+    """Any long function run on a :class:`TaskRunner`.
+
+    ``fn(cancel=token, progress=callback)`` runs in the worker thread and must check
+    the token once per batch; its return value arrives as :class:`JobResult`.
+    ``path`` names what the job works on (used in error messages).
+    """
+
+    fn: Callable[..., Any]
+    path: str = ""
+    request_id: int = field(default_factory=lambda: next(_job_ids))
+
+
+@dataclass
+class JobResult:
+    """What :attr:`TaskRunner.succeeded` carries for a :class:`Job`."""
+
+    request: Job
+    value: Any
 
 
 class _AnalysisWorker(QObject):
@@ -54,7 +85,7 @@ class _AnalysisWorker(QObject):
         self._pyramid: list | None = None
 
     @Slot(object, object)
-    def run(self, request: AnalysisRequest, token: CancelToken) -> None:
+    def run(self, request: AnalysisRequest | Job, token: CancelToken) -> None:
         """Run one request (called through a queued signal, in the worker thread)."""
         self._request_id = request.request_id
         self._request, self._pyramid = request, None
@@ -62,15 +93,21 @@ class _AnalysisWorker(QObject):
         try:
             if token.cancelled:  # superseded while it waited in the queue
                 raise Cancelled()
-            result = run_analysis(request, cancel=token, progress=self._progress, on_loaded=self._loaded)
-            token.check()
-            pyramid = self._pyramid if self._pyramid is not None else build_pyramid(result.pixels)
+            result: Any
+            pyramid: list | None = None
+            if isinstance(request, Job):
+                result = JobResult(request, request.fn(cancel=token, progress=self._progress))
+                token.check()
+            else:
+                result = run_analysis(request, cancel=token, progress=self._progress, on_loaded=self._loaded)
+                token.check()
+                pyramid = self._pyramid if self._pyramid is not None else build_pyramid(result.pixels)
         except Cancelled:
             self.cancelled.emit(request)
         except ScanLabError as e:
             self.failed.emit(request, str(e))
         except MemoryError:
-            self.failed.emit(request, f"{request.path}: not enough memory for this analysis")
+            self.failed.emit(request, f"{request.path}: not enough memory for this job")
         except Exception as e:  # noqa: BLE001 - a bug must not kill the compute lane
             log.error("analysis of %s crashed:\n%s", request.path, traceback.format_exc())
             self.failed.emit(request, f"{request.path}: internal error: {type(e).__name__}: {e}")

@@ -2,18 +2,28 @@
 
 The model file is written once, atomically, at the very end: a cancelled,
 failed or killed run leaves any previous file at the output path untouched.
+After every epoch a checkpoint goes to the per-user cache (one per output path);
+``resume=True`` (``scanlab train --resume``) continues a crashed or cancelled run
+from it, and a successful save deletes it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from scanlab.core.dataset import (
+    CachedImages,
     Dataset,
     DatasetError,
     ImageCache,
@@ -30,7 +40,7 @@ from scanlab.core.imaging import ImageLoadError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile import make_manifest, save_model
 from scanlab.core.network import build_model
-from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit
+from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit, load_checkpoint
 from scanlab.services.models import get_model, resolve_model_path
 from scanlab.services.paths import cache_dir
 
@@ -47,27 +57,47 @@ class TrainRequest:
     device: str = "auto"
     engine: str | None = None
     name: str | None = None
-    cache: str | None = None  # HDF5 decoded-image cache; None: the per-user cache
+    cache: str | None = None  # decoded-image cache folder; None: the per-user cache; "": a temporary one
+    units: bool = False  # Model/Unit/... layout
+    holdout_unit: bool = False  # test split = one whole unit per class (needs ``units``)
+    resume: bool = False  # continue from this output's last checkpoint
+    checkpoint: str | None = None  # checkpoint file; None: derived from the output path
+    exclude: tuple[str, ...] = ()  # files left out (unreadable, label conflicts), paths as found
     strict_files: bool = False  # True: an unreadable image stops the run instead of being skipped
 
 
-def _load_split(
+def checkpoint_path(req: TrainRequest) -> Path:
+    """Where the checkpoint of a run writing ``req.output`` lives (per-user cache)."""
+    if req.checkpoint:
+        return Path(req.checkpoint)
+    key = hashlib.sha256(str(Path(req.output).resolve()).encode()).hexdigest()[:20]
+    return cache_dir() / "checkpoints" / f"{key}.pt"
+
+
+def _fingerprint(req: TrainRequest, folder_hash: str) -> str:
+    """Data + recipe + split + base: a checkpoint only resumes the run that made it."""
+    d = {"data": folder_hash, "recipe": req.config.recipe(), "split": req.split, "base": req.base,
+         "units": req.units, "holdout_unit": req.holdout_unit}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_split(
     ds: Dataset,
     split: str,
     cache: ImageCache,
     cancel: CancelToken | None,
     progress: ProgressFn | None,
     skipped: list[dict[str, str]] | None = None,
-):
-    """Decode one split. Unreadable images are dropped from the split and listed in
-    ``skipped`` (path relative to the data folder, reason); with ``skipped`` None
-    the first one stops the run (``--strict-files``)."""
+) -> CachedImages:
+    """Decode one split into the cache. Unreadable images are dropped from the split and
+    listed in ``skipped`` (path relative to the data folder, reason); with ``skipped``
+    None the first one stops the run (``--strict-files``)."""
     items = ds.split[split]
-    imgs, labs, kept = [], [], []
+    files, shapes, kept = [], [], []
     for k, s in enumerate(items):
         check(cancel)
         try:
-            imgs.append(cache.get(s))
+            f = cache.ensure(s)
         except ImageLoadError as e:
             if skipped is None:
                 raise
@@ -78,17 +108,25 @@ def _load_split(
                 "reason": reason[len(prefix):] if reason.startswith(prefix) else reason,
             })
             continue
-        labs.append(s.label)
+        files.append(f)
+        shapes.append(np.load(f, mmap_mode="r").shape[:2])
         kept.append(s)
         report(progress, k + 1, len(items))
     ds.split[split] = kept
+    labs = [s.label for s in kept]
     if split in ("train", "val"):
         for ci, cname in enumerate(ds.classes):
             if ci not in labs:
                 raise DatasetError(
                     f"{ds.root / cname}: no readable {split} image left after skipping unreadable files"
                 )
-    return imgs, labs
+    return CachedImages(files, labs, shapes)
+
+
+def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (decoded pixels (H, W, 3), class index) of a split, one memory-mapped image at a time."""
+    for i in range(len(images)):
+        yield images[i], images.labels[i]
 
 
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None]:
@@ -108,6 +146,20 @@ def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Modul
     return net, f"{base.name} ({base.manifest.get('weights_sha256')})"
 
 
+def _with_misclassified(m: dict[str, Any] | None, ds: Any, split: str) -> dict[str, Any] | None:
+    """Replace the per-image prediction list by the misclassified images (paths relative to the data)."""
+    if m is None:
+        return None
+    m = dict(m)
+    preds = m.pop("image_predictions", None) or []
+    m["misclassified"] = [
+        {"path": s.path.relative_to(ds.root).as_posix(), "true": ds.classes[s.label], "predicted": ds.classes[p]}
+        for s, p in zip(ds.split[split], preds, strict=False)
+        if p != s.label
+    ]
+    return m
+
+
 def run_training(
     req: TrainRequest,
     *,
@@ -115,10 +167,18 @@ def run_training(
     progress: ProgressFn | None = None,
     on_epoch: EpochCallback | None = None,
     on_stage: Any = None,
+    on_batch: Any = None,
 ) -> dict[str, Any]:
     """Train, evaluate on the test split and save; returns the stored manifest.
 
-    ``on_stage(text)`` reports coarse stages ("reading data", "training", ...).
+    ``on_stage(text)`` reports coarse stages ("reading data", "training", ...);
+    ``on_batch(dict)`` reports every batch (see :func:`scanlab.core.training.fit`).
+
+    Raises
+    ------
+    ScanLabError
+        Bad data, a checkpoint that cannot be written or resumed, a diverged loss
+        (:class:`scanlab.core.training.TrainingDiverged`): nothing is saved then.
     """
     out = check_writable(req.output, what="model file")
     refuse_overwrite(out, check_layout(req.data_dir), "a training image")
@@ -127,56 +187,76 @@ def run_training(
     ratios = parse_split(req.split)
     device = select_device(req.device)
     stage = on_stage or (lambda _t: None)
+    ckpt = checkpoint_path(req)
+    resume = load_checkpoint(ckpt) if req.resume else None
     stage("reading data")
-    ds = split_dataset(discover(req.data_dir, min_classes=2), ratios, req.config.seed)
-    cache = ImageCache(req.cache if req.cache is not None else cache_dir() / "decoded.h5")
-    skipped: list[dict[str, str]] | None = None if req.strict_files else []
-    train = _load_split(ds, "train", cache, cancel, progress, skipped)
-    val = _load_split(ds, "val", cache, cancel, progress, skipped)
-    net, parent = _init_network(req, ds.classes)
-    stage("training")
-    hist = fit(net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress, on_epoch=on_epoch)
-    metrics: dict[str, Any] = {"val": hist["val"]}
-    if ds.split["test"]:
-        stage("testing")
-        test = _load_split(ds, "test", cache, cancel, None, skipped)
-        if test[0]:  # every test image may have been skipped
-            metrics["test"] = evaluate_arrays(
-                net, test[0], test[1], len(ds.classes), engine=req.engine, device=device, cancel=cancel
-            )
-    check(cancel)
-    training = {
-        "recipe": req.config.recipe(),
-        "seed": req.config.seed,
-        "epochs_run": hist["epochs_run"],
-        "best_epoch": hist["best_epoch"],
-        "stop_reason": hist["stop_reason"],
-        "history": hist["history"],
-        "device": str(device),
-        "data": {
-            "root": str(Path(req.data_dir).resolve()),
-            "folder_hash": ds.folder_hash,
-            "split": req.split,
-            "counts": ds.counts(),
-            "files": {
-                s: [x.path.relative_to(ds.root).as_posix() for x in ds.split[s]] for s in ("train", "val", "test")
+    ds = discover(req.data_dir, min_classes=2, units=req.units, exclude=req.exclude)
+    ds = split_dataset(ds, ratios, req.config.seed, holdout_unit=req.holdout_unit)
+    with ExitStack() as stack:
+        if req.cache == "":  # no shared cache asked for: a private one, removed at the end
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanlab-decoded-"))
+        else:
+            folder = req.cache if req.cache is not None else cache_dir() / "decoded"
+        cache = ImageCache(folder)
+        skipped: list[dict[str, str]] | None = None if req.strict_files else []
+        train = _cache_split(ds, "train", cache, cancel, progress, skipped)
+        val = _cache_split(ds, "val", cache, cancel, progress, skipped)
+        test = _cache_split(ds, "test", cache, cancel, None, skipped)
+        net, parent = _init_network(req, ds.classes)
+        stage("training")
+        fp = _fingerprint(req, ds.folder_hash)
+        hist = fit(
+            net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
+            on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
+        )
+        metrics: dict[str, Any] = {"val": _with_misclassified(hist["val"], ds, "val")}
+        if len(test):
+            stage("testing")
+            tm = evaluate_arrays(net, test, test.labels, len(ds.classes), engine=req.engine, device=device, cancel=cancel)
+            metrics["test"] = _with_misclassified(tm, ds, "test")
+        check(cancel)
+        # Calibration, open-set scorer and thresholds, fitted on the validation split
+        # (inside the cache's lifetime: iter_images(val) decodes one image at a time).
+        stage("calibrating")
+        extra_manifest, extras = fit_evidence_model(
+            net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
+            demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
+            dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
+        )
+        net.cpu()
+        training = {
+            "recipe": req.config.recipe(),
+            "seed": req.config.seed,
+            "epochs_run": hist["epochs_run"],
+            "best_epoch": hist["best_epoch"],
+            "stop_reason": hist["stop_reason"],
+            "resumed_from_epoch": hist["resumed_from"],
+            "history": hist["history"],
+            "device": str(device),
+            "data": {
+                "root": str(Path(req.data_dir).resolve()),
+                "folder_hash": ds.folder_hash,
+                "split": req.split,
+                "units": req.units,
+                "holdout_unit": req.holdout_unit,
+                "excluded": sorted(Path(p).resolve().relative_to(ds.root.resolve()).as_posix()
+                                   if Path(p).resolve().is_relative_to(ds.root.resolve()) else str(p)
+                                   for p in req.exclude),
+                "counts": ds.counts(),
+                "files": {
+                    s: [x.path.relative_to(ds.root).as_posix() for x in ds.split[s]] for s in ("train", "val", "test")
+                },
             },
-        },
-        "cache": {"hits": cache.hits, "misses": cache.misses},
-        "skipped_files": list(skipped or []),
-        "strict_files": req.strict_files,
-    }
+            "cache": {"hits": cache.hits, "misses": cache.misses},
+            "skipped_files": list(skipped or []),
+            "strict_files": req.strict_files,
+        }
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
-    stage("calibrating")  # calibration, open-set scorer and thresholds on the validation split
-    updates, extras = fit_evidence_model(
-        net, zip(*val, strict=True), ds.classes, engine=req.engine, cancel=cancel, total=len(val[0]),
-        demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank written by `scanlab synth`
-        dpi_range=dpi_range(str(s.path) for s in ds.split["train"]),
-    )
-    manifest.update(updates)
+    manifest.update(extra_manifest)
     stage("saving")
     stored = save_model(net, manifest, out, extras)
+    ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return stored
 
 

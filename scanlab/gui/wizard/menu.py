@@ -1,0 +1,81 @@
+"""The main window's Models menu: Train a model..., Model library... (kept apart from menus.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, Slot
+from PySide6.QtGui import QAction
+
+if TYPE_CHECKING:
+    from scanlab.gui.main_window import MainWindow
+
+
+class ModelsMenu(QObject):
+    """Opens the wizard and the library dialog; refreshes the window's model list after changes."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.wizard = None
+        self.dialog = None
+        menu = window.menuBar().addMenu("&Models")
+        self.train_action = QAction("&Train a model...", window)
+        self.library_action = QAction("Model &library...", window)
+        menu.addActions([self.train_action, self.library_action])
+        self.train_action.triggered.connect(self.open_wizard)
+        self.library_action.triggered.connect(self.open_library)
+        window.installEventFilter(self)  # stop a running training when the window closes
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """On the main window's close, cancel the wizard's job and stop its thread."""
+        if obj is self.window and event.type() == QEvent.Type.Close and self.wizard is not None:
+            self.wizard.shutdown()
+        return False
+
+    @Slot()
+    def open_wizard(self, data_dir: str = "") -> object:
+        """Show the training wizard (one at a time)."""
+        from scanlab.gui.wizard.wizard import TrainingWizard
+
+        if self.wizard is None:
+            self.wizard = TrainingWizard(data_dir if isinstance(data_dir, str) else "", self.window)
+            self.wizard.model_saved.connect(self._on_wizard_model_saved)
+            self.wizard.open_scan_requested.connect(self._on_wizard_open_scan_requested)
+            self.wizard.finished.connect(self._on_wizard_finished)
+        self.wizard.show()
+        self.wizard.raise_()
+        return self.wizard
+
+    @Slot()
+    def open_library(self) -> object:
+        """Show the Models dialog."""
+        from scanlab.gui.wizard.models_dialog import ModelsDialog
+
+        if self.dialog is None:
+            self.dialog = ModelsDialog(self.window)
+            self.dialog.library_changed.connect(self._on_dialog_library_changed)
+        self.dialog.reload()
+        self.dialog.show()
+        return self.dialog
+
+    @Slot(str)
+    def _on_wizard_model_saved(self, path: str) -> None:
+        self.window.refresh_models(self.window.controls.model_spec())
+        self.window.post_message(f"Model saved to the library: {path}")
+        if self.dialog is not None:
+            self.dialog.reload(select=path)
+
+    @Slot(str)
+    def _on_wizard_open_scan_requested(self, path: str) -> None:
+        self.window.open_paths([path])
+        self.window.raise_()
+
+    @Slot(int)
+    def _on_wizard_finished(self, _result: int) -> None:
+        self.wizard.deleteLater()
+        self.wizard = None
+
+    @Slot()
+    def _on_dialog_library_changed(self) -> None:
+        self.window.refresh_models(self.window.controls.model_spec())

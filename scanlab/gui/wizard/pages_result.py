@@ -1,0 +1,253 @@
+"""Wizard pages 5 and 6: evaluation of the trained model, then saving it to the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QGridLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWizardPage,
+)
+
+from scanlab.core.errors import ScanLabError
+from scanlab.gui.wizard.state import WizardState
+from scanlab.services.library import LibraryError, library_path, save_to_library
+
+
+def precision_recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class precision and recall of a [true, predicted] confusion matrix (NaN where undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / cm.sum(0), tp / cm.sum(1)
+
+
+class ConfusionHeatmap(pg.PlotWidget):
+    """A confusion matrix as a heatmap (row-normalised colour, counts written in each cell)."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(title=title)
+        self.setBackground("w")
+        self.setAspectLocked(True)
+        self.invertY(True)
+        self.image = pg.ImageItem()
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        self.addItem(self.image)
+        self._texts: list[pg.TextItem] = []
+
+    def set_matrix(self, cm: np.ndarray, classes: list[str]) -> None:
+        """Show ``cm`` [true, predicted]."""
+        cm = np.asarray(cm, dtype=np.float64)
+        for t in self._texts:
+            self.removeItem(t)
+        self._texts = []
+        rows = cm.sum(1, keepdims=True)
+        norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+        self.image.setImage(norm, levels=(0, 1))  # row-major: [row=true, col=predicted]
+        n = len(classes)
+        for i in range(n):
+            for j in range(n):
+                t = pg.TextItem(f"{int(cm[i, j])}", color="w" if norm[i, j] < 0.6 else "k", anchor=(0.5, 0.5))
+                t.setPos(j + 0.5, i + 0.5)
+                self.addItem(t)
+                self._texts.append(t)
+        ticks = [[(k + 0.5, c[:14]) for k, c in enumerate(classes)]]
+        self.getAxis("bottom").setTicks(ticks)
+        self.getAxis("left").setTicks(ticks)
+        self.setLabel("bottom", "predicted")
+        self.setLabel("left", "true")
+        self.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
+
+
+class EvaluatePage(QWizardPage):
+    """Accuracy, both confusion matrices, precision/recall, misclassified scans, calibration."""
+
+    open_scan_requested = Signal(str)
+
+    def __init__(self, state: WizardState) -> None:
+        super().__init__()
+        self.state = state
+        self.setTitle("5. Evaluate")
+        self.setSubTitle("Measured on the test split (images the model never saw during training). "
+                         "Click a misclassified scan to open it in the main window.")
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.cm_image = ConfusionHeatmap("Confusion per image")
+        self.cm_patch = ConfusionHeatmap("Confusion per patch")
+        self.pr = QTableWidget(0, 3)
+        self.pr.setHorizontalHeaderLabels(["Scanner", "Precision (image)", "Recall (image)"])
+        self.pr.verticalHeader().setVisible(False)
+        self.pr.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.pr.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.wrong = QListWidget()
+        self.calib = QLabel()
+        self.calib.setWordWrap(True)
+        grid = QGridLayout()
+        grid.addWidget(self.cm_image, 0, 0)
+        grid.addWidget(self.cm_patch, 0, 1)
+        grid.addWidget(self.pr, 1, 0)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("Misclassified scans"))
+        right.addWidget(self.wrong, 1)
+        right.addWidget(self.calib)
+        grid.addLayout(right, 1, 1)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 2)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.summary)
+        lay.addLayout(grid, 1)
+        self.wrong.itemActivated.connect(self._on_wrong_item_activated)
+        self.wrong.itemClicked.connect(self._on_wrong_item_activated)
+
+    def initializePage(self) -> None:  # noqa: N802 - Qt override
+        man = self.state.manifest or {}
+        classes = man.get("classes", [])
+        met = man.get("metrics", {}) or {}
+        which = "test" if met.get("test") else "val"
+        m: dict[str, Any] = met.get(which) or {}
+        if not m:
+            self.summary.setText("No evaluation available.")
+            return
+        self.summary.setText(
+            f"<b>{which} split, {m['n_images']} images, {m['n_patches']} patches:</b> per-image accuracy "
+            f"<b>{100 * m['per_image_accuracy']:.1f}%</b>, per-patch accuracy "
+            f"<b>{100 * m['per_patch_accuracy']:.1f}%</b> (chance {100 / max(1, len(classes)):.0f}%)."
+        )
+        self.cm_image.set_matrix(np.asarray(m["confusion_per_image"]), classes)
+        self.cm_patch.set_matrix(np.asarray(m["confusion_per_patch"]), classes)
+        prec, rec = precision_recall(np.asarray(m["confusion_per_image"]))
+        self.pr.setRowCount(len(classes))
+        for r, c in enumerate(classes):
+            for k, v in enumerate([c, _pct(prec[r]), _pct(rec[r])]):
+                self.pr.setItem(r, k, QTableWidgetItem(v))
+        self.pr.resizeColumnsToContents()
+        self.pr.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.wrong.clear()
+        root = Path(man.get("training", {}).get("data", {}).get("root", self.state.data_dir))
+        for w in m.get("misclassified", []):
+            it = QListWidgetItem(f"{w['path']}: {w['true']} -> predicted {w['predicted']}")
+            it.setData(256, str(root / w["path"]))
+            it.setToolTip(str(root / w["path"]))
+            self.wrong.addItem(it)
+        if not self.wrong.count():
+            self.wrong.addItem("(none)")
+        self.calib.setText(calibration_text(man))
+
+    @Slot(QListWidgetItem)
+    def _on_wrong_item_activated(self, item: QListWidgetItem) -> None:
+        path = item.data(256)
+        if path:
+            self.open_scan_requested.emit(path)
+
+
+def calibration_text(man: dict[str, Any]) -> str:
+    """The calibration and unknown-scanner lines of the Evaluate page (from the manifest)."""
+    cal = man.get("calibration")
+    if not cal:
+        lines = ["<b>Calibration:</b> not available for this model."]
+    elif not cal.get("calibrated"):
+        lines = [f"<b>Calibration:</b> not calibrated ({cal.get('reason') or 'no reason recorded'})."]
+    else:
+        lines = [f"<b>Calibration</b> ({cal.get('method')}, fitted on {cal.get('fitted_on')}, "
+                 f"{cal.get('n_images')} images): ECE {cal.get('ece_before', float('nan')):.3f} before, "
+                 f"{cal.get('ece_after', float('nan')):.3f} after; temperature {cal.get('temperature')}."]
+    osd = man.get("open_set")
+    if not osd:
+        lines.append("<b>Unknown-scanner threshold:</b> not available for this model.")
+    else:
+        th = osd.get("thresholds", {}) or {}
+        lines.append(f"<b>Unknown-scanner threshold</b> ({osd.get('method')}, fitted on {osd.get('fitted_on')}): "
+                     + ", ".join(f"{k} {v}" for k, v in th.items()))
+    return "<br>".join(lines)
+
+
+def _pct(v: float) -> str:
+    return "-" if v != v else f"{100 * v:.1f}%"
+
+
+class SavePage(QWizardPage):
+    """Name and notes; the model goes to the user's library (asks before overwriting)."""
+
+    model_saved = Signal(str)
+
+    def __init__(self, state: WizardState) -> None:
+        super().__init__()
+        self.state = state
+        self.setTitle("6. Save")
+        self.setSubTitle("The model goes to your model library and appears in the main window's model list.")
+        self.name = QLineEdit()
+        self.notes = QPlainTextEdit()
+        self.notes.setPlaceholderText("What this model is for, where the reference scans came from...")
+        self.where = QLabel()
+        self.where.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b00020")
+        form = QFormLayout(self)
+        form.addRow("Name", self.name)
+        form.addRow("Notes", self.notes)
+        form.addRow("", self.where)
+        form.addRow("", self.error)
+        self.name.textChanged.connect(self._on_name_text_changed)
+        self.saved_path: str | None = None
+        self.confirm_overwrite = self._ask_overwrite  # tests replace it (no modal dialog)
+
+    def initializePage(self) -> None:  # noqa: N802 - Qt override
+        if not self.name.text():
+            self.name.setText(Path(self.state.data_dir).name or "my-scanners")
+        self._on_name_text_changed(self.name.text())
+
+    @Slot(str)
+    def _on_name_text_changed(self, text: str) -> None:
+        self.error.setText("")
+        try:
+            p = library_path(text)
+        except LibraryError as e:
+            self.where.setText(str(e))
+        else:
+            self.where.setText(f"Will be saved as {p}" + ("  (exists: you will be asked)" if p.exists() else ""))
+        self.completeChanged.emit()
+
+    def _ask_overwrite(self, path: Path) -> bool:
+        ans = QMessageBox.question(self, "Overwrite model?", f"A model is already saved as\n{path}\nReplace it?")
+        return ans == QMessageBox.StandardButton.Yes
+
+    def save(self) -> bool:
+        """Save to the library; False (with the reason shown) when it did not happen."""
+        name = self.name.text().strip()
+        try:
+            dest = library_path(name)
+            overwrite = False
+            if dest.exists():
+                if not self.confirm_overwrite(dest):
+                    self.error.setText("Not saved: choose another name.")
+                    return False
+                overwrite = True
+            out = save_to_library(self.state.trained_path, name, self.notes.toPlainText(), overwrite=overwrite)
+        except ScanLabError as e:
+            self.error.setText(f"Not saved: {e}")
+            return False
+        self.saved_path = str(out)
+        self.model_saved.emit(str(out))
+        return True
+
+    def validatePage(self) -> bool:  # noqa: N802 - Qt override
+        return self.save()
+
+    def isComplete(self) -> bool:  # noqa: N802 - Qt override
+        return bool(self.name.text().strip())

@@ -1,0 +1,248 @@
+"""Training wizard: from the first page to a saved model the main window lists; Models dialog."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from scanner_tree import make_tree  # noqa: E402
+
+from scanlab.gui.wizard.pages_result import precision_recall  # noqa: E402
+from scanlab.services.library import list_library  # noqa: E402
+from scanlab.services.paths import user_models_dir  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def collection(tmp_path):
+    return make_tree(tmp_path / "refs", n_classes=3, n_images=5, size=128, seed=4)
+
+
+def _combo_texts(win) -> list[str]:
+    c = win.controls.model_combo
+    return [c.itemText(i) for i in range(c.count())]
+
+
+def test_screenshots_drive_every_page_to_a_saved_model(qtbot, collection, tmp_path, capsys, gui_settings, tiny_model):
+    from scanlab.cli import main
+    from scanlab.gui.main_window import MainWindow
+
+    shots = tmp_path / "shots"
+    rc = main(["wizard", str(collection), "--screenshots", str(shots), "--epochs", "1", "--base", "none",
+               "--name", "refs lab"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [Path(p).name for p in out["screenshots"]]
+    assert names == ["01-collection.png", "02-split.png", "03-model.png", "04-train.png", "05-evaluate.png",
+                     "06-save.png"]
+    for p in out["screenshots"]:
+        assert Path(p).stat().st_size > 10_000  # a real page, not an empty grab
+    saved = Path(out["model"])
+    assert saved.parent == user_models_dir() and saved.name == "refs-lab.safetensors"
+    lib = list_library()
+    assert [m["name"] for m in lib] == ["refs lab"]
+    man = lib[0]["manifest"]
+    assert man["classes"] == ["scanner_0", "scanner_1", "scanner_2"] and man["training"]["epochs_run"] == 1
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    assert "refs lab (user)" in _combo_texts(win)
+    win.close()
+
+
+def test_wizard_from_main_window_to_saved_model(qtbot, window, collection, tmp_path):
+    wiz = window.models_menu.open_wizard(str(collection))
+    qtbot.addWidget(wiz)
+    col = wiz.page_named("collection")
+    qtbot.waitUntil(lambda: col.isComplete(), timeout=30_000)
+    assert col.table.rowCount() == 3 and col.table.item(0, 1).text() == "5"
+    wiz.next()
+    split = wiz.page_named("split")
+    assert split.isComplete()
+    assert [split.table.item(0, k).text() for k in (1, 2, 3)] == ["2", "1", "2"]
+    split.spins[1].setValue(0)  # val 0: not allowed, the page says why
+    assert not split.isComplete() and "val" in split.error.text()
+    split.spins[1].setValue(1)
+    wiz.next()
+    model = wiz.page_named("model")
+    model.base.setCurrentIndex(model.base.findData("none"))
+    model.advanced.setChecked(True)
+    model.epochs.setValue(2)
+    wiz.next()
+    train = wiz.page_named("train")
+    assert not train.isComplete()
+    qtbot.mouseClick(train.start_button, __import__("PySide6.QtCore", fromlist=["Qt"]).Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train.isComplete(), timeout=120_000)
+    assert len(train.history) == 2
+    xs, ys = train.curves["val_loss"].getData()
+    assert list(xs) == [1, 2] and len(ys) == 2
+    wiz.next()
+    ev = wiz.page_named("evaluate")
+    assert "per-image accuracy" in ev.summary.text() and "test split" in ev.summary.text()
+    assert "not available" in ev.calib.text()
+    assert ev.pr.rowCount() == 3
+    wiz.next()
+    save = wiz.page_named("save")
+    save.name.setText("wizard model")
+    save.notes.setPlainText("reference scans of the three lab scanners")
+    with qtbot.waitSignal(wiz.model_saved, timeout=10_000):
+        assert save.save()
+    assert "wizard model (user)" in _combo_texts(window)
+    # the same name again: asks; "no" keeps the first model
+    asked = []
+    save.confirm_overwrite = lambda p: asked.append(p) or False
+    assert not save.save() and asked and "choose another name" in save.error.text()
+    save.confirm_overwrite = lambda p: True
+    assert save.save()
+    lib = list_library()
+    assert len(lib) == 1 and lib[0]["manifest"]["notes"].startswith("reference scans")
+    wiz.close()
+
+
+def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
+    import threading
+
+    from scanlab.gui.wizard import pages_train
+    from scanlab.gui.wizard.wizard import TrainingWizard
+
+    gate = threading.Event()
+    real = pages_train.run_training
+
+    def gated(req, **kw):  # the worker waits after epoch 1 until the test has pressed Cancel
+        on_epoch = kw["on_epoch"]
+
+        def hold(rec):
+            on_epoch(rec)
+            if rec["epoch"] == 1 and not req.resume:
+                gate.wait(30)
+
+        kw["on_epoch"] = hold
+        return real(req, **kw)
+
+    monkeypatch.setattr(pages_train, "run_training", gated)
+    wiz = TrainingWizard(str(collection))
+    qtbot.addWidget(wiz)
+    wiz.show()
+    qtbot.waitUntil(lambda: wiz.page_named("collection").isComplete(), timeout=30_000)
+    wiz.next()
+    wiz.next()
+    model = wiz.page_named("model")
+    model.base.setCurrentIndex(model.base.findData("none"))
+    model.epochs.setValue(3)
+    wiz.next()
+    train = wiz.page_named("train")
+    train.start()
+    qtbot.waitUntil(lambda: len(train.history) >= 1 or not train.is_running(), timeout=60_000)
+    assert train.history, train.info.text()
+    train.cancel()
+    gate.set()
+    qtbot.waitUntil(lambda: not train.is_running(), timeout=60_000)
+    assert not train.isComplete() and train.resume_button.isEnabled() and "Cancelled" in train.info.text()
+    train.resume()
+    qtbot.waitUntil(lambda: train.isComplete(), timeout=120_000)
+    assert wiz.state.manifest["training"]["resumed_from_epoch"] == 1
+    assert [h["epoch"] for h in train.history] == [1, 2, 3]
+    wiz.close()
+
+
+def test_collection_problems_are_listed_and_excluded(qtbot, tmp_path):
+    from scanlab.gui.wizard.wizard import TrainingWizard
+
+    root = make_tree(tmp_path / "bad", n_classes=2, n_images=4, size=96, seed=2)
+    (root / "scanner_0" / "broken.png").write_bytes(b"not an image at all")
+    shutil.copy(root / "scanner_0" / "img_00.png", root / "scanner_1" / "copied.png")
+    wiz = TrainingWizard(str(root))
+    qtbot.addWidget(wiz)
+    col = wiz.page_named("collection")
+    qtbot.waitUntil(lambda: wiz.state.report is not None, timeout=30_000)
+    text = "\n".join(col.problems.item(i).text() for i in range(col.problems.count()))
+    assert "Unreadable (excluded)" in text and "broken.png" in text
+    assert "Label conflict (excluded)" in text and "copied.png" in text and "img_00.png" in text
+    assert "only 3 images" in text
+    assert col.isComplete()  # the rest can be trained on
+    assert col.table.item(0, 1).text() == "3" and col.table.item(1, 1).text() == "4"
+    # one class only: a clear error, the page does not complete
+    one = make_tree(tmp_path / "one", n_classes=1, n_images=4, size=96)
+    col.folder_edit.setText(str(one))
+    col.inspect()
+    qtbot.waitUntil(lambda: wiz.state.report is not None, timeout=30_000)
+    assert not col.isComplete() and "at least 2 scanners" in col.problems.item(0).text()
+    col.folder_edit.setText(str(tmp_path / "missing"))
+    col.inspect()
+    qtbot.waitUntil(lambda: "Cannot use this folder" in col.status.text(), timeout=30_000)
+    assert "does not exist" in col.status.text() and not col.isComplete()
+    wiz.close()
+
+
+def test_unwritable_library_gives_a_clear_message(qtbot, tmp_path, monkeypatch, random_model):
+    from scanlab.gui.wizard.pages_result import SavePage
+    from scanlab.gui.wizard.state import WizardState
+
+    data = tmp_path / "userdata"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "models").write_text("a file where the library folder should be")
+    page = SavePage(WizardState(trained_path=str(random_model)))
+    qtbot.addWidget(page)
+    page.name.setText("x")
+    assert not page.save()
+    assert "model library folder cannot be created" in page.error.text()
+
+
+def test_models_dialog_rename_and_delete(qtbot, window, random_model):
+    from scanlab.services.library import save_to_library
+
+    p = save_to_library(random_model, "first")
+    dlg = window.models_menu.open_library()
+    qtbot.addWidget(dlg)
+    assert dlg.list.count() == 1 and "Model card: first" in dlg.card.toPlainText()
+    dlg.ask_name = lambda cur: "renamed one"
+    dlg.rename_button.click()
+    assert [m["name"] for m in list_library()] == ["renamed one"] and not p.exists()
+    assert "renamed one (user)" in _combo_texts(window)
+    dlg.confirm_delete = lambda name: False
+    dlg.delete_button.click()
+    assert len(list_library()) == 1  # declined: still there
+    dlg.confirm_delete = lambda name: True
+    dlg.delete_button.click()
+    assert list_library() == [] and dlg.list.count() == 0
+    assert not any("renamed one" in t for t in _combo_texts(window))
+
+
+def test_misclassified_scan_opens_in_main_window(qtbot, window, make_scan, tmp_path):
+    from scanlab.gui.wizard.pages_result import EvaluatePage
+    from scanlab.gui.wizard.state import WizardState
+
+    scan = make_scan(tmp_path / "data" / "b" / "x.png")
+    cm = [[1, 1], [0, 2]]
+    man = {"classes": ["a", "b"], "training": {"data": {"root": str(tmp_path / "data")}},
+           "metrics": {"test": {"n_images": 4, "n_patches": 40, "per_image_accuracy": 0.75,
+                                "per_patch_accuracy": 0.7, "confusion_per_image": cm, "confusion_per_patch": cm,
+                                "misclassified": [{"path": "b/x.png", "true": "a", "predicted": "b"}]}},
+           "calibration": {"calibrated": True, "method": "temperature", "temperature": 1.3, "ece_before": 0.08,
+                           "ece_after": 0.01, "fitted_on": "val", "n_images": 10}}
+    page = EvaluatePage(WizardState(manifest=man))
+    qtbot.addWidget(page)
+    page.open_scan_requested.connect(window.models_menu._on_wizard_open_scan_requested)
+    page.initializePage()
+    assert "ECE 0.080 before, 0.010 after" in page.calib.text()
+    assert "Unknown-scanner threshold:</b> not available" in page.calib.text()
+    page._on_wrong_item_activated(page.wrong.item(0))
+    assert [d.path for d in window.documents] == [str(scan)]
+
+
+def test_precision_recall():
+    prec, rec = precision_recall([[3, 1], [0, 4]])
+    assert prec.tolist() == [1.0, 0.8] and rec.tolist() == [0.75, 1.0]
+
+
+def test_closing_main_window_stops_the_wizard_thread(qtbot, window, collection):
+    wiz = window.models_menu.open_wizard(str(collection))
+    qtbot.waitUntil(lambda: wiz.page_named("collection").isComplete(), timeout=30_000)
+    assert wiz.runner._thread.isRunning()
+    window.close()
+    assert not wiz.runner._thread.isRunning()
