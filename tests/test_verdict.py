@@ -97,3 +97,10 @@ def test_reliability_diagram_is_a_png(tmp_path):
 
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_short_answer_names_a_scanner_only_when_attributed():
+    # the scan list and the status bar show this: a name there reads as an attribution
+    assert _decide([60, 4], [0.9, 0.1], 64, 0.2).short("vscan-02") == "vscan-02"
+    assert _decide([60, 4], [0.9, 0.1], 64, 0.93).short("vscan-02") == "unknown scanner"
+    assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).short("vscan-02") == "inconclusive"

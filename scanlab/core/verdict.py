@@ -73,6 +73,12 @@ class Verdict:
             "warnings": list(self.warnings),
         }
 
+    def short(self, label: str | None) -> str:
+        """A few words for lists and status bars: the scanner name only when attributed."""
+        if self.verdict == "attributed":
+            return str(label)
+        return "unknown scanner" if self.verdict == "unknown" else "inconclusive"
+
     def in_words(self, label: str | None) -> str:
         """One sentence for the app, e.g. "Not any known scanner (unknown score 0.93 above threshold 0.70)"."""
         if self.verdict == "attributed":

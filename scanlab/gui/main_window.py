@@ -16,11 +16,13 @@ from PySide6.QtGui import QBrush, QCloseEvent, QColor, QDragEnterEvent, QDropEve
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
     QToolButton,
     QWidget,
 )
@@ -82,7 +84,13 @@ class MainWindow(QMainWindow):
         self.messages.setWordWrap(True)
         self._add_dock("Scans", "scans", self.scan_list, left=True)
         self._add_dock("Controls", "controls", self.controls, left=True)
-        self._add_dock("Results", "results", self.results, left=False)
+        # in a scroll area: on a small screen the panel scrolls instead of squeezing
+        # the provenance rows until their text overlaps
+        results_scroll = QScrollArea()
+        results_scroll.setWidgetResizable(True)
+        results_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        results_scroll.setWidget(self.results)
+        self._add_dock("Results", "results", results_scroll, left=False)
         msg_dock = self._add_dock("Messages", "messages", self.messages, left=False)
         self.splitDockWidget(self._docks["results"], msg_dock, Qt.Orientation.Vertical)
 
@@ -341,7 +349,8 @@ class MainWindow(QMainWindow):
         doc, key = entry
         doc.set_result(result, key, pyramid)
         self.status_label.setText(
-            f"{doc.name}: {result.label} ({result.compute_s:.1f} s on {result.device})"
+            f"{doc.name}: {result.verdict.short(result.label) if result.verdict is not None else result.label} "
+            f"({result.compute_s:.1f} s on {result.device})"
         )
         if doc is self.current_document():
             self._show_document(doc)

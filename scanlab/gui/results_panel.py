@@ -226,8 +226,12 @@ class ResultsPanel(QWidget):
         k = int(round(v.vote_fraction * n))
         conf = "-" if v.confidence is None else f"{v.confidence:.2f}"
         cal = "calibrated" if v.calibrated else "<b>uncalibrated</b> (raw softmax mean)"
+        # a probability beside "not any known scanner" must not read as certainty about
+        # the scan's origin: outside an attribution it is only the top class among the known
+        first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
+                 f"Top class among known scanners: {result.label} at {conf} ({cal}); not an attribution")
         parts = [
-            f"Confidence {conf} ({cal})",
+            first,
             f"Votes {k} of {n} = {v.vote_fraction:.0%} (95% interval {lo:.0%}-{hi:.0%})",
         ]
         if v.unknown_score is not None:
