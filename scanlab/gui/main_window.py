@@ -16,11 +16,13 @@ from PySide6.QtGui import QBrush, QCloseEvent, QColor, QDragEnterEvent, QDropEve
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
     QToolButton,
     QWidget,
 )
@@ -35,13 +37,19 @@ from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.gui.wizard.menu import ModelsMenu
-from scanlab.services.analysis import AnalysisRequest, AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisRequest, AnalysisResult
 from scanlab.services.models import list_models, shipped_model_problem
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
+
+
+def _map_name(label: str | None) -> str:
+    """Words for a "Map of" choice in the status bar."""
+    return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
+            UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
 
 class MainWindow(QMainWindow):
@@ -77,7 +85,13 @@ class MainWindow(QMainWindow):
         self.messages.setWordWrap(True)
         self._add_dock("Scans", "scans", self.scan_list, left=True)
         self._add_dock("Controls", "controls", self.controls, left=True)
-        self._add_dock("Results", "results", self.results, left=False)
+        # in a scroll area: on a small screen the panel scrolls instead of squeezing
+        # the provenance rows until their text overlaps
+        results_scroll = QScrollArea()
+        results_scroll.setWidgetResizable(True)
+        results_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        results_scroll.setWidget(self.results)
+        self._add_dock("Results", "results", results_scroll, left=False)
         msg_dock = self._add_dock("Messages", "messages", self.messages, left=False)
         self.splitDockWidget(self._docks["results"], msg_dock, Qt.Orientation.Vertical)
 
@@ -340,7 +354,8 @@ class MainWindow(QMainWindow):
         doc, key = entry
         doc.set_result(result, key, pyramid)
         self.status_label.setText(
-            f"{doc.name}: {result.label} ({result.compute_s:.1f} s on {result.device})"
+            f"{doc.name}: {result.verdict.short(result.label) if result.verdict is not None else result.label} "
+            f"({result.compute_s:.1f} s on {result.device})"
         )
         if doc is self.current_document():
             self._show_document(doc)
@@ -399,12 +414,14 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
             return
         self.view.set_scan(result.pixels, pyramid=doc.pyramid)
+        self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
         shown = doc.shown_map()
-        self.view.set_map(shown)
+        self._set_view_map(doc, shown)
         if shown is None and doc.shown_label() is not None:
             self.class_maps.request(doc, doc.shown_label())
         self.results.show_result(result)
-        self.controls.set_classes(result.classes, result.label, doc.map_label)
+        self.controls.set_classes(result.classes, result.label, doc.map_label,
+                                  unknown_map=result.unknown_grid is not None)
         self.setWindowTitle(f"ScanLab - {doc.name}")
 
     def _update_items(self) -> None:
@@ -433,16 +450,23 @@ class MainWindow(QMainWindow):
         doc.map_label = label
         shown = doc.shown_map()
         if shown is not None:
-            self.view.set_map(shown)
+            self._set_view_map(doc, shown)
         else:  # computed off the GUI thread; the old map stays until it arrives
-            self.status_label.setText(f"computing the map of {label}...")
+            self.status_label.setText(f"computing the map of {_map_name(label)}...")
             self.class_maps.request(doc, doc.shown_label())
 
     @Slot(object, str, object)
     def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
         if doc is self.current_document() and doc.shown_label() == label:
-            self.view.set_map(rel)
-            self.status_label.setText(f"{doc.name}: map of {label}")
+            self._set_view_map(doc, rel)
+            self.status_label.setText(f"{doc.name}: map of {_map_name(label)}")
+
+    def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
+        """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
+        result = doc.result
+        attribution = result is not None and doc.shown_label() == ATTRIBUTION
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None)
+        self.controls.set_legend(result.classes if attribution else None)
 
     @Slot(object)
     def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:

@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -22,6 +23,11 @@ from PySide6.QtWidgets import (
 
 from scanlab.services.analysis import AnalysisResult
 
+DEMO_NOTICE = (
+    "Demonstration model: trained only on simulated (virtual) scanners. It has never seen a real "
+    "scanner; train or fine-tune on your lab's own reference scans (scanlab train REFERENCE_DIR, "
+    "one folder per scanner) before attributing real evidence."
+)
 _BAR = pg.mkBrush("#4c78a8")
 _BAR_PREDICTED = pg.mkBrush("#f58518")
 
@@ -71,9 +77,26 @@ class ResultsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # shown before the verdict: what the model is and whether the input suits it
+        self.demo_notice = QLabel(DEMO_NOTICE)
+        self.demo_notice.setWordWrap(True)
+        self.demo_notice.setStyleSheet("background:#fff3cd; color:#664d03; padding:4px; border-radius:3px;")
+        self.demo_notice.setVisible(False)
+        self.warnings_value = QLabel("")
+        self.warnings_value.setWordWrap(True)
+        self.warnings_value.setStyleSheet("color:#b35c00;")
+        self.warnings_value.setVisible(False)
+        self.verdict_value = QLabel("-")
+        self.verdict_value.setWordWrap(True)
+        vf = self.verdict_value.font()
+        vf.setPointSizeF(vf.pointSizeF() * 1.25)
+        vf.setBold(True)
+        self.verdict_value.setFont(vf)
+        self.verdict_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.confidence_value = QLabel("-")
+        self.confidence_value.setWordWrap(True)
         self.label_value = QLabel("-")
         font = self.label_value.font()
-        font.setPointSizeF(font.pointSizeF() * 1.4)
         font.setBold(True)
         self.label_value.setFont(font)
         self.label_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -116,8 +139,15 @@ class ResultsPanel(QWidget):
         form.addRow("SHA-256", self.sha_value)
 
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Predicted scanner"))
-        lay.addWidget(self.label_value)
+        lay.addWidget(self.demo_notice)
+        lay.addWidget(self.warnings_value)
+        lay.addWidget(QLabel("Verdict"))
+        lay.addWidget(self.verdict_value)
+        lay.addWidget(self.confidence_value)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Top class:"))
+        top.addWidget(self.label_value, 1)
+        lay.addLayout(top)
         lay.addWidget(self.chart)
         lay.addWidget(self.table)
         lay.addWidget(details)
@@ -128,7 +158,10 @@ class ResultsPanel(QWidget):
     def show_result(self, result: AnalysisResult | None, message: str | None = None) -> None:
         """Fill the panel from ``result``; ``None`` clears it (showing ``message``)."""
         if result is None:
-            self.label_value.setText(message or "-")
+            self.verdict_value.setText(message or "-")
+            self.label_value.setText("-")
+            self.confidence_value.setText("-")
+            self.warnings_value.setVisible(False)
             self.bars.setOpts(x=[], height=[])
             self.table.setRowCount(0)
             for w in (self.patches_value, self.grid_value, self.time_value, self.model_value):
@@ -137,7 +170,8 @@ class ResultsPanel(QWidget):
             return
         probs, votes = result.probabilities(), result.votes()
         classes = result.classes
-        self.label_value.setText(result.label)
+        self._show_verdict(result)
+        self.label_value.setText(result.json_label or "none (no window with evidence)")
         brushes = [_BAR_PREDICTED if c == result.label else _BAR for c in classes]
         self.bars.setOpts(
             x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
@@ -172,6 +206,41 @@ class ResultsPanel(QWidget):
         self.model_value.setToolTip(s["path"])
         self.sha_value.setText(result.scan.sha256)
         self.sha_value.setCursorPosition(0)
+
+    def _show_verdict(self, result: AnalysisResult) -> None:
+        """Input warnings first, then the verdict in words, calibrated confidence and the vote."""
+        v = result.verdict
+        self.demo_notice.setVisible(bool(result.evidence.demonstration))
+        warns = v.warnings if v is not None else []
+        self.warnings_value.setText("\n".join(f"\u26a0 {w['message']}" for w in warns))
+        self.warnings_value.setVisible(bool(warns))
+        if v is None:
+            self.verdict_value.setText(result.label)
+            self.confidence_value.setText("-")
+            return
+        colour = {"attributed": "#1a7f37", "inconclusive": "#9a6700", "unknown": "#cf222e"}[v.verdict]
+        self.verdict_value.setText(v.in_words(result.label))
+        self.verdict_value.setStyleSheet(f"color:{colour};")
+        lo, hi = v.vote_interval
+        n = int(result.analysis.classification.n_patches)
+        k = int(round(v.vote_fraction * n))
+        conf = "-" if v.confidence is None else f"{v.confidence:.2f}"
+        cal = "calibrated" if v.calibrated else "<b>uncalibrated</b> (raw softmax mean)"
+        # a probability beside "not any known scanner" must not read as certainty about
+        # the scan's origin: outside an attribution it is only the top class among the known
+        first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
+                 f"Top class among known scanners: {result.label} at {conf} ({cal}); not an attribution")
+        parts = [
+            first,
+            f"Votes {k} of {n} = {v.vote_fraction:.0%} (95% interval {lo:.0%}-{hi:.0%})",
+        ]
+        if v.unknown_score is not None:
+            parts.append(f"Unknown score {v.unknown_score:.2f} (threshold {v.thresholds.get('unknown', float('nan')):.2f})")
+        elif result.evidence.scorer is None:
+            parts.append("No unknown-scanner check: this model has no open-set scorer")
+        if v.n_no_evidence:
+            parts.append(f"{v.n_no_evidence} window(s) without sensor evidence left out")
+        self.confidence_value.setText("<br>".join(parts))
 
     def show_cursor(self, text: str) -> None:
         """Update the pixel-under-cursor line."""

@@ -169,6 +169,8 @@ def calibration_text(man: dict[str, Any]) -> str:
     osd = man.get("open_set")
     if not osd:
         lines.append("<b>Unknown-scanner threshold:</b> not available for this model.")
+    elif not osd.get("method"):
+        lines.append(f"<b>Unknown-scanner threshold:</b> not fitted ({osd.get('reason') or 'no reason recorded'}).")
     else:
         th = osd.get("thresholds", {}) or {}
         lines.append(f"<b>Unknown-scanner threshold</b> ({osd.get('method')}, fitted on {osd.get('fitted_on')}): "
