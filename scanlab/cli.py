@@ -8,12 +8,14 @@ written under a temporary name and renamed, so a failure leaves nothing partial.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +106,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         )
         _eprint(f"[checkpoint] epoch {r['epoch']} saved")
 
-    with progress_bar("training", a.json) as bar:
-        man = run_training(req, progress=bar, on_epoch=on_epoch, on_stage=lambda t: _eprint(f"[{t}]"))
+    with progress_bar("training", a.json) as bar, _sigint_cancels() as cancel:
+        man = run_training(req, cancel=cancel, progress=bar, on_epoch=on_epoch,
+                           on_stage=lambda t: _eprint(f"[{t}]"))
     summary = {
         "output": str(Path(a.output).resolve()),
         "classes": man["classes"],
@@ -443,6 +446,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _sigint_cancels() -> Iterator[Any]:
+    """Ctrl-C asks a long job to stop at its next batch instead of raising wherever it lands.
+
+    A KeyboardInterrupt raised while Python runs a finaliser (training opens and drops a
+    memory map per patch, so finalisers run all the time) is printed as "Exception
+    ignored" and lost: the run went on. Setting a flag cannot be lost. A second Ctrl-C
+    interrupts at once, as usual.
+    """
+    from scanlab.core.jobs import CancelToken
+
+    token = CancelToken()
+
+    def _handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, _handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield token
+        return
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -460,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.func(a) or 0)
     except Cancelled:
-        _eprint("scanlab: cancelled")
+        _eprint("scanlab: interrupted; no output written")
         return 130
     except KeyboardInterrupt:
         _eprint("scanlab: interrupted; no output written")
