@@ -117,7 +117,7 @@ class ReliabilityDiagram(pg.PlotWidget):
         acc = np.array([b["accuracy"] if b["n"] else 0.0 for b in after])
         self.bars = pg.BarGraphItem(x=x[filled], height=acc[filled], width=0.9 * width,
                                     brush=pg.mkBrush(70, 120, 200, 170), pen=pg.mkPen(40, 80, 160),
-                                    name=f"after (T = {cal.get('temperature')}): ECE {_ece(cal, 'ece_after', after):.3f}")
+                                    name=f"after (T = {_num(cal.get('temperature'))}): ECE {_ece(cal, 'ece_after', after):.3f}")
         self.addItem(self.bars)
         if self.bars.opts["name"] not in [lab.text for _, lab in self.legend.items]:
             self.legend.addItem(self.bars, self.bars.opts["name"])
@@ -126,6 +126,10 @@ class ReliabilityDiagram(pg.PlotWidget):
                                       symbol="o", symbolSize=6, symbolBrush=(90, 90, 90),
                                       name=f"before (raw softmax): ECE {_ece(cal, 'ece_before', before):.3f}")
         self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+
+
+def _num(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
 
 
 def _ece(cal: dict[str, Any], key: str, bins: list[dict]) -> float:
