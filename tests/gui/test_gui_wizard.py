@@ -272,9 +272,9 @@ def test_evaluate_page_draws_the_reliability_diagram_from_the_stored_bins(qtbot,
     diag = page.reliability
     assert diag.available
     legend = [lab.text for _, lab in diag.legend.items]
-    assert f"before (raw softmax): ECE {block['ece_before']:.3f}" in legend
-    assert any(t.startswith("after (T = ") and f"ECE {block['ece_after']:.3f}" in t for t in legend)
-    assert "perfect calibration" in legend
+    assert f"before (raw): ECE {block['ece_before']:.3f}" in legend
+    assert any(t.startswith("after, T ") and f"ECE {block['ece_after']:.3f}" in t for t in legend)
+    assert "ideal" in legend
     # one bar per non-empty bin, at the accuracy stored for it
     stored = block["bins"]["after"]
     heights = [a for a, n in zip(stored["accuracy"], stored["count"], strict=True) if n]

@@ -89,7 +89,7 @@ class ReliabilityDiagram(pg.PlotWidget):
         self.setLabel("left", "accuracy")
         self.setMouseEnabled(x=False, y=False)
         self.setMenuEnabled(False)
-        self.legend = self.addLegend(offset=(8, 8), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        self.legend = self.addLegend(offset=(4, 4), verSpacing=-6, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
         self.available = False
         self.message = pg.TextItem("", color="k", anchor=(0.5, 0.5))
         self.set_calibration(None)
@@ -100,7 +100,7 @@ class ReliabilityDiagram(pg.PlotWidget):
         self.legend.clear()
         self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
         self.plotItem.addItem(pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine),
-                                              name="perfect calibration"))
+                                              name="ideal"))
         bins = bins_from_block(cal) if cal and cal.get("calibrated") else None
         self.available = bins is not None
         if bins is None:
@@ -117,14 +117,14 @@ class ReliabilityDiagram(pg.PlotWidget):
         acc = np.array([b["accuracy"] if b["n"] else 0.0 for b in after])
         self.bars = pg.BarGraphItem(x=x[filled], height=acc[filled], width=0.9 * width,
                                     brush=pg.mkBrush(70, 120, 200, 170), pen=pg.mkPen(40, 80, 160),
-                                    name=f"after (T = {_num(cal.get('temperature'))}): ECE {_ece(cal, 'ece_after', after):.3f}")
+                                    name=f"after, T {_num(cal.get('temperature'))}: ECE {_ece(cal, 'ece_after', after):.3f}")
         self.addItem(self.bars)
         if self.bars.opts["name"] not in [lab.text for _, lab in self.legend.items]:
             self.legend.addItem(self.bars, self.bars.opts["name"])
         pts = [(b["confidence"], b["accuracy"]) for b in before if b["n"]]
         self.before_curve = self.plot([p[0] for p in pts], [p[1] for p in pts], pen=pg.mkPen((90, 90, 90), width=2),
                                       symbol="o", symbolSize=6, symbolBrush=(90, 90, 90),
-                                      name=f"before (raw softmax): ECE {_ece(cal, 'ece_before', before):.3f}")
+                                      name=f"before (raw): ECE {_ece(cal, 'ece_before', before):.3f}")
         self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
 
 
