@@ -54,6 +54,20 @@ def test_training_fits_calibration_and_thresholds(open_set_model):
     assert "ECE" in card and "knn-features" in card
 
 
+def test_training_records_the_reliability_bins(open_set_model):
+    from scanlab.core.calibration import bins_from_block, ece_of_bins
+
+    c = load_model(open_set_model[0]).manifest["calibration"]
+    edges = c["bins"]["edges"]
+    assert len(edges) == c["n_bins"] + 1 and edges[0] == 0.0 and edges[-1] == 1.0
+    before, after = bins_from_block(c)
+    # every validation window with evidence is in exactly one bin, before and after scaling
+    assert sum(b["n"] for b in before) == sum(b["n"] for b in after) == c["n_windows"]
+    # the stored bins give the ECE the fit recorded (up to the 4-decimal rounding of the bins)
+    assert abs(ece_of_bins(before) - c["ece_before"]) < 1e-3
+    assert abs(ece_of_bins(after) - c["ece_after"]) < 1e-3
+
+
 def test_unseen_scanner_comes_out_unknown(open_set_model, capsys):
     model, unseen, fresh_root = open_set_model
     files = sorted(str(p) for p in unseen.glob("*.png"))

@@ -70,6 +70,61 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS
     return out
 
 
+def bins_block(before: list[dict], after: list[dict]) -> dict:
+    """The manifest's ``calibration.bins``: per-bin data of the reliability diagram (docs/formats.md section 2).
+
+    ``before``/``after`` are :func:`reliability_bins` outputs over the same edges.
+    Empty bins have ``confidence`` and ``accuracy`` null and ``count`` 0.
+    """
+
+    def r4(v: float | None) -> float | None:
+        return None if v is None else round(float(v), 4)
+
+    def side(bins: list[dict]) -> dict:
+        return {"confidence": [r4(b["confidence"]) for b in bins], "accuracy": [r4(b["accuracy"]) for b in bins],
+                "count": [int(b["n"]) for b in bins]}
+
+    edges = [round(float(b["lo"]), 6) for b in before] + [round(float(before[-1]["hi"]), 6)] if before else []
+    return {"edges": edges, "before": side(before), "after": side(after)}
+
+
+def bins_from_block(cal: dict | None) -> tuple[list[dict], list[dict]] | None:
+    """``(before, after)`` bins (as :func:`reliability_bins` gives) from a manifest's calibration block.
+
+    ``None`` when the block has no usable ``bins`` (models saved before the bins
+    were recorded, or a malformed block): the caller says the diagram is not available.
+    """
+    blk = (cal or {}).get("bins")
+    if not isinstance(blk, dict):
+        return None
+    edges = blk.get("edges")
+    if not isinstance(edges, list) or len(edges) < 2:
+        return None
+    n = len(edges) - 1
+    out = []
+    for key in ("before", "after"):
+        side = blk.get(key)
+        if not isinstance(side, dict) or any(not isinstance(side.get(k), list) or len(side[k]) != n
+                                             for k in ("confidence", "accuracy", "count")):
+            return None
+        try:
+            out.append([{"lo": float(edges[i]), "hi": float(edges[i + 1]), "n": int(side["count"][i]),
+                         "confidence": None if side["confidence"][i] is None else float(side["confidence"][i]),
+                         "accuracy": None if side["accuracy"][i] is None else float(side["accuracy"][i])}
+                        for i in range(n)])
+        except (TypeError, ValueError):
+            return None
+    return out[0], out[1]
+
+
+def ece_of_bins(bins: list[dict]) -> float:
+    """ECE from per-bin data (the same sum as :func:`ece`)."""
+    n = sum(b["n"] for b in bins)
+    if not n:
+        return float("nan")
+    return float(sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins if b["n"]))
+
+
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
     """Expected calibration error: sum over bins of (n_b / n) |accuracy_b - confidence_b|."""
     n = len(labels)

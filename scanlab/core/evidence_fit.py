@@ -156,9 +156,11 @@ def fit_evidence_model(
         "nll_before": round(cal.nll(probs, labels), 6), "nll_after": round(cal.nll(probs, labels, t), 6),
         "n_bins": cal.N_BINS, "fitted_on": "val", "n_images": int(len(img_class)), "n_windows": int(len(labels)),
         "level": "64x64 windows with evidence", "reason": None,
+        "bins": cal.bins_block(bins_before, bins_after),
     }
-    if diagram:
-        cal.draw_reliability_diagram(bins_before, bins_after, diagram, title=f"validation windows, T = {t:.2f}")
+    if diagram:  # drawn from the stored bins, the same data the wizard's Evaluate page plots
+        stored = cal.bins_from_block(updates["calibration"])
+        cal.draw_reliability_diagram(*stored, diagram, title=f"validation windows, T = {t:.2f}")
     check(cancel)
     vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
     scorer, held_scores = openset.fit_knn(vectors, ids, labels)

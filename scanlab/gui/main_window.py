@@ -32,7 +32,7 @@ from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
-from scanlab.gui.results_panel import ResultsPanel, pixel_readout
+from scanlab.gui.results_panel import ResultsPanel, map_quantity, pixel_readout
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
 
         self.runner = TaskRunner(self)
         self.class_maps = ClassMapLoader(self)
+        self._view_map_of: str | None = None  # the "Map of" choice whose map the view draws
         self._recompute = QTimer(self)
         self._recompute.setSingleShot(True)
         self._recompute.setInterval(RECOMPUTE_DELAY_MS)
@@ -465,12 +466,19 @@ class MainWindow(QMainWindow):
         """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
         result = doc.result
         attribution = result is not None and doc.shown_label() == ATTRIBUTION
-        self.view.set_map(arr, categorical=len(result.classes) if attribution else None)
+        # remembered with the map: while another class's map is computed the old one stays drawn
+        self._view_map_of = doc.shown_label() if arr is not None else None
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None,
+                          label=map_quantity(self._view_map_of))
         self.controls.set_legend(result.classes if attribution else None)
 
     @Slot(object)
     def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:
-        self.results.show_cursor(pixel_readout(self.view.pixels, self.view.reliability, pos))
+        doc = self.current_document()
+        classes = doc.result.classes if doc is not None and doc.result is not None else None
+        self.results.show_cursor(pixel_readout(
+            self.view.pixels, self.view.reliability, pos, what=self._view_map_of,
+            classes=classes, no_evidence=self.view.no_evidence))
 
     def post_message(self, text: str, *, error: bool = False) -> None:
         """Non-modal message: the messages panel and the status bar."""

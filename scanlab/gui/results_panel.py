@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanlab.services.analysis import AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
 DEMO_NOTICE = (
     "Demonstration model: trained only on simulated (virtual) scanners. It has never seen a real "
@@ -41,20 +41,57 @@ def _selectable(text: str = "") -> QLineEdit:
     return w
 
 
+def map_quantity(what: str | None) -> str:
+    """What the values of a "Map of" choice are, in words (cursor readout and colour bar)."""
+    if what == UNKNOWN:
+        return "unknown score"
+    if what == ATTRIBUTION:
+        return "best-fitting scanner"
+    return f"reliability of {what}" if what else "reliability"
+
+
 def pixel_readout(
-    pixels: np.ndarray | None, rel: np.ndarray | None, pos: tuple[int, int] | None
+    pixels: np.ndarray | None,
+    rel: np.ndarray | None,
+    pos: tuple[int, int] | None,
+    *,
+    what: str | None = None,
+    classes: list[str] | None = None,
+    no_evidence: np.ndarray | None = None,
 ) -> str:
-    """One line describing the pixel at ``pos``: coordinates, value and reliability."""
+    """One line describing the pixel at ``pos``: coordinates, value and what the map shows there.
+
+    Parameters
+    ----------
+    pixels, rel : ndarray or None
+        The scan and the map drawn over it (NaN = no value).
+    pos : (row, col) or None
+        The pixel under the cursor.
+    what : str, optional
+        What ``rel`` is a map of (the "Map of" choice): a class name (its
+        reliability), :data:`ATTRIBUTION` (class indices) or :data:`UNKNOWN`
+        (unknown-scanner scores). ``None``: a reliability map.
+    classes : list of str, optional
+        Class names, to name the best-fitting scanner of the attribution map.
+    no_evidence : ndarray of bool, optional
+        Pixels without sensor evidence: said as "no evidence" rather than "not covered".
+    """
     if pixels is None or pos is None:
         return "-"
     row, col = pos
     value = ", ".join(str(int(v)) for v in np.atleast_1d(pixels[row, col]))
+    head = f"row {row}, col {col}   RGB ({value})   "
+    name = map_quantity(what)
     if rel is None:
-        r = "no map"
-    else:
-        v = float(rel[row, col])
-        r = "not covered" if math.isnan(v) else f"{v:.3f}"
-    return f"row {row}, col {col}   RGB ({value})   reliability {r}"
+        return head + f"{name} no map"
+    v = float(rel[row, col])
+    if math.isnan(v):
+        noev = no_evidence is not None and bool(no_evidence[row, col])
+        return head + ("no evidence" if noev else f"{name} not covered")
+    if what == ATTRIBUTION:
+        k = int(round(v))
+        return head + f"best fit: {classes[k] if classes and 0 <= k < len(classes) else f'class {k + 1}'}"
+    return head + f"{name} {v:.3f}"
 
 
 def tick_labels(classes: list[str], budget: int = 44) -> list[str]:

@@ -149,16 +149,30 @@ class ScanView(pg.GraphicsLayoutWidget):
             self._level = self._wanted_level()
         self._render_base()
 
-    def set_map(self, rel: np.ndarray | None, *, categorical: int | None = None) -> None:
+    def set_map(
+        self, rel: np.ndarray | None, *, categorical: int | None = None, label: str = "reliability"
+    ) -> None:
         """Show a map of the scan's shape (``None`` hides the overlay).
 
         ``categorical``: the map holds class indices (NaN = none) of that many
         classes, drawn in class colours instead of the 0..1 colour scale.
+        ``label``: what the values are, written along the colour bar.
         """
         self._rel = rel
         self._categorical = categorical
+        self.colorbar.getAxis("left").setLabel(label)
         self.colorbar.setVisible(not categorical)  # class colours have their legend in the controls
         self._render_heat()
+
+    @property
+    def colorbar_label(self) -> str:
+        """The words along the colour bar (what the map's values are)."""
+        return self.colorbar.getAxis("left").labelText
+
+    @property
+    def no_evidence(self) -> np.ndarray | None:
+        """(M, N) bool pixels without sensor evidence (hatched), or ``None`` when there are none."""
+        return self._noev_mask
 
     def set_no_evidence(self, mask: np.ndarray | None) -> None:
         """Pixels without sensor evidence, drawn as grey hatching (``None``: none)."""

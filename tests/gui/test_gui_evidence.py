@@ -71,3 +71,62 @@ def test_demonstration_model_shows_the_notice(qtbot, window, tmp_path, half_blan
     window.show()
     assert window.results.demo_notice.isVisible()
     assert "simulated" in window.results.demo_notice.text()
+
+
+@pytest.fixture(scope="module")
+def open_set_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny random network with calibration and an unknown-scanner scorer fitted by the real service."""
+    from scanlab.core.evidence_fit import fit_evidence_model
+
+    torch.manual_seed(0)
+    net = build_model(len(CLASSES))
+    rng = np.random.default_rng(5)
+    val = [(rng.integers(30, 220, (128, 128, 3)).astype(np.uint8), c) for c in range(len(CLASSES)) for _ in range(3)]
+    updates, extras = fit_evidence_model(net, val, CLASSES)
+    assert updates["open_set"]["method"]  # enough validation images: the scorer is fitted
+    man = make_manifest(net, CLASSES, name="tiny-open-set")
+    man.update(updates)
+    path = tmp_path_factory.mktemp("osmodel") / "open.safetensors"
+    save_model(net, man, path, extras)
+    return str(path)
+
+
+def _choose_map(qtbot, window, what: str) -> None:
+    combo = window.controls.class_combo
+    i = combo.findData(what)
+    assert i >= 0, what
+    if window.current_document().shown_map() is not None and combo.currentIndex() == i:
+        return
+    with qtbot.waitSignal(window.class_maps.ready, timeout=10_000):
+        combo.setCurrentIndex(i)
+
+
+def test_cursor_readout_and_colour_bar_say_what_the_map_shows(qtbot, window, half_blank, open_set_model):
+    from scanlab.services.analysis import UNKNOWN
+
+    window.controls.set_models([("open", open_set_model)], open_set_model)
+    res = _open(qtbot, window, half_blank)
+    assert res.unknown_grid is not None
+    evidence, blank = (100, 60), (100, 230)  # noise on the left, paper white (no evidence) on the right
+
+    def readout(pos):
+        window.view.cursor_moved.emit(pos)
+        return window.results.cursor_value.text()
+
+    # the predicted class's reliability map (the default)
+    assert window.view.colorbar_label == f"reliability of {res.label}"
+    assert f"reliability of {res.label} 0." in readout(evidence)
+    assert readout(blank).endswith("no evidence")
+
+    _choose_map(qtbot, window, UNKNOWN)
+    score = res.unknown_map()[evidence]
+    assert readout(evidence).endswith(f"unknown score {score:.3f}")
+    assert "reliability" not in readout(evidence)
+    assert window.view.colorbar_label == "unknown score"
+    assert readout(blank).endswith("no evidence")
+
+    _choose_map(qtbot, window, ATTRIBUTION)
+    best = res.classes[int(res.class_index_map()[evidence])]
+    assert readout(evidence).endswith(f"best fit: {best}")
+    assert "reliability" not in readout(evidence) and readout(blank).endswith("no evidence")
+    window.grab().save(str(Path(half_blank).with_name("window.png")))
