@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from scanlab.core.analysis import analyze_image
 from scanlab.core.dense import DenseEngine, _chunks
 from scanlab.core.engine import NaiveEngine
 from scanlab.core.imaging import image_hw, to_float
 from scanlab.core.network import PATCH, STRIDE, ScannerNet, build_model
 from scanlab.core.patches import subimage_grid
+from scanlab.core.reliability import analyze_image
 
 N_CLASSES = 10
 
@@ -157,7 +157,7 @@ def case_full_map(side: int, device: torch.device, with_flops: bool) -> dict:
     res = analyze_image(net, image, vote_sub=64, map_sub=64, map_stride=4, device=device)
     _sync(device)
     t_grid = time.perf_counter() - t0
-    rel = res.map_for(res.classification.label_index)
+    rel = res.class_reliability(res.classification.label_index)
     t_total = time.perf_counter() - t0
     out = {
         "side": side,

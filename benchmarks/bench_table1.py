@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scanlab.core.analysis import analyze_image
 from scanlab.core.imaging import find_images, load_scan, to_float
+from scanlab.core.reliability import analyze_image
 from scanlab.core.synth.bank import write_bank
 from scanlab.core.synth.forge import write_forgeries
 from scanlab.core.training import evaluate_arrays
@@ -140,7 +140,7 @@ def localisation(folder: Path, net: torch.nn.Module, classes: list[str]) -> dict
         t0 = time.perf_counter()
         res = analyze_image(net, to_float(px), map_sub=64, map_stride=4, engine="dense")
         li = res.classification.label_index
-        rel = res.map_for(li)
+        rel = res.class_reliability(li)
         t_map += time.perf_counter() - t0
         host_ok += int(classes[li] == rec["host_scanner"])
         ok = np.isfinite(rel)

@@ -8,12 +8,14 @@ written under a temporary name and renamed, so a failure leaves nothing partial.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +106,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         )
         _eprint(f"[checkpoint] epoch {r['epoch']} saved")
 
-    with progress_bar("training", a.json) as bar:
-        man = run_training(req, progress=bar, on_epoch=on_epoch, on_stage=lambda t: _eprint(f"[{t}]"))
+    with progress_bar("training", a.json) as bar, _sigint_cancels() as cancel:
+        man = run_training(req, cancel=cancel, progress=bar, on_epoch=on_epoch,
+                           on_stage=lambda t: _eprint(f"[{t}]"))
     summary = {
         "output": str(Path(a.output).resolve()),
         "classes": man["classes"],
@@ -188,13 +191,18 @@ def cmd_classify(a: argparse.Namespace) -> int:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
             images.append(r.to_json())
             if not a.json:
+                v = r.verdict
                 p = r.probabilities()[r.label]
-                print(f"{path}\t{r.label}\tp={p:.3f}\tvotes={r.votes()[r.label]}/{r.analysis.classification.n_patches}")
+                print(f"{path}\t{v.verdict}\t{r.json_label}\t{'p' if v.calibrated else 'p(uncalibrated)'}={p:.3f}\t"
+                      f"votes={r.votes()[r.label]}/{r.analysis.classification.n_patches}"
+                      + (f"\t{v.reason}" if v.reason else ""))
         except ScanLabError as e:
             _eprint(f"scanlab: error: {e}")
             errors.append({"path": path, "error": str(e)})
     if a.json:
-        out: dict[str, Any] = {"images": images, "model": lm.summary() if lm is not None else None}
+        from scanlab.services.analysis import model_json
+
+        out: dict[str, Any] = {"images": images, "model": model_json(lm) if lm is not None else None}
         if errors:
             out["errors"] = errors
         print(json.dumps(out, indent=2))
@@ -214,47 +222,65 @@ def cmd_map(a: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from scanlab.services.analysis import run_analysis
+    from scanlab.core.mapstore import StoredWindows
+    from scanlab.services.analysis import model_json, run_analysis
     from scanlab.services.models import get_model
 
     lm = get_model(a.model)
+    what = getattr(a, "what", "reliability") or "reliability"
     req = _request(a, a.image, with_map=True)
     with progress_bar("map", a.json) as bar:
         r = run_analysis(req, progress=bar, model=lm, scan=scan)
     rel = r.reliability
-    covered = ~np.isnan(rel)
+    no_ev = r.no_evidence_mask()
+    if what == "class":
+        values = r.class_index_map()
+    elif what == "unknown":
+        values = r.unknown_map()
+        if values is None:
+            raise ScanLabError(f"{lm.path}: this model has no unknown-scanner scorer (no open_set in its manifest)")
+    else:
+        values = rel
+    shown = ~np.isnan(rel)
+    covered = shown | no_ev
+    v = r.verdict
     meta = {
         "path": r.scan.path,
         "sha256": r.scan.sha256,
-        "label": r.label,
+        "label": r.json_label,
         "map_label": r.map_label,
+        "what": what,
         "sub": list(req.sub),
         "stride": list(req.stride),
         "engine": r.analysis.engine,
         "device": r.device,
         "shape": list(rel.shape),
         "coverage": float(covered.mean()),
-        "mean_reliability": float(rel[covered].mean()) if covered.any() else None,
-        "min_reliability": float(rel[covered].min()) if covered.any() else None,
+        "no_evidence_fraction": float(no_ev.mean()),
+        "mean_reliability": float(rel[shown].mean()) if shown.any() else None,
+        "min_reliability": float(rel[shown].min()) if shown.any() else None,
         "probabilities": r.probabilities(),
         "votes": r.votes(),
         "n_patches": int(r.analysis.classification.n_patches),
+        "verdict": v.to_json() if v is not None else None,
         "output": str(out.resolve()),
         "timing": {"compute_s": r.compute_s},
-        "model": lm.summary(),
+        "model": model_json(lm),
         "scan": r.scan.scan_json(),
     }
-    write_map(out, rel, meta)
+    g = r.analysis.map_grid
+    windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,
+                            r.evidence.calibrated)
+    write_map(out, values, meta, what=what, no_evidence=no_ev, windows=windows,
+              unknown_windows=r.unknown_grid, class_names=lm.classes)
     if a.json:
         print(json.dumps(meta, indent=2))
     else:
-        low = float((rel[covered] < 0.5).mean()) if covered.any() else 0.0
-        # an all-NaN map (no pixel with evidence) has no mean: say so instead of crashing
-        mean = f"mean {meta['mean_reliability']:.3f}" if covered.any() else "no pixel with evidence"
-        print(f"{a.image}: scanner {r.label} (p={meta['probabilities'][r.label]:.3f}, "
-              f"{meta['votes'][r.label]}/{meta['n_patches']} votes); reliability of {r.map_label}: "
-              f"{mean}, {100 * low:.1f}% of pixels below 0.5 -> {out} "
-              f"({r.compute_s:.2f}s)")
+        low = float((rel[shown] < 0.5).mean()) if shown.any() else 0.0
+        mean = f"{meta['mean_reliability']:.3f}" if shown.any() else "n/a"
+        print(f"{a.image}: scanner {r.label}, {v.in_words(r.label) if v else ''} ({meta['votes'][r.label]}/"
+              f"{meta['n_patches']} votes); reliability of {r.map_label}: mean {mean}, {100 * low:.1f}% of evidence pixels below 0.5, "
+              f"{100 * meta['no_evidence_fraction']:.1f}% no evidence; {what} map -> {out} ({r.compute_s:.2f}s)")
     return 0
 
 
@@ -385,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--sub", default="64", help="sub-image size N or NxM (>= 64)")
     m.add_argument("--stride", default="4", help="stride N or NxM (>= 1)")
     m.add_argument("--label", default=None, help="map this class instead of the predicted one")
+    m.add_argument("--what", default="reliability", choices=["reliability", "class", "unknown"],
+                   help="reliability of one class (default), per-pixel attribution (class), or unknown score")
     _add_common(m)
     m.set_defaults(func=cmd_map)
 
@@ -405,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
+    from scanlab.cli_selftest import register as register_selftest
+
+    register_selftest(sp)
     from scanlab.cli_wizard import register as register_wizard
 
     register_wizard(sp)
@@ -413,6 +444,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_case(sp)
     return p
+
+
+@contextlib.contextmanager
+def _sigint_cancels() -> Iterator[Any]:
+    """Ctrl-C asks a long job to stop at its next batch instead of raising wherever it lands.
+
+    A KeyboardInterrupt raised while Python runs a finaliser (training opens and drops a
+    memory map per patch, so finalisers run all the time) is printed as "Exception
+    ignored" and lost: the run went on. Setting a flag cannot be lost. A second Ctrl-C
+    interrupts at once, as usual.
+    """
+    from scanlab.core.jobs import CancelToken
+
+    token = CancelToken()
+
+    def _handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, _handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield token
+        return
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.func(a) or 0)
     except Cancelled:
-        _eprint("scanlab: cancelled")
+        _eprint("scanlab: interrupted; no output written")
         return 130
     except KeyboardInterrupt:
         _eprint("scanlab: interrupted; no output written")

@@ -19,7 +19,9 @@ from scanlab.terminal import progress_bar
 def cmd_synth(a: argparse.Namespace) -> int:
     """Handler of ``scanlab synth``."""
     from scanlab.core.synth.bank import write_bank
+    from scanlab.core.synth.content import require_photographs
 
+    require_photographs("scanlab synth")
     with progress_bar("synth") as bar:
         meta = write_bank(
             a.out, a.scanners, a.images, size=a.size, seed=a.seed, bank_name=a.bank, units=a.units,
@@ -36,8 +38,10 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 def cmd_forge(a: argparse.Namespace) -> int:
     """Handler of ``scanlab forge``."""
+    from scanlab.core.synth.content import require_photographs
     from scanlab.core.synth.forge import write_forgeries
 
+    require_photographs("scanlab forge")
     with progress_bar("forge") as bar:
         manifest = write_forgeries(
             a.out, a.n, a.kind, seed=a.seed, bank_name=a.bank, size=a.size, n_scanners=a.scanners,

@@ -148,8 +148,9 @@ def test_model_errors(capsys, tmp_path, random_model, trained_model, fresh_tree)
     bad.write_bytes(b"garbage" * 10)
     rc, _, err = run(capsys, "classify", img, "-m", bad)
     assert rc == 2 and "not a ScanLab model file or corrupt" in one_line_error(err)
-    rc, _, err = run(capsys, "evaluate", fresh_tree, "-m", random_model)  # classes a, b, c
-    assert rc == 2 and "not known to the model" in one_line_error(err)
+    rc, out, _ = run(capsys, "evaluate", fresh_tree, "-m", random_model, "--json")  # classes a, b, c
+    r = json.loads(out)  # folders the model does not know are unknown scanners, not an error
+    assert rc == 0 and r["n_images"] == 0 and sorted(r["unknown_classes"]) == ["scanner_0", "scanner_1", "scanner_2"]
 
 
 def test_train_bad_input_leaves_nothing(capsys, tmp_path):

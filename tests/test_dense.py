@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from scanlab.core.analysis import analyze_image
 from scanlab.core.dense import DenseEngine, _chunks
 from scanlab.core.engine import DEFAULT_ENGINE, NaiveEngine, get_engine
 from scanlab.core.errors import Cancelled
 from scanlab.core.fused import FusedTrunk
 from scanlab.core.jobs import CancelToken
 from scanlab.core.network import PATCH, ScannerNet, build_model
+from scanlab.core.reliability import analyze_image
 
 CPU = torch.device("cpu")
 TOL = 1e-5
@@ -147,7 +147,7 @@ def test_analysis_matches_naive(
     assert dense.classification.label_index == naive.classification.label_index
     np.testing.assert_array_equal(dense.classification.votes, naive.classification.votes)
     for k in range(net.n_classes):
-        a, b = dense.map_for(k), naive.map_for(k)
+        a, b = dense.class_reliability(k), naive.class_reliability(k)
         assert a.shape == SHAPE and a.dtype == np.float32
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         assert np.nanmax(np.abs(a - b)) <= TOL
@@ -160,7 +160,7 @@ def test_naive_engine_by_name_agrees(net: ScannerNet, image: np.ndarray) -> None
     b = analyze_image(net, small, **kwargs)  # the default engine
     assert a.engine == "naive" and b.engine == "dense"
     assert np.abs(a.map_grid.probs - b.map_grid.probs).max() <= TOL
-    assert np.nanmax(np.abs(a.map_for(1) - b.map_for(1))) <= TOL
+    assert np.nanmax(np.abs(a.class_reliability(1) - b.class_reliability(1))) <= TOL
 
 
 def test_integer_scan_input(net: ScannerNet) -> None:

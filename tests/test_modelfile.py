@@ -227,12 +227,15 @@ def test_v2_requires_hash_v1_does_not(tmp_path, random_model):
     assert load_model(old).classes == ["a", "b", "c"]
 
 
-def test_shipped_v1_model_still_loads():
+def test_shipped_model_carries_calibration_and_open_set():
     from pathlib import Path
 
     shipped = Path(__file__).resolve().parents[1] / "trained_models" / "scanlab-default.safetensors"
     lm = load_model(shipped)
-    assert lm.manifest["format_version"] == 1 and len(lm.classes) == 10 and lm.extras == {}
+    m = lm.manifest
+    assert m["format_version"] == 2 and len(lm.classes) == 10 and m["demonstration"] is True
+    assert m["calibration"]["calibrated"] is True and m["open_set"]["method"] == "knn-logits"
+    assert set(lm.extras) == {"open_set.bank", "open_set.quantiles"}
 
 
 def test_wrong_tensor_shapes_refused(tmp_path, random_model):

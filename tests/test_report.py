@@ -55,7 +55,7 @@ def test_draft_report_contents(case_file, tmp_path):
     (e,) = c.evidence.values()
     assert e.info["sha256"] in re.sub(r"\s", "", text)  # the table wraps the hash over lines
     for needle in ("Contract 7", "A. Analyst", "Forensic Lab", "ScanLab version",
-                   "vscan-02", "uncalibrated", "ROI 1", "ROI 2", "Consistent", "printed text, fits the host scanner",
+                   "vscan-02", "calibrated", "ROI 1", "ROI 2", "Consistent", "printed text, fits the host scanner",
                    "Mann-Whitney", "ring of equal area", "VIRTUAL scanners only", "knows only virtual scanners",
                    "torch", "reportlab", "Limitations", "not reviewed by the analyst", "Recompression",
                    "copy-move", "scanner MODEL", "not one physical unit", "NOT SIGNED OFF", "Parameters", "8x8"):

@@ -30,3 +30,40 @@ def colorize(values: np.ndarray, alpha: int = 255) -> np.ndarray:
     rgba[..., :3] = table[idx]
     rgba[..., 3] = np.where(np.isnan(values), 0, alpha).astype(np.uint8)
     return rgba
+
+
+NO_EVIDENCE_GREY = (150, 150, 150)
+NO_EVIDENCE_HATCH = (105, 105, 105)
+# categorical colours for per-region attribution (tab20-like; repeats past 20 classes)
+_PALETTE = np.array([
+    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+    [227, 119, 194], [188, 189, 34], [23, 190, 207], [127, 127, 127], [174, 199, 232], [255, 187, 120],
+    [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148], [247, 182, 210], [219, 219, 141],
+    [158, 218, 229], [57, 59, 121],
+], dtype=np.uint8)
+
+
+def class_colors(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct colours for class indices 0..n-1."""
+    return _PALETTE[np.arange(n) % len(_PALETTE)]
+
+
+def hatch_no_evidence(rgba: np.ndarray, mask: np.ndarray, period: int = 8) -> np.ndarray:
+    """Paint ``mask`` pixels as neutral grey with diagonal hatching (the "no evidence" state), in place."""
+    if not mask.any():
+        return rgba
+    yy, xx = np.nonzero(mask)
+    stripe = ((yy + xx) % period) < 2
+    rgba[yy, xx, :3] = np.where(stripe[:, None], NO_EVIDENCE_HATCH, NO_EVIDENCE_GREY)
+    rgba[yy, xx, 3] = 255
+    return rgba
+
+
+def colorize_classes(index: np.ndarray, n_classes: int, alpha: int = 255) -> np.ndarray:
+    """(H, W) int class indices (-1: none) -> RGBA; -1 transparent (callers hatch no-evidence)."""
+    table = class_colors(n_classes)
+    rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
+    ok = index >= 0
+    rgba[ok, :3] = table[index[ok]]
+    rgba[ok, 3] = alpha
+    return rgba

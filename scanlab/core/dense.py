@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from scanlab.core.fused import FusedTrunk
+from scanlab.core.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, STRIDE, ScannerNet
 
@@ -79,7 +80,7 @@ class ImageSource:
         elif image.dtype in (np.uint8, np.uint16) and image.shape[2] == 3:
             self.channels_first = False
             self.shape = (int(image.shape[0]), int(image.shape[1]))
-            self.scale = 255.0 if image.dtype == np.uint8 else 65535.0
+            self.scale = full_scale(image.dtype)
         else:
             raise ValueError(
                 f"image must be float (3, H, W) or uint8/uint16 (H, W, 3), got {image.dtype} {image.shape}"

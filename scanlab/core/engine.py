@@ -3,7 +3,7 @@
 An *engine* answers one question: the class probabilities of the 64x64 windows
 whose corners lie on a separable grid ``ys x xs`` of an image. Everything else
 (sub-image probabilities, the vote, the reliability map) is built from that in
-:mod:`scanlab.core.analysis`, identically for every engine.
+:mod:`scanlab.core.reliability`, identically for every engine.
 
 The naive engine crops every window and runs the network on it: slow, obviously
 right, kept as the reference the dense engine is tested against.

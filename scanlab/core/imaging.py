@@ -283,9 +283,21 @@ def decode_bytes(
     return Scan(np.ascontiguousarray(dec.pixels), info)
 
 
+def full_scale(dtype: np.dtype | type) -> float:
+    """The sample value that maps to 1.0: 255 for 8-bit, 65535 for 16-bit scans, 1 for floats.
+
+    The one place the 1/255, 1/65535 scaling rule is written (imaging, the dense
+    engine, training, the no-signal rule and the open-set features all use it).
+    """
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.floating):
+        return 1.0
+    return 65535.0 if dt == np.uint16 else 255.0
+
+
 def to_float(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8/uint16 -> (3, H, W) float32 in [0, 1] (the network's input)."""
-    scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    scale = full_scale(pixels.dtype)
     return np.ascontiguousarray(np.moveaxis(pixels, -1, 0), dtype=np.float32) / np.float32(scale)
 
 

@@ -365,13 +365,57 @@ def model_card(manifest: dict[str, Any]) -> str:
             lines.append(
                 f"| {split} | {_pct(s.get('per_patch_accuracy'))} | {_pct(s.get('per_image_accuracy'))} | {s.get('n_images')} |"
             )
+    lines += _evidence_card(m)
+    return "\n".join(lines)
+
+
+def _evidence_card(m: dict[str, Any]) -> list[str]:
+    """Card sections on calibration, unknown scanners and what the model knows (manifest v2 keys)."""
+    cal = m.get("calibration") or {}
+    os_ = m.get("open_set") or {}
+    ti = m.get("training_input") or {}
+    lines = ["", "## Calibration", ""]
+    if cal.get("calibrated"):
+        lines += [
+            f"- Temperature scaling on the validation split: T = {cal.get('temperature')} "
+            f"({cal.get('n_windows')} windows with evidence of {cal.get('n_images')} images)",
+            f"- ECE ({cal.get('n_bins')} bins, windows): {cal.get('ece_before')} before, {cal.get('ece_after')} after; "
+            f"NLL {cal.get('nll_before')} -> {cal.get('nll_after')}",
+            "- Probabilities shown or written by ScanLab are the calibrated ones.",
+        ]
+    else:
+        lines.append(f"- **Uncalibrated**: {cal.get('reason') or 'this model file has no calibration'}. "
+                     "Probabilities are raw softmax means and every verdict says `calibrated: false`.")
+    lines += ["", "## Unknown scanners (open set)", ""]
+    if os_.get("method"):
+        th = os_.get("thresholds") or {}
+        lines += [
+            f"- Method: `{os_['method']}` ({', '.join(f'{k}={v}' for k, v in (os_.get('params') or {}).items())})",
+            "- Thresholds: " + ", ".join(f"{k} = {v}" for k, v in th.items()),
+            f"- Unknown threshold rule: {os_.get('threshold_rule', 'n/a')}, fitted on {os_.get('n_images')} validation images",
+        ]
+    else:
+        lines.append(f"- **No unknown-scanner detection**: {os_.get('reason') or 'this model file has no open-set scorer'}. "
+                     "Verdicts can be `attributed` or `inconclusive`, never `unknown`.")
+    dpi = ti.get("dpi")
     lines += [
         "",
-        "## Intended use and limits",
+        "## What this model knows and does not",
         "",
-        "Attributes scans to the scanner models listed above and maps regions whose traces do not fit "
-        "the predicted scanner. It knows only these classes: a scan from any other scanner is still "
-        "assigned to one of them. Accuracy figures hold for data like the training data only.",
+        f"- Training scans: {'dpi ' + str(dpi[0]) + '-' + str(dpi[1]) if dpi else 'no resolution recorded'}, "
+        f"bit depths {ti.get('bit_depths', 'n/a')}.",
+    ]
+    if m.get("demonstration"):
+        lines.append(
+            "- **Demonstration model**: trained only on virtual (simulated) scanners. It has never seen a real "
+            "scanner; to attribute real scans, train or fine-tune on the lab's own reference scans "
+            "(`scanlab train REFERENCE_DIR -o lab.safetensors`, one folder per scanner)."
+        )
+    lines += [
+        "- Attributes scans to the scanner models listed above and maps regions whose traces do not fit the "
+        "predicted scanner. A scan from another scanner is answered `unknown` only as far as the open-set "
+        "scorer separates it (measured figures in the benchmarks); otherwise `inconclusive` or, at worst, a "
+        "known name. Accuracy figures hold for data like the training data only.",
         "",
     ]
-    return "\n".join(lines)
+    return lines

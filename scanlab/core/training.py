@@ -32,13 +32,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from scanlab.core.analysis import analyze_image
 from scanlab.core.engine import Engine
 from scanlab.core.errors import ScanLabError
 from scanlab.core.fileio import atomic_write_bytes
+from scanlab.core.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.network import PATCH, ScannerNet
 from scanlab.core.patches import Size, grid_positions, training_patch_corners
+from scanlab.core.reliability import analyze_image
 from scanlab.core.trainconfig import TrainConfig
 
 CHECKPOINT_VERSION = 1
@@ -127,7 +128,7 @@ class PatchDataset(TorchDataset):
         r, c = int(self.rows[k]), int(self.cols[k])
         patch = np.array(img[r : r + PATCH, c : c + PATCH])
         del img  # unmap now: pages of a kept map would count as resident memory
-        scale = 65535.0 if patch.dtype == np.uint16 else 255.0
+        scale = full_scale(patch.dtype)
         x = torch.from_numpy(patch.transpose(2, 0, 1).astype(np.float32) / scale)
         return x, int(self.labels[k])
 

@@ -39,7 +39,21 @@ def ensure_app() -> object:
         app = QApplication(sys.argv[:1])
         app.setOrganizationName("ScanLab")
         app.setApplicationName("ScanLab")
+        _set_window_icon(app)
     return app
+
+
+def _set_window_icon(app: object) -> None:
+    """The shipped icon on every window (and the task bar); skipped when not installed."""
+    from PySide6.QtGui import QIcon
+
+    from scanlab.services.paths import icons_dir
+
+    icon = QIcon()
+    for png in sorted(icons_dir().glob("scanlab-*.png")):
+        icon.addFile(str(png))
+    if not icon.isNull():
+        app.setWindowIcon(icon)  # type: ignore[attr-defined]
 
 
 def run_gui(files: list[str], *, screenshot: str | None = None, model: str | None = None) -> int:
@@ -82,6 +96,7 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
 
     from scanlab.gui.main_window import MainWindow
     from scanlab.gui.screenshot import ScreenshotTaker
+    from scanlab.gui.selftest_action import SelftestController
     from scanlab.gui.settings import GuiSettings
 
     taker = None
@@ -95,6 +110,7 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
         window = MainWindow(settings=GuiSettings(store), model=model)
         window.resize(1280, 800)
         taker = ScreenshotTaker(window, screenshot, first=files[0] if files else None)
+    window.selftest = SelftestController(window)  # type: ignore[attr-defined]
     window.show()
     if files:
         window.open_paths(list(files))

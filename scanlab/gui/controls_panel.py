@@ -17,11 +17,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.core.colormap import class_colors
 from scanlab.core.engine import available_devices
 from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPEN_MODEL = "__open__"  # combo data of the "Open model file..." entry
+
+
+NO_EVIDENCE_LEGEND = (
+    '<span style="color:#969696">&#9639;</span> grey hatching: no evidence '
+    "(no sensor signal: clipped, flat or blank), not low reliability"
+)
 
 
 class ControlsPanel(QWidget):
@@ -112,6 +120,10 @@ class ControlsPanel(QWidget):
         overlay = QGroupBox("Overlay")
         oform = QFormLayout(overlay)
         oform.addRow("Map of", self.class_combo)
+        self.legend = QLabel(NO_EVIDENCE_LEGEND)
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        oform.addRow(self.legend)
         oform.addRow("Colormap", self.colormap_combo)
         oform.addRow("Opacity", self.opacity_slider)
         oform.addRow(self.threshold_check)
@@ -195,8 +207,10 @@ class ControlsPanel(QWidget):
 
     # -- classes and overlay -----------------------------------------------------------------
 
-    def set_classes(self, classes: list[str], predicted: str | None, current: str | None) -> None:
-        """Offer the model's classes for the map (without emitting)."""
+    def set_classes(
+        self, classes: list[str], predicted: str | None, current: str | None, *, unknown_map: bool = False
+    ) -> None:
+        """Offer every class, the attribution map and (with an open-set model) the unknown map (no emit)."""
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
         self.class_combo.addItem(
@@ -204,10 +218,23 @@ class ControlsPanel(QWidget):
         )
         for c in classes:
             self.class_combo.addItem(c, c)
+        if classes:
+            self.class_combo.addItem("attribution: best-fitting scanner per region", ATTRIBUTION)
+            if unknown_map:
+                self.class_combo.addItem("unknown-scanner score per window", UNKNOWN)
         self.class_combo.setCurrentIndex(
             max(0, self.class_combo.findData(current)) if current else 0
         )
         self.class_combo.blockSignals(False)
+
+    def set_legend(self, classes: list[str] | None) -> None:
+        """Legend under "Map of": class colours for the attribution map, always the no-evidence entry."""
+        rows = []
+        if classes:
+            cols = class_colors(len(classes))
+            rows = [f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {c}'
+                    for c, (r, g, b) in zip(classes, cols, strict=True)]
+        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + NO_EVIDENCE_LEGEND)
 
     def threshold(self) -> float | None:
         """The threshold, or ``None`` when off."""

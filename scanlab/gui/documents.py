@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from scanlab.core.imaging import find_images, is_image_path
-from scanlab.services.analysis import AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
 ParamsKey = tuple[str | None, int, int, str]
 """(model spec, sub-image size, stride, device): what a result depends on."""
@@ -58,7 +58,7 @@ class ScanDocument:
         self._maps = {}
         if result.reliability is not None:
             self._maps[result.map_label] = result.reliability
-        if self.map_label is not None and self.map_label not in result.classes:
+        if self.map_label is not None and self.map_label not in result.classes + [ATTRIBUTION, UNKNOWN]:
             self.map_label = None
 
     def set_preview(self, pixels: np.ndarray, pyramid: list[np.ndarray]) -> None:
@@ -108,7 +108,9 @@ class ScanDocument:
             return f"failed: {self.error}"
         if self.result is not None:
             stale = "" if self.result_key == key else " (other parameters)"
-            return f"{self.result.label}{stale}"
+            v = getattr(self.result, "verdict", None)
+            answer = v.short(self.result.label) if v is not None else self.result.label
+            return f"{answer}{stale}"
         return "waiting"
 
 

@@ -16,11 +16,13 @@ from PySide6.QtGui import QBrush, QCloseEvent, QColor, QDragEnterEvent, QDropEve
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
     QToolButton,
     QWidget,
 )
@@ -30,18 +32,24 @@ from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
-from scanlab.gui.results_panel import ResultsPanel, pixel_readout
+from scanlab.gui.results_panel import ResultsPanel, map_quantity, pixel_readout
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.gui.wizard.menu import ModelsMenu
-from scanlab.services.analysis import AnalysisRequest, AnalysisResult
-from scanlab.services.models import list_models
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisRequest, AnalysisResult
+from scanlab.services.models import list_models, shipped_model_problem
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
+
+
+def _map_name(label: str | None) -> str:
+    """Words for a "Map of" choice in the status bar."""
+    return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
+            UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
 
 class MainWindow(QMainWindow):
@@ -65,6 +73,7 @@ class MainWindow(QMainWindow):
         self._pending: dict[int, tuple[ScanDocument, ParamsKey]] = {}
         self._paused = False
         self._extra_models: list[str] = []
+        self._shipped_problem: str | None = None  # last shipped-model problem shown
         self._docks: dict[str, QDockWidget] = {}
 
         self.view = ScanView()
@@ -76,7 +85,13 @@ class MainWindow(QMainWindow):
         self.messages.setWordWrap(True)
         self._add_dock("Scans", "scans", self.scan_list, left=True)
         self._add_dock("Controls", "controls", self.controls, left=True)
-        self._add_dock("Results", "results", self.results, left=False)
+        # in a scroll area: on a small screen the panel scrolls instead of squeezing
+        # the provenance rows until their text overlaps
+        results_scroll = QScrollArea()
+        results_scroll.setWidgetResizable(True)
+        results_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        results_scroll.setWidget(self.results)
+        self._add_dock("Results", "results", results_scroll, left=False)
         msg_dock = self._add_dock("Messages", "messages", self.messages, left=False)
         self.splitDockWidget(self._docks["results"], msg_dock, Qt.Orientation.Vertical)
 
@@ -94,6 +109,7 @@ class MainWindow(QMainWindow):
 
         self.runner = TaskRunner(self)
         self.class_maps = ClassMapLoader(self)
+        self._view_map_of: str | None = None  # the "Map of" choice whose map the view draws
         self._recompute = QTimer(self)
         self._recompute.setSingleShot(True)
         self._recompute.setInterval(RECOMPUTE_DELAY_MS)
@@ -150,9 +166,13 @@ class MainWindow(QMainWindow):
     def refresh_models(self, current: str | None = None) -> None:
         """Rebuild the model list: shipped default, shipped + user models, opened files."""
         default = default_model_path()
-        entries: list[tuple] = [
-            ("default (shipped)" if default.exists() else "default (missing)", None)
-        ]
+        problem = shipped_model_problem()
+        state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
+        entries: list[tuple] = [(f"default ({state})", None)]
+        if problem is not None and problem != self._shipped_problem:
+            self.post_message(f"The shipped model cannot be used: {problem}. Scans still open; "
+                              "choose another model in Controls > Model to analyse them.", error=True)
+        self._shipped_problem = problem
         for m in list_models():
             if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
                 entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
@@ -335,7 +355,8 @@ class MainWindow(QMainWindow):
         doc, key = entry
         doc.set_result(result, key, pyramid)
         self.status_label.setText(
-            f"{doc.name}: {result.label} ({result.compute_s:.1f} s on {result.device})"
+            f"{doc.name}: {result.verdict.short(result.label) if result.verdict is not None else result.label} "
+            f"({result.compute_s:.1f} s on {result.device})"
         )
         if doc is self.current_document():
             self._show_document(doc)
@@ -394,12 +415,14 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
             return
         self.view.set_scan(result.pixels, pyramid=doc.pyramid)
+        self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
         shown = doc.shown_map()
-        self.view.set_map(shown)
+        self._set_view_map(doc, shown)
         if shown is None and doc.shown_label() is not None:
             self.class_maps.request(doc, doc.shown_label())
         self.results.show_result(result)
-        self.controls.set_classes(result.classes, result.label, doc.map_label)
+        self.controls.set_classes(result.classes, result.label, doc.map_label,
+                                  unknown_map=result.unknown_grid is not None)
         self.setWindowTitle(f"ScanLab - {doc.name}")
 
     def _update_items(self) -> None:
@@ -428,20 +451,34 @@ class MainWindow(QMainWindow):
         doc.map_label = label
         shown = doc.shown_map()
         if shown is not None:
-            self.view.set_map(shown)
+            self._set_view_map(doc, shown)
         else:  # computed off the GUI thread; the old map stays until it arrives
-            self.status_label.setText(f"computing the map of {label}...")
+            self.status_label.setText(f"computing the map of {_map_name(label)}...")
             self.class_maps.request(doc, doc.shown_label())
 
     @Slot(object, str, object)
     def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
         if doc is self.current_document() and doc.shown_label() == label:
-            self.view.set_map(rel)
-            self.status_label.setText(f"{doc.name}: map of {label}")
+            self._set_view_map(doc, rel)
+            self.status_label.setText(f"{doc.name}: map of {_map_name(label)}")
+
+    def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
+        """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
+        result = doc.result
+        attribution = result is not None and doc.shown_label() == ATTRIBUTION
+        # remembered with the map: while another class's map is computed the old one stays drawn
+        self._view_map_of = doc.shown_label() if arr is not None else None
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None,
+                          label=map_quantity(self._view_map_of))
+        self.controls.set_legend(result.classes if attribution else None)
 
     @Slot(object)
     def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:
-        self.results.show_cursor(pixel_readout(self.view.pixels, self.view.reliability, pos))
+        doc = self.current_document()
+        classes = doc.result.classes if doc is not None and doc.result is not None else None
+        self.results.show_cursor(pixel_readout(
+            self.view.pixels, self.view.reliability, pos, what=self._view_map_of,
+            classes=classes, no_evidence=self.view.no_evidence))
 
     def post_message(self, text: str, *, error: bool = False) -> None:
         """Non-modal message: the messages panel and the status bar."""

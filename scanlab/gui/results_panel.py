@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -20,8 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanlab.services.analysis import AnalysisResult
+from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
+DEMO_NOTICE = (
+    "Demonstration model: trained only on simulated (virtual) scanners. It has never seen a real "
+    "scanner; train or fine-tune on your lab's own reference scans (scanlab train REFERENCE_DIR, "
+    "one folder per scanner) before attributing real evidence."
+)
 _BAR = pg.mkBrush("#4c78a8")
 _BAR_PREDICTED = pg.mkBrush("#f58518")
 
@@ -35,20 +41,57 @@ def _selectable(text: str = "") -> QLineEdit:
     return w
 
 
+def map_quantity(what: str | None) -> str:
+    """What the values of a "Map of" choice are, in words (cursor readout and colour bar)."""
+    if what == UNKNOWN:
+        return "unknown score"
+    if what == ATTRIBUTION:
+        return "best-fitting scanner"
+    return f"reliability of {what}" if what else "reliability"
+
+
 def pixel_readout(
-    pixels: np.ndarray | None, rel: np.ndarray | None, pos: tuple[int, int] | None
+    pixels: np.ndarray | None,
+    rel: np.ndarray | None,
+    pos: tuple[int, int] | None,
+    *,
+    what: str | None = None,
+    classes: list[str] | None = None,
+    no_evidence: np.ndarray | None = None,
 ) -> str:
-    """One line describing the pixel at ``pos``: coordinates, value and reliability."""
+    """One line describing the pixel at ``pos``: coordinates, value and what the map shows there.
+
+    Parameters
+    ----------
+    pixels, rel : ndarray or None
+        The scan and the map drawn over it (NaN = no value).
+    pos : (row, col) or None
+        The pixel under the cursor.
+    what : str, optional
+        What ``rel`` is a map of (the "Map of" choice): a class name (its
+        reliability), :data:`ATTRIBUTION` (class indices) or :data:`UNKNOWN`
+        (unknown-scanner scores). ``None``: a reliability map.
+    classes : list of str, optional
+        Class names, to name the best-fitting scanner of the attribution map.
+    no_evidence : ndarray of bool, optional
+        Pixels without sensor evidence: said as "no evidence" rather than "not covered".
+    """
     if pixels is None or pos is None:
         return "-"
     row, col = pos
     value = ", ".join(str(int(v)) for v in np.atleast_1d(pixels[row, col]))
+    head = f"row {row}, col {col}   RGB ({value})   "
+    name = map_quantity(what)
     if rel is None:
-        r = "no map"
-    else:
-        v = float(rel[row, col])
-        r = "not covered" if math.isnan(v) else f"{v:.3f}"
-    return f"row {row}, col {col}   RGB ({value})   reliability {r}"
+        return head + f"{name} no map"
+    v = float(rel[row, col])
+    if math.isnan(v):
+        noev = no_evidence is not None and bool(no_evidence[row, col])
+        return head + ("no evidence" if noev else f"{name} not covered")
+    if what == ATTRIBUTION:
+        k = int(round(v))
+        return head + f"best fit: {classes[k] if classes and 0 <= k < len(classes) else f'class {k + 1}'}"
+    return head + f"{name} {v:.3f}"
 
 
 def tick_labels(classes: list[str], budget: int = 44) -> list[str]:
@@ -71,9 +114,26 @@ class ResultsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # shown before the verdict: what the model is and whether the input suits it
+        self.demo_notice = QLabel(DEMO_NOTICE)
+        self.demo_notice.setWordWrap(True)
+        self.demo_notice.setStyleSheet("background:#fff3cd; color:#664d03; padding:4px; border-radius:3px;")
+        self.demo_notice.setVisible(False)
+        self.warnings_value = QLabel("")
+        self.warnings_value.setWordWrap(True)
+        self.warnings_value.setStyleSheet("color:#b35c00;")
+        self.warnings_value.setVisible(False)
+        self.verdict_value = QLabel("-")
+        self.verdict_value.setWordWrap(True)
+        vf = self.verdict_value.font()
+        vf.setPointSizeF(vf.pointSizeF() * 1.25)
+        vf.setBold(True)
+        self.verdict_value.setFont(vf)
+        self.verdict_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.confidence_value = QLabel("-")
+        self.confidence_value.setWordWrap(True)
         self.label_value = QLabel("-")
         font = self.label_value.font()
-        font.setPointSizeF(font.pointSizeF() * 1.4)
         font.setBold(True)
         self.label_value.setFont(font)
         self.label_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -116,8 +176,15 @@ class ResultsPanel(QWidget):
         form.addRow("SHA-256", self.sha_value)
 
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Predicted scanner"))
-        lay.addWidget(self.label_value)
+        lay.addWidget(self.demo_notice)
+        lay.addWidget(self.warnings_value)
+        lay.addWidget(QLabel("Verdict"))
+        lay.addWidget(self.verdict_value)
+        lay.addWidget(self.confidence_value)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Top class:"))
+        top.addWidget(self.label_value, 1)
+        lay.addLayout(top)
         lay.addWidget(self.chart)
         lay.addWidget(self.table)
         lay.addWidget(details)
@@ -128,7 +195,10 @@ class ResultsPanel(QWidget):
     def show_result(self, result: AnalysisResult | None, message: str | None = None) -> None:
         """Fill the panel from ``result``; ``None`` clears it (showing ``message``)."""
         if result is None:
-            self.label_value.setText(message or "-")
+            self.verdict_value.setText(message or "-")
+            self.label_value.setText("-")
+            self.confidence_value.setText("-")
+            self.warnings_value.setVisible(False)
             self.bars.setOpts(x=[], height=[])
             self.table.setRowCount(0)
             for w in (self.patches_value, self.grid_value, self.time_value, self.model_value):
@@ -137,7 +207,8 @@ class ResultsPanel(QWidget):
             return
         probs, votes = result.probabilities(), result.votes()
         classes = result.classes
-        self.label_value.setText(result.label)
+        self._show_verdict(result)
+        self.label_value.setText(result.json_label or "none (no window with evidence)")
         brushes = [_BAR_PREDICTED if c == result.label else _BAR for c in classes]
         self.bars.setOpts(
             x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
@@ -172,6 +243,41 @@ class ResultsPanel(QWidget):
         self.model_value.setToolTip(s["path"])
         self.sha_value.setText(result.scan.sha256)
         self.sha_value.setCursorPosition(0)
+
+    def _show_verdict(self, result: AnalysisResult) -> None:
+        """Input warnings first, then the verdict in words, calibrated confidence and the vote."""
+        v = result.verdict
+        self.demo_notice.setVisible(bool(result.evidence.demonstration))
+        warns = v.warnings if v is not None else []
+        self.warnings_value.setText("\n".join(f"\u26a0 {w['message']}" for w in warns))
+        self.warnings_value.setVisible(bool(warns))
+        if v is None:
+            self.verdict_value.setText(result.label)
+            self.confidence_value.setText("-")
+            return
+        colour = {"attributed": "#1a7f37", "inconclusive": "#9a6700", "unknown": "#cf222e"}[v.verdict]
+        self.verdict_value.setText(v.in_words(result.label))
+        self.verdict_value.setStyleSheet(f"color:{colour};")
+        lo, hi = v.vote_interval
+        n = int(result.analysis.classification.n_patches)
+        k = int(round(v.vote_fraction * n))
+        conf = "-" if v.confidence is None else f"{v.confidence:.2f}"
+        cal = "calibrated" if v.calibrated else "<b>uncalibrated</b> (raw softmax mean)"
+        # a probability beside "not any known scanner" must not read as certainty about
+        # the scan's origin: outside an attribution it is only the top class among the known
+        first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
+                 f"Top class among known scanners: {result.label} at {conf} ({cal}); not an attribution")
+        parts = [
+            first,
+            f"Votes {k} of {n} = {v.vote_fraction:.0%} (95% interval {lo:.0%}-{hi:.0%})",
+        ]
+        if v.unknown_score is not None:
+            parts.append(f"Unknown score {v.unknown_score:.2f} (threshold {v.thresholds.get('unknown', float('nan')):.2f})")
+        elif result.evidence.scorer is None:
+            parts.append("No unknown-scanner check: this model has no open-set scorer")
+        if v.n_no_evidence:
+            parts.append(f"{v.n_no_evidence} window(s) without sensor evidence left out")
+        self.confidence_value.setText("<br>".join(parts))
 
     def show_cursor(self, text: str) -> None:
         """Update the pixel-under-cursor line."""

@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, QTimer, Signal, Slot
 
+from scanlab.core.colormap import colorize_classes, hatch_no_evidence
 from scanlab.gui.pyramid import build_pyramid, pick_level
 
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
@@ -72,8 +73,14 @@ class ScanView(pg.GraphicsLayoutWidget):
         self.base = pg.ImageItem(axisOrder="row-major")
         self.heat = pg.ImageItem(axisOrder="row-major")
         self.heat.setZValue(10)
+        # "no evidence" drawn as neutral grey hatching above the heatmap, never as a reliability colour
+        self.noev = pg.ImageItem(axisOrder="row-major")
+        self.noev.setZValue(11)
+        self._noev_mask: np.ndarray | None = None
+        self._categorical: int | None = None  # number of classes when the map holds class indices
         self.view.addItem(self.base)
         self.view.addItem(self.heat)
+        self.view.addItem(self.noev)
         self.colorbar = pg.ColorBarItem(
             values=(0, 1),
             colorMap=pg.colormap.get(DEFAULT_COLORMAP),
@@ -142,9 +149,34 @@ class ScanView(pg.GraphicsLayoutWidget):
             self._level = self._wanted_level()
         self._render_base()
 
-    def set_map(self, rel: np.ndarray | None) -> None:
-        """Show a reliability map of the scan's shape (``None`` hides the overlay)."""
+    def set_map(
+        self, rel: np.ndarray | None, *, categorical: int | None = None, label: str = "reliability"
+    ) -> None:
+        """Show a map of the scan's shape (``None`` hides the overlay).
+
+        ``categorical``: the map holds class indices (NaN = none) of that many
+        classes, drawn in class colours instead of the 0..1 colour scale.
+        ``label``: what the values are, written along the colour bar.
+        """
         self._rel = rel
+        self._categorical = categorical
+        self.colorbar.getAxis("left").setLabel(label)
+        self.colorbar.setVisible(not categorical)  # class colours have their legend in the controls
+        self._render_heat()
+
+    @property
+    def colorbar_label(self) -> str:
+        """The words along the colour bar (what the map's values are)."""
+        return self.colorbar.getAxis("left").labelText
+
+    @property
+    def no_evidence(self) -> np.ndarray | None:
+        """(M, N) bool pixels without sensor evidence (hatched), or ``None`` when there are none."""
+        return self._noev_mask
+
+    def set_no_evidence(self, mask: np.ndarray | None) -> None:
+        """Pixels without sensor evidence, drawn as grey hatching (``None``: none)."""
+        self._noev_mask = mask if mask is not None and mask.any() else None
         self._render_heat()
 
     def _crop_for_view(self) -> tuple[int, int, int, int]:
@@ -179,14 +211,29 @@ class ScanView(pg.GraphicsLayoutWidget):
     def _render_heat(self) -> None:
         if self._rel is None or self._pixels is None:
             self.heat.clear()
+            self.noev.clear()
             return
         f = 2**self._level
         r0, r1, c0, c1 = self._crop
-        shown = thresholded(self._rel[r0:r1:f, c0:c1:f], self._threshold)
-        self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False)
-        self.heat.setColorMap(pg.colormap.get(self._colormap))
+        if self._categorical:
+            idx = np.nan_to_num(self._rel[r0:r1:f, c0:c1:f], nan=-1).astype(np.int64)
+            shown = colorize_classes(idx, self._categorical)
+            self.heat.setLookupTable(None)
+            self.heat.setImage(shown, levels=(0, 255), autoLevels=False)
+        else:
+            shown = thresholded(self._rel[r0:r1:f, c0:c1:f], self._threshold)
+            self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False)
+            self.heat.setColorMap(pg.colormap.get(self._colormap))
         self.heat.setRect(QRectF(c0, r0, shown.shape[1] * f, shown.shape[0] * f))
         self.heat.setVisible(self._overlay_on)
+        if self._noev_mask is None:
+            self.noev.clear()
+        else:
+            m = self._noev_mask[r0:r1:f, c0:c1:f]
+            self.noev.setImage(hatch_no_evidence(np.zeros(m.shape + (4,), np.uint8), m, period=max(4, 8 // f)),
+                               levels=(0, 255), autoLevels=False)
+            self.noev.setRect(QRectF(c0, r0, m.shape[1] * f, m.shape[0] * f))
+        self.noev.setVisible(self._overlay_on)
 
     def _wanted_level(self) -> int:
         if not self._levels or self.view.width() <= 0:
@@ -251,6 +298,7 @@ class ScanView(pg.GraphicsLayoutWidget):
         """Show or hide the heatmap over the scan."""
         self._overlay_on = bool(on)
         self.heat.setVisible(self._overlay_on)
+        self.noev.setVisible(self._overlay_on)
 
     def set_blinking(self, on: bool) -> None:
         """Alternate between scan and overlay every :data:`BLINK_INTERVAL_MS`."""

@@ -15,16 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.analysis import ImageAnalysis, analyze_image
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
+from scanlab.core.gating import input_warnings
 from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
+from scanlab.core.openset import LOGIT_METHOD, score_image
 from scanlab.core.patches import Size, as_pair, validate_grid
+from scanlab.core.reliability import (
+    ImageAnalysis,
+    analyze_image,
+    reliability_map,
+    subimage_probs_multi,
+)
+from scanlab.core.verdict import EvidenceConfig, Verdict, decide
 from scanlab.services.models import get_model
 
 _ids = itertools.count(1)
+ATTRIBUTION = "__attribution__"  # map_for name of the per-region attribution map
+UNKNOWN = "__unknown__"  # map_for name of the unknown-score map
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,11 @@ class AnalysisResult:
     reliability: np.ndarray | None = field(default=None, repr=False)
     compute_s: float = 0.0
     device: str = "cpu"
+    verdict: Verdict | None = None
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig, repr=False)
+    # per-window unknown scores on the non-overlapping 64-px grid (NaN: no evidence), ys, xs
+    unknown_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    no_evidence: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, computed with the map
 
     @property
     def classes(self) -> list[str]:
@@ -74,22 +89,62 @@ class AnalysisResult:
         return {k: int(v) for k, v in zip(self.classes, c.votes, strict=True)}
 
     def map_for(self, label: str) -> np.ndarray:
-        """Reliability map for any class name (recomputed from the stored grid, O(pixels))."""
+        """Reliability map for any class name (recomputed from the stored grid, O(pixels)).
+
+        Two further names: :data:`ATTRIBUTION` (per-pixel best class, as float with NaN
+        for no evidence) and :data:`UNKNOWN` (the unknown-score map; all NaN when the
+        model has no open-set scorer).
+        """
+        if label == ATTRIBUTION:
+            idx = self.class_index_map()
+            return np.where(idx >= 0, idx, np.nan).astype(np.float32)
+        if label == UNKNOWN:
+            u = self.unknown_map()
+            return np.full(self.analysis.shape, np.nan, np.float32) if u is None else u
         if label not in self.classes:
             raise ScanLabError(f"unknown class {label!r} (model classes: {', '.join(self.classes)})")
-        return self.analysis.map_for(self.classes.index(label))
+        return self.analysis.class_reliability(self.classes.index(label))
+
+    @property
+    def json_label(self) -> str | None:
+        """``label`` as written to JSON: None when no window had evidence."""
+        return self.label if self.analysis.classification.has_evidence else None
+
+    def no_evidence_mask(self) -> np.ndarray:
+        """(H, W) bool: pixels whose every covering sub-image lacks sensor evidence."""
+        if self.no_evidence is None:
+            self.no_evidence = self.analysis.no_evidence_mask()
+        return self.no_evidence
+
+    def class_index_map(self) -> np.ndarray:
+        """(H, W) int16 per-pixel attribution (index of the best-fitting class), -1 = no evidence/uncovered."""
+        return self.analysis.class_index_map()
+
+    def unknown_map(self) -> np.ndarray | None:
+        """(H, W) float32 map of the per-window unknown scores (64-px windows); NaN = no evidence/uncovered.
+
+        None when the model has no open-set scorer.
+        """
+        if self.unknown_grid is None:
+            return None
+        scores, ys, xs = self.unknown_grid
+        ev = ~np.isnan(scores)
+        return reliability_map(np.nan_to_num(scores), ys, xs, (64, 64), self.analysis.shape, evidence=ev)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``classify --json`` entry for this image."""
-        return {
+        """The ``classify --json`` entry for this image (docs/formats.md section 3)."""
+        out = {
             "path": self.scan.path,
             "sha256": self.scan.sha256,
-            "label": self.label,
+            "label": self.json_label,
             "probabilities": self.probabilities(),
             "votes": self.votes(),
             "n_patches": int(self.analysis.classification.n_patches),
             "scan": self.scan.scan_json(),
         }
+        if self.verdict is not None:
+            out.update(self.verdict.to_json())
+        return out
 
 
 def run_analysis(
@@ -133,6 +188,7 @@ def run_analysis(
         on_loaded(scan)
     check(cancel)
     image = scan.pixels  # engines take the decoded scan; dense converts per tile
+    cfg = EvidenceConfig.from_model(lm.manifest, lm.extras)
     t0 = time.perf_counter()
     res = analyze_image(
         lm.net,
@@ -144,10 +200,26 @@ def run_analysis(
         device=device,
         cancel=cancel,
         progress=progress,
+        temperature=cfg.temperature,
     )
-    label = lm.classes[res.classification.label_index]
+    cls = res.classification
+    label = lm.classes[cls.label_index]
+    u, u_grid = None, None
+    if cfg.scorer is not None:
+        wp = res.vote.probs if res.vote.sub == (64, 64) else None
+        if cfg.open_set_method == LOGIT_METHOD and wp is None:  # vote grid of larger sub-images
+            wp = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
+                                      temperature=cfg.temperature)[0].probs
+        u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
+                                        window_probs=wp)
+        u_grid = (scores, uy, ux)
+    verdict = decide(
+        cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
+        unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated,
+        warnings=input_warnings(scan.info, cfg.training_input),
+    )
     map_label = request.label or label
-    rel = res.map_for(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
+    rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
     compute_s = time.perf_counter() - t0
     lm.net.to("cpu")
     return AnalysisResult(
@@ -161,7 +233,25 @@ def run_analysis(
         reliability=rel,
         compute_s=compute_s,
         device=str(device),
+        verdict=verdict,
+        evidence=cfg,
+        unknown_grid=u_grid,
+        no_evidence=res.no_evidence_mask() if request.with_map else None,
     )
+
+
+def model_json(lm: LoadedModel) -> dict[str, Any]:
+    """The ``model`` object of classify/map JSON: provenance plus what the model can vouch for."""
+    cfg = EvidenceConfig.from_model(lm.manifest, lm.extras)
+    out = lm.summary()
+    out.update({
+        "calibrated": cfg.calibrated,
+        "calibration_reason": cfg.calibration_reason,
+        "temperature": cfg.temperature,
+        "open_set": cfg.open_set_method,
+        "demonstration": cfg.demonstration,
+    })
+    return out
 
 
 def evidence_unchanged(result: AnalysisResult) -> bool:

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.analysis import reliability_map
 from scanlab.core.case import Case, CaseError, Evidence, Run, load_case, now_iso
 from scanlab.core.errors import ScanLabError
 from scanlab.core.imaging import sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn
 from scanlab.core.mapstore import StoredWindows
+from scanlab.core.reliability import reliability_map
 from scanlab.core.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis
 
@@ -167,14 +167,7 @@ def run_to_case(res: AnalysisResult) -> tuple[dict[str, Any], StoredWindows]:
 def reliability_from_windows(w: StoredWindows, label: str, shape: tuple[int, int]) -> np.ndarray:
     """Eq. (1) from a stored grid; windows without evidence are left out (NaN where none remain)."""
     k = w.classes.index(label)
-    p = w.probs[:, :, k].astype(np.float64)
-    if w.evidence is None:
-        return reliability_map(p, w.ys, w.xs, w.sub, shape)
-    ev = w.evidence.astype(np.float64)
-    num = reliability_map(p * ev, w.ys, w.xs, w.sub, shape)
-    den = reliability_map(ev, w.ys, w.xs, w.sub, shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan).astype(np.float32)
+    return reliability_map(w.probs[:, :, k], w.ys, w.xs, w.sub, shape, evidence=w.evidence)
 
 
 def run_map(e: Evidence, run: Run | None = None) -> np.ndarray:

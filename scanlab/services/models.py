@@ -28,6 +28,19 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
     return Path(spec)
 
 
+def shipped_model_problem() -> str | None:
+    """None when the shipped default model loads; else a one-line reason (missing, corrupt...).
+
+    The app shows it at start so an analyst knows to open a model of their own
+    before the first analysis fails, instead of after.
+    """
+    try:
+        get_model(None)
+    except ScanLabError as e:  # ModelFileError and the schema/format errors alike
+        return str(e)
+    return None
+
+
 def get_model(spec: str | os.PathLike | None, device: torch.device | str = "cpu") -> LoadedModel:
     """Load (or reuse) a model; the cache key includes the file's mtime and size."""
     p = resolve_model_path(spec).resolve()

@@ -34,6 +34,7 @@ from scanlab.core.dataset import (
 )
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence_fit import dpi_range, fit_evidence_model
 from scanlab.core.fileio import check_writable, refuse_overwrite
 from scanlab.core.imaging import ImageLoadError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
@@ -214,9 +215,15 @@ def run_training(
             tm = evaluate_arrays(net, test, test.labels, len(ds.classes), engine=req.engine, device=device, cancel=cancel)
             metrics["test"] = _with_misclassified(tm, ds, "test")
         check(cancel)
-        # Calibration and open-set thresholds are fitted here, on the validation split:
-        # iter_images(val) yields (decoded pixels, class index) one image at a time.
-        extra_manifest: dict[str, Any] = {}
+        # Calibration, open-set scorer and thresholds, fitted on the validation split
+        # (inside the cache's lifetime: iter_images(val) decodes one image at a time).
+        stage("calibrating")
+        extra_manifest, extras = fit_evidence_model(
+            net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
+            demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
+            dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
+        )
+        net.cpu()
         training = {
             "recipe": req.config.recipe(),
             "seed": req.config.seed,
@@ -248,7 +255,7 @@ def run_training(
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
     manifest.update(extra_manifest)
     stage("saving")
-    stored = save_model(net, manifest, out)
+    stored = save_model(net, manifest, out, extras)
     ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return stored
 

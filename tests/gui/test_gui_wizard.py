@@ -84,7 +84,8 @@ def test_wizard_from_main_window_to_saved_model(qtbot, window, collection, tmp_p
     wiz.next()
     ev = wiz.page_named("evaluate")
     assert "per-image accuracy" in ev.summary.text() and "test split" in ev.summary.text()
-    assert "not available" in ev.calib.text()
+    # one validation scan per class: below the minimum of 3, so no calibration, and it says why
+    assert "not calibrated" in ev.calib.text() and "at least 3" in ev.calib.text()
     assert ev.pr.rowCount() == 3
     wiz.next()
     save = wiz.page_named("save")
@@ -233,6 +234,69 @@ def test_misclassified_scan_opens_in_main_window(qtbot, window, make_scan, tmp_p
     assert "Unknown-scanner threshold:</b> not available" in page.calib.text()
     page._on_wrong_item_activated(page.wrong.item(0))
     assert [d.path for d in window.documents] == [str(scan)]
+
+
+def _evaluate_manifest(calibration: dict) -> dict:
+    cm = [[3, 0], [1, 2]]
+    return {"classes": ["a", "b"], "training": {"data": {"root": "/nonexistent"}},
+            "metrics": {"test": {"n_images": 6, "n_patches": 60, "per_image_accuracy": 5 / 6,
+                                 "per_patch_accuracy": 0.8, "confusion_per_image": cm, "confusion_per_patch": cm,
+                                 "misclassified": []}},
+            "calibration": calibration,
+            "open_set": {"method": "knn-features", "fitted_on": "val", "thresholds": {"unknown": 0.87}}}
+
+
+def test_evaluate_page_draws_the_reliability_diagram_from_the_stored_bins(qtbot, tmp_path):
+    import numpy as np
+
+    from scanlab.core import calibration as cal
+    from scanlab.core.reliability import apply_temperature
+    from scanlab.gui.wizard.pages_result import EvaluatePage
+    from scanlab.gui.wizard.state import WizardState
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    logits = rng.normal(0, 1, (2000, 2))
+    logits[np.arange(2000), labels] += 1.5
+    probs = np.exp(3 * logits) / np.exp(3 * logits).sum(1, keepdims=True)  # over-confident
+    t = cal.fit_temperature(probs, labels)
+    after = apply_temperature(probs, t)
+    block = {"calibrated": True, "method": "temperature", "temperature": round(t, 4), "fitted_on": "val",
+             "n_images": 9, "ece_before": cal.ece(probs, labels), "ece_after": cal.ece(after, labels),
+             "bins": cal.bins_block(cal.reliability_bins(probs, labels), cal.reliability_bins(after, labels))}
+    page = EvaluatePage(WizardState(manifest=_evaluate_manifest(block)))
+    qtbot.addWidget(page)
+    page.resize(1100, 700)
+    page.show()
+    page.initializePage()
+    diag = page.reliability
+    assert diag.available
+    legend = [lab.text for _, lab in diag.legend.items]
+    assert f"before (raw): ECE {block['ece_before']:.3f}" in legend
+    assert any(t.startswith("after, T ") and f"ECE {block['ece_after']:.3f}" in t for t in legend)
+    assert "ideal" in legend
+    # one bar per non-empty bin, at the accuracy stored for it
+    stored = block["bins"]["after"]
+    heights = [a for a, n in zip(stored["accuracy"], stored["count"], strict=True) if n]
+    assert np.allclose(diag.bars.opts["height"], heights)
+    assert "Unknown-scanner threshold</b> (knn-features" in page.calib.text() and "0.87" in page.calib.text()
+    page.grab().save(str(tmp_path / "evaluate.png"))
+    assert (tmp_path / "evaluate.png").stat().st_size > 10_000
+
+
+def test_evaluate_page_says_the_diagram_is_not_available_for_older_models(qtbot):
+    from scanlab.gui.wizard.pages_result import EvaluatePage
+    from scanlab.gui.wizard.state import WizardState
+
+    old = {"calibrated": True, "method": "temperature", "temperature": 1.3, "ece_before": 0.08,
+           "ece_after": 0.01, "fitted_on": "val", "n_images": 10}  # saved before bins were recorded
+    page = EvaluatePage(WizardState(manifest=_evaluate_manifest(old)))
+    qtbot.addWidget(page)
+    page.initializePage()
+    assert not page.reliability.available
+    assert "Reliability diagram: not available for this model" in page.calib.text()
+    assert "not available" in page.reliability.message.textItem.toPlainText()
+    assert "ECE 0.080 before, 0.010 after" in page.calib.text()
 
 
 def test_precision_recall():

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from scanlab.core.errors import ScanLabError
 from scanlab.core.imaging import find_images
 from scanlab.core.synth.dsp import gaussian_blur, srgb_to_linear
 
@@ -67,6 +68,25 @@ def _skimage_data_dir() -> Path | None:
         return None
     d = Path(spec.origin).parent / "data"
     return d if d.is_dir() else None
+
+
+def require_photographs(command: str = "scanlab synth") -> None:
+    """Raise a one-line error when the scikit-image photographs are not installed.
+
+    The bank's content depends on them: without them a bank would silently differ
+    from the documented one (same seed, other bytes), so the commands refuse instead.
+
+    Raises
+    ------
+    ScanLabError
+        scikit-image (the ``scanlab[synth]`` extra) is not installed.
+    """
+    d = _skimage_data_dir()
+    if d is None or not any((d / n).is_file() for n in _SKIMAGE_PHOTOS):
+        raise ScanLabError(
+            f"scikit-image photographs: not installed; {command} needs them: "
+            "pip install 'scanlab[synth]' (the desktop bundle leaves them out)"
+        )
 
 
 @lru_cache(maxsize=1)

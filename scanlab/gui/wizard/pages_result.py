@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from scanlab.core.calibration import bins_from_block, ece_of_bins
 from scanlab.core.errors import ScanLabError
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import LibraryError, library_path, save_to_library
@@ -74,6 +75,69 @@ class ConfusionHeatmap(pg.PlotWidget):
         self.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
 
 
+class ReliabilityDiagram(pg.PlotWidget):
+    """Accuracy against confidence per bin, before and after calibration, from the manifest's bins.
+
+    The bins come from ``calibration.bins`` (docs/formats.md section 2), written
+    by the same fit that set the temperature, on the validation split's windows.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(title="Calibration (validation windows)")
+        self.setBackground("w")
+        self.setLabel("bottom", "confidence (top class)")
+        self.setLabel("left", "accuracy")
+        self.setMouseEnabled(x=False, y=False)
+        self.setMenuEnabled(False)
+        self.legend = self.addLegend(offset=(4, 4), verSpacing=-6, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 220))
+        self.available = False
+        self.message = pg.TextItem("", color="k", anchor=(0.5, 0.5))
+        self.set_calibration(None)
+
+    def set_calibration(self, cal: dict[str, Any] | None) -> None:
+        """Draw the diagram of a manifest's ``calibration`` block (a message when it has no bins)."""
+        self.clear()
+        self.legend.clear()
+        self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+        self.plotItem.addItem(pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine),
+                                              name="ideal"))
+        bins = bins_from_block(cal) if cal and cal.get("calibrated") else None
+        self.available = bins is not None
+        if bins is None:
+            why = ("model saved without\nper-bin calibration data" if cal and cal.get("calibrated")
+                   else "model not calibrated")
+            self.message.setText("Reliability diagram\nnot available:\n" + why)
+            self.message.setPos(0.5, 0.5)
+            self.addItem(self.message)
+            return
+        before, after = bins
+        x = np.array([(b["lo"] + b["hi"]) / 2 for b in after])
+        width = float(after[0]["hi"] - after[0]["lo"])
+        filled = np.array([b["n"] > 0 for b in after])
+        acc = np.array([b["accuracy"] if b["n"] else 0.0 for b in after])
+        self.bars = pg.BarGraphItem(x=x[filled], height=acc[filled], width=0.9 * width,
+                                    brush=pg.mkBrush(70, 120, 200, 170), pen=pg.mkPen(40, 80, 160),
+                                    name=f"after, T {_num(cal.get('temperature'))}: ECE {_ece(cal, 'ece_after', after):.3f}")
+        self.addItem(self.bars)
+        if self.bars.opts["name"] not in [lab.text for _, lab in self.legend.items]:
+            self.legend.addItem(self.bars, self.bars.opts["name"])
+        pts = [(b["confidence"], b["accuracy"]) for b in before if b["n"]]
+        self.before_curve = self.plot([p[0] for p in pts], [p[1] for p in pts], pen=pg.mkPen((90, 90, 90), width=2),
+                                      symbol="o", symbolSize=6, symbolBrush=(90, 90, 90),
+                                      name=f"before (raw): ECE {_ece(cal, 'ece_before', before):.3f}")
+        self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+
+
+def _num(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
+
+
+def _ece(cal: dict[str, Any], key: str, bins: list[dict]) -> float:
+    """The ECE the fit recorded (exact), else the one of the stored (rounded) bins."""
+    v = cal.get(key)
+    return float(v) if isinstance(v, (int, float)) else ece_of_bins(bins)
+
+
 class EvaluatePage(QWizardPage):
     """Accuracy, both confusion matrices, precision/recall, misclassified scans, calibration."""
 
@@ -97,15 +161,18 @@ class EvaluatePage(QWizardPage):
         self.wrong = QListWidget()
         self.calib = QLabel()
         self.calib.setWordWrap(True)
+        self.calib.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.reliability = ReliabilityDiagram()
         grid = QGridLayout()
         grid.addWidget(self.cm_image, 0, 0)
         grid.addWidget(self.cm_patch, 0, 1)
+        grid.addWidget(self.reliability, 0, 2)
         grid.addWidget(self.pr, 1, 0)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Misclassified scans"))
-        right.addWidget(self.wrong, 1)
-        right.addWidget(self.calib)
-        grid.addLayout(right, 1, 1)
+        mid = QVBoxLayout()
+        mid.addWidget(QLabel("Misclassified scans"))
+        mid.addWidget(self.wrong, 1)
+        grid.addLayout(mid, 1, 1)
+        grid.addWidget(self.calib, 1, 2)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 2)
         lay = QVBoxLayout(self)
@@ -147,6 +214,7 @@ class EvaluatePage(QWizardPage):
         if not self.wrong.count():
             self.wrong.addItem("(none)")
         self.calib.setText(calibration_text(man))
+        self.reliability.set_calibration(man.get("calibration"))
 
     @Slot(QListWidgetItem)
     def _on_wrong_item_activated(self, item: QListWidgetItem) -> None:
@@ -166,9 +234,13 @@ def calibration_text(man: dict[str, Any]) -> str:
         lines = [f"<b>Calibration</b> ({cal.get('method')}, fitted on {cal.get('fitted_on')}, "
                  f"{cal.get('n_images')} images): ECE {cal.get('ece_before', float('nan')):.3f} before, "
                  f"{cal.get('ece_after', float('nan')):.3f} after; temperature {cal.get('temperature')}."]
+        if bins_from_block(cal) is None:
+            lines.append("Reliability diagram: not available for this model (saved without per-bin data).")
     osd = man.get("open_set")
     if not osd:
         lines.append("<b>Unknown-scanner threshold:</b> not available for this model.")
+    elif not osd.get("method"):
+        lines.append(f"<b>Unknown-scanner threshold:</b> not fitted ({osd.get('reason') or 'no reason recorded'}).")
     else:
         th = osd.get("thresholds", {}) or {}
         lines.append(f"<b>Unknown-scanner threshold</b> ({osd.get('method')}, fitted on {osd.get('fitted_on')}): "

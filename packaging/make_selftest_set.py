@@ -1,0 +1,103 @@
+"""(Re)make the self-test set in resources/selftest/ and its reference figures.
+
+    python packaging/make_selftest_set.py            # after the shipped model changed
+
+Writes 3 scans per scanner of the default virtual bank with content seed 1001 (the
+card's Table I fresh-set seed: content the model never saw) at 512 x 512, drops the
+scans whose content came from a scikit-image photograph without a stated licence
+(UNCLEAR, see packaging/THIRD_PARTY.md), then scores the rest with the shipped model
+on the CPU and records the figures, the model's weights hash and the tolerance in
+resources/selftest/selftest.json. Needs scanlab[synth].
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "resources" / "selftest"
+# scikit-image ships these without a licence statement (moon, page) or from a data set
+# whose terms do not grant redistribution (Middlebury stereo): never shipped by us.
+UNCLEAR = ("moon.png", "page.png", "motorcycle_left.png")
+ARGS = ["--scanners", "10", "--images", "3", "--size", "512", "--seed", "1001", "--bank", "default"]
+
+
+def main() -> int:
+    from scanlab.cli import main as cli
+    from scanlab.core.modelfile import library_versions
+    from scanlab.core.synth import bank as bank_mod
+    from scanlab.core.synth import content
+    from scanlab.services.evaluation import evaluate_folder
+    from scanlab.services.paths import default_model_path
+
+    # Record which shipped photographs each scan's content used.
+    used: dict[str, set[str]] = {}
+    current = [""]
+    synth_scan, load_photo = bank_mod.synth_scan, content._load_photo
+
+    def recording_synth_scan(d, k, **kw):
+        current[0] = f"{d.name}/{d.name}_{k:04d}{d.extension}"
+        used[current[0]] = set()
+        return synth_scan(d, k, **kw)
+
+    def recording_load_photo(path: str):
+        used[current[0]].add(Path(path).name)
+        return load_photo(path)
+
+    bank_mod.synth_scan, content._load_photo = recording_synth_scan, recording_load_photo
+    with tempfile.TemporaryDirectory() as tmp:
+        bank = Path(tmp) / "selftest"
+        try:
+            if cli(["synth", str(bank), *ARGS]) != 0:
+                return 1
+        finally:
+            bank_mod.synth_scan, content._load_photo = synth_scan, load_photo
+        excluded = sorted(f for f, photos in used.items() if photos & set(UNCLEAR))
+        for f in excluded:
+            (bank / f).unlink()
+        out = evaluate_folder(bank, None, device="cpu")
+        shutil.rmtree(OUT, ignore_errors=True)
+        shutil.copytree(bank, OUT)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    n_img = out["n_images"]
+    ref = {
+        "format": "scanlab-selftest",
+        "version": 1,
+        "made_with": "scanlab synth resources/selftest " + " ".join(ARGS),
+        "excluded": {"files": excluded, "why": "content from scikit-image photographs without a "
+                     "stated licence: " + ", ".join(UNCLEAR)},
+        "photographs": {f: sorted(p) for f, p in sorted(used.items()) if f not in excluded},
+        "model": {"name": out["model"]["name"], "file": default_model_path().name,
+                  "weights_sha256": out["model"]["weights_sha256"]},
+        "reference": {
+            "per_patch_accuracy": out["per_patch_accuracy"],
+            "per_image_accuracy": out["per_image_accuracy"],
+            "n_images": n_img,
+            "n_patches": out["n_patches"],
+            "confusion_per_image": out["confusion_per_image"],
+            "device": "cpu",
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "versions": library_versions(),
+            "commit": commit,
+        },
+        # Another device or BLAS rounds differently and may flip a few borderline
+        # windows: half a point of patches (~10 of 1920) and one scan of the set.
+        "tolerance": {"per_patch_accuracy": 0.005, "per_image_accuracy": round(1.0 / n_img + 1e-4, 4)},
+    }
+    (OUT / "selftest.json").write_text(json.dumps(ref, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(ref["reference"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

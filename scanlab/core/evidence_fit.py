@@ -1,0 +1,179 @@
+"""Everything a training run fits after the weights: calibration, open-set scorer, thresholds.
+
+:func:`fit_evidence_model` is the one entry point (``scanlab train`` calls it just
+before saving, for models trained from scratch and fine-tuned lab models alike;
+the shipped model was updated with it). It reads the validation images once,
+through the same engine and no-signal rule as an analysis, and returns the
+manifest keys ``calibration``, ``open_set`` and ``training_input`` plus the extra
+tensors to store in the model file.
+
+Too small a collection (fewer than :data:`MIN_VAL_IMAGES_PER_CLASS` validation
+images in some class) gives ``calibration.calibrated = false`` and an
+``open_set`` without a method, each with the reason: thresholds fitted to one
+or two images would be noise presented as evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from scanlab.core import calibration as cal
+from scanlab.core import openset
+from scanlab.core.engine import Engine, get_engine
+from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.network import PATCH, ScannerNet
+from scanlab.core.reliability import apply_temperature, subimage_probs_multi
+from scanlab.core.verdict import DEFAULT_THRESHOLDS
+
+MIN_VAL_IMAGES_PER_CLASS = 3
+UNKNOWN_MARGIN = 0.01  # added to the largest held-out known image score
+
+
+def dpi_range(paths: Iterable[str]) -> list[float] | None:
+    """[lo, hi] of the resolutions recorded in the files' headers (None when none records one)."""
+    from PIL import Image
+
+    vals = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                d = im.info.get("dpi")
+        except OSError:
+            continue
+        if d and all(isinstance(v, (int, float)) and v > 1 for v in d):
+            vals.append(float(max(d)))
+    return [min(vals), max(vals)] if vals else None
+
+
+def _bit_depth(pixels: np.ndarray) -> int:
+    return 16 if pixels.dtype == np.uint16 else 8
+
+
+def collect_windows(
+    net: ScannerNet,
+    val_images: Iterable[tuple[np.ndarray, int]],
+    *,
+    engine: Engine | str | None = None,
+    device: torch.device | None = None,
+    cancel: CancelToken | None = None,
+    progress: ProgressFn | None = None,
+    total: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int], set[int]]:
+    """Raw probabilities and features of the 64x64 windows with evidence, their labels and image ids."""
+    eng = get_engine(engine) if engine is None or isinstance(engine, str) else engine
+    probs, feats, labels, ids, per_image_class, depths = [], [], [], [], [], set()
+    for i, (pixels, label) in enumerate(val_images):
+        check(cancel)
+        sp = subimage_probs_multi(net, pixels, [((PATCH, PATCH), (PATCH, PATCH))], engine=eng, device=device)[0]
+        ev = sp.evidence_mask()
+        p = sp.probs[ev]
+        iy, ix = np.nonzero(ev)
+        feats.append(openset.window_features(net, pixels, np.stack([sp.ys[iy], sp.xs[ix]], axis=1), device=device))
+        probs.append(p)
+        labels.append(np.full(len(p), int(label)))
+        ids.append(np.full(len(p), i))
+        per_image_class.append(int(label))
+        if not np.issubdtype(pixels.dtype, np.floating):
+            depths.add(_bit_depth(pixels))
+        report(progress, i + 1, total or i + 1)
+    if not probs:
+        return (np.zeros((0, net.n_classes), np.float32), np.zeros((0, net.feature_channels), np.float32),
+                np.zeros(0, int), np.zeros(0, int), per_image_class, depths)
+    return (np.concatenate(probs), np.concatenate(feats), np.concatenate(labels), np.concatenate(ids),
+            per_image_class, depths)
+
+
+def fit_evidence_model(
+    net: ScannerNet,
+    val_images: Iterable[tuple[np.ndarray, int]],
+    classes: list[str],
+    *,
+    engine: Engine | str | None = None,
+    device: torch.device | None = None,
+    cancel: CancelToken | None = None,
+    progress: ProgressFn | None = None,
+    total: int | None = None,
+    demonstration: bool = False,
+    dpi_range: list[float] | None = None,
+    diagram: str | None = None,
+    method: str = openset.METHOD,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit temperature, open-set scorer and thresholds on the validation images.
+
+    Parameters
+    ----------
+    net : ScannerNet
+        The trained network (eval mode is set).
+    val_images : iterable of (pixels, class index)
+        Decoded scans (uint8/uint16 (H, W, 3), as :func:`scanlab.core.imaging.load_scan` gives).
+    classes : list of str
+        Class names in output order.
+    demonstration : bool
+        True for a model trained only on virtual scanners.
+    dpi_range : [lo, hi], optional
+        Resolution range of the training scans (None: unknown).
+    diagram : str, optional
+        Where to write the reliability diagram PNG.
+    method : str
+        ``knn-features`` (default, works with any number of classes) or
+        ``knn-logits`` (kept for the shipped model, where it measured better on real pages).
+
+    Returns
+    -------
+    (manifest_updates, extra_tensors)
+        Keys ``calibration``, ``open_set``, ``demonstration``, ``training_input``;
+        tensors named ``open_set.*`` (numpy float32).
+    """
+    net.eval()
+    probs, feats, labels, ids, img_class, depths = collect_windows(
+        net, val_images, engine=engine, device=device, cancel=cancel, progress=progress, total=total
+    )
+    updates: dict[str, Any] = {
+        "demonstration": bool(demonstration),
+        "training_input": {"dpi": dpi_range, "bit_depths": sorted(depths) or [8], "modes": ["RGB"]},
+    }
+    counts = np.bincount(np.asarray(img_class, dtype=int), minlength=len(classes)) if img_class else np.zeros(len(classes), int)
+    if counts.min() < MIN_VAL_IMAGES_PER_CLASS or len(probs) == 0:
+        short = [f"{c} ({int(n)})" for c, n in zip(classes, counts, strict=True) if n < MIN_VAL_IMAGES_PER_CLASS]
+        why = (
+            f"too few validation images to calibrate or set thresholds: need at least "
+            f"{MIN_VAL_IMAGES_PER_CLASS} per class, short: {', '.join(short) or 'no windows with evidence'}"
+        )
+        updates["calibration"] = {"calibrated": False, "reason": why}
+        updates["open_set"] = {"method": None, "thresholds": dict(DEFAULT_THRESHOLDS), "reason": why}
+        return updates, {}
+    check(cancel)
+    t = cal.fit_temperature(probs, labels)
+    calibrated = apply_temperature(probs, t)
+    bins_before, bins_after = cal.reliability_bins(probs, labels), cal.reliability_bins(calibrated, labels)
+    updates["calibration"] = {
+        "calibrated": True, "method": "temperature", "temperature": round(t, 6),
+        "ece_before": round(cal.ece(probs, labels), 6), "ece_after": round(cal.ece(calibrated, labels), 6),
+        "nll_before": round(cal.nll(probs, labels), 6), "nll_after": round(cal.nll(probs, labels, t), 6),
+        "n_bins": cal.N_BINS, "fitted_on": "val", "n_images": int(len(img_class)), "n_windows": int(len(labels)),
+        "level": "64x64 windows with evidence", "reason": None,
+        "bins": cal.bins_block(bins_before, bins_after),
+    }
+    if diagram:  # drawn from the stored bins, the same data the wizard's Evaluate page plots
+        stored = cal.bins_from_block(updates["calibration"])
+        cal.draw_reliability_diagram(*stored, diagram, title=f"validation windows, T = {t:.2f}")
+    check(cancel)
+    vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
+    scorer, held_scores = openset.fit_knn(vectors, ids, labels)
+    thr = dict(DEFAULT_THRESHOLDS)
+    thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
+    updates["open_set"] = {
+        "method": method,
+        "params": {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
+                   "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
+                               else "unit-length pooled penultimate features of 64x64 windows"),
+                   "image_score": "mean over the windows with evidence"},
+        "thresholds": thr,
+        "threshold_rule": f"largest held-out validation image score + {UNKNOWN_MARGIN}",
+        "fitted_on": "val", "n_images": int(len(img_class)), "reason": None,
+    }
+    return updates, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in scorer.extras().items()}

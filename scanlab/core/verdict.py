@@ -1,0 +1,189 @@
+"""The verdict for one image (attributed / inconclusive / unknown) and input gating.
+
+Order of the rules (the first that applies decides):
+
+1. fewer than ``min_evidence_windows`` windows with evidence -> ``inconclusive``
+   ("too little sensor evidence");
+2. the model has an open-set scorer and the image's unknown score exceeds
+   ``unknown`` -> ``unknown``;
+3. the top class holds less than ``min_vote_fraction`` of the votes, or its
+   (calibrated) probability is below ``min_confidence`` -> ``inconclusive``;
+4. otherwise ``attributed`` to the top class.
+
+A model without calibration still gets verdicts, flagged ``calibrated: false``;
+one without an open-set scorer cannot answer ``unknown`` (the reason says so
+when it matters). Input gating (:func:`input_warnings`) never changes the
+verdict; it is shown before it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "min_vote_fraction": 0.5,
+    "min_confidence": 0.5,
+    "min_evidence_windows": 4,
+}
+VERDICTS = ("attributed", "inconclusive", "unknown")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of the proportion k / n ((0, 1) when n = 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / den
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+@dataclass
+class Verdict:
+    """Everything the classify JSON adds to an image (docs/formats.md section 3)."""
+
+    verdict: str
+    confidence: float | None
+    calibrated: bool
+    vote_fraction: float
+    vote_interval: tuple[float, float]
+    unknown_score: float | None
+    thresholds: dict[str, float]
+    reason: str | None
+    n_no_evidence: int
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON keys of the classify entry."""
+        return {
+            "verdict": self.verdict,
+            "confidence": None if self.confidence is None else round(float(self.confidence), 6),
+            "calibrated": self.calibrated,
+            "vote_fraction": round(float(self.vote_fraction), 6),
+            "vote_interval": [round(float(v), 6) for v in self.vote_interval],
+            "unknown_score": None if self.unknown_score is None else round(float(self.unknown_score), 6),
+            "thresholds": dict(self.thresholds),
+            "reason": self.reason,
+            "n_no_evidence": int(self.n_no_evidence),
+            "warnings": list(self.warnings),
+        }
+
+    def short(self, label: str | None) -> str:
+        """A few words for lists and status bars: the scanner name only when attributed."""
+        if self.verdict == "attributed":
+            return str(label)
+        return "unknown scanner" if self.verdict == "unknown" else "inconclusive"
+
+    def in_words(self, label: str | None) -> str:
+        """One sentence for the app, e.g. "Not any known scanner (unknown score 0.93 above threshold 0.70)"."""
+        if self.verdict == "attributed":
+            return f"Attributed to {label}"
+        if self.verdict == "unknown":
+            return (
+                f"Not any known scanner (unknown score {self.unknown_score:.2f} above threshold "
+                f"{self.thresholds.get('unknown', float('nan')):.2f})"
+            )
+        return f"Inconclusive: {self.reason}"
+
+
+def thresholds_of(manifest: dict[str, Any]) -> dict[str, float]:
+    """Thresholds stored in the manifest's ``open_set`` merged over the defaults."""
+    th = dict(DEFAULT_THRESHOLDS)
+    os_ = manifest.get("open_set") or {}
+    th.update({k: float(v) for k, v in (os_.get("thresholds") or {}).items() if isinstance(v, (int, float))})
+    return th
+
+
+def decide(
+    votes: np.ndarray,
+    mean_probs: np.ndarray,
+    label_index: int,
+    n_evidence: int,
+    n_no_evidence: int,
+    *,
+    unknown_score: float | None,
+    thresholds: dict[str, float],
+    calibrated: bool,
+    warnings: list[dict[str, str]] | None = None,
+) -> Verdict:
+    """Apply the rules of the module docstring to one image's vote."""
+    k = int(votes[label_index]) if n_evidence else 0
+    frac = k / n_evidence if n_evidence else 0.0
+    conf = float(mean_probs[label_index]) if len(mean_probs) else None
+    common = dict(
+        confidence=conf, calibrated=calibrated, vote_fraction=frac, vote_interval=wilson_interval(k, n_evidence),
+        unknown_score=unknown_score, thresholds=dict(thresholds), n_no_evidence=n_no_evidence,
+        warnings=list(warnings or []),
+    )
+    if n_evidence < thresholds["min_evidence_windows"]:
+        why = (
+            "no window carries sensor evidence (blank, flat or clipped content)"
+            if n_evidence == 0
+            else f"only {n_evidence} window(s) carry sensor evidence (minimum {int(thresholds['min_evidence_windows'])})"
+        )
+        return Verdict("inconclusive", reason=why, **common)
+    thr_u = thresholds.get("unknown")
+    if unknown_score is not None and thr_u is not None and unknown_score > thr_u:
+        return Verdict(
+            "unknown",
+            reason=f"the scan fits none of the known scanners (unknown score {unknown_score:.2f} above {thr_u:.2f})",
+            **common,
+        )
+    if frac < thresholds["min_vote_fraction"]:
+        return Verdict(
+            "inconclusive",
+            reason=f"votes are split: the top class has {k} of {n_evidence} votes "
+            f"(below {thresholds['min_vote_fraction']:.0%})",
+            **common,
+        )
+    if conf is not None and conf < thresholds["min_confidence"]:
+        return Verdict(
+            "inconclusive",
+            reason=f"confidence {conf:.2f} is below {thresholds['min_confidence']:.2f}",
+            **common,
+        )
+    return Verdict("attributed", reason=None, **common)
+
+
+@dataclass
+class EvidenceConfig:
+    """What a model file says about calibration, open set and its training input."""
+
+    temperature: float = 1.0
+    calibrated: bool = False
+    calibration_reason: str | None = "the model file has no calibration (older file or another tool)"
+    scorer: Any = None  # scanlab.core.openset.KnnScorer or None
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    demonstration: bool = False
+    training_input: dict[str, Any] | None = None
+    open_set_method: str | None = None
+
+    @classmethod
+    def from_model(cls, manifest: dict[str, Any], extras: dict | None = None) -> EvidenceConfig:
+        """Read a manifest (and its extra tensors); files without these keys give an uncalibrated config."""
+        from scanlab.core.openset import METHODS, KnnScorer
+
+        cal = manifest.get("calibration") or {}
+        ok = bool(cal.get("calibrated")) and isinstance(cal.get("temperature"), (int, float)) and cal["temperature"] > 0
+        os_ = manifest.get("open_set") or {}
+        scorer = None
+        if os_.get("method") in METHODS:
+            scorer = KnnScorer.from_extras(extras or {}, os_.get("params") or {})
+        th = thresholds_of(manifest)
+        if scorer is None:
+            th.pop("unknown", None)
+        return cls(
+            temperature=float(cal["temperature"]) if ok else 1.0,
+            calibrated=ok,
+            calibration_reason=None if ok else (cal.get("reason") or cls.calibration_reason),
+            scorer=scorer,
+            thresholds=th,
+            demonstration=bool(manifest.get("demonstration", False)),
+            training_input=manifest.get("training_input"),
+            open_set_method=os_.get("method") if scorer is not None else None,
+        )

@@ -1,0 +1,102 @@
+"""Verdict keys, no-evidence handling, ``map --what`` outputs and evaluate with unknown folders (CLI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from scanlab.cli import main
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+KEYS = {"verdict", "confidence", "calibrated", "vote_fraction", "vote_interval", "unknown_score", "thresholds",
+        "reason", "n_no_evidence", "warnings"}
+
+
+def test_small_collection_gives_an_uncalibrated_model_and_says_so(capsys, trained_model, fresh_tree):
+    from scanlab.core.modelfile import model_card, read_manifest
+
+    m = read_manifest(trained_model)  # 1 validation image per class: below the minimum of 3
+    assert m["calibration"]["calibrated"] is False and "at least 3" in m["calibration"]["reason"]
+    assert m["open_set"]["method"] is None
+    assert "Uncalibrated" in model_card(m)
+    img = sorted(fresh_tree.glob("scanner_1/*.png"))[0]
+    rc, out, _ = run(capsys, "classify", img, "-m", trained_model, "--json")
+    e = json.loads(out)["images"][0]
+    assert rc == 0 and set(e) >= KEYS and e["calibrated"] is False and e["unknown_score"] is None
+    assert e["verdict"] == "attributed" and e["label"] == "scanner_1"
+    lo, hi = e["vote_interval"]
+    assert lo <= e["vote_fraction"] <= hi and e["n_no_evidence"] == 0
+
+
+def test_old_model_without_evidence_keys_loads_and_is_uncalibrated(capsys, random_model, fresh_tree):
+    img = sorted(fresh_tree.glob("scanner_0/*.png"))[0]
+    rc, out, _ = run(capsys, "classify", img, "-m", random_model, "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["images"][0]["calibrated"] is False and r["model"]["calibrated"] is False
+    assert r["images"][0]["verdict"] in ("attributed", "inconclusive")
+
+
+def test_blank_page_and_black_frame_are_inconclusive(capsys, tmp_path, trained_model):
+    Image.new("RGB", (256, 256), (255, 255, 255)).save(tmp_path / "blank.png")
+    Image.new("RGB", (256, 256), (0, 0, 0)).save(tmp_path / "black.png")
+    rc, out, _ = run(capsys, "classify", tmp_path / "blank.png", tmp_path / "black.png", "-m", trained_model, "--json")
+    assert rc == 0
+    for e in json.loads(out)["images"]:
+        assert e["verdict"] == "inconclusive" and "evidence" in e["reason"]
+        assert e["label"] is None and e["n_patches"] == 0 and e["n_no_evidence"] == 16
+
+
+def test_map_what_class_and_no_evidence_in_every_format(capsys, tmp_path, trained_model, fresh_tree):
+    src = sorted(fresh_tree.glob("scanner_0/*.png"))[1]  # 256 x 272
+    px = np.asarray(Image.open(src).convert("RGB")).copy()
+    px[:, 160:] = 255  # right part: clipped paper white
+    img = tmp_path / "half.png"
+    Image.fromarray(px).save(img)
+    rc, js, _ = run(capsys, "map", img, "-m", trained_model, "--stride", "8", "-o", tmp_path / "r.npy", "--json")
+    meta = json.loads(js)
+    rel = np.load(tmp_path / "r.npy")
+    assert rc == 0 and meta["what"] == "reliability" and 0.2 < meta["no_evidence_fraction"] < 0.5
+    assert np.isnan(rel[:, 240:]).all() and np.isfinite(rel[:, :150]).all()
+    rc, _, _ = run(capsys, "map", img, "-m", trained_model, "--stride", "8", "--what", "class", "-o", tmp_path / "c.npy")
+    cls = np.load(tmp_path / "c.npy")
+    assert rc == 0 and cls.dtype == np.int16 and (cls[:, 240:] == -1).all() and (cls[:, :150] == 0).mean() > 0.8
+    rc, _, _ = run(capsys, "map", img, "-m", trained_model, "--stride", "8", "--what", "class", "-o", tmp_path / "c.h5")
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f.attrs["format"] == "scanlab-map" and json.loads(f["class_index"].attrs["class_names"])[0] == "scanner_0"
+        ne = f["no_evidence"][()]
+        assert ne.shape == (256, 272) and ne[:, 240:].all() and not ne[:, :150].any()
+        assert f["windows/probs"].shape[2] == 3 and f["windows/evidence"].shape == f["windows/probs"].shape[:2]
+    rc, _, _ = run(capsys, "map", img, "-m", trained_model, "--stride", "8", "--what", "class", "-o", tmp_path / "c.png")
+    png = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+    assert png.shape[1] > 272  # legend to the right
+    grey = png[:, 240:272]
+    assert (np.abs(grey.astype(int) - grey.mean(axis=2, keepdims=True)).max() < 2)  # neutral grey hatch
+
+
+def test_map_unknown_needs_an_open_set_model(capsys, tmp_path, trained_model, fresh_tree):
+    img = sorted(fresh_tree.glob("scanner_0/*.png"))[0]
+    rc, _, err = run(capsys, "map", img, "-m", trained_model, "--what", "unknown", "-o", tmp_path / "u.npy")
+    assert rc == 2 and "no unknown-scanner scorer" in err and not (tmp_path / "u.npy").exists()
+
+
+def test_evaluate_reports_verdicts_and_unknown_folders(capsys, tmp_path, trained_model, fresh_tree):
+    data = tmp_path / "mixed"
+    shutil.copytree(fresh_tree / "scanner_0", data / "scanner_0")
+    shutil.copytree(fresh_tree / "scanner_1", data / "other_scanner")
+    rc, out, _ = run(capsys, "evaluate", data, "-m", trained_model, "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["n_images"] == 4 and np.array(r["confusion_per_image"]).shape == (3, 3)
+    assert sum(r["verdicts"]["scanner_0"].values()) == 4
+    u = r["unknown_classes"]["other_scanner"]
+    assert u["n_images"] == 4 and u["rejected"] == u["unknown"] + u["inconclusive"]
+    assert u["rejection_rate"] == u["rejected"] / 4

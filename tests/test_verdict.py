@@ -1,0 +1,106 @@
+"""Verdict rules, the Wilson interval, calibration arithmetic and the model-file round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scanlab.core import calibration as cal
+from scanlab.core.openset import KnnScorer, fit_knn
+from scanlab.core.reliability import apply_temperature
+from scanlab.core.verdict import DEFAULT_THRESHOLDS, EvidenceConfig, decide, wilson_interval
+
+TH = dict(DEFAULT_THRESHOLDS, unknown=0.7)
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    lo, hi = wilson_interval(3, 10)
+    assert lo == pytest.approx(0.1078, abs=1e-3) and hi == pytest.approx(0.6032, abs=1e-3)
+    lo, hi = wilson_interval(64, 64)
+    assert hi == 1.0 and lo == pytest.approx(0.9434, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _decide(votes, probs, n_ev, u, calibrated=True, n_no=0):
+    v = np.asarray(votes)
+    return decide(v, np.asarray(probs), int(np.argmax(v)), n_ev, n_no, unknown_score=u, thresholds=TH,
+                  calibrated=calibrated)
+
+
+def test_verdict_rules_in_order():
+    assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).verdict == "inconclusive"
+    few = _decide([3, 0], [0.9, 0.1], 3, 0.1)
+    assert few.verdict == "inconclusive" and "3 window" in few.reason
+    unk = _decide([60, 4], [0.9, 0.1], 64, 0.93)
+    assert unk.verdict == "unknown" and "0.93" in unk.in_words("a") and "0.70" in unk.in_words("a")
+    split = _decide([3, 7, 0], [0.3, 0.4, 0.3], 10, 0.2)
+    assert split.verdict == "attributed" or split.verdict == "inconclusive"
+    split = _decide([4, 3, 3], [0.4, 0.3, 0.3], 10, 0.2)
+    assert split.verdict == "inconclusive" and "split" in split.reason
+    ok = _decide([60, 4], [0.9, 0.1], 64, 0.2)
+    assert ok.verdict == "attributed" and ok.reason is None and ok.vote_fraction == pytest.approx(60 / 64)
+    j = ok.to_json()
+    assert set(j) >= {"verdict", "confidence", "calibrated", "vote_fraction", "vote_interval", "unknown_score",
+                      "thresholds", "reason", "n_no_evidence", "warnings"}
+    assert j["vote_interval"][0] < j["vote_fraction"] < j["vote_interval"][1]
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    rng = np.random.default_rng(0)
+    n, k = 4000, 5
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), labels] += 1.5  # the true posterior is softmax(1.5 * logits)
+    over = np.exp(4 * logits)
+    over /= over.sum(1, keepdims=True)  # too confident: the right temperature is 4 / 1.5
+    t = cal.fit_temperature(over, labels)
+    assert 2.3 < t < 3.0
+    after = apply_temperature(over, t)
+    assert cal.ece(after, labels) < 0.5 * cal.ece(over, labels)
+    assert cal.nll(over, labels, t) < cal.nll(over, labels)
+
+
+def test_knn_scorer_flags_windows_unlike_the_bank():
+    rng = np.random.default_rng(1)
+    n, k = 600, 4
+    ids = np.arange(n) // 20  # 30 images of 20 windows
+    labels = np.repeat(rng.integers(0, k, n // 20), 20)
+    z = rng.normal(0, 0.5, (n, k))
+    z[np.arange(n), labels] += 4
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    scorer, held = fit_knn(p, ids, labels)
+    assert 0.3 < held.mean() < 0.7  # held-out known images: window scores ~uniform
+    flat = np.full((50, k), 1.0 / k) + rng.normal(0, 0.01, (50, k)).clip(-0.05, 0.05)
+    two = np.zeros((50, k)) + 1e-3
+    two[:, 0] = two[:, 1] = 0.5
+    for odd in (flat / flat.sum(1, keepdims=True), two):
+        assert scorer.window_scores(odd).mean() > 0.95
+    back = KnnScorer.from_extras({n: torch.from_numpy(v) for n, v in scorer.extras().items()}, {"k": scorer.k})
+    np.testing.assert_array_equal(back.window_scores(p[:30]), scorer.window_scores(p[:30]))
+
+
+def test_manifest_without_calibration_gives_an_uncalibrated_config():
+    cfg = EvidenceConfig.from_model({"classes": ["a", "b"]}, {})
+    assert not cfg.calibrated and cfg.temperature == 1.0 and cfg.scorer is None and "unknown" not in cfg.thresholds
+    assert "no calibration" in cfg.calibration_reason
+    cfg = EvidenceConfig.from_model({"calibration": {"calibrated": False, "reason": "too few"}}, {})
+    assert not cfg.calibrated and cfg.calibration_reason == "too few"
+
+
+def test_reliability_diagram_is_a_png(tmp_path):
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.ones(3), 500)
+    y = rng.integers(0, 3, 500)
+    out = cal.draw_reliability_diagram(cal.reliability_bins(p, y), cal.reliability_bins(p, y), tmp_path / "r.png")
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_short_answer_names_a_scanner_only_when_attributed():
+    # the scan list and the status bar show this: a name there reads as an attribution
+    assert _decide([60, 4], [0.9, 0.1], 64, 0.2).short("vscan-02") == "vscan-02"
+    assert _decide([60, 4], [0.9, 0.1], 64, 0.93).short("vscan-02") == "unknown scanner"
+    assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).short("vscan-02") == "inconclusive"
