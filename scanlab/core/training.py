@@ -222,6 +222,11 @@ def evaluate_arrays(
         nll += float(-np.log(np.clip(p, 1e-12, 1)).sum())
         n_p += len(p)
         report(progress, k + 1, len(images))
+    return {**accuracy_summary(cm_patch, cm_image, nll, n_p), "image_predictions": preds}
+
+
+def accuracy_summary(cm_patch: np.ndarray, cm_image: np.ndarray, nll: float, n_p: int) -> dict[str, Any]:
+    """The accuracy keys of ``evaluate --json`` and of the manifest's metrics, from the two confusions."""
     n_img = int(cm_image.sum())
     return {
         "per_patch_accuracy": float(np.trace(cm_patch) / max(1, cm_patch.sum())),
@@ -231,7 +236,6 @@ def evaluate_arrays(
         "n_images": n_img,
         "n_patches": int(cm_patch.sum()),
         "loss": nll / max(1, n_p),
-        "image_predictions": preds,
     }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from scanlab.core.dataset import discover
 from scanlab.core.imaging import load_scan
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.training import accuracy_summary
 from scanlab.core.verdict import VERDICTS
 from scanlab.services.models import get_model
 
@@ -93,13 +94,7 @@ def evaluate_folder(
     lm.net.to("cpu")
     return {
         "classes": lm.classes,
-        "per_patch_accuracy": float(np.trace(cm_patch) / max(1, cm_patch.sum())),
-        "per_image_accuracy": float(np.trace(cm_image) / max(1, n_img)),
-        "confusion_per_patch": cm_patch.tolist(),
-        "confusion_per_image": cm_image.tolist(),
-        "n_images": n_img,
-        "n_patches": int(cm_patch.sum()),
-        "loss": nll / max(1, n_p),
+        **accuracy_summary(cm_patch, cm_image, nll, n_p),
         "verdicts": verdicts,
         "attributed_and_right": right / max(1, n_img),
         "unknown_classes": unknown,
