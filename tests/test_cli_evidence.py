@@ -54,6 +54,7 @@ def test_blank_page_and_black_frame_are_inconclusive(capsys, tmp_path, trained_m
     for e in json.loads(out)["images"]:
         assert e["verdict"] == "inconclusive" and "evidence" in e["reason"]
         assert e["label"] is None and e["n_patches"] == 0 and e["n_no_evidence"] == 16
+        assert e["confidence"] is None  # no label, so no probability of one
 
 
 def test_map_what_class_and_no_evidence_in_every_format(capsys, tmp_path, trained_model, fresh_tree):

@@ -114,7 +114,8 @@ def decide(
     """Apply the rules of the module docstring to one image's vote."""
     k = int(votes[label_index]) if n_evidence else 0
     frac = k / n_evidence if n_evidence else 0.0
-    conf = float(mean_probs[label_index]) if len(mean_probs) else None
+    # no window with evidence: no label (null in the JSON), so no probability of one either
+    conf = float(mean_probs[label_index]) if len(mean_probs) and n_evidence else None
     common = dict(
         confidence=conf, calibrated=calibrated, vote_fraction=frac, vote_interval=wilson_interval(k, n_evidence),
         unknown_score=unknown_score, thresholds=dict(thresholds), n_no_evidence=n_no_evidence,

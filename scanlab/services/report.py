@@ -179,8 +179,12 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
                     f"ROIs outlined in magenta with their numbers.", ss["Small"]))
     conf = c.get("confidence")
     cal = c.get("calibrated")
-    conf_txt = "uncalibrated (raw mean probability " + _num(c["probabilities"].get(c.get("label"))) + ")" \
-        if conf is None or not cal else f"{_num(conf)} (calibrated)"
+    if c.get("label") is None:
+        conf_txt = "none: no window carries sensor evidence"
+    elif conf is None or not cal:
+        conf_txt = "uncalibrated (raw mean probability " + _num(c["probabilities"].get(c.get("label"))) + ")"
+    else:
+        conf_txt = f"{_num(conf)} (calibrated)"
     vi = c.get("vote_interval")
     votes = c.get("votes") or {}
     n_votes = c.get("n_patches") or sum(votes.values())
