@@ -77,17 +77,28 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts[0] / s, parts[1] / s, parts[2] / s
 
 
-def _class_folders(root: str | os.PathLike, min_classes: int) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+def class_dirs(root: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """The data folder and its class sub-folders (sorted, hidden ones skipped).
+
+    Raises
+    ------
+    DatasetError
+        The folder is missing or is not a folder.
+    """
     r = Path(root)
     if not r.exists():
         raise DatasetError(f"{r}: data folder does not exist")
     if not r.is_dir():
         raise DatasetError(f"{r}: is not a folder")
-    class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
+    return r, sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _class_folders(root: str | os.PathLike, min_classes: int) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+    r, folders = class_dirs(root)
+    if not folders:
         raise DatasetError(f"{r}: no class sub-folders (expected one folder per scanner)")
     out = []
-    for d in class_dirs:
+    for d in folders:
         files = find_images(d)
         if not files:
             raise DatasetError(f"{d}: class folder has no images")

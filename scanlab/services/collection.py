@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scanlab.core.dataset import DatasetError
+from scanlab.core.dataset import class_dirs
 from scanlab.core.imaging import FORMATS, find_images, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
@@ -134,14 +134,9 @@ def inspect_collection(
     DatasetError
         The folder is missing, is not a folder, or has no class sub-folders.
     """
-    r = Path(root)
-    if not r.exists():
-        raise DatasetError(f"{r}: data folder does not exist")
-    if not r.is_dir():
-        raise DatasetError(f"{r}: is not a folder")
-    class_dirs = sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(d, p) for d in class_dirs for p in find_images(d)]
-    summaries = {d.name: ClassSummary(d.name) for d in class_dirs}
+    r, class_folders = class_dirs(root)
+    files = [(d, p) for d in class_folders for p in find_images(d)]
+    summaries = {d.name: ClassSummary(d.name) for d in class_folders}
     unreadable: list[tuple[str, str]] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
     readable: list[tuple[Path, Path, str, tuple[int, int], str]] = []
