@@ -108,9 +108,7 @@ class ScanDocument:
             return f"failed: {self.error}"
         if self.result is not None:
             stale = "" if self.result_key == key else " (other parameters)"
-            v = getattr(self.result, "verdict", None)
-            answer = v.short(self.result.label) if v is not None else self.result.label
-            return f"{answer}{stale}"
+            return f"{self.result.answer}{stale}"
         return "waiting"
 
 

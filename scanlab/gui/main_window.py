@@ -355,8 +355,7 @@ class MainWindow(QMainWindow):
         doc, key = entry
         doc.set_result(result, key, pyramid)
         self.status_label.setText(
-            f"{doc.name}: {result.verdict.short(result.label) if result.verdict is not None else result.label} "
-            f"({result.compute_s:.1f} s on {result.device})"
+            f"{doc.name}: {result.answer} ({result.compute_s:.1f} s on {result.device})"
         )
         if doc is self.current_document():
             self._show_document(doc)

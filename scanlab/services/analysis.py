@@ -110,6 +110,11 @@ class AnalysisResult:
         """``label`` as written to JSON: None when no window had evidence."""
         return self.label if self.analysis.classification.has_evidence else None
 
+    @property
+    def answer(self) -> str:
+        """A few words for lists and status bars: the scanner name only when attributed."""
+        return self.label if self.verdict is None else self.verdict.short(self.label)
+
     def no_evidence_mask(self) -> np.ndarray:
         """(H, W) bool: pixels whose every covering sub-image lacks sensor evidence."""
         if self.no_evidence is None:
