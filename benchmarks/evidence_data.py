@@ -20,16 +20,16 @@ from scanlab.core.synth.scanner import bank
 _NAME = re.compile(r"vscan-(\d+)/vscan-\d+_(\d+)\.\w+$")
 
 
-def write_val_split(model: str, out: Path, *, bank_seed: int = 0, size: int = 512) -> int:
-    """Re-simulate the model's validation images into ``out/<class>/``; returns the count."""
+def write_val_split(model: str, out: Path, *, bank_seed: int = 0, size: int = 512, split: str = "val") -> int:
+    """Re-simulate the model's validation (or other ``split``) images into ``out/<class>/``; returns the count."""
     man = read_manifest(model)
-    files = man["training"]["data"]["files"]["val"]
+    files = man["training"]["data"]["files"][split]
     designs = {d.name: d for d in bank("default", len(man["classes"]))}
     n = 0
     for rel in files:
         m = _NAME.search(rel)
         if m is None:
-            raise SystemExit(f"unexpected validation file name {rel!r}")
+            raise SystemExit(f"unexpected {split} file name {rel!r}")
         cls = rel.split("/")[0]
         target = out / rel
         if target.exists():

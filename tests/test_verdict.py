@@ -104,3 +104,68 @@ def test_short_answer_names_a_scanner_only_when_attributed():
     assert _decide([60, 4], [0.9, 0.1], 64, 0.2).short("vscan-02") == "vscan-02"
     assert _decide([60, 4], [0.9, 0.1], 64, 0.93).short("vscan-02") == "unknown scanner"
     assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).short("vscan-02") == "inconclusive"
+
+
+def test_other_output_scorer_is_the_softmax_of_the_extra_logit():
+    from scanlab.core.network import build_model
+    from scanlab.core.openset import OTHER_METHOD, OtherScorer
+
+    torch.manual_seed(0)
+    net = build_model(3).eval()
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, net.feature_channels).astype(np.float32)
+    sc = OtherScorer(w, -0.5)
+    f = rng.normal(0, 1, (7, net.feature_channels)).astype(np.float32)
+    z = net.fc(torch.from_numpy(f)).detach().numpy().astype(np.float64)
+    zo = f.astype(np.float64) @ w - 0.5
+    expect = np.exp(zo) / (np.exp(zo) + np.exp(z).sum(1))
+    np.testing.assert_allclose(sc.window_scores(f, net), expect, rtol=1e-5)
+    # a file's extra tensors give the same scorer; a manifest naming the method without them gives none
+    extras = {k: torch.from_numpy(v) for k, v in sc.extras().items()}
+    cfg = EvidenceConfig.from_model({"open_set": {"method": OTHER_METHOD, "thresholds": {"unknown": 0.6}}}, extras)
+    assert isinstance(cfg.scorer, OtherScorer) and cfg.open_set_method == OTHER_METHOD and cfg.thresholds["unknown"] == 0.6
+    np.testing.assert_allclose(cfg.scorer.window_scores(f, net), expect, rtol=1e-5)
+    bare = EvidenceConfig.from_model({"open_set": {"method": OTHER_METHOD, "thresholds": {"unknown": 0.6}}}, {})
+    assert bare.scorer is None and bare.open_set_method is None and "unknown" not in bare.thresholds
+    wrong = {"open_set.other_weight": torch.zeros(5), "open_set.other_bias": torch.zeros(1)}
+    assert OtherScorer.from_extras(wrong, net.feature_channels) is None
+
+
+def test_other_output_fit_sets_the_threshold_above_every_validation_image():
+    from scanlab.core.evidence_fit import UNKNOWN_MARGIN, fit_evidence_model
+    from scanlab.core.network import build_model
+    from scanlab.core.openset import OTHER_METHOD, OtherScorer, feature_windows, window_features
+
+    torch.manual_seed(1)
+    net = build_model(2).eval()
+    rng = np.random.default_rng(3)
+    imgs = [((rng.random((128, 128, 3)) * 255).astype(np.uint8), i % 2) for i in range(6)]
+    sc = OtherScorer(rng.normal(0, 0.2, net.feature_channels).astype(np.float32), 0.0)
+    upd, extras = fit_evidence_model(net, iter(imgs), ["a", "b"], method=OTHER_METHOD, other=sc)
+    os_ = upd["open_set"]
+    assert os_["method"] == OTHER_METHOD and set(extras) == {"open_set.other_weight", "open_set.other_bias"}
+    scores = []
+    for px, _ in imgs:
+        ys, xs, ev = feature_windows(px)
+        iy, ix = np.nonzero(ev)
+        scores.append(sc.window_scores(window_features(net, px, np.stack([ys[iy], xs[ix]], 1)), net).mean())
+    assert os_["thresholds"]["unknown"] == pytest.approx(min(0.999, max(scores) + UNKNOWN_MARGIN), abs=1e-4)
+    with pytest.raises(ValueError, match="needs the network's extra output"):
+        fit_evidence_model(net, iter(imgs), ["a", "b"], method=OTHER_METHOD)
+
+
+def test_rotation_warning_only_when_the_turned_scan_fits():
+    from scanlab.core.gating import rotation_warning
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, :30] = 200  # left half bright: tells the turns apart
+
+    def turned_back_fits(x):  # "fits" only turned anticlockwise: the bright left half at the bottom
+        return 0.2 if x.shape[:2] == (60, 40) and x[0, 0, 0] == 0 and x[-1, 0, 0] == 200 else 0.9
+
+    w = rotation_warning(turned_back_fits, img, 0.9, 0.7)
+    assert w["code"] == "rotated_90" and "anticlockwise" in w["message"] and "0.20 turned" in w["message"]
+    calls = []
+    assert rotation_warning(lambda x: calls.append(x) or 0.1, img, 0.5, 0.7) is None and not calls  # fits as it is
+    assert rotation_warning(lambda x: 0.95, img, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
+    assert rotation_warning(lambda x: 0.1, img, None, 0.7) is None and rotation_warning(lambda x: 0.1, img, 0.9, None) is None

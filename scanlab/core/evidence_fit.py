@@ -101,6 +101,7 @@ def fit_evidence_model(
     dpi_range: list[float] | None = None,
     diagram: str | None = None,
     method: str = openset.METHOD,
+    other: openset.OtherScorer | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit temperature, open-set scorer and thresholds on the validation images.
 
@@ -120,7 +121,10 @@ def fit_evidence_model(
         Where to write the reliability diagram PNG.
     method : str
         ``knn-features`` (default, works with any number of classes) or
-        ``knn-logits`` (kept for the shipped model, where it measured better on real pages).
+        ``knn-logits`` (measured on the shipped model) or ``other-output`` (needs ``other``).
+    other : OtherScorer, optional
+        The extra "other scanner" output of a network trained with outlier exposure
+        (``benchmarks/train_other.py``); required by ``other-output``.
 
     Returns
     -------
@@ -162,18 +166,31 @@ def fit_evidence_model(
         stored = cal.bins_from_block(updates["calibration"])
         cal.draw_reliability_diagram(*stored, diagram, title=f"validation windows, T = {t:.2f}")
     check(cancel)
-    vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
-    scorer, held_scores = openset.fit_knn(vectors, ids, labels)
+    if method == openset.OTHER_METHOD:
+        if other is None:
+            raise ValueError("the other-output method needs the network's extra output (other=)")
+        u = other.window_scores(feats, net)
+        held_scores = np.array([u[ids == i].mean() for i in np.unique(ids)])
+        extras = other.extras()
+        params = {"feature": "P(other scanner): softmax over the class logits and the extra output's logit",
+                  "image_score": "mean over the windows with evidence", "windows": "64x64, non-overlapping grid"}
+        rule_data = "every validation image (the extra output was trained on the training split only)"
+    else:
+        vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
+        scorer, held_scores = openset.fit_knn(vectors, ids, labels)
+        extras = scorer.extras()
+        params = {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
+                  "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
+                              else "unit-length pooled penultimate features of 64x64 windows"),
+                  "image_score": "mean over the windows with evidence"}
+        rule_data = "the held-out half of the validation images (the other half is the k-NN bank)"
     thr = dict(DEFAULT_THRESHOLDS)
     thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
     updates["open_set"] = {
         "method": method,
-        "params": {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
-                   "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
-                               else "unit-length pooled penultimate features of 64x64 windows"),
-                   "image_score": "mean over the windows with evidence"},
+        "params": params,
         "thresholds": thr,
-        "threshold_rule": f"largest held-out validation image score + {UNKNOWN_MARGIN}",
+        "threshold_rule": f"largest held-out validation image score + {UNKNOWN_MARGIN} ({rule_data})",
         "fitted_on": "val", "n_images": int(len(img_class)), "reason": None,
     }
-    return updates, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in scorer.extras().items()}
+    return updates, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in extras.items()}

@@ -5,19 +5,29 @@ changing it:
 
 * ``dpi_out_of_range``: the scan's recorded resolution lies outside the
   training scans' range (``training_input.dpi`` in the manifest);
-* ``bit_depth_unseen``: a bit depth no training scan had.
+* ``bit_depth_unseen``: a bit depth no training scan had;
+* ``rotated_90`` (:func:`rotation_warning`): the scan does not fit the known
+  scanners as it is (unknown score above the threshold) but does once turned by
+  90 degrees either way. Asked of the model itself: the line-sensor traces the
+  network learned (channel misregistration along the scan direction, column
+  pattern, banding) only line up with the scan turned back. Measured in
+  BENCHMARKS.md ("Input gating").
 
-``rotated_90`` and ``resampled`` are reserved codes that are **not emitted yet**:
-the two detectors tried (line-pattern energy ratio of the noise residual, and the
-second-derivative periodicity of Popescu and Farid) did not separate rotated or
+``resampled`` is a reserved code that is **not emitted yet**: the detector tried
+(the second-derivative periodicity of Popescu and Farid) did not separate
 resampled scans from untouched ones on the virtual bank (the bank's motor banding
-and the content dominate both statistics; BENCHMARKS.md, "Input gating"). A
-warning that fires at random would be worse than none.
+and the content dominate the statistic; BENCHMARKS.md, "Input gating"). A warning
+that fires at random would be worse than none. The first rotation detector tried,
+the energy ratio of column- and row-averaged noise residuals, did not separate
+either; the model-based one above replaced it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 
 def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dict[str, str]]:
@@ -38,3 +48,26 @@ def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dic
         out.append({"code": "bit_depth_unseen",
                     "message": f"{bd}-bit scan; the model was trained on {', '.join(map(str, depths))}-bit scans"})
     return out
+
+
+def rotation_warning(
+    score: Callable[[np.ndarray], float | None], image: np.ndarray, unknown_score: float | None, threshold: float | None
+) -> dict[str, str] | None:
+    """``rotated_90`` when the scan fits the known scanners only once turned by 90 degrees.
+
+    ``score(image)`` gives an image's unknown score (the model's open-set scorer);
+    it is asked only when the scan as it is scores above ``threshold``.
+    """
+    if unknown_score is None or threshold is None or unknown_score <= threshold:
+        return None
+    axes = (1, 2) if np.issubdtype(image.dtype, np.floating) else (0, 1)  # (3, H, W) float or (H, W, 3) scan
+    for k, turn in ((1, "anticlockwise"), (3, "clockwise")):
+        u = score(np.rot90(image, k, axes=axes))
+        if u is not None and u <= threshold:
+            return {
+                "code": "rotated_90",
+                "message": f"the scan fits the known scanners only when turned 90 degrees {turn} (unknown score "
+                f"{u:.2f} turned, {unknown_score:.2f} as it is): it was probably rotated in software; "
+                "analyse it turned back",
+            }
+    return None

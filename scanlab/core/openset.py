@@ -24,6 +24,15 @@ The image's unknown score is the mean ``u`` over its windows with evidence.
 The validation images are split in two (alternating per class): the bank comes
 from one half and the quantiles and thresholds from the other, so no window is
 scored against itself.
+
+Method ``other-output`` (the shipped model, :class:`OtherScorer`): the network was
+trained with outlier exposure, one extra "other scanner" output beside its Ns
+classes, on thousands of virtual scanner designs (``benchmarks/train_other.py``).
+The extra output's row of the last linear layer is stored as the
+``open_set.other_weight`` / ``open_set.other_bias`` tensors, so the network and its
+file format stay architecture v1. A window's score is ``u = P(other)``, the softmax
+over the Ns class logits and the other logit; the image's score is again the mean
+over its windows with evidence. Measured against the k-NN scorers in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from scanlab.core.network import PATCH, ScannerNet
 
 METHOD = "knn-features"
 LOGIT_METHOD = "knn-logits"  # same scorer on the centred log-probabilities of the windows
-METHODS = (METHOD, LOGIT_METHOD)
+OTHER_METHOD = "other-output"  # extra "other scanner" output trained with outlier exposure
+METHODS = (METHOD, LOGIT_METHOD, OTHER_METHOD)
 K = 10
 BANK_MAX = 1024  # windows kept in the bank (96 floats each: ~400 kB in the model file)
 N_QUANTILES = 1001
@@ -125,6 +135,48 @@ class KnnScorer:
         return cls(conv(b).astype(np.float32), conv(q).astype(np.float32), int(params.get("k", K)))
 
 
+@dataclass
+class OtherScorer:
+    """The "other scanner" output: one more row of the last linear layer."""
+
+    weight: np.ndarray  # (C,) float32
+    bias: float
+
+    def window_scores(self, raw: np.ndarray, net: ScannerNet) -> np.ndarray:
+        """P(other) per window from (n, C) raw pooled features: softmax over the Ns + 1 logits."""
+        f = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
+        with torch.inference_mode():  # on the CPU, without moving the network
+            zk = torch.nn.functional.linear(f, net.fc.weight.detach().cpu(), net.fc.bias.detach().cpu())
+            z = torch.cat([zk, (f @ torch.from_numpy(self.weight) + self.bias)[:, None]], dim=1)
+            return torch.softmax(z.double(), dim=1)[:, -1].float().numpy()
+
+    def extras(self) -> dict[str, np.ndarray]:
+        """Tensors stored in the model file (names begin ``open_set.``)."""
+        return {"open_set.other_weight": self.weight.astype(np.float32),
+                "open_set.other_bias": np.array([self.bias], np.float32)}
+
+    @classmethod
+    def from_extras(cls, extras: dict, n_features: int | None = None) -> OtherScorer | None:
+        """Rebuild from a model file's extra tensors; None when they are missing or do not fit."""
+        w, b = extras.get("open_set.other_weight"), extras.get("open_set.other_bias")
+        if w is None or b is None:
+            return None
+        w = (w.detach().cpu().numpy() if hasattr(w, "detach") else np.asarray(w)).astype(np.float32).reshape(-1)
+        b = (b.detach().cpu().numpy() if hasattr(b, "detach") else np.asarray(b)).astype(np.float32).reshape(-1)
+        if len(b) != 1 or (n_features is not None and len(w) != n_features):
+            return None
+        return cls(w, float(b[0]))
+
+
+def scorer_from_model(method: str | None, extras: dict, params: dict, n_features: int | None = None):
+    """The scorer a model file describes (None when the method is unknown or its tensors are missing)."""
+    if method == OTHER_METHOD:
+        return OtherScorer.from_extras(extras, n_features)
+    if method in (METHOD, LOGIT_METHOD):
+        return KnnScorer.from_extras(extras, params)
+    return None
+
+
 def image_score(window_scores: np.ndarray, evidence: np.ndarray) -> float | None:
     """Mean window score over the windows with evidence (None when there are none)."""
     m = evidence.astype(bool)
@@ -182,7 +234,7 @@ def feature_windows(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def score_image(
-    scorer: KnnScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None,
+    scorer: KnnScorer | OtherScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None,
     method: str = METHOD, window_probs: np.ndarray | None = None,
 ) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
     """Image unknown score and the per-window scores (NaN without evidence) on the 64-px grid.
@@ -198,8 +250,8 @@ def score_image(
         if method == LOGIT_METHOD:
             if window_probs is None:
                 raise ValueError("the logit method needs the window probabilities of the 64-px grid")
-            f = logit_features(window_probs[iy, ix])
+            grid[iy, ix] = scorer.window_scores(logit_features(window_probs[iy, ix]))
         else:
             f = window_features(net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
-        grid[iy, ix] = scorer.window_scores(f)
+            grid[iy, ix] = scorer.window_scores(f, net) if isinstance(scorer, OtherScorer) else scorer.window_scores(f)
     return image_score(np.nan_to_num(grid), ev), grid, ys, xs

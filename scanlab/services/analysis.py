@@ -17,7 +17,7 @@ import numpy as np
 
 from scanlab.core.engine import select_device
 from scanlab.core.errors import ScanLabError
-from scanlab.core.gating import input_warnings
+from scanlab.core.gating import input_warnings, rotation_warning
 from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile import LoadedModel
@@ -218,10 +218,15 @@ def run_analysis(
         u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
                                         window_probs=wp)
         u_grid = (scores, uy, ux)
+    warnings = input_warnings(scan.info, cfg.training_input)
+    if cfg.scorer is not None:
+        check(cancel)
+        turned = rotation_warning(lambda img: _unknown_score(lm, cfg, img, device), image, u,
+                                  cfg.thresholds.get("unknown"))
+        warnings += [turned] if turned else []
     verdict = decide(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
-        unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated,
-        warnings=input_warnings(scan.info, cfg.training_input),
+        unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated, warnings=warnings,
     )
     map_label = request.label or label
     rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
@@ -243,6 +248,15 @@ def run_analysis(
         unknown_grid=u_grid,
         no_evidence=res.no_evidence_mask() if request.with_map else None,
     )
+
+
+def _unknown_score(lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any) -> float | None:
+    """The image unknown score of ``image`` alone (used on the scan turned by 90 degrees)."""
+    wp = None
+    if cfg.open_set_method == LOGIT_METHOD:
+        wp = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
+                                  temperature=cfg.temperature)[0].probs
+    return score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method, window_probs=wp)[0]
 
 
 def model_json(lm: LoadedModel) -> dict[str, Any]:

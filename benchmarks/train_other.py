@@ -1,0 +1,151 @@
+"""Outlier exposure with an extra "other scanner" output, trained on many virtual scanner designs.
+
+The network keeps its Ns class outputs (architecture v1, so the dense engine, the
+reliability maps and every reader of model files are unchanged). During training
+the last linear layer gets one more row, the "other scanner" logit, and the loss is
+cross-entropy over Ns + 1 outputs: windows of the known scanners carry their class,
+windows of *other* scanner designs carry the extra label. The virtual bank can make
+any number of designs; they come from bank names (``--oe-bank``) that are never the
+bank the benchmark uses as unknown scanners (``elsewhere``), and a fresh set of
+designs is drawn every round.
+
+After training, the extra row (weight and bias) is stored in the model file as the
+``open_set.other_weight`` / ``open_set.other_bias`` tensors, and
+``scanlab.core.openset`` scores each window with P(other) = softmax over the Ns + 1
+logits; the image's unknown score is the mean over its windows with evidence.
+
+The known-scanner data is the model's own training split, re-simulated from the
+manifest's file list (default bank, content seed of the bank).
+
+    python benchmarks/train_other.py --model trained_models/scanlab-default.safetensors \\
+        -o /tmp/other.pt --steps 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scanlab.core.modelfile import load_model
+from scanlab.core.network import PATCH
+from scanlab.core.synth.bank import synth_scan
+from scanlab.core.synth.scanner import decode, design
+
+_NAME = re.compile(r"vscan-(\d+)/vscan-\d+_(\d+)\.\w+$")
+
+
+def _known(args: tuple[str, str, int]) -> np.ndarray:
+    rel, cls_index_name, _ = args
+    m = _NAME.search(rel)
+    d = design("default", int(m.group(1)) - 1)
+    return decode(synth_scan(d, int(m.group(2)), seed=0, size=512).data)
+
+
+def _outlier(args: tuple[str, int, int]) -> np.ndarray:
+    bank_name, index, size = args
+    return decode(synth_scan(design(bank_name, index), 0, seed=7, size=size).data)
+
+
+def _patches(images: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    out = np.empty((len(idx), PATCH, PATCH, 3), dtype=np.uint8)
+    for j, i in enumerate(idx):
+        im = images[i]
+        y = rng.integers(0, im.shape[0] - PATCH + 1)
+        x = rng.integers(0, im.shape[1] - PATCH + 1)
+        out[j] = im[y : y + PATCH, x : x + PATCH]
+    return torch.from_numpy(out.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
+
+
+def main() -> None:
+    """Train and write a checkpoint (.pt) with the network state and the extra output row."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="trained_models/scanlab-default.safetensors")
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--oe-bank", default="oe-train")
+    ap.add_argument("--oe-designs", type=int, default=400, help="new outlier designs per round")
+    ap.add_argument("--oe-size", type=int, default=320)
+    ap.add_argument("--round-steps", type=int, default=500, help="steps between new outlier designs")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=64, help="known windows per step (as many outlier windows)")
+    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--other-bias", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    lm = load_model(a.model)
+    ns = len(lm.classes)
+    t0 = time.time()
+    rels = lm.manifest["training"]["data"]["files"]["train"]
+    labels = np.array([lm.classes.index(r.split("/")[0]) for r in rels])
+    with ProcessPoolExecutor(a.threads) as ex:
+        known = list(ex.map(_known, [(r, "", 0) for r in rels], chunksize=16))
+    print(f"known: {len(known)} scans ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+
+    net = lm.net
+    fc = net.fc
+    w_other = torch.nn.Parameter(torch.zeros(1, fc.in_features))
+    b_other = torch.nn.Parameter(torch.full((1,), a.other_bias))
+    params = list(net.parameters()) + [w_other, b_other]
+    opt = torch.optim.SGD(params, lr=a.lr, momentum=0.9, weight_decay=1e-4)
+    hist = []
+    outliers: list[np.ndarray] = []
+    run = {"k_loss": 0.0, "o_loss": 0.0, "k_acc": 0.0, "o_acc": 0.0, "n": 0}
+    t1 = time.time()
+    for step in range(a.steps):
+        if step % a.round_steps == 0:
+            rnd = step // a.round_steps
+            t2 = time.time()
+            with ProcessPoolExecutor(a.threads) as ex:
+                outliers = list(ex.map(_outlier, [(f"{a.oe_bank}-r{rnd}", i, a.oe_size) for i in range(a.oe_designs)],
+                                       chunksize=8))
+            print(f"round {rnd}: {len(outliers)} outlier designs ({time.time() - t2:.0f}s)", file=sys.stderr, flush=True)
+        lr = 0.5 * a.lr * (1 + math.cos(math.pi * step / a.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        net.train()
+        ik = rng.integers(0, len(known), a.batch)
+        io = rng.integers(0, len(outliers), a.batch)
+        x = torch.cat([_patches(known, ik, rng), _patches(outliers, io, rng)])
+        y = torch.cat([torch.from_numpy(labels[ik]), torch.full((a.batch,), ns)])
+        feats = net.trunk(x).mean(dim=(2, 3))
+        z = torch.cat([fc(feats), F.linear(feats, w_other, b_other)], dim=1)
+        loss_each = F.cross_entropy(z, y, reduction="none")
+        loss = loss_each.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            pred = z.argmax(1)
+            run["k_loss"] += float(loss_each[: a.batch].mean())
+            run["o_loss"] += float(loss_each[a.batch :].mean())
+            run["k_acc"] += float((pred[: a.batch] == y[: a.batch]).float().mean())
+            run["o_acc"] += float((pred[a.batch :] == ns).float().mean())
+            run["n"] += 1
+        if (step + 1) % 100 == 0:
+            n = run.pop("n")
+            rec = {"step": step + 1, "lr": round(lr, 6), **{k: round(v / n, 4) for k, v in run.items()},
+                   "seconds": round(time.time() - t1, 1)}
+            hist.append(rec)
+            print(json.dumps(rec), file=sys.stderr, flush=True)
+            run = {"k_loss": 0.0, "o_loss": 0.0, "k_acc": 0.0, "o_acc": 0.0, "n": 0}
+        if (step + 1) % 500 == 0 or step + 1 == a.steps:
+            torch.save({"state": net.state_dict(), "other_weight": w_other.detach()[0].clone(),
+                        "other_bias": b_other.detach().clone(), "history": hist, "args": vars(a)}, a.output)
+    net.eval()
+    print(json.dumps({"steps": a.steps, "seconds": round(time.time() - t0, 1), "output": a.output}))
+
+
+if __name__ == "__main__":
+    main()
