@@ -10,7 +10,9 @@ All in one run, on data no model saw:
   before the no-signal rule (all pixels) and after it (pixels with evidence);
   the same on the real pages;
 * splice localisation: pixel ROC AUC of 1 - reliability before/after the rule;
-* calibration: ECE of the fresh windows with evidence, raw and temperature-scaled.
+* calibration: ECE of the fresh windows with evidence, raw and temperature-scaled;
+* input gating: share of scans with a ``rotated_90`` warning, as scanned and turned
+  by 90 degrees (fresh known scans, unknown-bank scans, real pages).
 
 Each ``--models NAME=PATH`` is one open-set variant (same data); the first is
 the one whose maps are measured. Data comes from benchmarks/evidence_data.py.
@@ -36,13 +38,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_table1 import roc_auc  # noqa: E402
 
 from scanlab.core import calibration as cal  # noqa: E402
+from scanlab.core.gating import rotation_warning  # noqa: E402
 from scanlab.core.imaging import find_images, load_scan  # noqa: E402
 from scanlab.core.modelfile import load_model  # noqa: E402
 from scanlab.core.reliability import analyze_image, apply_temperature  # noqa: E402
 from scanlab.core.synth.bank import write_bank  # noqa: E402
 from scanlab.core.synth.forge import write_forgeries  # noqa: E402
 from scanlab.core.verdict import EvidenceConfig  # noqa: E402
-from scanlab.services.analysis import AnalysisRequest, run_analysis  # noqa: E402
+from scanlab.services.analysis import AnalysisRequest, _unknown_score, run_analysis  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"
 
@@ -114,6 +117,25 @@ def ece_fresh(net, cfg: EvidenceConfig, files: list[Path], classes: list[str]) -
             "temperature": cfg.temperature, "n_windows": int(len(y))}
 
 
+def rotation_gate(lm, cfg: EvidenceConfig, files: list[Path]) -> dict:
+    """Share of scans warned ``rotated_90``: as scanned (false warnings) and turned 90 degrees (detections)."""
+    if cfg.scorer is None:
+        return {"n": 0}
+    thr = cfg.thresholds.get("unknown")
+    cpu = torch.device("cpu")
+
+    def score(img):
+        return _unknown_score(lm, cfg, img, cpu)
+
+    warned = {"as_scanned": 0, "turned_clockwise": 0, "turned_anticlockwise": 0}
+    for f in files:
+        px = load_scan(f).pixels
+        for key, img in (("as_scanned", px), ("turned_anticlockwise", np.rot90(px, 1)),
+                         ("turned_clockwise", np.rot90(px, 3))):
+            warned[key] += rotation_warning(score, img, score(img), thr) is not None
+    return {k: v / max(1, len(files)) for k, v in warned.items()} | {"n": len(files)}
+
+
 def main() -> None:
     """Run everything and print one JSON object (the tables go in BENCHMARKS.md)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,6 +177,9 @@ def main() -> None:
             m["false_alarms_real"] = false_alarms(lm.net, cfg, real, 16)
             m["splice_auc"] = splice_auc(lm.net, cfg, forge)
             m["ece_fresh"] = ece_fresh(lm.net, cfg, known, lm.classes)
+            m["rotation_gate"] = {"known": rotation_gate(lm, cfg, known[::step]),
+                                  "unknown_bank": rotation_gate(lm, cfg, unk[::step]),
+                                  "real": rotation_gate(lm, cfg, real)}
         out["models"][name] = m
         print(f"{name}: known {m['known']['attributed_and_right']:.3f}, unknown bank rejected "
               f"{m['unknown_bank']['rejected']:.3f}, real rejected {m['real']['rejected']}", file=sys.stderr, flush=True)
