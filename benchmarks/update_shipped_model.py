@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -75,10 +76,11 @@ def main() -> None:
         for f in files:
             yield load_scan(f).pixels, lm.classes.index(f.parent.name)
 
-    diagram = str(Path(a.model).with_name(Path(a.model).stem + "-reliability.png"))
+    target = Path(a.output or a.model)
+    diagram = str(target.with_name(target.stem + "-reliability.png"))
     updates, extras = fit_evidence_model(
         lm.net, images(), lm.classes, total=len(files), demonstration=a.demonstration, dpi_range=None,
-        diagram=diagram if a.output is None else None, method=a.method, other=other,
+        diagram=diagram, method=a.method, other=other,
     )
     man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
     man.update(updates)
@@ -86,6 +88,7 @@ def main() -> None:
         test_dir = Path(a.work) / "test"
         write_val_split(a.model, test_dir, split="test")
         man["parent"] = f"{lm.manifest.get('name')} ({lm.manifest.get('weights_sha256')})"
+        man["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         man["training"] = dict(man["training"])
         man["training"]["outlier_exposure"] = {
             "method": "extra 'other scanner' output, cross-entropy over Ns + 1 outputs; windows of virtual "

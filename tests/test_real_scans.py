@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,3 +43,15 @@ def test_real_scan_classify_and_map(capsys, tmp_path, random_model):
     a = np.load(tmp_path / "m.npy")
     assert a.shape == tuple(meta["shape"]) and meta["coverage"] > 0.9
     assert meta["sha256"] == _sums()["page_e1.png"]
+
+
+def test_shipped_model_names_no_virtual_scanner_for_a_real_page(capsys):
+    """Issue 8: every real page is `unknown` or `inconclusive` with the shipped demonstration model."""
+    pages = sorted(p for p in REAL_SCANS.iterdir() if p.suffix.lower() in (".jpg", ".png", ".tif"))
+    assert len(pages) == 8
+    assert main(["classify", *map(str, pages), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    verdicts = {Path(img["path"]).name: img["verdict"] for img in out["images"]}
+    assert set(verdicts) == {p.name for p in pages}
+    assert all(v in ("unknown", "inconclusive") for v in verdicts.values()), verdicts
+    assert out["model"]["demonstration"] is True

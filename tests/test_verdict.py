@@ -131,8 +131,8 @@ def test_other_output_scorer_is_the_softmax_of_the_extra_logit():
     assert OtherScorer.from_extras(wrong, net.feature_channels) is None
 
 
-def test_other_output_fit_sets_the_threshold_above_every_validation_image():
-    from scanlab.core.evidence_fit import UNKNOWN_MARGIN, fit_evidence_model
+def test_other_output_fit_keeps_98_percent_of_the_validation_images():
+    from scanlab.core.evidence_fit import OTHER_KEEP, fit_evidence_model
     from scanlab.core.network import build_model
     from scanlab.core.openset import OTHER_METHOD, OtherScorer, feature_windows, window_features
 
@@ -149,7 +149,8 @@ def test_other_output_fit_sets_the_threshold_above_every_validation_image():
         ys, xs, ev = feature_windows(px)
         iy, ix = np.nonzero(ev)
         scores.append(sc.window_scores(window_features(net, px, np.stack([ys[iy], xs[ix]], 1)), net).mean())
-    assert os_["thresholds"]["unknown"] == pytest.approx(min(0.999, max(scores) + UNKNOWN_MARGIN), abs=1e-4)
+    assert os_["thresholds"]["unknown"] == pytest.approx(np.quantile(scores, OTHER_KEEP), abs=1e-4)
+    assert sum(s <= os_["thresholds"]["unknown"] + 1e-4 for s in scores) >= OTHER_KEEP * len(scores) - 1
     with pytest.raises(ValueError, match="needs the network's extra output"):
         fit_evidence_model(net, iter(imgs), ["a", "b"], method=OTHER_METHOD)
 

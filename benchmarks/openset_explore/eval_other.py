@@ -8,6 +8,7 @@ from scanlab.core.modelfile import load_model
 from scanlab.core.openset import feature_windows, window_features
 
 ck = torch.load(sys.argv[1], weights_only=False)
+AGG = 'mean'
 torch.set_num_threads(2)
 lm = load_model('trained_models/scanlab-default.safetensors'); net = lm.net
 net.load_state_dict(ck['state']); net.eval()
@@ -32,7 +33,11 @@ for name, root in [('val', W/'val'), ('known', W/'known-s2024'), ('unk', W/'unkn
         p = np.exp(zall); p /= p.sum(1, keepdims=True)
         votes = np.bincount(z.argmax(1), minlength=len(lm.classes))
         top = int(votes.argmax())
-        rows.append((f.name, f.parent.name, float(p[:, -1].mean()), top, votes[top] / len(z)))
+        po = np.clip(p[:, -1], 1e-6, 1 - 1e-6)
+        pt = np.clip(p[:, top], 1e-6, 1)
+        aggs = {'mean': po.mean(), 'median': np.median(po), 'logodds': np.mean(np.log(po / (1 - po))),
+                'frac>0.5': np.mean(po > 0.5), 'ratio_top': np.mean(np.log(po / pt))}
+        rows.append((f.name, f.parent.name, float(aggs[AGG]), top, votes[top] / len(z), aggs))
     res[name] = rows
 val = np.array([r[2] for r in res['val']])
 for q in (0.95, 0.98, 1.0):
@@ -47,3 +52,11 @@ k = np.array([r[2] for r in res['known']]); u = np.array([r[2] for r in res['unk
 print('AUROC', (u[:, None] > k[None]).mean())
 print('real', [(r[0], round(r[2], 3)) for r in res['real']])
 print('unk per scanner', {c: round(float(np.mean([r[2] for r in res['unk'] if r[1] == c])), 3) for c in sorted({r[1] for r in res['unk']})})
+
+for agg in ['mean', 'median', 'logodds', 'frac>0.5', 'ratio_top']:
+    v = np.array([r[5][agg] if len(r) > 5 else np.nan for r in res['val']])
+    k = np.array([r[5][agg] if len(r) > 5 else np.nan for r in res['known']])
+    u = np.array([r[5][agg] if len(r) > 5 else np.nan for r in res['unk']])
+    thr = np.nanmax(v)
+    print(f"{agg:10s} AUROC {(u[:, None] > k[None]).mean():.4f}  @valmax known-pass {np.mean(k <= thr):.2f} unk-rej {np.mean(u > thr):.2f}"
+          f"  @val-q98 known-pass {np.mean(k <= np.nanquantile(v, .98)):.2f} unk-rej {np.mean(u > np.nanquantile(v, .98)):.2f}")
