@@ -234,8 +234,10 @@ def test_shipped_model_carries_calibration_and_open_set():
     lm = load_model(shipped)
     m = lm.manifest
     assert m["format_version"] == 2 and len(lm.classes) == 10 and m["demonstration"] is True
-    assert m["calibration"]["calibrated"] is True and m["open_set"]["method"] == "knn-logits"
-    assert set(lm.extras) == {"open_set.bank", "open_set.quantiles"}
+    assert m["calibration"]["calibrated"] is True and m["open_set"]["method"] == "other-output"
+    assert set(lm.extras) == {"open_set.other_weight", "open_set.other_bias"}
+    assert lm.extras["open_set.other_weight"].shape == (lm.net.feature_channels,)
+    assert m["training"]["outlier_exposure"]["args"]["oe_bank"] != "elsewhere"  # the benchmark's unknown bank
 
 
 def test_wrong_tensor_shapes_refused(tmp_path, random_model):
