@@ -61,7 +61,7 @@ def main() -> None:
     """Write the screenshots."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs")
-    ap.add_argument("--real-page", default="page_d1.jpg")
+    ap.add_argument("--real-page", default="page_e1.jpg")
     a = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import torch  # noqa: F401  (before Qt, as the app does)

@@ -101,3 +101,21 @@ def test_evaluate_reports_verdicts_and_unknown_folders(capsys, tmp_path, trained
     u = r["unknown_classes"]["other_scanner"]
     assert u["n_images"] == 4 and u["rejected"] == u["unknown"] + u["inconclusive"]
     assert u["rejection_rate"] == u["rejected"] / 4
+
+
+def test_shipped_model_warns_when_a_scan_was_turned_by_90_degrees(capsys, tmp_path):
+    """Input gating: a known virtual scanner's scan, turned in software, is flagged before its verdict."""
+    from scanlab.core.synth.bank import synth_scan
+    from scanlab.core.synth.scanner import decode, design
+
+    px = decode(synth_scan(design("default", 3), 5, seed=4242, size=512).data)  # vscan-04, content it never saw
+    as_is, turned = tmp_path / "as_is.png", tmp_path / "turned.png"
+    Image.fromarray(px).save(as_is)
+    Image.fromarray(np.ascontiguousarray(np.rot90(px, 3))).save(turned)  # turned 90 degrees clockwise
+    rc, out, _ = run(capsys, "classify", as_is, turned, "--json")
+    assert rc == 0
+    a, t = json.loads(out)["images"]
+    assert a["verdict"] == "attributed" and a["label"] == "vscan-04" and a["warnings"] == []
+    assert t["verdict"] != "attributed"
+    (w,) = t["warnings"]
+    assert w["code"] == "rotated_90" and "turned 90 degrees anticlockwise" in w["message"]

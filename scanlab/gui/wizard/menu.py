@@ -29,8 +29,11 @@ class ModelsMenu(QObject):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         """On the main window's close, cancel the wizard's job and stop its thread."""
-        if obj is self.window and event.type() == QEvent.Type.Close and self.wizard is not None:
-            self.wizard.shutdown()
+        # getattr: Qt can still deliver events while the Python wrapper is being torn down
+        # (a window closed from a script), when its attributes are already gone
+        wizard = getattr(self, "wizard", None)
+        if obj is getattr(self, "window", None) and event.type() == QEvent.Type.Close and wizard is not None:
+            wizard.shutdown()
         return False
 
     @Slot()
