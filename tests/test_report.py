@@ -60,8 +60,9 @@ def test_draft_report_contents(case_file, tmp_path):
                    "torch", "reportlab", "Limitations", "not reviewed by the analyst", "Recompression",
                    "copy-move", "scanner MODEL", "not one physical unit", "NOT SIGNED OFF", "Parameters", "8x8"):
         assert needle.lower() in text.replace("\n", " ").lower(), needle
-    # the unreviewed suggestion is named in the limitations
-    assert re.search(r"1 suggested region\(s\) not reviewed", text)
+    # the unreviewed suggestions are counted in the limitations
+    n_sug = sum(r.suggested for r in e.rois)
+    assert n_sug >= 1 and f"{n_sug} suggested region(s) not reviewed" in text.replace("\n", " ")
     # the export is logged with the PDF's SHA-256, and the chain stays intact
     last = c.audit[-1]
     assert last["action"] == "report_exported" and last["prev_hash"] == head
@@ -81,6 +82,11 @@ def test_signed_off_report_is_not_a_draft(case_file, tmp_path):
     shutil.copy(case_file, case)
     assert main(["case", "roi", "review", str(case), "questioned", "1", "--verdict", "Suspicious",
                  "--note", "splice"]) == 0
+    (e,) = load_case(case).evidence.values()
+    for r in e.rois:  # smaller suggestions, if the model makes any
+        if r.suggested and r.id != 1:
+            assert main(["case", "roi", "review", str(case), "questioned", str(r.id), "--verdict", "Consistent",
+                         "--note", "small region, checked"]) == 0
     assert main(["case", "signoff", str(case), "--analyst", "A. Analyst",
                  "--statement", "I reviewed every region of this case."]) == 0
     out = tmp_path / "final.pdf"
