@@ -467,8 +467,12 @@ class MainWindow(QMainWindow):
         attribution = result is not None and doc.shown_label() == ATTRIBUTION
         # remembered with the map: while another class's map is computed the old one stays drawn
         self._view_map_of = doc.shown_label() if arr is not None else None
-        self.view.set_map(arr, categorical=len(result.classes) if attribution else None,
-                          label=map_quantity(self._view_map_of))
+        label = map_quantity(self._view_map_of)
+        v = getattr(result, "verdict", None)
+        if v is not None and v.verdict != "attributed" and self._view_map_of not in (None, ATTRIBUTION, UNKNOWN):
+            # the fit to a scanner the verdict does not name: say so on the colour bar itself
+            label += f" (verdict: {v.short(None)})"
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label)
         self.controls.set_legend(result.classes if attribution else None)
 
     @Slot(object)

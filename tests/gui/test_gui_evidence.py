@@ -114,7 +114,9 @@ def test_cursor_readout_and_colour_bar_say_what_the_map_shows(qtbot, window, hal
         return window.results.cursor_value.text()
 
     # the predicted class's reliability map (the default)
-    assert window.view.colorbar_label == f"reliability of {res.label}"
+    # a verdict other than "attributed" is repeated on the colour bar: the map is a fit, not a name
+    not_named = "" if res.verdict.verdict == "attributed" else f" (verdict: {res.verdict.short(None)})"
+    assert window.view.colorbar_label == f"reliability of {res.label}{not_named}"
     assert f"reliability of {res.label} 0." in readout(evidence)
     assert readout(blank).endswith("no evidence")
 
