@@ -170,3 +170,20 @@ def test_rotation_warning_only_when_the_turned_scan_fits():
     assert rotation_warning(lambda x: calls.append(x) or 0.1, img, 0.5, 0.7) is None and not calls  # fits as it is
     assert rotation_warning(lambda x: 0.95, img, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
     assert rotation_warning(lambda x: 0.1, img, None, 0.7) is None and rotation_warning(lambda x: 0.1, img, 0.9, None) is None
+
+
+def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tmp_path):
+    from scanlab.core.errors import ScanLabError
+    from scanlab.core.modelfile import load_model, make_manifest, save_model
+    from scanlab.core.network import build_model
+
+    net = build_model(2).eval()
+    man = make_manifest(net, ["a", "b"], name="t")
+    man["open_set"] = {"method": "other-output", "thresholds": {"unknown": 0.5}}
+    good = save_model(net, man, tmp_path / "good.safetensors",
+                      {"open_set.other_weight": torch.zeros(net.feature_channels), "open_set.other_bias": torch.zeros(1)})
+    assert good and load_model(tmp_path / "good.safetensors").extras["open_set.other_bias"].numel() == 1
+    save_model(net, man, tmp_path / "bad.safetensors",
+               {"open_set.other_weight": torch.zeros(5), "open_set.other_bias": torch.zeros(1)})
+    with pytest.raises(ScanLabError, match="do not fit the network"):
+        load_model(tmp_path / "bad.safetensors")

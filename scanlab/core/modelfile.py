@@ -310,6 +310,10 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelFileError(f"{p}: weights do not fit the manifest's architecture ({str(e).splitlines()[0][:120]})") from None
+    ow, ob = extras.get("open_set.other_weight"), extras.get("open_set.other_bias")
+    if (ow is not None and ow.numel() != net.feature_channels) or (ob is not None and ob.numel() != 1):
+        raise ModelFileError(f"{p}: the open_set.other_* tensors do not fit the network "
+                             f"({net.feature_channels} features, one bias)")
     man["_file_sha256"] = hashlib.sha256(data).hexdigest()
     return LoadedModel(net.to(device).eval(), man, str(p.resolve()), extras)
 
