@@ -110,6 +110,15 @@ def _wrong_shape(m, s):
     return {**m, "weights_sha256": weights_digest(s)}, s
 
 
+def _wrong_other_output(m, s):
+    import torch
+
+    from scanlab.core.modelfile import weights_digest
+
+    s = {**s, "open_set.other_weight": torch.zeros(7)}  # the network has 96 features
+    return {**m, "weights_sha256": weights_digest(s)}, s
+
+
 def _pickle_model(suffix: str):
     def make(inp: Path) -> Path:
         return _write(inp / f"evil{suffix}", bf.pickle_payload(str(inp.parent / "PWNED")))
@@ -291,6 +300,8 @@ CASES.update({
     "model/header-2^60": Case(_model_case(lambda inp: _write(inp / "h.safetensors", (1 << 60).to_bytes(8, "little") + b"{}")), "header length"),
     "model/no-manifest": Case(_model_case(lambda inp: _plain_st(inp / "plain.safetensors")), "without a ScanLab manifest"),
     "model/wrong-tensor-shapes": Case(_model_case(_rewritten_model("shape.safetensors", _wrong_shape)), "do not fit"),
+    "model/other-output-wrong-size": Case(_model_case(_rewritten_model("other.safetensors", _wrong_other_output)),
+                                          "do not fit the network"),
     "model/nan-weights-recomputed-hash": Case(_model_case(_rewritten_model("nan.safetensors", _nan_weights)), "NaN or infinite"),
     "model/edited-weights": Case(_model_case(_rewritten_model("edit.safetensors", lambda m, s: (m, {**s, "fc.bias": s["fc.bias"] + 1}))), "do not match"),
     "model/architecture-is-a-list": Case(_model_case(_rewritten_model("s1.safetensors", _set(["architecture"], [1, 2]))), "manifest invalid"),
