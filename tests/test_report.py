@@ -106,3 +106,24 @@ def test_unwritable_report_path_is_refused(case_file, tmp_path, capsys):
     assert "scanlab: error:" in capsys.readouterr().err
     assert load_case(case).audit == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.scanlab"]
+
+
+def test_report_puts_input_warnings_before_the_verdict(tmp_path):
+    """A scan turned by 90 degrees: the report says so above the verdict and names no scanner as attributed."""
+    from PIL import Image
+
+    from scanlab.core.synth.bank import synth_scan
+    from scanlab.core.synth.scanner import decode, design
+
+    px = decode(synth_scan(design("default", 3), 5, seed=4242, size=512).data)
+    img = tmp_path / "turned.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(px, 3))).save(img)
+    case = tmp_path / "t.scanlab"
+    assert main(["case", "new", str(case), "--title", "Turned", "--analyst", "A. Analyst"]) == 0
+    assert main(["case", "add", str(case), str(img), "--stride", "16"]) == 0
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(case), "-o", str(out)]) == 0
+    text = " ".join(p.replace("\n", " ") for p in _pages(out))
+    i, j = text.index("input checks (read first)"), text.index("top class among known scanners (not an attribution)")
+    assert i < j and "turned 90 degrees anticlockwise" in text[i:j].replace("  ", " ")
+    assert "the verdict is unknown: this is the fit to a scanner the verdict does not name" in text

@@ -175,7 +175,9 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
     rel = run_map(e, run)
     over = figs.overlay(rgb, rel)
     story.append(_image(figs.with_colorbar(figs.annotated(over, e.rois)), 480, 330))
-    story.append(_p(f"Reliability of {run.info['map_label']} (colour bar: 0 = does not fit, 1 = fits); "
+    not_named = ("" if c.get("verdict") in (None, "attributed") else
+                 f" - the verdict is {c.get('verdict')}: this is the fit to a scanner the verdict does not name")
+    story.append(_p(f"Reliability of {run.info['map_label']} (colour bar: 0 = does not fit, 1 = fits){not_named}; "
                     f"ROIs outlined in magenta with their numbers.", ss["Small"]))
     conf = c.get("confidence")
     cal = c.get("calibrated")
@@ -189,8 +191,12 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
     votes = c.get("votes") or {}
     n_votes = c.get("n_patches") or sum(votes.values())
     vf = c.get("vote_fraction", (votes.get(c.get("label"), 0) / n_votes) if n_votes else None)
+    input_notes = "; ".join(str(w.get("message", w.get("code"))) for w in c.get("warnings") or []) or "none"
+    top_row = ("label (scanner model)" if c.get("verdict") in (None, "attributed")
+               else "top class among known scanners (not an attribution)")
     story += [Spacer(1, 6), _p("Verdict", ss["Heading3"]), _table([
-        ["label (scanner model)", str(c.get("label"))],
+        ["input checks (read first)", _p(input_notes, ss["BodyText"]) if input_notes != "none" else "none"],
+        [top_row, str(c.get("label"))],
         ["verdict", str(c.get("verdict") or "not given by this model (no open-set thresholds)")],
         ["confidence", conf_txt],
         ["vote fraction", f"{_pct(vf)} ({votes.get(c.get('label'), 0)} of {n_votes} windows)"
