@@ -192,6 +192,8 @@ def cmd_classify(a: argparse.Namespace) -> int:
             images.append(r.to_json())
             if not a.json:
                 v = r.verdict
+                for w in v.warnings:  # input gating: said before the verdict line
+                    _eprint(f"scanlab: warning: {path}: {w['message']}")
                 p = r.probabilities()[r.label]
                 print(f"{path}\t{v.verdict}\t{r.json_label}\t{'p' if v.calibrated else 'p(uncalibrated)'}={p:.3f}\t"
                       f"votes={r.votes()[r.label]}/{r.analysis.classification.n_patches}"

@@ -119,3 +119,6 @@ def test_shipped_model_warns_when_a_scan_was_turned_by_90_degrees(capsys, tmp_pa
     assert t["verdict"] != "attributed"
     (w,) = t["warnings"]
     assert w["code"] == "rotated_90" and "turned 90 degrees anticlockwise" in w["message"]
+    rc, out, err = run(capsys, "classify", turned)  # the text output warns on stderr, the line stays parseable
+    assert rc == 0 and err.strip() == f"scanlab: warning: {turned}: {w['message']}"
+    assert out.startswith(f"{turned}\t{t['verdict']}\t")
