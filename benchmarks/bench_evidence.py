@@ -45,7 +45,7 @@ from scanlab.core.reliability import analyze_image, apply_temperature  # noqa: E
 from scanlab.core.synth.bank import write_bank  # noqa: E402
 from scanlab.core.synth.forge import write_forgeries  # noqa: E402
 from scanlab.core.verdict import EvidenceConfig  # noqa: E402
-from scanlab.services.analysis import AnalysisRequest, _unknown_score, run_analysis  # noqa: E402
+from scanlab.services.analysis import AnalysisRequest, run_analysis, unknown_scores  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"
 
@@ -125,7 +125,7 @@ def rotation_gate(lm, cfg: EvidenceConfig, files: list[Path]) -> dict:
     cpu = torch.device("cpu")
 
     def score(img):
-        return _unknown_score(lm, cfg, img, cpu)
+        return unknown_scores(lm, cfg, img, cpu)[0]
 
     warned = {"as_scanned": 0, "turned_clockwise": 0, "turned_anticlockwise": 0}
     for f in files:

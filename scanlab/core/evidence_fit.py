@@ -170,6 +170,7 @@ def fit_evidence_model(
         stored = cal.bins_from_block(updates["calibration"])
         cal.draw_reliability_diagram(*stored, diagram, title=f"validation windows, T = {t:.2f}")
     check(cancel)
+    thr = dict(DEFAULT_THRESHOLDS)
     if method == openset.OTHER_METHOD:
         if other is None:
             raise ValueError("the other-output method needs the network's extra output (other=)")
@@ -178,7 +179,9 @@ def fit_evidence_model(
         extras = other.extras()
         params = {"feature": "P(other scanner): softmax over the class logits and the extra output's logit",
                   "image_score": "mean over the windows with evidence", "windows": "64x64, non-overlapping grid"}
-        rule_data = "all of them: the extra output was trained on the training split only"
+        thr["unknown"] = round(float(min(0.999, np.quantile(held_scores, OTHER_KEEP))), 4)
+        rule = (f"{OTHER_KEEP:.0%} quantile of the validation image scores "
+                "(all of them: the extra output was trained on the training split only)")
     else:
         vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
         scorer, held_scores = openset.fit_knn(vectors, ids, labels)
@@ -187,14 +190,9 @@ def fit_evidence_model(
                   "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
                               else "unit-length pooled penultimate features of 64x64 windows"),
                   "image_score": "mean over the windows with evidence"}
-        rule_data = "held-out half: the other half is the k-NN bank"
-    thr = dict(DEFAULT_THRESHOLDS)
-    if method == openset.OTHER_METHOD:
-        thr["unknown"] = round(float(min(0.999, np.quantile(held_scores, OTHER_KEEP))), 4)
-        rule = f"{OTHER_KEEP:.0%} quantile of the validation image scores ({rule_data})"
-    else:
         thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
-        rule = f"largest held-out validation image score + {UNKNOWN_MARGIN} ({rule_data})"
+        rule = (f"largest held-out validation image score + {UNKNOWN_MARGIN} "
+                "(held-out half: the other half is the k-NN bank)")
     updates["open_set"] = {
         "method": method,
         "params": params,

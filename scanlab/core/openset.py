@@ -168,10 +168,14 @@ class OtherScorer:
         return cls(w, float(b[0]))
 
 
-def scorer_from_model(method: str | None, extras: dict, params: dict, n_features: int | None = None):
-    """The scorer a model file describes (None when the method is unknown or its tensors are missing)."""
+def scorer_from_model(method: str | None, extras: dict, params: dict) -> KnnScorer | OtherScorer | None:
+    """The scorer a model file describes (None when the method is unknown or its tensors are missing).
+
+    Tensor sizes were checked against the network when the file was loaded
+    (:func:`scanlab.core.modelfile.load_model`).
+    """
     if method == OTHER_METHOD:
-        return OtherScorer.from_extras(extras, n_features)
+        return OtherScorer.from_extras(extras)
     if method in (METHOD, LOGIT_METHOD):
         return KnnScorer.from_extras(extras, params)
     return None

@@ -210,18 +210,13 @@ def run_analysis(
     cls = res.classification
     label = lm.classes[cls.label_index]
     u, u_grid = None, None
-    if cfg.scorer is not None:
-        wp = res.vote.probs if res.vote.sub == (64, 64) else None
-        if cfg.open_set_method == LOGIT_METHOD and wp is None:  # vote grid of larger sub-images
-            wp = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
-                                      temperature=cfg.temperature)[0].probs
-        u, scores, uy, ux = score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
-                                        window_probs=wp)
-        u_grid = (scores, uy, ux)
     warnings = input_warnings(scan.info, cfg.training_input)
     if cfg.scorer is not None:
+        wp = res.vote.probs if res.vote.sub == (64, 64) else None  # reused by the logit method
+        u, scores, uy, ux = unknown_scores(lm, cfg, image, device, window_probs=wp)
+        u_grid = (scores, uy, ux)
         check(cancel)
-        turned = rotation_warning(lambda img: _unknown_score(lm, cfg, img, device), image, u,
+        turned = rotation_warning(lambda img: unknown_scores(lm, cfg, img, device)[0], image, u,
                                   cfg.thresholds.get("unknown"))
         warnings += [turned] if turned else []
     verdict = decide(
@@ -250,13 +245,19 @@ def run_analysis(
     )
 
 
-def _unknown_score(lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any) -> float | None:
-    """The image unknown score of ``image`` alone (used on the scan turned by 90 degrees)."""
-    wp = None
-    if cfg.open_set_method == LOGIT_METHOD:
-        wp = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
-                                  temperature=cfg.temperature)[0].probs
-    return score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method, window_probs=wp)[0]
+def unknown_scores(
+    lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any, *, window_probs: np.ndarray | None = None
+) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`score_image` with the model's scorer (``cfg.scorer`` must be set).
+
+    The logit method needs the calibrated probabilities of the 64-px window grid:
+    ``window_probs`` when the caller has them, else computed here.
+    """
+    if cfg.open_set_method == LOGIT_METHOD and window_probs is None:
+        window_probs = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
+                                            temperature=cfg.temperature)[0].probs
+    return score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
+                       window_probs=window_probs)
 
 
 def model_json(lm: LoadedModel) -> dict[str, Any]:
