@@ -15,31 +15,28 @@ from pathlib import Path
 
 from scanlab.core.modelfile import read_manifest
 from scanlab.core.synth.bank import synth_scan, write_atomic, write_bank
-from scanlab.core.synth.scanner import bank
+from scanlab.core.synth.scanner import design
 
 _NAME = re.compile(r"vscan-(\d+)/vscan-\d+_(\d+)\.\w+$")
 
 
+def resimulate(rel: str, *, bank_seed: int = 0, size: int = 512) -> bytes:
+    """The file bytes of ``vscan-NN/vscan-NN_KKKK.ext``: scan KKKK of scanner NN of the default bank."""
+    m = _NAME.search(rel)
+    if m is None:
+        raise SystemExit(f"unexpected scan file name in the manifest: {rel!r}")
+    return synth_scan(design("default", int(m.group(1)) - 1), int(m.group(2)), seed=bank_seed, size=size).data
+
+
 def write_val_split(model: str, out: Path, *, bank_seed: int = 0, size: int = 512, split: str = "val") -> int:
     """Re-simulate the model's validation (or other ``split``) images into ``out/<class>/``; returns the count."""
-    man = read_manifest(model)
-    files = man["training"]["data"]["files"][split]
-    designs = {d.name: d for d in bank("default", len(man["classes"]))}
-    n = 0
+    files = read_manifest(model)["training"]["data"]["files"][split]
     for rel in files:
-        m = _NAME.search(rel)
-        if m is None:
-            raise SystemExit(f"unexpected {split} file name {rel!r}")
-        cls = rel.split("/")[0]
         target = out / rel
-        if target.exists():
-            n += 1
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s = synth_scan(designs[cls], int(m.group(2)), seed=bank_seed, size=size)
-        write_atomic(target, s.data)
-        n += 1
-    return n
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, resimulate(rel, bank_seed=bank_seed, size=size))
+    return len(files)
 
 
 def main() -> None:

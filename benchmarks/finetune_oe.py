@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,15 +28,29 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evidence_data import write_val_split  # noqa: E402
+from evidence_data import resimulate, write_val_split  # noqa: E402
 
 from scanlab.core.imaging import find_images, load_scan  # noqa: E402
 from scanlab.core.modelfile import load_model, save_model  # noqa: E402
+from scanlab.core.patches import training_patch_corners  # noqa: E402
 from scanlab.core.synth.bank import synth_scan  # noqa: E402
 from scanlab.core.synth.scanner import bank, decode  # noqa: E402
-from scanlab.core.training import evaluate_arrays, sample_patches  # noqa: E402
+from scanlab.core.training import evaluate_arrays  # noqa: E402
 
-_NAME = re.compile(r"vscan-(\d+)/vscan-\d+_(\d+)\.\w+$")
+
+def sample_patches(images: list[np.ndarray], labels: list[int], sub: tuple[int, int], rng: np.random.Generator):
+    """One random 64x64 patch per non-overlapping sub-image of every image: (patches, labels).
+
+    The in-memory sampler ``scanlab.core.training`` had when this experiment ran (the
+    training code now reads patches per batch from a cache).
+    """
+    out, lab = [], []
+    for img, y in zip(images, labels, strict=True):
+        s = (min(sub[0], img.shape[0]), min(sub[1], img.shape[1]))
+        for r, c in training_patch_corners(img.shape[:2], s, rng):
+            out.append(img[r : r + 64, c : c + 64])
+            lab.append(y)
+    return np.stack(out), np.asarray(lab, dtype=np.int64)
 
 
 def _to_x(batch: np.ndarray) -> torch.Tensor:
@@ -64,7 +77,6 @@ def main() -> None:
     rng = np.random.default_rng(a.seed)
     lm = load_model(a.model)
     man = lm.manifest
-    designs = {d.name: d for d in bank("default", len(lm.classes))}
     t0 = time.time()
     per: dict[str, int] = {}
     known, klab = [], []
@@ -73,8 +85,7 @@ def main() -> None:
         if per.get(cls, 0) >= a.per_class:
             continue
         per[cls] = per.get(cls, 0) + 1
-        s = synth_scan(designs[cls], int(_NAME.search(rel).group(2)), seed=0, size=512)
-        known.append(decode(s.data))
+        known.append(decode(resimulate(rel)))
         klab.append(lm.classes.index(cls))
     oe = []
     for d in bank(a.oe_bank, a.oe_scanners):

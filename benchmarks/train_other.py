@@ -26,28 +26,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scanlab.core.modelfile import load_model
-from scanlab.core.network import PATCH
-from scanlab.core.synth.bank import synth_scan
-from scanlab.core.synth.scanner import decode, design
+sys.path.insert(0, str(Path(__file__).parent))
+from evidence_data import resimulate  # noqa: E402
 
-_NAME = re.compile(r"vscan-(\d+)/vscan-\d+_(\d+)\.\w+$")
+from scanlab.core.modelfile import load_model  # noqa: E402
+from scanlab.core.network import PATCH  # noqa: E402
+from scanlab.core.synth.bank import synth_scan  # noqa: E402
+from scanlab.core.synth.scanner import decode, design  # noqa: E402
 
 
-def _known(args: tuple[str, str, int]) -> np.ndarray:
-    rel, cls_index_name, _ = args
-    m = _NAME.search(rel)
-    d = design("default", int(m.group(1)) - 1)
-    return decode(synth_scan(d, int(m.group(2)), seed=0, size=512).data)
+def _known(rel: str) -> np.ndarray:
+    return decode(resimulate(rel))
 
 
 def _outlier(args: tuple[str, int, int]) -> np.ndarray:
@@ -90,7 +88,7 @@ def main() -> None:
     rels = lm.manifest["training"]["data"]["files"]["train"]
     labels = np.array([lm.classes.index(r.split("/")[0]) for r in rels])
     with ProcessPoolExecutor(a.threads) as ex:
-        known = list(ex.map(_known, [(r, "", 0) for r in rels], chunksize=16))
+        known = list(ex.map(_known, rels, chunksize=16))
     print(f"known: {len(known)} scans ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
 
     net = lm.net
