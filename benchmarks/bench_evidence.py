@@ -37,14 +37,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_table1 import roc_auc  # noqa: E402
 
-from scanlab.core import calibration as cal  # noqa: E402
-from scanlab.core.gating import rotation_warning  # noqa: E402
-from scanlab.core.imaging import find_images, load_scan  # noqa: E402
-from scanlab.core.modelfile import load_model  # noqa: E402
-from scanlab.core.reliability import analyze_image, apply_temperature  # noqa: E402
+from scanlab.core.engine.reliability import analyze_image, apply_temperature  # noqa: E402
+from scanlab.core.evidence import calibration as cal  # noqa: E402
+from scanlab.core.evidence.gating import rotation_warning  # noqa: E402
+from scanlab.core.evidence.verdict import EvidenceConfig  # noqa: E402
+from scanlab.core.io.imaging import find_images, load_scan  # noqa: E402
+from scanlab.core.modelfile.store import load_model  # noqa: E402
 from scanlab.core.synth.bank import write_bank  # noqa: E402
 from scanlab.core.synth.forge import write_forgeries  # noqa: E402
-from scanlab.core.verdict import EvidenceConfig  # noqa: E402
 from scanlab.services.analysis import AnalysisRequest, run_analysis, unknown_scores  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"

@@ -35,8 +35,8 @@ from PIL import Image  # noqa: E402
 
 
 def _make_inputs(folder: Path, size: int, model: str | None) -> tuple[str, str]:
-    from scanlab.core.modelfile import make_manifest, save_model
-    from scanlab.core.network import build_model
+    from scanlab.core.engine.network import build_model
+    from scanlab.core.modelfile.store import make_manifest, save_model
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtCore import QObject, QTimer, Slot
 
-    from scanlab.core.engine import DEFAULT_ENGINE
+    from scanlab.core.engine.engines import DEFAULT_ENGINE
     from scanlab.gui.app import ensure_app
     from scanlab.gui.class_maps import ClassMapLoader
     from scanlab.gui.documents import ScanDocument

@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from scanlab.core.dense import DenseEngine, _chunks
-from scanlab.core.engine import NaiveEngine
-from scanlab.core.imaging import image_hw, to_float
-from scanlab.core.network import PATCH, STRIDE, ScannerNet, build_model
-from scanlab.core.patches import subimage_grid
-from scanlab.core.reliability import analyze_image
+from scanlab.core.engine.dense import DenseEngine, _chunks
+from scanlab.core.engine.engines import NaiveEngine
+from scanlab.core.engine.network import PATCH, STRIDE, ScannerNet, build_model
+from scanlab.core.engine.patches import subimage_grid
+from scanlab.core.engine.reliability import analyze_image
+from scanlab.core.io.imaging import image_hw, to_float
 
 N_CLASSES = 10
 

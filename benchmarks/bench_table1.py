@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scanlab.core.imaging import find_images, load_scan, to_float
-from scanlab.core.reliability import analyze_image
+from scanlab.core.engine.reliability import analyze_image
+from scanlab.core.io.imaging import find_images, load_scan, to_float
 from scanlab.core.synth.bank import write_bank
 from scanlab.core.synth.forge import write_forgeries
-from scanlab.core.training import evaluate_arrays
+from scanlab.core.training.loop import evaluate_arrays
 from scanlab.services.models import get_model
 
 # ---------------------------------------------------------------- metrics

@@ -118,7 +118,7 @@ def main() -> None:
         hist = r["summary"]
         man_pps = None
         try:
-            from scanlab.core.modelfile import read_manifest
+            from scanlab.core.modelfile.store import read_manifest
 
             man_pps = read_manifest(work / "speed.safetensors")["training"]["history"][0]["patches_per_s"]
         except Exception:  # noqa: BLE001 - the table still prints

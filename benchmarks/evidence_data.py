@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from scanlab.core.modelfile import read_manifest
+from scanlab.core.modelfile.store import read_manifest
 from scanlab.core.synth.bank import synth_scan, write_atomic, write_bank
 from scanlab.core.synth.scanner import design
 

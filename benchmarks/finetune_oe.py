@@ -30,18 +30,18 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from evidence_data import resimulate, write_val_split  # noqa: E402
 
-from scanlab.core.imaging import find_images, load_scan  # noqa: E402
-from scanlab.core.modelfile import load_model, save_model  # noqa: E402
-from scanlab.core.patches import training_patch_corners  # noqa: E402
+from scanlab.core.engine.patches import training_patch_corners  # noqa: E402
+from scanlab.core.io.imaging import find_images, load_scan  # noqa: E402
+from scanlab.core.modelfile.store import load_model, save_model  # noqa: E402
 from scanlab.core.synth.bank import synth_scan  # noqa: E402
 from scanlab.core.synth.scanner import bank, decode  # noqa: E402
-from scanlab.core.training import evaluate_arrays  # noqa: E402
+from scanlab.core.training.loop import evaluate_arrays  # noqa: E402
 
 
 def sample_patches(images: list[np.ndarray], labels: list[int], sub: tuple[int, int], rng: np.random.Generator):
     """One random 64x64 patch per non-overlapping sub-image of every image: (patches, labels).
 
-    The in-memory sampler ``scanlab.core.training`` had when this experiment ran (the
+    The in-memory sampler ``scanlab.core.training.loop`` had when this experiment ran (the
     training code now reads patches per batch from a cache).
     """
     out, lab = [], []

@@ -43,7 +43,7 @@ def _signature(e: BaseException) -> str:
 def run_target(name, strategy, check, examples: int, seconds: float, out: Path) -> dict:
     from hypothesis import HealthCheck, Phase, given, settings
 
-    from scanlab.core.decoders import quiet_exif_warnings
+    from scanlab.core.io.decoders import quiet_exif_warnings
 
     counts: collections.Counter[str] = collections.Counter()
     crashes: collections.Counter[str] = collections.Counter()

@@ -11,7 +11,7 @@ designs is drawn every round.
 
 After training, the extra row (weight and bias) is stored in the model file as the
 ``open_set.other_weight`` / ``open_set.other_bias`` tensors, and
-``scanlab.core.openset`` scores each window with P(other) = softmax over the Ns + 1
+``scanlab.core.evidence.openset`` scores each window with P(other) = softmax over the Ns + 1
 logits; the image's unknown score is the mean over its windows with evidence.
 
 The known-scanner data is the model's own training split, re-simulated from the
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from evidence_data import resimulate  # noqa: E402
 
-from scanlab.core.modelfile import load_model  # noqa: E402
-from scanlab.core.network import PATCH  # noqa: E402
+from scanlab.core.engine.network import PATCH  # noqa: E402
+from scanlab.core.modelfile.store import load_model  # noqa: E402
 from scanlab.core.synth.bank import synth_scan  # noqa: E402
 from scanlab.core.synth.scanner import decode, design  # noqa: E402
 

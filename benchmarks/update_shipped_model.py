@@ -28,11 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from evidence_data import write_val_split  # noqa: E402
 
-from scanlab.core.evidence_fit import fit_evidence_model  # noqa: E402
-from scanlab.core.imaging import find_images, load_scan  # noqa: E402
-from scanlab.core.modelfile import load_model, save_model  # noqa: E402
-from scanlab.core.openset import OTHER_METHOD, OtherScorer  # noqa: E402
-from scanlab.core.training import evaluate_arrays  # noqa: E402
+from scanlab.core.evidence.fit import fit_evidence_model  # noqa: E402
+from scanlab.core.evidence.openset import OTHER_METHOD, OtherScorer  # noqa: E402
+from scanlab.core.io.imaging import find_images, load_scan  # noqa: E402
+from scanlab.core.modelfile.store import load_model, save_model  # noqa: E402
+from scanlab.core.training.loop import evaluate_arrays  # noqa: E402
 
 
 def _load_other(lm, ckpt_path: str) -> tuple[OtherScorer, dict]:

@@ -30,7 +30,7 @@ ARGS = ["--scanners", "10", "--images", "3", "--size", "512", "--seed", "1001", 
 
 def main() -> int:
     from scanlab.cli import main as cli
-    from scanlab.core.modelfile import library_versions
+    from scanlab.core.modelfile.store import library_versions
     from scanlab.core.synth import bank as bank_mod
     from scanlab.core.synth import content
     from scanlab.services.evaluation import evaluate_folder

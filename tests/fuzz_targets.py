@@ -3,8 +3,8 @@
 Inputs are valid files with Hypothesis-chosen mutations (byte overwrites, inserts,
 deletions, truncation), biased towards the first bytes where headers live. The
 only exceptions allowed out of the readers are the documented ones:
-:class:`~scanlab.core.imaging.ImageLoadError` and
-:class:`~scanlab.core.modelfile.ModelFileError`.
+:class:`~scanlab.core.io.imaging.ImageLoadError` and
+:class:`~scanlab.core.modelfile.store.ModelFileError`.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def model_input() -> st.SearchStrategy[bytes]:
 
 def check_image(data: bytes) -> str:
     """Decode; returns "ok" or "refused". Any other exception is a finding."""
-    from scanlab.core.imaging import ImageLoadError, decode_bytes
+    from scanlab.core.io.imaging import ImageLoadError, decode_bytes
 
     try:
         s = decode_bytes(data, "fuzz.bin", max_pixels=FUZZ_MAX_PIXELS)
@@ -94,7 +94,7 @@ def check_image(data: bytes) -> str:
 
 def check_model(data: bytes, folder: Path) -> str:
     """Read the manifest and load the model from ``data``; "ok" or "refused"."""
-    from scanlab.core.modelfile import ModelFileError, load_model, read_manifest
+    from scanlab.core.modelfile.store import ModelFileError, load_model, read_manifest
 
     p = folder / "fuzz.safetensors"
     p.write_bytes(data)

@@ -24,8 +24,8 @@ def write_random_model(path: Path, classes: list[str], seed: int = 0) -> Path:
     """A random-weight model file with a valid manifest."""
     import torch
 
-    from scanlab.core.modelfile import make_manifest, save_model
-    from scanlab.core.network import build_model
+    from scanlab.core.engine.network import build_model
+    from scanlab.core.modelfile.store import make_manifest, save_model
 
     torch.manual_seed(seed)
     net = build_model(len(classes)).eval()

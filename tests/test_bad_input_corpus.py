@@ -93,7 +93,7 @@ def _set(path: list[str], value):
 
 
 def _nan_weights(m, s):
-    from scanlab.core.modelfile import weights_digest
+    from scanlab.core.modelfile.store import weights_digest
 
     w = s["fc.weight"].clone()
     w[0, 0] = float("nan")
@@ -104,7 +104,7 @@ def _nan_weights(m, s):
 def _wrong_shape(m, s):
     import torch
 
-    from scanlab.core.modelfile import weights_digest
+    from scanlab.core.modelfile.store import weights_digest
 
     s = {**s, "fc.bias": torch.zeros(3)}
     return {**m, "weights_sha256": weights_digest(s)}, s
@@ -113,7 +113,7 @@ def _wrong_shape(m, s):
 def _wrong_other_output(m, s):
     import torch
 
-    from scanlab.core.modelfile import weights_digest
+    from scanlab.core.modelfile.store import weights_digest
 
     s = {**s, "open_set.other_weight": torch.zeros(7)}  # the network has 96 features
     return {**m, "weights_sha256": weights_digest(s)}, s
@@ -411,7 +411,7 @@ def test_corrupt_member_is_skipped_and_listed(tmp_path):
     assert len(warn) == 1 and "zz_broken.png" in warn[0] and "truncated" in warn[0]
     summary = json.loads(r.stdout)
     assert [s["path"] for s in summary["skipped_files"]] == ["a/zz_broken.png"]
-    from scanlab.core.modelfile import read_manifest
+    from scanlab.core.modelfile.store import read_manifest
 
     man = read_manifest(out / "model.safetensors")
     assert man["training"]["skipped_files"] == summary["skipped_files"]

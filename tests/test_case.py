@@ -14,7 +14,7 @@ import h5py
 import pytest
 
 from scanlab.cli import main
-from scanlab.core.case import (
+from scanlab.core.case.casefile import (
     FORMAT_VERSION,
     CaseError,
     CaseLock,
@@ -23,7 +23,7 @@ from scanlab.core.case import (
     save_case,
     verify_chain,
 )
-from scanlab.core.rois import ROI
+from scanlab.core.case.rois import ROI
 from scanlab.services.cases import (
     add_evidence,
     add_roi,
@@ -101,7 +101,7 @@ def test_kill_9_during_save_leaves_the_previous_file_readable(built, tmp_path, s
     before = load_case(path)
     script = f"""
 import sys, time
-from scanlab.core.case import load_case, save_case
+from scanlab.core.case.casefile import load_case, save_case
 c = load_case({str(path)!r})
 c.meta["title"] = "changed"
 def hook(s):

@@ -44,7 +44,7 @@ def test_evaluate_json_separates_scanners(capsys, trained_model, fresh_tree):
 
 
 def test_train_manifest_records_data_and_metrics(trained_model):
-    from scanlab.core.modelfile import read_manifest
+    from scanlab.core.modelfile.store import read_manifest
 
     m = read_manifest(trained_model)
     d = m["training"]["data"]

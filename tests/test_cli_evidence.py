@@ -23,7 +23,7 @@ KEYS = {"verdict", "confidence", "calibrated", "vote_fraction", "vote_interval",
 
 
 def test_small_collection_gives_an_uncalibrated_model_and_says_so(capsys, trained_model, fresh_tree):
-    from scanlab.core.modelfile import model_card, read_manifest
+    from scanlab.core.modelfile.store import model_card, read_manifest
 
     m = read_manifest(trained_model)  # 1 validation image per class: below the minimum of 3
     assert m["calibration"]["calibrated"] is False and "at least 3" in m["calibration"]["reason"]

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from scanner_tree import make_tree
 
-from scanlab.core.dataset import DatasetError
-from scanlab.core.modelfile import read_manifest
+from scanlab.core.modelfile.store import read_manifest
+from scanlab.core.training.dataset import DatasetError
 from scanlab.services.collection import inspect_collection
 from scanlab.services.library import (
     LibraryError,

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from scanner_tree import make_tree
 
-from scanlab.core import dataset as dataset_mod
-from scanlab.core import imaging
-from scanlab.core.dataset import DatasetError, ImageCache, discover, parse_split, split_dataset
+from scanlab.core.io import imaging
+from scanlab.core.training import dataset as dataset_mod
+from scanlab.core.training.dataset import (
+    DatasetError,
+    ImageCache,
+    discover,
+    parse_split,
+    split_dataset,
+)
 
 
 def test_split_by_image_is_seeded_and_disjoint(tree):

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from scanlab.core.dense import DenseEngine, _chunks
-from scanlab.core.engine import DEFAULT_ENGINE, NaiveEngine, get_engine
+from scanlab.core.engine.dense import DenseEngine, _chunks
+from scanlab.core.engine.engines import DEFAULT_ENGINE, NaiveEngine, get_engine
+from scanlab.core.engine.fused import FusedTrunk
+from scanlab.core.engine.network import PATCH, ScannerNet, build_model
+from scanlab.core.engine.reliability import analyze_image
 from scanlab.core.errors import Cancelled
-from scanlab.core.fused import FusedTrunk
 from scanlab.core.jobs import CancelToken
-from scanlab.core.network import PATCH, ScannerNet, build_model
-from scanlab.core.reliability import analyze_image
 
 CPU = torch.device("cpu")
 TOL = 1e-5
@@ -270,7 +270,7 @@ def test_portable_path_matches(
     net: ScannerNet, image: np.ndarray, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The plain conv2d + relu path that CUDA, MPS and CPU builds without oneDNN take.
-    monkeypatch.setattr("scanlab.core.fused._pointwise_available", lambda device: False)
+    monkeypatch.setattr("scanlab.core.engine.fused._pointwise_available", lambda device: False)
     ys = np.arange(0, SHAPE[0] - PATCH + 1, 3)
     xs = np.arange(0, SHAPE[1] - PATCH + 1, 2)
     got = DenseEngine(90).window_probs(net, image, ys, xs, device=CPU)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from modeltools import randomize_bn
 
+from scanlab.core.engine.network import build_model, count_parameters
+from scanlab.core.engine.patches import subimage_grid, training_patch_corners, zigzag
+from scanlab.core.engine.reliability import analyze_image, classify_from_subimages, reliability_map
 from scanlab.core.errors import Cancelled
 from scanlab.core.jobs import CancelToken
-from scanlab.core.network import build_model, count_parameters
-from scanlab.core.patches import subimage_grid, training_patch_corners, zigzag
-from scanlab.core.reliability import analyze_image, classify_from_subimages, reliability_map
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_vote_majority_and_tie_break(net):
     c = a.classification
     assert c.n_patches == 2 * 3 and c.votes.sum() == 6
     assert c.votes[c.label_index] == c.votes.max()
-    from scanlab.core.reliability import SubImageProbs
+    from scanlab.core.engine.reliability import SubImageProbs
 
     tie = SubImageProbs(np.array([0]), np.array([0, 64]), (64, 64), (64, 64),
                         np.array([[[0.6, 0.4, 0.0], [0.0, 0.45, 0.55]]], dtype=np.float32))

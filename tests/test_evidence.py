@@ -7,9 +7,14 @@ import pytest
 import torch
 from modeltools import randomize_bn
 
-from scanlab.core.evidence import MAX_CLIPPED, MIN_RESIDUAL, window_evidence, window_statistics
-from scanlab.core.network import build_model
-from scanlab.core.reliability import analyze_image, reliability_map
+from scanlab.core.engine.network import build_model
+from scanlab.core.engine.nosignal import (
+    MAX_CLIPPED,
+    MIN_RESIDUAL,
+    window_evidence,
+    window_statistics,
+)
+from scanlab.core.engine.reliability import analyze_image, reliability_map
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanlab.core.imaging import ImageLoadError, load_scan, to_float
+from scanlab.core.io.imaging import ImageLoadError, load_scan, to_float
 
 
 def _rgb(h: int = 80, w: int = 96) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_tiff_decode_releases_file_bytes_without_cyclic_gc():
     import io
     import sys
 
-    from scanlab.core.imaging import decode_bytes
+    from scanlab.core.io.imaging import decode_bytes
 
     buf = io.BytesIO()
     Image.fromarray(np.arange(96 * 80 * 3, dtype=np.uint8).reshape(96, 80, 3)).save(buf, format="TIFF")

@@ -2,7 +2,7 @@
 
 The child process reports the moment it is about to replace the output (the
 temporary file is complete, the rename is next) by creating the file named in
-``SCANLAB_TEST_WRITE_HOOK`` (see :func:`scanlab.core.fileio.atomic_write`); the
+``SCANLAB_TEST_WRITE_HOOK`` (see :func:`scanlab.core.io.fileio.atomic_write`); the
 test waits for that marker, not for a guessed delay, then sends SIGKILL.
 """
 
@@ -82,7 +82,7 @@ def test_map_killed_mid_write_keeps_previous_map(tmp_path, suffix):
 
 
 def test_model_killed_mid_write_keeps_previous_model(tmp_path):
-    from scanlab.core.modelfile import load_model
+    from scanlab.core.modelfile.store import load_model
 
     data = tmp_path / "data"
     for c in ("a", "b"):

@@ -42,7 +42,7 @@ def test_import_linter_contracts():
 
 def test_core_imports_without_qt():
     code = (
-        "import sys, scanlab.core.reliability, scanlab.services.analysis, scanlab.services.training, scanlab.cli;"
+        "import sys, scanlab.core.engine.reliability, scanlab.services.analysis, scanlab.services.training, scanlab.cli;"
         "bad=[m for m in sys.modules if m.split('.')[0] in ('PySide6','pyqtgraph','shiboken6')];"
         "assert not bad, bad"
     )

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.mapstore import StoredWindows, read_windows, write_windows
+from scanlab.core.io.mapstore import StoredWindows, read_windows, write_windows
 
 
 def test_round_trip(tmp_path):

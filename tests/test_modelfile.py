@@ -9,7 +9,7 @@ import torch
 from modeltools import write_random_model
 from safetensors.torch import save as st_save
 
-from scanlab.core.modelfile import (
+from scanlab.core.modelfile.store import (
     META_KEY,
     ModelFileError,
     load_model,
@@ -75,7 +75,7 @@ def test_failed_save_keeps_previous_file(tmp_path, random_model, monkeypatch):
     target = write_random_model(tmp_path / "m.safetensors", ["x", "y"])
     before = target.read_bytes()
     lm = load_model(random_model)
-    import scanlab.core.modelfile as mf
+    import scanlab.core.modelfile.store as mf
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
@@ -196,7 +196,7 @@ def test_v2_blocks_and_unknown_keys_are_accepted(tmp_path, random_model):
 
 
 def _recompute_hash(m, s):
-    from scanlab.core.modelfile import weights_digest
+    from scanlab.core.modelfile.store import weights_digest
 
     return {**m, "weights_sha256": weights_digest(s)}, s
 
@@ -258,7 +258,7 @@ def test_huge_header_length_refused_without_allocating(tmp_path):
 
 
 def test_extras_round_trip_and_are_hashed(tmp_path, random_model):
-    from scanlab.core.modelfile import weights_digest
+    from scanlab.core.modelfile.store import weights_digest
 
     lm = load_model(random_model)
     extras = {"open_set.means": torch.randn(3, 8), "open_set.cov": torch.eye(8)}

@@ -12,7 +12,7 @@ from PIL import Image
 from scanner_tree import content, make_tree
 
 from scanlab.cli import main
-from scanlab.core.modelfile import load_model, model_card
+from scanlab.core.modelfile.store import load_model, model_card
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_training_fits_calibration_and_thresholds(open_set_model):
 
 
 def test_training_records_the_reliability_bins(open_set_model):
-    from scanlab.core.calibration import bins_from_block, ece_of_bins
+    from scanlab.core.evidence.calibration import bins_from_block, ece_of_bins
 
     c = load_model(open_set_model[0]).manifest["calibration"]
     edges = c["bins"]["edges"]

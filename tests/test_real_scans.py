@@ -10,7 +10,7 @@ import pytest
 from modeltools import REAL_SCANS
 
 from scanlab.cli import main
-from scanlab.core.imaging import load_scan
+from scanlab.core.io.imaging import load_scan
 
 pytestmark = pytest.mark.skipif(not REAL_SCANS.is_dir(), reason="../shared/data/real_scans not present")
 

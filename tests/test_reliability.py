@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.fileio import atomic_write_bytes, refuse_overwrite
-from scanlab.core.imaging import ImageLoadError, decode_bytes, load_scan
+from scanlab.core.io.fileio import atomic_write_bytes, refuse_overwrite
+from scanlab.core.io.imaging import ImageLoadError, decode_bytes, load_scan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,8 @@ def test_corrupt_png_data_is_refused_not_half_loaded():
 
 
 def test_imaging_patch_matches_network_patch():
-    from scanlab.core import imaging, network
+    from scanlab.core.engine import network
+    from scanlab.core.io import imaging
 
     assert imaging.PATCH == network.PATCH
 
@@ -139,7 +140,7 @@ def test_imaging_patch_matches_network_patch():
 
 
 def test_one_class_folder_is_a_one_line_error(tmp_path):
-    from scanlab.core.dataset import DatasetError, check_layout, discover
+    from scanlab.core.training.dataset import DatasetError, check_layout, discover
 
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "a.png").write_bytes(bf.png())
@@ -166,7 +167,7 @@ def test_outputs_respect_the_umask(tmp_path, umask, mode):
 
 
 def test_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
-    import scanlab.core.fileio as fio
+    import scanlab.core.io.fileio as fio
 
     seen = []
     real = fio._fsync_dir
@@ -194,7 +195,7 @@ def test_bad_image_fails_before_torch_is_imported(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
 def test_case_files_respect_the_umask(tmp_path):
-    from scanlab.core.case import new_case, save_case
+    from scanlab.core.case.casefile import new_case, save_case
 
     old = os.umask(0o077)
     try:

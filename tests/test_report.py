@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scanlab.cli import main
-from scanlab.core.case import load_case, verify_chain
+from scanlab.core.case.casefile import load_case, verify_chain
 
 pypdf = pytest.importorskip("pypdf")
 

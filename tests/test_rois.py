@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanlab.core.mapstore import StoredWindows
-from scanlab.core.rois import (
+from scanlab.core.case.rois import (
     ROI,
     contains,
     equal_area_ring,
@@ -20,6 +19,7 @@ from scanlab.core.rois import (
     suggest_regions,
     window_test,
 )
+from scanlab.core.io.mapstore import StoredWindows
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanlab.cli_synth import register
+from scanlab.cli.synth import register
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import find_images, load_scan
+from scanlab.core.io.imaging import find_images, load_scan
 from scanlab.core.synth.bank import synth_scan, write_bank
 from scanlab.core.synth.content import document_page, make_page, photo_paths
 from scanlab.core.synth.dsp import rng_for

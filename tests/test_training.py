@@ -7,8 +7,8 @@ from scanner_tree import make_tree
 
 from scanlab.core.errors import Cancelled
 from scanlab.core.jobs import CancelToken
-from scanlab.core.modelfile import load_model, read_manifest
-from scanlab.core.training import TrainConfig
+from scanlab.core.modelfile.store import load_model, read_manifest
+from scanlab.core.training.loop import TrainConfig
 from scanlab.services.training import TrainRequest, run_training
 
 

@@ -14,8 +14,13 @@ import pytest
 from scanner_tree import make_tree
 
 from scanlab.cli import main
-from scanlab.core import fileio
-from scanlab.core.training import CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint
+from scanlab.core.io import fileio
+from scanlab.core.training.loop import (
+    CheckpointError,
+    TrainConfig,
+    TrainingDiverged,
+    load_checkpoint,
+)
 from scanlab.services.training import TrainRequest, checkpoint_path, run_training
 
 ARGS = ["--base", "none", "--epochs", "5", "--patience", "20", "--sub", "64", "--seed", "3",

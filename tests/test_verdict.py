@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from scanlab.core import calibration as cal
-from scanlab.core.openset import KnnScorer, fit_knn
-from scanlab.core.reliability import apply_temperature
-from scanlab.core.verdict import DEFAULT_THRESHOLDS, EvidenceConfig, decide, wilson_interval
+from scanlab.core.engine.reliability import apply_temperature
+from scanlab.core.evidence import calibration as cal
+from scanlab.core.evidence.openset import KnnScorer, fit_knn
+from scanlab.core.evidence.verdict import (
+    DEFAULT_THRESHOLDS,
+    EvidenceConfig,
+    decide,
+    wilson_interval,
+)
 
 TH = dict(DEFAULT_THRESHOLDS, unknown=0.7)
 
@@ -107,8 +112,8 @@ def test_short_answer_names_a_scanner_only_when_attributed():
 
 
 def test_other_output_scorer_is_the_softmax_of_the_extra_logit():
-    from scanlab.core.network import build_model
-    from scanlab.core.openset import OTHER_METHOD, OtherScorer
+    from scanlab.core.engine.network import build_model
+    from scanlab.core.evidence.openset import OTHER_METHOD, OtherScorer
 
     torch.manual_seed(0)
     net = build_model(3).eval()
@@ -132,9 +137,14 @@ def test_other_output_scorer_is_the_softmax_of_the_extra_logit():
 
 
 def test_other_output_fit_keeps_98_percent_of_the_validation_images():
-    from scanlab.core.evidence_fit import OTHER_KEEP, fit_evidence_model
-    from scanlab.core.network import build_model
-    from scanlab.core.openset import OTHER_METHOD, OtherScorer, feature_windows, window_features
+    from scanlab.core.engine.network import build_model
+    from scanlab.core.evidence.fit import OTHER_KEEP, fit_evidence_model
+    from scanlab.core.evidence.openset import (
+        OTHER_METHOD,
+        OtherScorer,
+        feature_windows,
+        window_features,
+    )
 
     torch.manual_seed(1)
     net = build_model(2).eval()
@@ -156,7 +166,7 @@ def test_other_output_fit_keeps_98_percent_of_the_validation_images():
 
 
 def test_rotation_warning_only_when_the_turned_scan_fits():
-    from scanlab.core.gating import rotation_warning
+    from scanlab.core.evidence.gating import rotation_warning
 
     img = np.zeros((40, 60, 3), np.uint8)
     img[:, :30] = 200  # left half bright: tells the turns apart
@@ -173,9 +183,9 @@ def test_rotation_warning_only_when_the_turned_scan_fits():
 
 
 def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tmp_path):
+    from scanlab.core.engine.network import build_model
     from scanlab.core.errors import ScanLabError
-    from scanlab.core.modelfile import load_model, make_manifest, save_model
-    from scanlab.core.network import build_model
+    from scanlab.core.modelfile.store import load_model, make_manifest, save_model
 
     net = build_model(2).eval()
     man = make_manifest(net, ["a", "b"], name="t")

@@ -4,11 +4,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scanlab.core.engine import get_engine
-from scanlab.core.evidence import window_statistics
-from scanlab.core.imaging import find_images, load_scan
-from scanlab.core.modelfile import load_model
-from scanlab.core.patches import vote_grid
+from scanlab.core.engine.engines import get_engine
+from scanlab.core.engine.nosignal import window_statistics
+from scanlab.core.io.imaging import find_images, load_scan
+from scanlab.core.modelfile.store import load_model
+from scanlab.core.engine.patches import vote_grid
 
 torch.set_num_threads(1)
 lm = load_model('trained_models/scanlab-default.safetensors'); eng = get_engine('dense')

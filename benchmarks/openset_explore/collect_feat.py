@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from scanlab.core.imaging import find_images, load_scan, to_float
-from scanlab.core.modelfile import load_model
-from scanlab.core.patches import vote_grid
+from scanlab.core.io.imaging import find_images, load_scan, to_float
+from scanlab.core.modelfile.store import load_model
+from scanlab.core.engine.patches import vote_grid
 
 torch.set_num_threads(1)
 lm = load_model('trained_models/scanlab-default.safetensors'); net = lm.net.eval()

@@ -7,9 +7,9 @@ val, known (fresh seed), unk (bank elsewhere), real pages.
 import re, sys, time
 from pathlib import Path
 import numpy as np, torch
-from scanlab.core.imaging import find_images, load_scan
-from scanlab.core.modelfile import load_model
-from scanlab.core.openset import feature_windows, window_features
+from scanlab.core.io.imaging import find_images, load_scan
+from scanlab.core.modelfile.store import load_model
+from scanlab.core.evidence.openset import feature_windows, window_features
 from scanlab.core.synth.bank import synth_scan, write_atomic
 from scanlab.core.synth.scanner import bank
 

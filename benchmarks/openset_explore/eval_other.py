@@ -3,9 +3,9 @@
 import sys, time
 from pathlib import Path
 import numpy as np, torch
-from scanlab.core.imaging import find_images, load_scan
-from scanlab.core.modelfile import load_model
-from scanlab.core.openset import feature_windows, window_features
+from scanlab.core.io.imaging import find_images, load_scan
+from scanlab.core.modelfile.store import load_model
+from scanlab.core.evidence.openset import feature_windows, window_features
 
 ck = torch.load(sys.argv[1], weights_only=False)
 AGG = 'mean'

@@ -1,7 +1,7 @@
 # ruff: noqa  -- scratch measurement script (input-gating detectors that were tried and NOT kept)
 import numpy as np
 from PIL import Image
-from scanlab.core.imaging import load_scan, find_images
+from scanlab.core.io.imaging import load_scan, find_images
 
 _MAX_SIDE = 2048
 

@@ -6,8 +6,8 @@
 import dataclasses, sys
 import numpy as np, torch
 from PIL import Image
-from scanlab.core.imaging import find_images, load_scan
-from scanlab.core.modelfile import load_model
+from scanlab.core.io.imaging import find_images, load_scan
+from scanlab.core.modelfile.store import load_model
 from scanlab.services.analysis import AnalysisRequest, run_analysis
 
 torch.set_num_threads(2)

@@ -1,6 +1,6 @@
 """Case files in the app: File > New case / Open case / Save / Save as / Export report.
 
-The controller owns the open :class:`~scanlab.core.case.Case` (plain data) and its
+The controller owns the open :class:`~scanlab.core.case.casefile.Case` (plain data) and its
 lock, mirrors the ROIs of the scan on screen into a :class:`RoiLayer` and the review
 panel, logs every analyst action in the case's audit chain, and runs anything slow
 (ROI statistics, adding a scan, the report) on the task runner's thread. Saving is
@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog
 
-from scanlab.core.case import Case, CaseLock, new_case, save_case
+from scanlab.core.case.casefile import Case, CaseLock, new_case, save_case
 from scanlab.core.errors import ScanLabError
 from scanlab.gui.review_panel import ReviewPanel
 from scanlab.gui.roi_layer import RoiLayer

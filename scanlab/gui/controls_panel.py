@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from scanlab.core.colormap import class_colors
-from scanlab.core.engine import available_devices
+from scanlab.core.engine.engines import available_devices
 from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanlab.core.imaging import find_images, is_image_path
+from scanlab.core.io.imaging import find_images, is_image_path
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
 ParamsKey = tuple[str | None, int, int, str]

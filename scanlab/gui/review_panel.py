@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanlab.core.rois import ROI, VERDICTS
+from scanlab.core.case.rois import ROI, VERDICTS
 
 TOOL_LABELS = (("select", "Select (V)"), ("rect", "Rect (R)"), ("polygon", "Polygon (P)"), ("lasso", "Lasso (L)"))
 UNREVIEWED = "(not reviewed)"

@@ -1,6 +1,6 @@
 """The Qt adapter over plain-data ROIs: drawing tools, selection, editing, undo/redo.
 
-The ROIs themselves are :class:`scanlab.core.rois.ROI` objects (image (row, col)
+The ROIs themselves are :class:`scanlab.core.case.rois.ROI` objects (image (row, col)
 coordinates); this layer only draws them on a :class:`ScanView` and turns mouse
 gestures into changes of that plain data. Every change goes through a
 ``QUndoCommand`` so Ctrl+Z / Ctrl+Shift+Z undo and redo it, and is announced with
@@ -23,7 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Qt, Signal, Slot
 from PySide6.QtGui import QPainter, QUndoCommand, QUndoStack
 
-from scanlab.core.rois import ROI, contains, simplify
+from scanlab.core.case.rois import ROI, contains, simplify
 from scanlab.gui.scan_view import ScanView
 
 TOOLS = ("select", "rect", "polygon", "lasso")

@@ -78,7 +78,7 @@ def _suggestion_hits_mask(reliability, sample: str, result: dict[str, Any]) -> b
     import numpy as np
     from PIL import Image
 
-    from scanlab.core.rois import rasterize, suggest_regions
+    from scanlab.core.case.rois import rasterize, suggest_regions
 
     mask_file = Path(sample).with_name(Path(sample).stem + "_mask.png")
     if not mask_file.is_file():

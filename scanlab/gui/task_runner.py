@@ -32,7 +32,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from scanlab.core.errors import Cancelled, ScanLabError
-from scanlab.core.imaging import Scan
+from scanlab.core.io.imaging import Scan
 from scanlab.core.jobs import CancelToken
 from scanlab.gui.pyramid import build_pyramid
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis

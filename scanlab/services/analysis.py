@@ -15,21 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.engine import select_device
-from scanlab.core.errors import ScanLabError
-from scanlab.core.gating import input_warnings, rotation_warning
-from scanlab.core.imaging import Scan, ScanInfo, load_scan, verify_hash
-from scanlab.core.jobs import CancelToken, ProgressFn, check
-from scanlab.core.modelfile import LoadedModel
-from scanlab.core.openset import LOGIT_METHOD, score_image
-from scanlab.core.patches import Size, as_pair, validate_grid
-from scanlab.core.reliability import (
+from scanlab.core.engine.engines import select_device
+from scanlab.core.engine.patches import Size, as_pair, validate_grid
+from scanlab.core.engine.reliability import (
     ImageAnalysis,
     analyze_image,
     reliability_map,
     subimage_probs_multi,
 )
-from scanlab.core.verdict import EvidenceConfig, Verdict, decide
+from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence.gating import input_warnings, rotation_warning
+from scanlab.core.evidence.openset import LOGIT_METHOD, score_image
+from scanlab.core.evidence.verdict import EvidenceConfig, Verdict, decide
+from scanlab.core.io.imaging import Scan, ScanInfo, load_scan, verify_hash
+from scanlab.core.jobs import CancelToken, ProgressFn, check
+from scanlab.core.modelfile.store import LoadedModel
 from scanlab.services.models import get_model
 
 _ids = itertools.count(1)

@@ -1,7 +1,7 @@
 """Case workflow shared by the CLI and the app: open, add evidence, review ROIs, sign off.
 
 Every analyst action goes through a function here and is appended to the case's
-audit chain; the caller saves (:func:`scanlab.core.case.save_case`). Opening a
+audit chain; the caller saves (:func:`scanlab.core.case.casefile.save_case`). Opening a
 case re-hashes every evidence file: a missing or modified file gives a loud
 warning in ``case.warnings`` and an audit entry.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.case import Case, CaseError, Evidence, Run, load_case, now_iso
+from scanlab.core.case.casefile import Case, CaseError, Evidence, Run, load_case, now_iso
+from scanlab.core.case.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
+from scanlab.core.engine.reliability import reliability_map
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import sha256_file
+from scanlab.core.io.imaging import sha256_file
+from scanlab.core.io.mapstore import StoredWindows
 from scanlab.core.jobs import CancelToken, ProgressFn
-from scanlab.core.mapstore import StoredWindows
-from scanlab.core.reliability import reliability_map
-from scanlab.core.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
 from scanlab.services.analysis import AnalysisRequest, AnalysisResult, run_analysis
 
 DEFAULT_THRESHOLD = 0.5
@@ -309,7 +309,7 @@ def sign_off(case: Case, *, analyst: str, statement: str) -> dict[str, Any]:
 
 def case_summary(case: Case) -> dict[str, Any]:
     """The ``case show --json`` object."""
-    from scanlab.core.case import FORMAT_VERSION, verify_chain
+    from scanlab.core.case.casefile import FORMAT_VERSION, verify_chain
 
     ev = []
     for e in case.evidence.values():

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scanlab.core.dataset import class_dirs
-from scanlab.core.imaging import FORMATS, find_images, sha256_file
+from scanlab.core.io.imaging import FORMATS, find_images, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.training.dataset import class_dirs
 
 THUMBS_PER_CLASS = 4
 THUMB_SIZE = 96

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.dataset import discover
-from scanlab.core.imaging import load_scan
+from scanlab.core.evidence.verdict import VERDICTS
+from scanlab.core.io.imaging import load_scan
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.training import accuracy_summary
-from scanlab.core.verdict import VERDICTS
+from scanlab.core.training.dataset import discover
+from scanlab.core.training.loop import accuracy_summary
 from scanlab.services.models import get_model
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.fileio import atomic_write, atomic_write_bytes, check_writable
-from scanlab.core.mapstore import StoredWindows, write_windows
+from scanlab.core.io.fileio import atomic_write, atomic_write_bytes, check_writable
+from scanlab.core.io.mapstore import StoredWindows, write_windows
 
 MAP_SUFFIXES = (".npy", ".h5", ".png")
 WHATS = ("reliability", "class", "unknown")

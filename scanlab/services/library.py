@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.modelfile import ModelFileError, load_model, model_card, read_manifest, save_model
+from scanlab.core.modelfile.store import (
+    ModelFileError,
+    load_model,
+    model_card,
+    read_manifest,
+    save_model,
+)
 from scanlab.services.paths import user_models_dir
 
 

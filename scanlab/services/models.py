@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.modelfile import LoadedModel, ModelFileError, load_model, read_manifest
+from scanlab.core.modelfile.store import LoadedModel, ModelFileError, load_model, read_manifest
 from scanlab.services.paths import default_model_path, shipped_models_dir, user_models_dir
 
 _lock = threading.Lock()

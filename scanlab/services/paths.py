@@ -107,7 +107,7 @@ def cache_dir() -> Path:
 
 def sample_scans() -> list[str]:
     """Bundled sample scans (masks excluded), sorted."""
-    from scanlab.core.imaging import is_image_path
+    from scanlab.core.io.imaging import is_image_path
 
     d = samples_dir()
     if not d.is_dir():

@@ -19,9 +19,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 import scanlab
-from scanlab.core.case import Case, Evidence, now_iso, verify_chain
-from scanlab.core.fileio import atomic_write, atomic_write_bytes, check_writable
-from scanlab.core.mapstore import write_windows
+from scanlab.core.case.casefile import Case, Evidence, now_iso, verify_chain
+from scanlab.core.io.fileio import atomic_write, atomic_write_bytes, check_writable
+from scanlab.core.io.mapstore import write_windows
 from scanlab.services import report_figures as figs
 from scanlab.services.cases import evidence_problem, latest_run, run_map, unreviewed_suggestions
 
@@ -123,7 +123,7 @@ def _table(rows: list[list[Any]], widths: list[float] | None = None, header: boo
 
 def _scan_rgb(e: Evidence) -> tuple[np.ndarray | None, str | None]:
     """The evidence pixels (checked against the recorded hash), or None and why not."""
-    from scanlab.core.imaging import load_scan
+    from scanlab.core.io.imaging import load_scan
 
     problem = evidence_problem(e)
     path = e.info["path"]

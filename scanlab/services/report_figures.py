@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from scanlab.core.case.rois import ROI
 from scanlab.core.colormap import colorize, lut
-from scanlab.core.rois import ROI
 
 ROI_COLOR = (255, 0, 255)  # magenta: visible on every colour of the reliability ramp
 MAX_SIDE = 1400  # pixels of the page figure; enough for print at the size it is shown

@@ -86,7 +86,7 @@ def run_selftest(
     ScanLabError
         The set or the model is missing or unreadable, or the device is unavailable.
     """
-    from scanlab.core.engine import select_device
+    from scanlab.core.engine.engines import select_device
     from scanlab.services.evaluation import evaluate_folder
     from scanlab.services.models import get_model
 

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from scanlab.core.dataset import (
+from scanlab.core.engine.engines import select_device
+from scanlab.core.engine.network import build_model
+from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
+from scanlab.core.io.fileio import check_writable, refuse_overwrite
+from scanlab.core.io.imaging import ImageLoadError
+from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.modelfile.store import make_manifest, save_model
+from scanlab.core.training.dataset import (
     CachedImages,
     Dataset,
     DatasetError,
@@ -32,15 +40,13 @@ from scanlab.core.dataset import (
     parse_split,
     split_dataset,
 )
-from scanlab.core.engine import select_device
-from scanlab.core.errors import ScanLabError
-from scanlab.core.evidence_fit import dpi_range, fit_evidence_model
-from scanlab.core.fileio import check_writable, refuse_overwrite
-from scanlab.core.imaging import ImageLoadError
-from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.modelfile import make_manifest, save_model
-from scanlab.core.network import build_model
-from scanlab.core.training import EpochCallback, TrainConfig, evaluate_arrays, fit, load_checkpoint
+from scanlab.core.training.loop import (
+    EpochCallback,
+    TrainConfig,
+    evaluate_arrays,
+    fit,
+    load_checkpoint,
+)
 from scanlab.services.models import get_model, resolve_model_path
 from scanlab.services.paths import cache_dir
 
@@ -172,13 +178,13 @@ def run_training(
     """Train, evaluate on the test split and save; returns the stored manifest.
 
     ``on_stage(text)`` reports coarse stages ("reading data", "training", ...);
-    ``on_batch(dict)`` reports every batch (see :func:`scanlab.core.training.fit`).
+    ``on_batch(dict)`` reports every batch (see :func:`scanlab.core.training.loop.fit`).
 
     Raises
     ------
     ScanLabError
         Bad data, a checkpoint that cannot be written or resumed, a diverged loss
-        (:class:`scanlab.core.training.TrainingDiverged`): nothing is saved then.
+        (:class:`scanlab.core.training.loop.TrainingDiverged`): nothing is saved then.
     """
     out = check_writable(req.output, what="model file")
     refuse_overwrite(out, check_layout(req.data_dir), "a training image")

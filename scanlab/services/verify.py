@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.case import Case, canonical, sha256_text, verify_chain
+from scanlab.core.case.casefile import Case, canonical, sha256_text, verify_chain
 from scanlab.core.jobs import CancelToken, ProgressFn
 from scanlab.services.analysis import AnalysisRequest, run_analysis
 from scanlab.services.cases import compute_stats, evidence_problem, run_to_case

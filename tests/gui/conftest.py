@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scanlab.core.modelfile import make_manifest, save_model  # noqa: E402
-from scanlab.core.network import build_model  # noqa: E402
+from scanlab.core.engine.network import build_model  # noqa: E402
+from scanlab.core.modelfile.store import make_manifest, save_model  # noqa: E402
 
 CLASSES = ["Canon LiDE", "Epson V39", "HP ScanJet"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scanlab.core.case import load_case, verify_chain
-from scanlab.core.rois import ROI
+from scanlab.core.case.casefile import load_case, verify_chain
+from scanlab.core.case.rois import ROI
 
 pytestmark = pytest.mark.gui
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture
 def case_path(tmp_path: Path, tiny_model: str, make_scan) -> Path:
     """A saved case holding one scan analysed with the tiny model."""
-    from scanlab.core.case import new_case, save_case
+    from scanlab.core.case.casefile import new_case, save_case
     from scanlab.services.cases import add_evidence
 
     scan = make_scan(tmp_path / "q.png", (256, 256))

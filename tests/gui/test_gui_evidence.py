@@ -10,8 +10,8 @@ import torch
 from conftest import CLASSES, write_scan
 from PIL import Image
 
-from scanlab.core.modelfile import make_manifest, save_model
-from scanlab.core.network import build_model
+from scanlab.core.engine.network import build_model
+from scanlab.core.modelfile.store import make_manifest, save_model
 from scanlab.services.analysis import ATTRIBUTION
 
 
@@ -76,7 +76,7 @@ def test_demonstration_model_shows_the_notice(qtbot, window, tmp_path, half_blan
 @pytest.fixture(scope="module")
 def open_set_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny random network with calibration and an unknown-scanner scorer fitted by the real service."""
-    from scanlab.core.evidence_fit import fit_evidence_model
+    from scanlab.core.evidence.fit import fit_evidence_model
 
     torch.manual_seed(0)
     net = build_model(len(CLASSES))

@@ -249,8 +249,8 @@ def _evaluate_manifest(calibration: dict) -> dict:
 def test_evaluate_page_draws_the_reliability_diagram_from_the_stored_bins(qtbot, tmp_path):
     import numpy as np
 
-    from scanlab.core import calibration as cal
-    from scanlab.core.reliability import apply_temperature
+    from scanlab.core.engine.reliability import apply_temperature
+    from scanlab.core.evidence import calibration as cal
     from scanlab.gui.wizard.pages_result import EvaluatePage
     from scanlab.gui.wizard.state import WizardState
 

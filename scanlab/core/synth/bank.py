@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scanlab.core.engine.network import PATCH
 from scanlab.core.errors import ScanLabError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.network import PATCH
 from scanlab.core.synth.content import make_page
 from scanlab.core.synth.dsp import rng_for
 from scanlab.core.synth.scanner import ScannerDesign, bank, encode, scan, unit_for_image

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import find_images
+from scanlab.core.io.imaging import find_images
 from scanlab.core.synth.dsp import gaussian_blur, srgb_to_linear
 
 # Real photographs in the scikit-image wheel (name -> shipped file). Synthetic test

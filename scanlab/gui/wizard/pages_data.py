@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from scanlab.core.dataset import DatasetError, discover, split_dataset
+from scanlab.core.training.dataset import DatasetError, discover, split_dataset
 from scanlab.gui.task_runner import Job, JobResult, TaskRunner
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.collection import CollectionReport, inspect_collection
@@ -281,7 +281,7 @@ class SplitPage(QWizardPage):
         self.error.setText("")
         self._ok = False
         try:
-            from scanlab.core.dataset import parse_split
+            from scanlab.core.training.dataset import parse_split
 
             ratios = parse_split(st.split_text())
             ds = discover(st.data_dir, hash_files=False, units=st.units)

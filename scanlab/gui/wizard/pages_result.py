@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from scanlab.core.calibration import bins_from_block, ece_of_bins
 from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence.calibration import bins_from_block, ece_of_bins
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import LibraryError, library_path, save_to_library
 

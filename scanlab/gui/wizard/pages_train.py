@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from scanlab.core.engine import available_devices
-from scanlab.core.trainconfig import TrainConfig
+from scanlab.core.engine.engines import available_devices
+from scanlab.core.training.config import TrainConfig
 from scanlab.gui.task_runner import Job, JobResult, TaskRunner
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import list_library
@@ -230,7 +230,7 @@ class TrainPage(QWizardPage):
             for c in self.curves.values():
                 c.setData([], [])
         ev = self.events
-        from scanlab.core.engine import select_device
+        from scanlab.core.engine.engines import select_device
 
         try:
             self._device = str(select_device(req.device))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from scanlab.core.trainconfig import TrainConfig
+from scanlab.core.training.config import TrainConfig
 from scanlab.services.collection import CollectionReport
 from scanlab.services.paths import cache_dir
 from scanlab.services.training import TrainRequest

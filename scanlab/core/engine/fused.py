@@ -1,6 +1,6 @@
-"""An inference-only copy of :class:`~scanlab.core.network.ScannerNet`'s trunk, split by stage.
+"""An inference-only copy of :class:`~scanlab.core.engine.network.ScannerNet`'s trunk, split by stage.
 
-The dense engine (:mod:`scanlab.core.dense`) needs the trunk in three pieces so
+The dense engine (:mod:`scanlab.core.engine.dense`) needs the trunk in three pieces so
 that shifted passes can share work: the stem (before the first 2x2 max-pool)
 does not depend on the window residue mod 4 at all, the first inception module
 depends only on the residue mod 2, and only the second inception module has to
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scanlab.core.network import Inception, ScannerNet
+from scanlab.core.engine.network import Inception, ScannerNet
 
 _CL = torch.channels_last
 
@@ -89,7 +89,7 @@ class _Conv:
 
 
 class _FusedInception:
-    """An :class:`~scanlab.core.network.Inception` module with folded, merged weights."""
+    """An :class:`~scanlab.core.engine.network.Inception` module with folded, merged weights."""
 
     def __init__(self, inc: Inception, device: torch.device, fused: bool) -> None:
         heads = [

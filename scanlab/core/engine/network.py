@@ -9,10 +9,10 @@ Why: with valid layers and a total downsampling of ``STRIDE`` (= 4, two 2x2
 max-pools), running the trunk once over a whole image and average-pooling the
 final feature map with the patch's footprint gives the logits of *every* 64x64
 window whose corner is a multiple of 4, identical (to float rounding) to running
-the windows one by one. :mod:`scanlab.core.engine` relies on that.
+the windows one by one. :mod:`scanlab.core.engine.engines` relies on that.
 
 Input convention: float32 tensor of shape (B, 3, H, W) with values in [0, 1]
-(see :func:`scanlab.core.imaging.to_float`); the network centres it itself.
+(see :func:`scanlab.core.io.imaging.to_float`); the network centres it itself.
 """
 
 from __future__ import annotations

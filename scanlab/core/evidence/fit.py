@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from scanlab.core import calibration as cal
-from scanlab.core import openset
-from scanlab.core.engine import Engine, get_engine
+from scanlab.core.engine.engines import Engine, get_engine
+from scanlab.core.engine.network import PATCH, ScannerNet
+from scanlab.core.engine.reliability import apply_temperature, subimage_probs_multi
+from scanlab.core.evidence import calibration as cal
+from scanlab.core.evidence import openset
+from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.network import PATCH, ScannerNet
-from scanlab.core.reliability import apply_temperature, subimage_probs_multi
-from scanlab.core.verdict import DEFAULT_THRESHOLDS
 
 MIN_VAL_IMAGES_PER_CLASS = 3
 UNKNOWN_MARGIN = 0.01  # added to the largest held-out known image score (k-NN methods)
@@ -114,7 +114,7 @@ def fit_evidence_model(
     net : ScannerNet
         The trained network (eval mode is set).
     val_images : iterable of (pixels, class index)
-        Decoded scans (uint8/uint16 (H, W, 3), as :func:`scanlab.core.imaging.load_scan` gives).
+        Decoded scans (uint8/uint16 (H, W, 3), as :func:`scanlab.core.io.imaging.load_scan` gives).
     classes : list of str
         Class names in output order.
     demonstration : bool

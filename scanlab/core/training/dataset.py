@@ -8,7 +8,7 @@ train:val:test (default 6:1:3; test may be 0).
 Decoding big scans is the slow part of repeated training runs, and a lab's
 collection does not fit in RAM, so decoded pixel arrays live in a cache folder on
 disk, **one ``.npy`` file per image** named by the file's SHA-256 and the decoder
-version (:data:`scanlab.core.imaging.DECODER_VERSION`). Training memory-maps them
+version (:data:`scanlab.core.io.imaging.DECODER_VERSION`). Training memory-maps them
 and reads only the patches it needs. Files are written under a temporary name and
 renamed, so two runs sharing the cache never see or delete a half-written array,
 and arrays made by an older decoder are never reused. Deleting the folder loses
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import DECODER_VERSION, find_images, load_scan, sha256_file
+from scanlab.core.io.imaging import DECODER_VERSION, find_images, load_scan, sha256_file
 
 SPLITS = ("train", "val", "test")
 

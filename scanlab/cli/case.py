@@ -34,7 +34,7 @@ def _open(path: str, user: str | None = None, *, quiet: bool = False):
 
 def _modify(a: argparse.Namespace, action: Callable[[Any, str], Any]) -> Any:
     """Lock the case, open it, apply ``action(case, user)``, save; returns the action's result."""
-    from scanlab.core.case import CaseLock, save_case
+    from scanlab.core.case.casefile import CaseLock, save_case
 
     with CaseLock(a.case):
         case = _open(a.case, getattr(a, "user", None))
@@ -47,7 +47,7 @@ def _modify(a: argparse.Namespace, action: Callable[[Any, str], Any]) -> Any:
 
 
 def _size(text: str, what: str) -> tuple[int, int]:
-    from scanlab.core.patches import parse_size
+    from scanlab.core.engine.patches import parse_size
 
     try:
         s = parse_size(str(text))
@@ -64,8 +64,8 @@ def _size(text: str, what: str) -> tuple[int, int]:
 
 
 def cmd_case_new(a: argparse.Namespace) -> int:
-    from scanlab.core.case import CaseLock, new_case, save_case
-    from scanlab.core.fileio import check_writable
+    from scanlab.core.case.casefile import CaseLock, new_case, save_case
+    from scanlab.core.io.fileio import check_writable
 
     p = check_writable(a.case, (".scanlab",), "case file")
     if p.exists():
@@ -85,7 +85,7 @@ def cmd_case_add(a: argparse.Namespace) -> int:
     for img in a.images:  # fail before any work on a file that is not there
         if not Path(img).is_file():
             raise ScanLabError(f"{img}: file not found")
-    from scanlab.core.fileio import refuse_overwrite
+    from scanlab.core.io.fileio import refuse_overwrite
 
     refuse_overwrite(a.case, a.images, "an evidence file")  # the case is rewritten in place
 
@@ -147,7 +147,7 @@ def _parse_points(items: list[str]) -> list[tuple[float, float]]:
 
 
 def cmd_case_roi(a: argparse.Namespace) -> int:
-    from scanlab.core.rois import ROI
+    from scanlab.core.case.rois import ROI
     from scanlab.services.cases import add_roi, remove_roi, review_roi
 
     if a.roi_action == "add":
@@ -210,12 +210,12 @@ def cmd_case_signoff(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from scanlab.core.case import CaseLock, save_case
-    from scanlab.core.fileio import check_writable
+    from scanlab.core.case.casefile import CaseLock, save_case
+    from scanlab.core.io.fileio import check_writable
     from scanlab.services.report import export_report
 
     out = check_writable(a.output, (".pdf",), "report file")
-    from scanlab.core.fileio import refuse_overwrite
+    from scanlab.core.io.fileio import refuse_overwrite
 
     refuse_overwrite(out, [a.case], "the case file")
     with CaseLock(a.case):
@@ -232,7 +232,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from scanlab.core.case import CaseLock, save_case
+    from scanlab.core.case.casefile import CaseLock, save_case
     from scanlab.services.verify import verify_case
     from scanlab.terminal import progress_bar
 
@@ -262,7 +262,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def register(sp: Any) -> None:
     """Add ``case``, ``report`` and ``verify`` to the main parser's subparsers."""
-    from scanlab.core.rois import VERDICTS
+    from scanlab.core.case.rois import VERDICTS
 
     c = sp.add_parser("case", help="case files: new, add, show, roi, suggest, locate, signoff")
     cs = c.add_subparsers(dest="case_command", metavar="ACTION", required=True)

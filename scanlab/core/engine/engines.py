@@ -3,7 +3,7 @@
 An *engine* answers one question: the class probabilities of the 64x64 windows
 whose corners lie on a separable grid ``ys x xs`` of an image. Everything else
 (sub-image probabilities, the vote, the reliability map) is built from that in
-:mod:`scanlab.core.reliability`, identically for every engine.
+:mod:`scanlab.core.engine.reliability`, identically for every engine.
 
 The naive engine crops every window and runs the network on it: slow, obviously
 right, kept as the reference the dense engine is tested against.
@@ -16,11 +16,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from scanlab.core.dense import DenseEngine
+from scanlab.core.engine.dense import DenseEngine
+from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.errors import ScanLabError
-from scanlab.core.imaging import as_float_chw
+from scanlab.core.io.imaging import as_float_chw
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.network import PATCH, ScannerNet
 
 
 def available_devices() -> list[str]:

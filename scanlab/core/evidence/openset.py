@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scanlab.core.imaging import full_scale
-from scanlab.core.network import PATCH, ScannerNet
+from scanlab.core.engine.network import PATCH, ScannerNet
+from scanlab.core.io.imaging import full_scale
 
 METHOD = "knn-features"
 LOGIT_METHOD = "knn-logits"  # same scorer on the centred log-probabilities of the windows
@@ -172,7 +172,7 @@ def scorer_from_model(method: str | None, extras: dict, params: dict) -> KnnScor
     """The scorer a model file describes (None when the method is unknown or its tensors are missing).
 
     Tensor sizes were checked against the network when the file was loaded
-    (:func:`scanlab.core.modelfile.load_model`).
+    (:func:`scanlab.core.modelfile.store.load_model`).
     """
     if method == OTHER_METHOD:
         return OtherScorer.from_extras(extras)
@@ -229,9 +229,9 @@ def fit_knn(
 
 def feature_windows(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-overlapping 64x64 window grid of an image and its evidence: (ys, xs, evidence)."""
-    from scanlab.core.evidence import window_evidence
-    from scanlab.core.imaging import image_hw
-    from scanlab.core.patches import vote_grid
+    from scanlab.core.engine.nosignal import window_evidence
+    from scanlab.core.engine.patches import vote_grid
+    from scanlab.core.io.imaging import image_hw
 
     ys, xs = vote_grid(image_hw(image), (PATCH, PATCH))
     return ys, xs, window_evidence(image, ys, xs)

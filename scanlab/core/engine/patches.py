@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scanlab.core.network import PATCH, STRIDE
+from scanlab.core.engine.network import PATCH, STRIDE
 
 WINDOW_STEP = STRIDE
 

@@ -32,15 +32,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from scanlab.core.engine import Engine
+from scanlab.core.engine.engines import Engine
+from scanlab.core.engine.network import PATCH, ScannerNet
+from scanlab.core.engine.patches import Size, grid_positions, training_patch_corners
+from scanlab.core.engine.reliability import analyze_image
 from scanlab.core.errors import ScanLabError
-from scanlab.core.fileio import atomic_write_bytes
-from scanlab.core.imaging import full_scale
+from scanlab.core.io.fileio import atomic_write_bytes
+from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.network import PATCH, ScannerNet
-from scanlab.core.patches import Size, grid_positions, training_patch_corners
-from scanlab.core.reliability import analyze_image
-from scanlab.core.trainconfig import TrainConfig
+from scanlab.core.training.config import TrainConfig
 
 CHECKPOINT_VERSION = 1
 

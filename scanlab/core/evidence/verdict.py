@@ -158,7 +158,7 @@ class EvidenceConfig:
     temperature: float = 1.0
     calibrated: bool = False
     calibration_reason: str | None = "the model file has no calibration (older file or another tool)"
-    scorer: Any = None  # scanlab.core.openset.KnnScorer / OtherScorer, or None
+    scorer: Any = None  # scanlab.core.evidence.openset.KnnScorer / OtherScorer, or None
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     demonstration: bool = False
     training_input: dict[str, Any] | None = None
@@ -167,7 +167,7 @@ class EvidenceConfig:
     @classmethod
     def from_model(cls, manifest: dict[str, Any], extras: dict | None = None) -> EvidenceConfig:
         """Read a manifest (and its extra tensors); files without these keys give an uncalibrated config."""
-        from scanlab.core.openset import scorer_from_model
+        from scanlab.core.evidence.openset import scorer_from_model
 
         cal = manifest.get("calibration") or {}
         ok = bool(cal.get("calibrated")) and isinstance(cal.get("temperature"), (int, float)) and cal["temperature"] > 0

@@ -5,7 +5,7 @@ small fluctuations of the pixel values. Where the content is clipped (paper
 white pushed to the maximum, saturated black) or flattened (uniform paper or
 tint, smoothed by JPEG), those fluctuations are gone, and any class probability
 the network returns there says nothing about the scanner. Such windows are left
-out of the vote and out of the eq. (1) average (:mod:`scanlab.core.reliability`);
+out of the vote and out of the eq. (1) average (:mod:`scanlab.core.engine.reliability`);
 maps draw them as "no evidence", never as low reliability.
 
 The rule, per 64x64 window (both engines use it, it is computed from the pixels,
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanlab.core.imaging import full_scale
-from scanlab.core.network import PATCH
+from scanlab.core.engine.network import PATCH
+from scanlab.core.io.imaging import full_scale
 
 CELL = 4
 MIN_RESIDUAL = 0.3  # 8-bit levels (RMS of the 3x3 box residual); see BENCHMARKS.md

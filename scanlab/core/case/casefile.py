@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from scanlab.core.case.rois import ROI
 from scanlab.core.errors import ScanLabError
-from scanlab.core.fileio import output_mode
-from scanlab.core.mapstore import StoredWindows, read_windows, write_windows
-from scanlab.core.rois import ROI
+from scanlab.core.io.fileio import output_mode
+from scanlab.core.io.mapstore import StoredWindows, read_windows, write_windows
 
 FORMAT = "scanlab-case"
 FORMAT_VERSION = 1

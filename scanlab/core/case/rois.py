@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.mapstore import StoredWindows
+from scanlab.core.io.mapstore import StoredWindows
 
 KINDS = ("rect", "polygon", "lasso")
 VERDICTS = ("Consistent", "Needs review", "Suspicious", "Not assessable")

@@ -14,7 +14,7 @@ Rules (the same for the CLI, the GUI and training):
   palette (P, PA) -> expanded through the palette to RGB;
   CMYK / YCbCr / LAB -> Pillow's conversion to RGB.
 * Bit depth: decoded at full depth (16-bit RGB PNG and TIFF included, see
-  :mod:`scanlab.core.decoders`); 8-bit samples map to [0, 1] by /255, 16-bit by
+  :mod:`scanlab.core.io.decoders`); 8-bit samples map to [0, 1] by /255, 16-bit by
   /65535; float TIFF samples in [0, 1] are quantised to 16 bits. ``bit_depth``
   reports the file's true depth.
 * EXIF orientation is **ignored**: the stored pixel array is analysed as stored.
@@ -24,7 +24,7 @@ Rules (the same for the CLI, the GUI and training):
   reported in :class:`ScanInfo` so a viewer can mention it.
 * A pixel-count limit (``SCANLAB_MAX_PIXELS``, 250 MP by default) refuses
   decompression bombs from the header, before decoding. Pillow's own global
-  guard is bypassed thread-safely (see :mod:`scanlab.core.decoders`).
+  guard is bypassed thread-safely (see :mod:`scanlab.core.io.decoders`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scanlab.core.decoders import (
+from scanlab.core.errors import ScanLabError
+from scanlab.core.io.decoders import (
     Decoded,
     DecodeProblem,
     check_size,
@@ -51,10 +52,9 @@ from scanlab.core.decoders import (
     png_header,
     sniff,
 )
-from scanlab.core.errors import ScanLabError
 
 MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each load
-# scanlab.core.network.PATCH, repeated so that decoding never imports torch (the CLI checks
+# scanlab.core.engine.network.PATCH, repeated so that decoding never imports torch (the CLI checks
 # its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
 PATCH = 64
 # Bump whenever load_scan can decode a file to different pixels than before: the

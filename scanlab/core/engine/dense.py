@@ -1,6 +1,6 @@
 """The dense engine: exact window probabilities from tiled, fully convolutional passes.
 
-See DESIGN.md section 2. :class:`~scanlab.core.network.ScannerNet` is fully
+See DESIGN.md section 2. :class:`~scanlab.core.engine.network.ScannerNet` is fully
 convolutional with valid layers and a total downsampling of 4, so one trunk pass
 over an image gives the logits of every 64x64 window whose corner is a multiple
 of 4. Windows at other corners ``y = 4q + r`` (residue ``r`` in 0..3 per axis) come
@@ -43,10 +43,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from scanlab.core.fused import FusedTrunk
-from scanlab.core.imaging import full_scale
+from scanlab.core.engine.fused import FusedTrunk
+from scanlab.core.engine.network import PATCH, STRIDE, ScannerNet
+from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.network import PATCH, STRIDE, ScannerNet
 
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
@@ -66,8 +66,8 @@ class ImageSource:
     ----------
     image : ndarray
         float (3, H, W) in [0, 1], or uint8/uint16 (H, W, 3) as decoded by
-        :func:`scanlab.core.imaging.load_scan` (scaled by 1/255 or 1/65535 per tile,
-        like :func:`scanlab.core.imaging.to_float`).
+        :func:`scanlab.core.io.imaging.load_scan` (scaled by 1/255 or 1/65535 per tile,
+        like :func:`scanlab.core.io.imaging.to_float`).
     """
 
     def __init__(self, image: np.ndarray) -> None:
@@ -282,7 +282,7 @@ class DenseEngine:
         cancel: CancelToken | None = None,
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
-        """Probabilities of shape (len(ys), len(xs), Ns), float32; see :class:`~scanlab.core.engine.Engine`.
+        """Probabilities of shape (len(ys), len(xs), Ns), float32; see :class:`~scanlab.core.engine.engines.Engine`.
 
         ``image`` may also be an (H, W, 3) uint8/uint16 scan (see :class:`ImageSource`).
         """

@@ -1,7 +1,7 @@
 """Temperature scaling, expected calibration error and the reliability diagram.
 
 The network's window probabilities are rescaled as softmax(log p / T) (see
-:func:`scanlab.core.reliability.apply_temperature`); T is fitted on the
+:func:`scanlab.core.engine.reliability.apply_temperature`); T is fitted on the
 validation split by minimising the negative log-likelihood of the windows with
 evidence. ECE uses equal-width confidence bins over those windows. The fit
 needs no Qt and no plotting library: the diagram is drawn with Pillow.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from scanlab.core.fileio import atomic_write_bytes
+from scanlab.core.io.fileio import atomic_write_bytes
 
 N_BINS = 15
 T_RANGE = (0.05, 20.0)

@@ -9,7 +9,7 @@ from the file (unlike pickle-based ``torch.load``). Further tensors named
 ``open_set.*`` (open-set statistics) may sit beside the weights; the weights hash
 covers them too. Every size in the file is bounded before anything is
 allocated and the manifest is validated against a JSON Schema
-(:mod:`scanlab.core.modelschema`); weights must be finite. Format v2 requires
+(:mod:`scanlab.core.modelfile.schema`); weights must be finite. Format v2 requires
 ``weights_sha256``; v1 files (hash optional) keep loading.
 
 Saving is atomic: the file is written beside its destination under a temporary
@@ -37,22 +37,22 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import scanlab
-from scanlab.core.errors import ScanLabError
-from scanlab.core.fileio import atomic_write_bytes, check_writable
-from scanlab.core.modelschema import (
-    MAX_HEADER_BYTES,
-    MAX_MODEL_BYTES,
-    HeaderError,
-    parse_header,
-    schema_problem,
-)
-from scanlab.core.network import (
+from scanlab.core.engine.network import (
     ARCH_NAME,
     ARCH_VERSION,
     PATCH,
     STRIDE,
     ScannerNet,
     count_parameters,
+)
+from scanlab.core.errors import ScanLabError
+from scanlab.core.io.fileio import atomic_write_bytes, check_writable
+from scanlab.core.modelfile.schema import (
+    MAX_HEADER_BYTES,
+    MAX_MODEL_BYTES,
+    HeaderError,
+    parse_header,
+    schema_problem,
 )
 
 FORMAT = "scanlab-model"

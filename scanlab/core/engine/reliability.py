@@ -3,10 +3,10 @@
 (The analysis *job*, file in / result out, is :mod:`scanlab.services.analysis`;
 this module is the arithmetic on window probabilities.)
 
-Both are built from window probabilities (:mod:`scanlab.core.engine`):
+Both are built from window probabilities (:mod:`scanlab.core.engine.engines`):
 
 * P(sub-image) = mean of the probabilities of the 64x64 windows inside it at
-  offsets 0, 4, 8, ... (see :mod:`scanlab.core.patches`); for n = m = 64 it is
+  offsets 0, 4, 8, ... (see :mod:`scanlab.core.engine.patches`); for n = m = 64 it is
   simply the window itself.
 * The image label is the majority vote of argmax P(sub-image) over the
   non-overlapping sub-image grid; ties go to the class with the higher mean
@@ -14,7 +14,7 @@ Both are built from window probabilities (:mod:`scanlab.core.engine`):
 * The reliability map for class s: P_s(x) = mean over the sub-images (of the
   map grid with stride t) that contain pixel x of P_s(sub-image); NaN where no
   sub-image covers x. Computed in O(pixels) with running sums.
-* **No evidence** (:mod:`scanlab.core.evidence`): windows without sensor signal
+* **No evidence** (:mod:`scanlab.core.engine.nosignal`): windows without sensor signal
   are left out. P(sub-image) averages only its windows with evidence; a sub-image
   none of whose windows has evidence does not vote and does not enter eq. (1).
   A pixel is "no evidence" when every sub-image covering it is; elsewhere its
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scanlab.core.engine import Engine, get_engine
-from scanlab.core.evidence import window_evidence
-from scanlab.core.imaging import image_hw
+from scanlab.core.engine.engines import Engine, get_engine
+from scanlab.core.engine.network import PATCH, ScannerNet
+from scanlab.core.engine.nosignal import window_evidence
+from scanlab.core.engine.patches import Size, as_pair, subimage_grid, vote_grid, window_offsets
+from scanlab.core.io.imaging import image_hw
 from scanlab.core.jobs import CancelToken, ProgressFn, check
-from scanlab.core.network import PATCH, ScannerNet
-from scanlab.core.patches import Size, as_pair, subimage_grid, vote_grid, window_offsets
 
 
 @dataclass

@@ -1,0 +1,130 @@
+"""``scanlab train``: train or fine-tune a model on a folder-per-scanner tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from scanlab.cli.common import eprint, model_path, sigint_cancels
+from scanlab.core.errors import ScanLabError
+from scanlab.terminal import progress_bar
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from scanlab.core.io.fileio import check_writable, refuse_overwrite
+    from scanlab.core.training.dataset import check_layout
+
+    out = check_writable(a.output, what="model file")
+    images = check_layout(a.data_dir)  # one-line errors for empty / one-class folders, before torch
+    refuse_overwrite(out, images, "a training image")
+    if a.base not in ("default", "none"):
+        refuse_overwrite(out, [model_path(a.base)], "the base model")
+
+    from scanlab.core.engine.patches import parse_size
+    from scanlab.core.training.loop import TrainConfig
+    from scanlab.services.training import TrainRequest, run_training
+
+    try:
+        sub = parse_size(a.sub)
+    except ValueError as e:
+        raise ScanLabError(str(e)) from None
+    if a.epochs < 1:
+        raise ScanLabError("--epochs must be at least 1")
+    if a.max_batches is not None and a.max_batches < 1:
+        raise ScanLabError("--max-batches must be at least 1")
+    cfg = TrainConfig(
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
+        sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
+        freeze_trunk=a.freeze_trunk, amp=not a.no_amp, max_batches=a.max_batches, workers=a.workers,
+    )
+    cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
+    req = TrainRequest(
+        data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
+        engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
+        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files,
+    )
+
+    def on_epoch(r: dict) -> None:
+        eprint(
+            f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  train {r['train_acc']:.3f}  "
+            f"val patch {r['val_patch_acc']:.3f}  val image {r['val_image_acc']:.3f}  "
+            f"{r['seconds']:.1f}s  {r['patches_per_s']:.0f} patches/s{'  *' if r['best'] else ''}"
+        )
+        eprint(f"[checkpoint] epoch {r['epoch']} saved")
+
+    with progress_bar("training", a.json) as bar, sigint_cancels() as cancel:
+        man = run_training(req, cancel=cancel, progress=bar, on_epoch=on_epoch,
+                           on_stage=lambda t: eprint(f"[{t}]"))
+    summary = {
+        "output": str(Path(a.output).resolve()),
+        "classes": man["classes"],
+        "epochs_run": man["training"]["epochs_run"],
+        "best_epoch": man["training"]["best_epoch"],
+        "stop_reason": man["training"]["stop_reason"],
+        "resumed_from_epoch": man["training"].get("resumed_from_epoch"),
+        "counts": man["training"]["data"]["counts"],
+        "val": man["metrics"].get("val"),
+        "test": man["metrics"].get("test"),
+        "weights_sha256": man["weights_sha256"],
+        "skipped_files": man["training"].get("skipped_files", []),
+    }
+    for sk in summary["skipped_files"]:
+        eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        t = summary["test"] or summary["val"]
+        which = "test" if summary["test"] else "val"
+        print(f"saved {summary['output']}")
+        print(f"{which}: per-patch {t['per_patch_accuracy']:.4f}, per-image {t['per_image_accuracy']:.4f} "
+              f"on {t['n_images']} images")
+    return 0
+
+
+def _train_defaults():
+    """The training defaults (one place: :class:`scanlab.core.training.loop.TrainConfig`)."""
+    from scanlab.core.training.config import TrainConfig
+
+    return TrainConfig()
+
+
+def register(sp: Any) -> None:
+    """Add this group's commands to the top-level sub-parsers."""
+    t = sp.add_parser("train", help="train or fine-tune a model on a folder-per-scanner tree")
+    t.add_argument("data_dir", metavar="DATA_DIR")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (exactly this path)")
+    d = _train_defaults()
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--split", default="6:1:3", help="train:val:test ratios by image (default 6:1:3)")
+    t.add_argument("--base", default="default", help="default, none or a model file to start from")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sub", default=str(d.sub[0]), help="training sub-image size N or NxM (one random patch each)")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--schedule", default=d.schedule, choices=["constant", "cosine"],
+                   help="learning-rate schedule (cosine anneals to 0 over --epochs)")
+    t.add_argument("--patience", type=int, default=d.patience, help="early-stop after this many epochs without gain")
+    t.add_argument("--width", type=int, default=1, help="network channel multiplier")
+    t.add_argument("--freeze-trunk", action="store_true", help="train only the final layer of the base model")
+    t.add_argument("--units", action="store_true",
+                   help="DATA_DIR is Model/Unit/...: the first folder below a class folder is a physical unit")
+    t.add_argument("--holdout-unit", action="store_true",
+                   help="test split = one whole unit per class (implies --units)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the last crashed or cancelled run writing this -o from its checkpoint")
+    t.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch (default: all)")
+    t.add_argument("--workers", type=int, default=0, help="patch-loading worker processes (default 0)")
+    t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    t.add_argument("--name", default=None, help="model name for the manifest")
+    t.add_argument("--cache", default=None,
+                   help="decoded-image cache folder (default per-user; 'none': a temporary one)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--engine", default=None, choices=["dense", "naive"])
+    t.add_argument("--strict-files", action="store_true",
+                   help="stop on the first unreadable image instead of skipping and listing it")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)

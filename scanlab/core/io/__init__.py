@@ -1,0 +1,2 @@
+"""Reading and writing files: safe image decoding, hashing, atomic writes and the
+HDF5 window store."""

@@ -1,0 +1,1 @@
+"""Model files: weights plus a JSON-Schema-validated manifest."""

@@ -1,0 +1,1 @@
+"""Training: folder-per-scanner data sets, the training configuration and loop."""
