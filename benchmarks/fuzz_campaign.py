@@ -1,4 +1,4 @@
-"""Long fuzzing campaign of the image loader and the model-file reader (figures for RELIABILITY.md).
+"""Long fuzzing campaign of the image loader and the model-file reader (figures for HARDENING.md).
 
 Runs the same Hypothesis strategies as tests/test_fuzz.py with many more
 examples and no fixed seed; warnings are turned into errors (each would be a

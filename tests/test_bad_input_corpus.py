@@ -3,7 +3,7 @@
 Every file is generated here (tests/badfiles.py), none is stored in git. Each
 error case asserts the exit code, exactly one ``scanlab: error:`` line naming
 the file and the problem, no traceback, every input's SHA-256 unchanged and
-nothing left in the output folder. RELIABILITY.md lists the same cases with the
+nothing left in the output folder. HARDENING.md lists the same cases with the
 behaviour ScanLab promises.
 """
 

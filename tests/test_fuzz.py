@@ -1,6 +1,6 @@
 """Property-based fuzzing of the image loader and the model-file reader (bounded for CI).
 
-The long campaign is ``benchmarks/fuzz_campaign.py``; its figures are in RELIABILITY.md.
+The long campaign is ``benchmarks/fuzz_campaign.py``; its figures are in HARDENING.md.
 """
 
 from __future__ import annotations

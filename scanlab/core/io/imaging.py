@@ -55,7 +55,7 @@ from scanlab.core.io.decoders import (
 
 MAX_PIXELS = 250_000_000  # default; SCANLAB_MAX_PIXELS overrides it at each load
 # scanlab.core.engine.network.PATCH, repeated so that decoding never imports torch (the CLI checks
-# its inputs before paying for torch; tests/test_reliability.py asserts the two agree)
+# its inputs before paying for torch; tests/test_hardening.py asserts the two agree)
 PATCH = 64
 # Bump whenever load_scan can decode a file to different pixels than before: the
 # training cache keys on it, so arrays from an older (buggier) decoder are never reused.
