@@ -168,18 +168,16 @@ def test_other_output_fit_keeps_98_percent_of_the_validation_images():
 def test_rotation_warning_only_when_the_turned_scan_fits():
     from scanlab.core.evidence.gating import rotation_warning
 
-    img = np.zeros((40, 60, 3), np.uint8)
-    img[:, :30] = 200  # left half bright: tells the turns apart
+    def turned_back_fits(k):  # "fits" only turned anticlockwise (one quarter turn)
+        return 0.2 if k == 1 else 0.9
 
-    def turned_back_fits(x):  # "fits" only turned anticlockwise: the bright left half at the bottom
-        return 0.2 if x.shape[:2] == (60, 40) and x[0, 0, 0] == 0 and x[-1, 0, 0] == 200 else 0.9
-
-    w = rotation_warning(turned_back_fits, img, 0.9, 0.7)
+    w = rotation_warning(turned_back_fits, 0.9, 0.7)
     assert w["code"] == "rotated_90" and "anticlockwise" in w["message"] and "0.20 turned" in w["message"]
+    assert "clockwise" in rotation_warning(lambda k: 0.2 if k == 3 else 0.9, 0.9, 0.7)["message"]
     calls = []
-    assert rotation_warning(lambda x: calls.append(x) or 0.1, img, 0.5, 0.7) is None and not calls  # fits as it is
-    assert rotation_warning(lambda x: 0.95, img, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
-    assert rotation_warning(lambda x: 0.1, img, None, 0.7) is None and rotation_warning(lambda x: 0.1, img, 0.9, None) is None
+    assert rotation_warning(lambda k: calls.append(k) or 0.1, 0.5, 0.7) is None and not calls  # fits as it is
+    assert rotation_warning(lambda k: 0.95, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
+    assert rotation_warning(lambda k: 0.1, None, 0.7) is None and rotation_warning(lambda k: 0.1, 0.9, None) is None
 
 
 def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tmp_path):
