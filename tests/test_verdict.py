@@ -195,3 +195,47 @@ def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tm
                {"open_set.other_weight": torch.zeros(5), "open_set.other_bias": torch.zeros(1)})
     with pytest.raises(ScanLabError, match="do not fit the network"):
         load_model(tmp_path / "bad.safetensors")
+
+
+# Each rule of the verdict on a case that only that rule turns inconclusive (the values
+# are DEFAULT_THRESHOLDS, chosen by benchmarks/bench_verdict_rules.py): removing the rule
+# from decide() makes its test fail, and relaxing the threshold alone gives "attributed".
+
+
+def test_rule_min_evidence_windows_alone_makes_few_windows_inconclusive():
+    n = int(DEFAULT_THRESHOLDS["min_evidence_windows"]) - 1
+    assert n >= 1, "the rule needs at least 2 windows for this case"
+    votes, probs = [n, 0, 0], [0.97, 0.02, 0.01]  # unanimous, confident, well inside the known scanners
+    v = _decide(votes, probs, n, 0.05)
+    assert v.verdict == "inconclusive" and f"only {n} window" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, n, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_evidence_windows=n), calibrated=True)
+    assert relaxed.verdict == "attributed"
+
+
+def test_rule_min_vote_fraction_alone_makes_split_votes_inconclusive():
+    f = DEFAULT_THRESHOLDS["min_vote_fraction"]
+    n = 40
+    k = int(np.ceil(f * n)) - 1  # just below the fraction
+    assert k >= n // 3 + 1, "the top class must still lead the vote"
+    rest = n - k
+    votes = [k, rest // 2, rest - rest // 2]
+    probs = [0.9, 0.05, 0.05]  # the confidence rule would attribute it
+    v = _decide(votes, probs, n, 0.05)
+    assert v.verdict == "inconclusive" and "split" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, n, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_vote_fraction=k / n), calibrated=True)
+    assert relaxed.verdict == "attributed"
+
+
+def test_rule_min_confidence_alone_makes_a_weak_unanimous_vote_inconclusive():
+    c = DEFAULT_THRESHOLDS["min_confidence"]
+    conf = c - 0.02
+    assert conf > 1 / 3, "the top class must still have the highest mean probability"
+    votes = [40, 0, 0]  # every window votes for class 0, each by a small margin
+    probs = [conf, (1 - conf) / 2, (1 - conf) / 2]
+    v = _decide(votes, probs, 40, 0.05)
+    assert v.verdict == "inconclusive" and "confidence" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, 40, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_confidence=conf), calibrated=True)
+    assert relaxed.verdict == "attributed"
