@@ -35,8 +35,8 @@ def _decide(votes, probs, n_ev, u, calibrated=True, n_no=0):
 
 def test_verdict_rules_in_order():
     assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).verdict == "inconclusive"
-    few = _decide([3, 0], [0.9, 0.1], 3, 0.1)
-    assert few.verdict == "inconclusive" and "3 window" in few.reason
+    few = _decide([2, 0], [0.9, 0.1], 2, 0.1)
+    assert few.verdict == "inconclusive" and "2 window" in few.reason
     unk = _decide([60, 4], [0.9, 0.1], 64, 0.93)
     assert unk.verdict == "unknown" and "0.93" in unk.in_words("a") and "0.70" in unk.in_words("a")
     split = _decide([3, 7, 0], [0.3, 0.4, 0.3], 10, 0.2)

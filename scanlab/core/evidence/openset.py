@@ -33,6 +33,15 @@ The extra output's row of the last linear layer is stored as the
 file format stay architecture v1. A window's score is ``u = P(other)``, the softmax
 over the Ns class logits and the other logit; the image's score is again the mean
 over its windows with evidence. Measured against the k-NN scorers in BENCHMARKS.md.
+The analysis takes P(other) from the vote's own network pass (the engines'
+``window_outputs(other=OtherScorer.head())``: one more row of the last layer), so
+the trunk never runs again for it; :func:`score_image` is the separate-pass
+reference the tests compare with. The k-NN scorers still run the trunk once more
+over the windows with evidence (:func:`window_features`): the dense pass pools
+its class logits, not the 96 features, at the window grid.
+
+The rotation check (:func:`turned_window_score`) scores a bounded, deterministic
+sample of at most :data:`ROTATION_SAMPLE` windows with evidence, each turned.
 """
 
 from __future__ import annotations
