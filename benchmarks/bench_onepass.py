@@ -21,6 +21,9 @@ Printed, all measured in this one process (the machine is shared: read the ratio
 2. ``map`` (sub 64, stride 4) with the open set on and switched off (the same
    weights, the manifest's ``open_set`` removed), alternating, ``--repeats`` each.
    Target: on / off <= 1.2.
+3. The dense engine's speed-up over the naive one on a 512 x 512 scan (vote grid + map
+   grid, sub 64, stride 4), both giving P(other) from their pass: dense timed whole,
+   naive on ``--naive-windows`` windows and extrapolated linearly (as bench_map.py a).
 """
 
 from __future__ import annotations
@@ -80,11 +83,13 @@ def commit() -> str:
 
 
 def main() -> None:
-    """Run both measurements and print the tables."""
+    """Run the measurements and print the tables."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=2, help="map runs per setting (alternating)")
     ap.add_argument("--no-old", action="store_true", help="skip the old separate unknown-score pass")
+    ap.add_argument("--parts", default="classify,map,naive", help="comma-separated subset of classify,map,naive")
+    ap.add_argument("--naive-windows", type=int, default=1000)
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                     help="cpu: this process's CPU seconds (stable on a shared machine; with one thread "
                     "it is the work done), wall: elapsed seconds")
@@ -104,37 +109,76 @@ def main() -> None:
         small = make_scan(256, Path(tmp))
         run_analysis(AnalysisRequest(str(small)), model=lm)  # warm-up (oneDNN primitives)
         scan = load_scan(str(path))
-        print("\n## classify phases (s)\n")
-        print("| run | vote | evidence | gating | (evidence + gating) / vote | unknown score | warnings |")
-        print("|---|---|---|---|---|---|---|")
-        for name, model in (("as scanned", lm), ("rotation check forced (threshold 0)", variant(lm, open_set=True,
-                                                                                              threshold=0.0))):
-            r = run_analysis(AnalysisRequest(str(path), with_map=False), model=model, scan=scan)
-            t = r.timing
-            print(f"| {name} | {t['vote']:.2f} | {t['evidence']:.3f} | {t['gating']:.3f} | "
-                  f"{(t['evidence'] + t['gating']) / t['vote']:.1%} | {r.verdict.unknown_score:.4f} | "
-                  f"{[w['code'] for w in r.verdict.warnings]} |")
-            vote_s = t["vote"]
-        if not a.no_old:
-            t0 = clock()
-            u_old = score_image(cfg.scorer, lm.net, scan.pixels, method=OTHER_METHOD)[0]
-            old = clock() - t0
-            print(f"| before (separate unknown-score pass, rotation check not included) | {vote_s:.2f} | {old:.2f} "
-                  f"| - | {old / vote_s:.1%} | {u_old:.4f} | - |")
-        print("\n## map sub 64 stride 4 (s)\n")
-        times: dict[str, list[float]] = {"on": [], "off": []}
-        models = {"on": lm, "off": variant(lm, open_set=False)}
-        for _ in range(a.repeats):
-            for key in ("off", "on"):
-                t0 = clock()
-                run_analysis(AnalysisRequest(str(path), sub=(64, 64), stride=(4, 4)), model=models[key], scan=scan)
-                times[key].append(clock() - t0)
-        on, off = statistics.median(times["on"]), statistics.median(times["off"])
-        print("| open set | runs (s) | median (s) |")
-        print("|---|---|---|")
+        parts = a.parts.split(",")
+        if "naive" in parts:
+            naive_vs_dense(lm, cfg, scan_512=load_scan(str(make_scan(512, Path(tmp)))).pixels, clock=clock,
+                           n_naive=a.naive_windows)
+        if "classify" in parts:
+            classify_phases(lm, cfg, path, scan, clock, a.no_old)
+        if "map" in parts:
+            map_on_off(lm, path, scan, clock, a.repeats)
+
+
+def classify_phases(lm: LoadedModel, cfg: EvidenceConfig, path: Path, scan, clock, no_old: bool) -> None:  # noqa: ANN001
+    """Table 1: the classify phases, as scanned and with the rotation check forced, and the old pass."""
+    print("\n## classify phases (s)\n")
+    print("| run | vote | evidence | gating | (evidence + gating) / vote | unknown score | warnings |")
+    print("|---|---|---|---|---|---|---|")
+    for name, model in (("as scanned", lm), ("rotation check forced (threshold 0)", variant(lm, open_set=True,
+                                                                                          threshold=0.0))):
+        r = run_analysis(AnalysisRequest(str(path), with_map=False), model=model, scan=scan)
+        t = r.timing
+        print(f"| {name} | {t['vote']:.2f} | {t['evidence']:.3f} | {t['gating']:.3f} | "
+              f"{(t['evidence'] + t['gating']) / t['vote']:.1%} | {r.verdict.unknown_score:.4f} | "
+              f"{[w['code'] for w in r.verdict.warnings]} |")
+        vote_s = t["vote"]
+    if not no_old:
+        t0 = clock()
+        u_old = score_image(cfg.scorer, lm.net, scan.pixels, method=OTHER_METHOD)[0]
+        old = clock() - t0
+        print(f"| before (separate unknown-score pass, rotation check not included) | {vote_s:.2f} | {old:.2f} "
+              f"| - | {old / vote_s:.1%} | {u_old:.4f} | - |")
+
+
+def map_on_off(lm: LoadedModel, path: Path, scan, clock, repeats: int) -> None:  # noqa: ANN001
+    """Table 2: the same map with the open set on and off, alternating."""
+    print("\n## map sub 64 stride 4 (s)\n")
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    models = {"on": lm, "off": variant(lm, open_set=False)}
+    for _ in range(repeats):
         for key in ("off", "on"):
-            print(f"| {key} | {', '.join(f'{x:.1f}' for x in times[key])} | {statistics.median(times[key]):.1f} |")
-        print(f"\nmap on / off: {on / off:.3f}")
+            t0 = clock()
+            run_analysis(AnalysisRequest(str(path), sub=(64, 64), stride=(4, 4)), model=models[key], scan=scan)
+            times[key].append(clock() - t0)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    print("| open set | runs (s) | median (s) |")
+    print("|---|---|---|")
+    for key in ("off", "on"):
+        print(f"| {key} | {', '.join(f'{x:.1f}' for x in times[key])} | {statistics.median(times[key]):.1f} |")
+    print(f"\nmap on / off: {on / off:.3f}")
+
+
+def naive_vs_dense(lm: LoadedModel, cfg: EvidenceConfig, *, scan_512: np.ndarray, clock, n_naive: int) -> None:  # noqa: ANN001
+    """Table 3: dense vs naive engine on 512 x 512, the other-scanner output on in both."""
+    from scanlab.core.engine.engines import NaiveEngine
+    from scanlab.core.engine.patches import subimage_grid
+    from scanlab.core.engine.reliability import analyze_image
+
+    other = cfg.scorer.head()
+    kw = dict(vote_sub=64, map_sub=64, map_stride=4, temperature=cfg.temperature, other=other)
+    analyze_image(lm.net, scan_512[:128, :128], engine="dense", **kw)  # warm-up
+    t0 = clock()
+    dense = analyze_image(lm.net, scan_512, engine="dense", **kw)
+    t_dense = clock() - t0
+    ys, xs = subimage_grid(scan_512.shape[:2], (64, 64), (4, 4))
+    rows = max(1, n_naive // len(xs))
+    t0 = clock()
+    part, po = NaiveEngine().window_outputs(lm.net, scan_512, ys[:rows], xs, device=torch.device("cpu"), other=other)
+    t_naive = (clock() - t0) * len(ys) / rows
+    print(f"\n## dense vs naive, 512 x 512, sub 64 stride 4, other output on\n\n"
+          f"dense {t_dense:.2f} s, naive {t_naive:.1f} s (timed on {rows * len(xs)} of {len(ys) * len(xs)} windows, "
+          f"extrapolated): speed-up {t_naive / t_dense:.0f}x")
+    del part, po, dense
 
 
 if __name__ == "__main__":

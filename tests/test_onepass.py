@@ -192,3 +192,22 @@ def test_shipped_model_one_pass_equals_separate_pass_on_the_sample_scan():
     ref_u, ref_grid, _, _ = score_image(cfg.scorer, lm.net, load_scan(str(sample)).pixels, method=OTHER_METHOD)
     assert r.verdict.unknown_score == pytest.approx(ref_u, abs=1e-5)
     np.testing.assert_allclose(r.unknown_grid[0], ref_grid, atol=1e-5)
+
+
+def test_classify_and_map_json_report_timing_by_phase(tmp_path, capsys):
+    import json
+
+    from scanlab.cli import main
+
+    net = _net(6)
+    model = _model_file(tmp_path, net, _scorer(net, 6), threshold=0.0)  # the rotation check runs too
+    img = _save_png(tmp_path, _scan(200, 260, 6))
+    phases = {"decode", "vote", "evidence", "gating", "map"}
+    assert main(["classify", img, "-m", str(model), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)["images"][0]
+    assert set(e["timing"]) == phases and all(v >= 0 for v in e["timing"].values())
+    assert e["unknown_score"] is not None
+    out = tmp_path / "m.npy"
+    assert main(["map", img, "-m", str(model), "-o", str(out), "--stride", "16", "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["timing"]
+    assert set(t) == phases | {"compute_s"} and t["compute_s"] >= t["vote"] + t["map"] > 0
