@@ -385,5 +385,6 @@ class DenseEngine:
                         p = torch.softmax(z[:ns].float(), dim=0).permute(1, 2, 0).cpu().numpy()
                         out[np.ix_(iy[sel_y], ix[sel_x])] = p
                         if p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
-                            po = torch.softmax(z.double(), dim=0)[ns].float().cpu().numpy()
+                            # (on the CPU: MPS has no float64; z holds only the requested windows)
+                            po = torch.softmax(z.cpu().double(), dim=0)[ns].float().numpy()
                             p_other[np.ix_(iy[sel_y], ix[sel_x])] = po

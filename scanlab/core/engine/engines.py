@@ -129,7 +129,8 @@ class NaiveEngine:
                 out[start:stop] = torch.softmax(z, dim=1).cpu().numpy()
                 if p_other is not None:
                     zo = (f.float() @ ow + float(other[1]))[:, None]
-                    p_other[start:stop] = torch.softmax(torch.cat([z, zo], 1).double(), dim=1)[:, -1].float().cpu().numpy()
+                    zz = torch.cat([z, zo], 1).cpu().double()  # on the CPU: MPS has no float64
+                    p_other[start:stop] = torch.softmax(zz, dim=1)[:, -1].float().numpy()
                 report(progress, stop, total)
         return out.reshape(ny, nx, net.n_classes), None if p_other is None else p_other.reshape(ny, nx)
 
