@@ -45,7 +45,7 @@ from scanlab.core.io.imaging import find_images, load_scan  # noqa: E402
 from scanlab.core.modelfile.store import load_model  # noqa: E402
 from scanlab.core.synth.bank import write_bank  # noqa: E402
 from scanlab.core.synth.forge import write_forgeries  # noqa: E402
-from scanlab.services.analysis import AnalysisRequest, run_analysis, unknown_scores  # noqa: E402
+from scanlab.services.analysis import AnalysisRequest, run_analysis, turned_scorer, unknown_scores  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"
 
@@ -124,15 +124,16 @@ def rotation_gate(lm, cfg: EvidenceConfig, files: list[Path]) -> dict:
     thr = cfg.thresholds.get("unknown")
     cpu = torch.device("cpu")
 
-    def score(img):
-        return unknown_scores(lm, cfg, img, cpu)[0]
+    def warns(img) -> bool:  # the analysis's own check: a bounded sample of windows, turned
+        u, scores, ys, xs = unknown_scores(lm, cfg, img, cpu)
+        return rotation_warning(turned_scorer(lm, cfg, img, cpu, (scores, ys, xs)), u, thr) is not None
 
     warned = {"as_scanned": 0, "turned_clockwise": 0, "turned_anticlockwise": 0}
     for f in files:
         px = load_scan(f).pixels
         for key, img in (("as_scanned", px), ("turned_anticlockwise", np.rot90(px, 1)),
                          ("turned_clockwise", np.rot90(px, 3))):
-            warned[key] += rotation_warning(score, img, score(img), thr) is not None
+            warned[key] += warns(np.ascontiguousarray(img))
     return {k: v / max(1, len(files)) for k, v in warned.items()} | {"n": len(files)}
 
 

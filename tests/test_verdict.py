@@ -35,8 +35,8 @@ def _decide(votes, probs, n_ev, u, calibrated=True, n_no=0):
 
 def test_verdict_rules_in_order():
     assert _decide([0, 0], [0.5, 0.5], 0, None, n_no=16).verdict == "inconclusive"
-    few = _decide([3, 0], [0.9, 0.1], 3, 0.1)
-    assert few.verdict == "inconclusive" and "3 window" in few.reason
+    few = _decide([2, 0], [0.9, 0.1], 2, 0.1)
+    assert few.verdict == "inconclusive" and "2 window" in few.reason
     unk = _decide([60, 4], [0.9, 0.1], 64, 0.93)
     assert unk.verdict == "unknown" and "0.93" in unk.in_words("a") and "0.70" in unk.in_words("a")
     split = _decide([3, 7, 0], [0.3, 0.4, 0.3], 10, 0.2)
@@ -168,18 +168,16 @@ def test_other_output_fit_keeps_98_percent_of_the_validation_images():
 def test_rotation_warning_only_when_the_turned_scan_fits():
     from scanlab.core.evidence.gating import rotation_warning
 
-    img = np.zeros((40, 60, 3), np.uint8)
-    img[:, :30] = 200  # left half bright: tells the turns apart
+    def turned_back_fits(k):  # "fits" only turned anticlockwise (one quarter turn)
+        return 0.2 if k == 1 else 0.9
 
-    def turned_back_fits(x):  # "fits" only turned anticlockwise: the bright left half at the bottom
-        return 0.2 if x.shape[:2] == (60, 40) and x[0, 0, 0] == 0 and x[-1, 0, 0] == 200 else 0.9
-
-    w = rotation_warning(turned_back_fits, img, 0.9, 0.7)
+    w = rotation_warning(turned_back_fits, 0.9, 0.7)
     assert w["code"] == "rotated_90" and "anticlockwise" in w["message"] and "0.20 turned" in w["message"]
+    assert "clockwise" in rotation_warning(lambda k: 0.2 if k == 3 else 0.9, 0.9, 0.7)["message"]
     calls = []
-    assert rotation_warning(lambda x: calls.append(x) or 0.1, img, 0.5, 0.7) is None and not calls  # fits as it is
-    assert rotation_warning(lambda x: 0.95, img, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
-    assert rotation_warning(lambda x: 0.1, img, None, 0.7) is None and rotation_warning(lambda x: 0.1, img, 0.9, None) is None
+    assert rotation_warning(lambda k: calls.append(k) or 0.1, 0.5, 0.7) is None and not calls  # fits as it is
+    assert rotation_warning(lambda k: 0.95, 0.9, 0.7) is None  # fits no turn either: a genuinely unknown scanner
+    assert rotation_warning(lambda k: 0.1, None, 0.7) is None and rotation_warning(lambda k: 0.1, 0.9, None) is None
 
 
 def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tmp_path):
@@ -197,3 +195,47 @@ def test_other_output_tensors_that_do_not_fit_the_network_are_refused_at_load(tm
                {"open_set.other_weight": torch.zeros(5), "open_set.other_bias": torch.zeros(1)})
     with pytest.raises(ScanLabError, match="do not fit the network"):
         load_model(tmp_path / "bad.safetensors")
+
+
+# Each rule of the verdict on a case that only that rule turns inconclusive (the values
+# are DEFAULT_THRESHOLDS, chosen by benchmarks/bench_verdict_rules.py): removing the rule
+# from decide() makes its test fail, and relaxing the threshold alone gives "attributed".
+
+
+def test_rule_min_evidence_windows_alone_makes_few_windows_inconclusive():
+    n = int(DEFAULT_THRESHOLDS["min_evidence_windows"]) - 1
+    assert n >= 1, "the rule needs at least 2 windows for this case"
+    votes, probs = [n, 0, 0], [0.97, 0.02, 0.01]  # unanimous, confident, well inside the known scanners
+    v = _decide(votes, probs, n, 0.05)
+    assert v.verdict == "inconclusive" and f"only {n} window" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, n, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_evidence_windows=n), calibrated=True)
+    assert relaxed.verdict == "attributed"
+
+
+def test_rule_min_vote_fraction_alone_makes_split_votes_inconclusive():
+    f = DEFAULT_THRESHOLDS["min_vote_fraction"]
+    n = 40
+    k = int(np.ceil(f * n)) - 1  # just below the fraction
+    assert k >= n // 3 + 1, "the top class must still lead the vote"
+    rest = n - k
+    votes = [k, rest // 2, rest - rest // 2]
+    probs = [0.9, 0.05, 0.05]  # the confidence rule would attribute it
+    v = _decide(votes, probs, n, 0.05)
+    assert v.verdict == "inconclusive" and "split" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, n, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_vote_fraction=k / n), calibrated=True)
+    assert relaxed.verdict == "attributed"
+
+
+def test_rule_min_confidence_alone_makes_a_weak_unanimous_vote_inconclusive():
+    c = DEFAULT_THRESHOLDS["min_confidence"]
+    conf = c - 0.02
+    assert conf > 1 / 3, "the top class must still have the highest mean probability"
+    votes = [40, 0, 0]  # every window votes for class 0, each by a small margin
+    probs = [conf, (1 - conf) / 2, (1 - conf) / 2]
+    v = _decide(votes, probs, 40, 0.05)
+    assert v.verdict == "inconclusive" and "confidence" in v.reason
+    relaxed = decide(np.asarray(votes), np.asarray(probs), 0, 40, 0, unknown_score=0.05,
+                     thresholds=dict(TH, min_confidence=conf), calibrated=True)
+    assert relaxed.verdict == "attributed"

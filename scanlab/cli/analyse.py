@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def cmd_classify(a: argparse.Namespace) -> int:
     images, errors = [], []
     for path in a.images:
         try:
+            t = time.perf_counter()
             scan = load_scan(check_input(path, "image"))  # bad images fail before torch is loaded
+            decode_s = time.perf_counter() - t
         except ScanLabError as e:
             eprint(f"scanlab: error: {e}")
             errors.append({"path": path, "error": str(e)})
@@ -66,7 +69,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
         try:
             with progress_bar(Path(path).name, a.json) as bar:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
-            images.append(r.to_json())
+            images.append(r.to_json() | {"timing": {"decode": decode_s, **r.timing}})
             if not a.json:
                 v = r.verdict
                 for w in v.warnings:  # input gating: said before the verdict line
@@ -97,7 +100,9 @@ def cmd_map(a: argparse.Namespace) -> int:
     image = check_input(a.image, "image")
     refuse_overwrite(out, [image], "the evidence file")
     refuse_overwrite(out, [model_path(a.model)], "the model file")
+    t = time.perf_counter()
     scan = load_scan(image)  # decoded before torch is imported: bad scans fail in milliseconds
+    decode_s = time.perf_counter() - t
 
     import numpy as np
 
@@ -143,7 +148,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         "n_patches": int(r.analysis.classification.n_patches),
         "verdict": v.to_json() if v is not None else None,
         "output": str(out.resolve()),
-        "timing": {"compute_s": r.compute_s},
+        "timing": {"compute_s": r.compute_s, "decode": decode_s, **r.timing},
         "model": model_json(lm),
         "scan": r.scan.scan_json(),
     }

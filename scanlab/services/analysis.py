@@ -25,7 +25,14 @@ from scanlab.core.engine.reliability import (
 )
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.gating import input_warnings, rotation_warning
-from scanlab.core.evidence.openset import LOGIT_METHOD, score_image
+from scanlab.core.evidence.openset import (
+    LOGIT_METHOD,
+    OtherScorer,
+    image_score,
+    sample_windows,
+    score_image,
+    turned_window_score,
+)
 from scanlab.core.evidence.verdict import EvidenceConfig, Verdict, decide
 from scanlab.core.io.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
@@ -72,6 +79,8 @@ class AnalysisResult:
     # per-window unknown scores on the non-overlapping 64-px grid (NaN: no evidence), ys, xs
     unknown_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     no_evidence: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, computed with the map
+    # seconds per phase: decode (when decoded here), vote, evidence, gating, map (docs/formats.md)
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -179,8 +188,11 @@ def run_analysis(
     lm = model or get_model(request.model, device="cpu")
     if request.label is not None and request.label not in lm.classes:
         raise ScanLabError(f"--label {request.label!r} is not a class of the model ({', '.join(lm.classes)})")
+    timing: dict[str, float] = {}
     if scan is None:
+        t = time.perf_counter()
         scan = load_scan(request.path)
+        timing["decode"] = time.perf_counter() - t
     check(cancel)
     shape = scan.shape
     try:
@@ -206,26 +218,32 @@ def run_analysis(
         cancel=cancel,
         progress=progress,
         temperature=cfg.temperature,
+        # the "other scanner" logit is one more row of the last layer: same pass as the vote
+        other=cfg.scorer.head() if isinstance(cfg.scorer, OtherScorer) else None,
     )
+    t1 = time.perf_counter()
     cls = res.classification
     label = lm.classes[cls.label_index]
     u, u_grid = None, None
-    warnings = input_warnings(scan.info, cfg.training_input)
     if cfg.scorer is not None:
-        wp = res.vote.probs if res.vote.sub == (64, 64) else None  # reused by the logit method
-        u, scores, uy, ux = unknown_scores(lm, cfg, image, device, window_probs=wp)
+        u, scores, uy, ux = unknown_scores(lm, cfg, image, device, analysis=res)
         u_grid = (scores, uy, ux)
         check(cancel)
-        turned = rotation_warning(lambda img: unknown_scores(lm, cfg, img, device)[0], image, u,
-                                  cfg.thresholds.get("unknown"))
+    t2 = time.perf_counter()
+    warnings = input_warnings(scan.info, cfg.training_input)
+    if u_grid is not None:
+        turned = rotation_warning(turned_scorer(lm, cfg, image, device, u_grid), u, cfg.thresholds.get("unknown"))
         warnings += [turned] if turned else []
+    t3 = time.perf_counter()
     verdict = decide(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
         unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated, warnings=warnings,
     )
+    t4 = time.perf_counter()
     map_label = request.label or label
     rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
     compute_s = time.perf_counter() - t0
+    timing.update(vote=t1 - t0, evidence=(t2 - t1) + (t4 - t3), gating=t3 - t2, map=time.perf_counter() - t4)
     lm.net.to("cpu")
     return AnalysisResult(
         request=request,
@@ -242,17 +260,45 @@ def run_analysis(
         evidence=cfg,
         unknown_grid=u_grid,
         no_evidence=res.no_evidence_mask() if request.with_map else None,
+        timing=timing,
     )
 
 
+def turned_scorer(
+    lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any,
+    u_grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> Callable[[int], float | None]:
+    """The rotation check's ``score(k)``: a bounded, deterministic sample of windows with evidence, turned."""
+    scores, ys, xs = u_grid
+    iy, ix = sample_windows(~np.isnan(scores))
+    corners = np.stack([ys[iy], xs[ix]], axis=1)
+
+    def score(k: int) -> float | None:
+        return turned_window_score(cfg.scorer, lm.net, image, corners, k, method=cfg.open_set_method or "",
+                                   temperature=cfg.temperature, device=device)
+
+    return score
+
+
 def unknown_scores(
-    lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any, *, window_probs: np.ndarray | None = None
+    lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any, *, window_probs: np.ndarray | None = None,
+    analysis: ImageAnalysis | None = None,
 ) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`score_image` with the model's scorer (``cfg.scorer`` must be set).
 
+    ``analysis``: the image's analysis. When it ran with the "other scanner" row
+    (``other_grid``), the window scores are read from it and the trunk does not
+    run again; its 64-px vote grid also gives the logit method its probabilities.
     The logit method needs the calibrated probabilities of the 64-px window grid:
     ``window_probs`` when the caller has them, else computed here.
     """
+    g = analysis.other_grid if analysis is not None else None
+    if g is not None and g.other is not None and isinstance(cfg.scorer, OtherScorer):
+        ev = g.evidence_mask()
+        grid = np.where(ev, g.other, np.nan).astype(np.float32)
+        return image_score(np.nan_to_num(grid), ev), grid, g.ys, g.xs
+    if window_probs is None and analysis is not None and analysis.vote.sub == (64, 64):
+        window_probs = analysis.vote.probs
     if cfg.open_set_method == LOGIT_METHOD and window_probs is None:
         window_probs = subimage_probs_multi(lm.net, image, [((64, 64), (64, 64))], device=device,
                                             temperature=cfg.temperature)[0].probs

@@ -48,6 +48,8 @@ from scanlab.core.engine.network import PATCH, STRIDE, ScannerNet
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
+OtherHead = tuple[np.ndarray, float]  # (weight (C,), bias): one more row of the last linear layer
+
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
 CPU_TILE = (
@@ -286,24 +288,51 @@ class DenseEngine:
 
         ``image`` may also be an (H, W, 3) uint8/uint16 scan (see :class:`ImageSource`).
         """
+        return self.window_outputs(net, image, ys, xs, device=device, cancel=cancel, progress=progress)[0]
+
+    def window_outputs(
+        self,
+        net: ScannerNet,
+        image: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        *,
+        device: torch.device,
+        other: OtherHead | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Window probabilities and, with ``other``, P(other) per window, from one pass.
+
+        ``other`` = (weight (C,), bias): one more row of the last linear layer (the
+        open set's "other scanner" output). The class probabilities are the
+        softmax over the Ns class logits, exactly as without it; P(other) is the
+        last entry of the softmax over all Ns + 1 logits. Returns
+        ``(probs (len(ys), len(xs), Ns), p_other (len(ys), len(xs)) or None)``.
+        """
         src = ImageSource(image)
         h, w = src.shape
         ys = _check_corners(ys, h, "row")
         xs = _check_corners(xs, w, "column")
         device = torch.device(device)
         out = np.empty((len(ys), len(xs), net.n_classes), dtype=np.float32)
+        p_other = None if other is None else np.empty((len(ys), len(xs)), dtype=np.float32)
         if out.size == 0:
-            return out
+            return out, p_other
         per_tile = self.cells_per_tile(device)
         rows, cols = _chunks(ys, per_tile), _chunks(xs, per_tile)
         jobs = [(qy, iy, qx, ix) for qy, iy in rows for qx, ix in cols]
-        trunk = FusedTrunk(net, device)
+        extra = None
+        if other is not None:
+            extra = (torch.as_tensor(np.asarray(other[0], np.float32))[None],
+                     torch.tensor([float(other[1])], dtype=torch.float32))
+        trunk = FusedTrunk(net, device, extra=extra)
 
         def run(job: tuple[int, np.ndarray, int, np.ndarray]) -> None:
             qy, iy, qx, ix = job
             # inference_mode is thread-local: enter it in whichever thread runs the tile.
             with torch.inference_mode():
-                self._tile(trunk, src, ys[iy], xs[ix], qy, qx, out, iy, ix, cancel)
+                self._tile(trunk, src, ys[iy], xs[ix], qy, qx, (out, p_other), iy, ix, cancel)
 
         workers = self.workers if self.workers is not None else default_workers(device)
         with _exact_fp32(device):
@@ -314,7 +343,7 @@ class DenseEngine:
                     report(progress, done, len(jobs))
             else:
                 _run_parallel(run, jobs, min(workers, len(jobs)), cancel, progress)
-        return out
+        return out, p_other
 
     @staticmethod
     def _tile(
@@ -324,12 +353,14 @@ class DenseEngine:
         tx: np.ndarray,
         qy: int,
         qx: int,
-        out: np.ndarray,
+        outs: tuple[np.ndarray, np.ndarray | None],
         iy: np.ndarray,
         ix: np.ndarray,
         cancel: CancelToken | None,
     ) -> None:
-        """Compute one tile's requested windows into ``out[iy][:, ix]``."""
+        """Compute one tile's requested windows into ``out[iy][:, ix]`` (and P(other) likewise)."""
+        out, p_other = outs
+        ns = trunk.n_classes
         h, w = src.shape
         ry, rx = ty % STRIDE, tx % STRIDE  # residues
         ny, nx = ty // STRIDE - qy, tx // STRIDE - qx  # cell index inside the tile's grid
@@ -351,5 +382,9 @@ class DenseEngine:
                         li = torch.from_numpy(ny[sel_y]).to(logits.device)
                         lj = torch.from_numpy(nx[sel_x]).to(logits.device)
                         z = logits.index_select(1, li).index_select(2, lj)
-                        p = torch.softmax(z.float(), dim=0).permute(1, 2, 0).cpu().numpy()
+                        p = torch.softmax(z[:ns].float(), dim=0).permute(1, 2, 0).cpu().numpy()
                         out[np.ix_(iy[sel_y], ix[sel_x])] = p
+                        if p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
+                            # (on the CPU: MPS has no float64; z holds only the requested windows)
+                            po = torch.softmax(z.cpu().double(), dim=0)[ns].float().numpy()
+                            p_other[np.ix_(iy[sel_y], ix[sel_x])] = po

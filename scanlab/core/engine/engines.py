@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from scanlab.core.engine.dense import DenseEngine
+from scanlab.core.engine.dense import DenseEngine, OtherHead
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.imaging import as_float_chw
@@ -92,13 +92,31 @@ class NaiveEngine:
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
         """See :class:`Engine`."""
+        return self.window_outputs(net, image, ys, xs, device=device, cancel=cancel, progress=progress)[0]
+
+    def window_outputs(
+        self,
+        net: ScannerNet,
+        image: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        *,
+        device: torch.device,
+        other: OtherHead | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressFn | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, with ``other``, P(other) per window (see :meth:`DenseEngine.window_outputs`)."""
         ny, nx = len(ys), len(xs)
         out = np.empty((ny * nx, net.n_classes), dtype=np.float32)
+        p_other = None if other is None else np.empty(ny * nx, dtype=np.float32)
         total = ny * nx
         img = torch.from_numpy(np.ascontiguousarray(as_float_chw(image)))
         net = net.to(device).eval()
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         yy, xx = yy.ravel(), xx.ravel()
+        if other is not None:
+            ow = torch.as_tensor(np.asarray(other[0], np.float32)).to(device)
         with torch.inference_mode():
             for start in range(0, total, self.batch_size):
                 check(cancel)
@@ -106,9 +124,28 @@ class NaiveEngine:
                 batch = torch.stack(
                     [img[:, y : y + PATCH, x : x + PATCH] for y, x in zip(yy[start:stop], xx[start:stop], strict=True)]
                 ).to(device)
-                out[start:stop] = torch.softmax(net(batch).float(), dim=1).cpu().numpy()
+                f = net.trunk(batch).mean(dim=(2, 3))  # what forward() does, keeping the features
+                z = net.fc(f).float()
+                out[start:stop] = torch.softmax(z, dim=1).cpu().numpy()
+                if p_other is not None:
+                    zo = (f.float() @ ow + float(other[1]))[:, None]
+                    zz = torch.cat([z, zo], 1).cpu().double()  # on the CPU: MPS has no float64
+                    p_other[start:stop] = torch.softmax(zz, dim=1)[:, -1].float().numpy()
                 report(progress, stop, total)
-        return out.reshape(ny, nx, net.n_classes)
+        return out.reshape(ny, nx, net.n_classes), None if p_other is None else p_other.reshape(ny, nx)
+
+
+def window_outputs(
+    engine: Engine, net: ScannerNet, image: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, device: torch.device,
+    other: OtherHead | None = None, cancel: CancelToken | None = None, progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``engine.window_outputs`` where the engine has it; else its probabilities (``other`` needs it)."""
+    fn = getattr(engine, "window_outputs", None)
+    if fn is not None:
+        return fn(net, image, ys, xs, device=device, other=other, cancel=cancel, progress=progress)
+    if other is not None:
+        raise ValueError(f"engine {getattr(engine, 'name', engine)!r} cannot compute the other-scanner output")
+    return engine.window_probs(net, image, ys, xs, device=device, cancel=cancel, progress=progress), None
 
 
 ENGINES: dict[str, type] = {"naive": NaiveEngine, "dense": DenseEngine}

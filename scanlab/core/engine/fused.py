@@ -17,7 +17,9 @@ prepared for inference:
   the convolutions through ``torch.ops.mkldnn._convolution_pointwise``, which
   saves a full pass over memory per layer; elsewhere (CUDA, MPS, CPU builds
   without oneDNN) plain ``conv2d`` + ``relu_`` is used;
-* activations are kept channels-last, which oneDNN and cuDNN run fastest.
+* activations are kept channels-last, which oneDNN and cuDNN run fastest;
+* extra rows of the last layer (the open set's "other scanner" output) can be
+  appended to the head, so their logits come out of the same pass.
 
 The head is reordered: the 1x1 "fc" convolution is applied *before* the
 footprint average pool (both are linear, so the result is the same up to float
@@ -136,7 +138,9 @@ class FusedTrunk:
     is a shift by ``p1`` before it and by ``p2`` before the second.
     """
 
-    def __init__(self, net: ScannerNet, device: torch.device) -> None:
+    def __init__(
+        self, net: ScannerNet, device: torch.device, extra: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> None:
         self.device = device
         self.fused = _pointwise_available(device)
         self.n_classes = net.n_classes
@@ -149,9 +153,14 @@ class FusedTrunk:
             self.conv2 = _Conv(*_fold(net.stem[1][0], net.stem[1][1]), device, self.fused)
             self.inc1 = _FusedInception(net.inc1, device, self.fused)
             self.inc2 = _FusedInception(net.inc2, device, self.fused)
-            self.fc_w = net.fc.weight.detach()[:, :, None, None].to(device, torch.float32)
-            self.fc_w = self.fc_w.contiguous(memory_format=_CL)
-            self.fc_b = net.fc.bias.detach().to(device, torch.float32)
+            fc_w, fc_b = net.fc.weight.detach().float(), net.fc.bias.detach().float()
+            if extra is not None:
+                # extra rows of the last layer over the same features (the "other scanner"
+                # output): one (Ns + k)-row product instead of a second pass over the trunk
+                fc_w = torch.cat([fc_w, extra[0].detach().float().reshape(-1, fc_w.shape[1]).to(fc_w.device)])
+                fc_b = torch.cat([fc_b, extra[1].detach().float().reshape(-1).to(fc_b.device)])
+            self.fc_w = fc_w[:, :, None, None].to(device, torch.float32).contiguous(memory_format=_CL)
+            self.fc_b = fc_b.to(device, torch.float32)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """Two 3x3 conv+BN+ReLU layers at full resolution (before any pooling)."""
@@ -166,7 +175,7 @@ class FusedTrunk:
         return self.inc2(F.max_pool2d(a[..., py:, px:], 2))
 
     def head(self, f: torch.Tensor) -> torch.Tensor:
-        """Window logits ``(B, Ns, h - 8, w - 8)`` from features ``(B, C, h, w)``.
+        """Window logits ``(B, Ns [+ k extra rows], h - 8, w - 8)`` from features ``(B, C, h, w)``.
 
         The 1x1 fc convolution runs before the footprint average pool (both are
         linear); the pool then only sees Ns channels.

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scanlab.core.engine.engines import Engine, get_engine
+from scanlab.core.engine.engines import Engine, OtherHead, get_engine, window_outputs
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.engine.nosignal import window_evidence
 from scanlab.core.engine.patches import Size, as_pair, subimage_grid, vote_grid, window_offsets
@@ -51,6 +51,8 @@ class SubImageProbs:
     stride: Size
     probs: np.ndarray  # (len(ys), len(xs), Ns) float32
     evidence: np.ndarray | None = None  # (len(ys), len(xs)) bool; None: all windows have evidence
+    # (len(ys), len(xs)) P(other) of the open set's extra output, 64-px grids only (None: not asked for)
+    other: np.ndarray | None = None
 
     def evidence_mask(self) -> np.ndarray:
         """(len(ys), len(xs)) bool, True where the sub-image has evidence."""
@@ -131,12 +133,15 @@ def subimage_probs_multi(
     progress: ProgressFn | None = None,
     temperature: float = 1.0,
     evidence: bool = True,
+    other: OtherHead | None = None,
 ) -> list[SubImageProbs]:
     """P(sub-image) for several (sub, stride) grids from **one** engine call.
 
     The windows the grids need are merged, so classify + map share the work.
     ``temperature`` calibrates the window probabilities; ``evidence=False``
     switches the no-signal rule off (every window counts, as before it existed).
+    ``other``: the open set's extra output row; its per-window P(other) (raw
+    logits, no temperature) comes from the same pass and is kept on the 64-px grids.
     """
     engine = engine or get_engine()
     device = device or torch.device("cpu")
@@ -150,18 +155,21 @@ def subimage_probs_multi(
         all_x.append(_window_coords(xs, sub[1]))
     wy = np.unique(np.concatenate(all_y))
     wx = np.unique(np.concatenate(all_x))
-    w = engine.window_probs(net, image, wy, wx, device=device, cancel=cancel, progress=progress)
+    w, w_other = window_outputs(engine, net, image, wy, wx, device=device, other=other, cancel=cancel,
+                                progress=progress)
     w = apply_temperature(w, temperature)
     check(cancel)
     ev = window_evidence(image, wy, wx) if evidence else np.ones(w.shape[:2], dtype=bool)
     out = []
     for ys, xs, sub, stride in layouts:
+        po = None
         if sub == (PATCH, PATCH):
             iy, ix = np.searchsorted(wy, ys), np.searchsorted(wx, xs)
             probs, has = w[iy][:, ix], ev[np.ix_(iy, ix)]
+            po = None if w_other is None else w_other[np.ix_(iy, ix)]
         else:
             probs, has = _average_windows(w, ev, wy, wx, ys, xs, sub)
-        out.append(SubImageProbs(ys, xs, sub, stride, np.ascontiguousarray(probs, dtype=np.float32), has))
+        out.append(SubImageProbs(ys, xs, sub, stride, np.ascontiguousarray(probs, dtype=np.float32), has, po))
     return out
 
 
@@ -275,6 +283,8 @@ class ImageAnalysis:
     shape: Size
     engine: str
     compute_s: float
+    # the non-overlapping 64-px window grid with P(other) (``other`` set), when asked for
+    other_grid: SubImageProbs | None = None
 
     def _grid(self) -> SubImageProbs:
         if self.map_grid is None:
@@ -330,6 +340,7 @@ def analyze_image(
     progress: ProgressFn | None = None,
     temperature: float = 1.0,
     evidence: bool = True,
+    other: OtherHead | None = None,
 ) -> ImageAnalysis:
     """Classify an image and, when ``map_sub`` is given, prepare its reliability maps.
 
@@ -350,6 +361,10 @@ def analyze_image(
         Calibration temperature applied to every window (1: raw softmax).
     evidence : bool
         Apply the no-signal rule (default); False counts every window.
+    other : (weight (C,), bias), optional
+        The open set's "other scanner" row of the last layer: P(other) of the
+        non-overlapping 64-px windows comes from the same pass
+        (``ImageAnalysis.other_grid``), so the trunk never runs again for it.
 
     Returns
     -------
@@ -363,10 +378,12 @@ def analyze_image(
     if map_sub is not None:
         grids.append((as_pair(map_sub), as_pair(map_stride)))
         subimage_grid(shape, *grids[1])
+    if other is not None and grids[0][0] != (PATCH, PATCH):
+        grids.append(((PATCH, PATCH), (PATCH, PATCH)))  # the open set's grid (its windows join the same pass)
     t0 = time.perf_counter()
     res = subimage_probs_multi(
         net, image, grids, engine=eng, device=device, cancel=cancel, progress=progress,
-        temperature=temperature, evidence=evidence,
+        temperature=temperature, evidence=evidence, other=other,
     )
     cls = classify_from_subimages(res[0])
     return ImageAnalysis(
@@ -376,4 +393,5 @@ def analyze_image(
         shape=shape,
         engine=eng.name,
         compute_s=time.perf_counter() - t0,
+        other_grid=None if other is None else res[0] if grids[0][0] == (PATCH, PATCH) else res[-1],
     )

@@ -27,8 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 
 def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dict[str, str]]:
     """Input-gating warnings for one decoded scan (``info``: a ScanInfo, or anything with ``dpi``/``bit_depth``)."""
@@ -51,18 +49,19 @@ def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dic
 
 
 def rotation_warning(
-    score: Callable[[np.ndarray], float | None], image: np.ndarray, unknown_score: float | None, threshold: float | None
+    score: Callable[[int], float | None], unknown_score: float | None, threshold: float | None
 ) -> dict[str, str] | None:
     """``rotated_90`` when the scan fits the known scanners only once turned by 90 degrees.
 
-    ``score(image)`` gives an image's unknown score (the model's open-set scorer);
-    it is asked only when the scan as it is scores above ``threshold``.
+    ``score(k)`` gives the unknown score of the scan turned by ``k`` quarter turns
+    anticlockwise (the model's open-set scorer; the analysis scores a bounded
+    sample of windows with evidence, :func:`scanlab.core.evidence.openset.turned_window_score`).
+    It is asked only when the scan as it is scores above ``threshold``.
     """
     if unknown_score is None or threshold is None or unknown_score <= threshold:
         return None
-    axes = (1, 2) if np.issubdtype(image.dtype, np.floating) else (0, 1)  # (3, H, W) float or (H, W, 3) scan
     for k, turn in ((1, "anticlockwise"), (3, "clockwise")):
-        u = score(np.rot90(image, k, axes=axes))
+        u = score(k)
         if u is not None and u <= threshold:
             return {
                 "code": "rotated_90",

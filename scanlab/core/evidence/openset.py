@@ -33,6 +33,15 @@ The extra output's row of the last linear layer is stored as the
 file format stay architecture v1. A window's score is ``u = P(other)``, the softmax
 over the Ns class logits and the other logit; the image's score is again the mean
 over its windows with evidence. Measured against the k-NN scorers in BENCHMARKS.md.
+The analysis takes P(other) from the vote's own network pass (the engines'
+``window_outputs(other=OtherScorer.head())``: one more row of the last layer), so
+the trunk never runs again for it; :func:`score_image` is the separate-pass
+reference the tests compare with. The k-NN scorers still run the trunk once more
+over the windows with evidence (:func:`window_features`): the dense pass pools
+its class logits, not the 96 features, at the window grid.
+
+The rotation check (:func:`turned_window_score`) scores a bounded, deterministic
+sample of at most :data:`ROTATION_SAMPLE` windows with evidence, each turned.
 """
 
 from __future__ import annotations
@@ -93,6 +102,28 @@ def window_features(
     return out
 
 
+def fused_window_features(
+    net: ScannerNet, windows: np.ndarray, *, batch: int = 64, device: torch.device | None = None
+) -> np.ndarray:
+    """Pooled penultimate features (n, C) of (n, 3, 64, 64) float windows in [0, 1], on the fused trunk.
+
+    The dense engine's inference copy of the trunk (batch norms folded, fused
+    ReLUs, channels-last): the same features as :func:`window_features` up to
+    float rounding, at about half the cost on the CPU.
+    """
+    from scanlab.core.engine.fused import FusedTrunk
+
+    dev = device or torch.device("cpu")
+    trunk = FusedTrunk(net, dev)
+    out = np.zeros((len(windows), net.feature_channels), dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(windows), batch):
+            x = torch.from_numpy(windows[s : s + batch]).to(dev).contiguous(memory_format=torch.channels_last)
+            f = trunk.stage2(trunk.stage1(trunk.stem(x), 0, 0), 0, 0)
+            out[s : s + len(x)] = f.mean(dim=(2, 3)).float().cpu().numpy()
+    return out
+
+
 @dataclass
 class KnnScorer:
     """The fitted open-set model: bank of features, k, and the distance quantiles."""
@@ -149,6 +180,10 @@ class OtherScorer:
             zk = torch.nn.functional.linear(f, net.fc.weight.detach().cpu(), net.fc.bias.detach().cpu())
             z = torch.cat([zk, (f @ torch.from_numpy(self.weight) + self.bias)[:, None]], dim=1)
             return torch.softmax(z.double(), dim=1)[:, -1].float().numpy()
+
+    def head(self) -> tuple[np.ndarray, float]:
+        """(weight, bias) of the extra row, for the engines' one-pass output (``other=``)."""
+        return self.weight, self.bias
 
     def extras(self) -> dict[str, np.ndarray]:
         """Tensors stored in the model file (names begin ``open_set.``)."""
@@ -259,3 +294,54 @@ def score_image(
             f = window_features(net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
             grid[iy, ix] = scorer.window_scores(f, net) if isinstance(scorer, OtherScorer) else scorer.window_scores(f)
     return image_score(np.nan_to_num(grid), ev), grid, ys, xs
+
+
+ROTATION_SAMPLE = 256  # windows the rotation check scores per turn
+
+
+def sample_windows(evidence: np.ndarray, limit: int = ROTATION_SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` windows with evidence, evenly spread over them in row-major order (deterministic).
+
+    Returns the (row, column) grid indices of the chosen windows.
+    """
+    iy, ix = np.nonzero(evidence)
+    if len(iy) > limit:
+        pick = np.unique(np.linspace(0, len(iy) - 1, limit).round().astype(np.int64))
+        iy, ix = iy[pick], ix[pick]
+    return iy, ix
+
+
+def turned_window_score(
+    scorer: KnnScorer | OtherScorer, net: ScannerNet, image: np.ndarray, corners: np.ndarray, k: int, *,
+    method: str = METHOD, temperature: float = 1.0, device: torch.device | None = None,
+) -> float | None:
+    """Mean unknown score of the 64x64 windows at ``corners``, each turned by ``k`` quarter turns.
+
+    The rotation check (:func:`scanlab.core.evidence.gating.rotation_warning`)
+    asks it on a bounded sample of windows with evidence (:func:`sample_windows`)
+    instead of re-running the network over the whole turned scan: turning a
+    window is turning the scan, up to which windows the grid cuts.
+    """
+    if len(corners) == 0:
+        return None
+    floating = np.issubdtype(image.dtype, np.floating)
+    if floating:
+        crops = np.stack([image[:, y : y + PATCH, x : x + PATCH] for y, x in corners])
+        crops = np.rot90(crops, k, axes=(2, 3))
+    else:
+        crops = np.stack([image[y : y + PATCH, x : x + PATCH] for y, x in corners])
+        crops = np.rot90(crops, k, axes=(1, 2))
+    x = np.ascontiguousarray(crops if floating else crops.transpose(0, 3, 1, 2), dtype=np.float32)
+    if not floating:
+        x /= np.float32(full_scale(image.dtype))
+    f = fused_window_features(net, x, device=device)
+    if isinstance(scorer, OtherScorer):
+        u = scorer.window_scores(f, net)
+    elif method == LOGIT_METHOD:
+        with torch.inference_mode():
+            z = torch.nn.functional.linear(torch.from_numpy(f), net.fc.weight.detach().cpu(), net.fc.bias.detach().cpu())
+            p = torch.softmax(z.double() / temperature, dim=1).float().numpy()
+        u = scorer.window_scores(logit_features(p))
+    else:
+        u = scorer.window_scores(f)
+    return float(np.mean(u))
