@@ -218,3 +218,42 @@ def test_ray_engine_gives_the_local_table(inputs: Path, random_model: Path, tmp_
         ray.shutdown()
     assert summary["engine"] == "ray" and summary["n_pages"] == len(reference)
     assert _table(tmp_path / "out") == reference
+
+
+def _fake_result(rel: np.ndarray):
+    """What ``_fill_regions`` reads from an analysis: the map and its window grid (sub 64, stride 16)."""
+    from types import SimpleNamespace
+
+    ys, xs = np.arange(0, rel.shape[0] - 63, 16), np.arange(0, rel.shape[1] - 63, 16)
+    p = np.array([[np.nanmean(rel[y:y + 64, x:x + 64]) for x in xs] for y in ys], np.float32)
+    probs = np.stack([p, 1 - p], axis=-1)
+    grid = SimpleNamespace(ys=ys, xs=xs, sub=(64, 64), stride=(16, 16), probs=probs,
+                           evidence_mask=lambda: np.ones(p.shape, bool))
+    return SimpleNamespace(reliability=rel, no_evidence_mask=lambda: np.isnan(rel),
+                           analysis=SimpleNamespace(map_grid=grid), classes=["a", "b"],
+                           evidence=SimpleNamespace(calibrated=False), map_label="a")
+
+
+def test_suspicion_ranks_a_pasted_region_above_a_clean_page() -> None:
+    from scanlab.services.batch_page import BatchParams, _fill_regions
+    from scanlab.services.batch_table import empty_row
+
+    clean = np.full((320, 320), 0.9, np.float32)
+    pasted = clean.copy()
+    pasted[96:192, 64:192] = 0.15  # a 96x128 region the scanner did not make
+    faint = clean.copy()
+    faint[96:192, 64:192] = 0.45  # the same region, barely below the threshold
+    rows = {}
+    for name, rel in (("clean", clean), ("pasted", pasted), ("faint", faint)):
+        rows[name] = empty_row()
+        _fill_regions(rows[name], _fake_result(rel), BatchParams())
+    assert rows["clean"]["n_regions"] == 0 and rows["clean"]["suspicion"] == 0.0
+    assert rows["clean"]["low_fraction"] == 0.0 and rows["clean"]["region_area"] is None
+    r = rows["pasted"]
+    assert r["n_regions"] == 1 and r["region_area"] == 96 * 128
+    assert r["region_bbox"] == [96, 64, 192, 192]
+    assert r["region_inside_mean"] == pytest.approx(0.15) and r["region_ring_mean"] == pytest.approx(0.9)
+    assert r["region_p_value"] is not None and r["region_p_value"] < 0.01
+    assert r["low_fraction"] == pytest.approx(96 * 128 / 320**2)
+    assert r["suspicion"] == pytest.approx(0.75 * (1 - r["region_p_value"]))
+    assert rows["pasted"]["suspicion"] > rows["faint"]["suspicion"] > rows["clean"]["suspicion"]

@@ -13,6 +13,7 @@ files and merge, so the table is identical (timing aside).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
     _connect(ray, address)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # progress is ours, on stderr
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines would bury it
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     n = max(1, min(workers, gpus) if gpus else workers)
@@ -90,7 +92,7 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
         fn_constructor_kwargs={"model_path": model_path, "params": p, "results_dir": str(results_dir),
                                "threads": threads},
         batch_size=1,
-        concurrency=n,
+        compute=ray.data.ActorPoolStrategy(size=n),
         num_gpus=1 if gpus else 0,
         num_cpus=1,
     )
