@@ -91,7 +91,7 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def cmd_batch(a: argparse.Namespace) -> int:
-    if a.workers < 1:
+    if a.workers is not None and a.workers < 1:
         raise ScanLabError(f"--workers {a.workers}: must be at least 1")
     params = _params(a)
     model_path(a.model)
@@ -132,7 +132,9 @@ def register(sp: Any) -> None:
     b.add_argument("--sub", default="64", help="map sub-image size N or NxM (>= 64)")
     b.add_argument("--stride", default="4", help="map stride N or NxM (>= 1)")
     b.add_argument("--maps", action="store_true", help="also write each page's map as RESULTS_DIR/maps/*.h5")
-    b.add_argument("--workers", type=int, default=1, help="local worker processes (Ray: actors); default 1")
+    b.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default 1); with --ray: actors (default one per GPU, "
+                        "else one per 4 CPUs)")
     b.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
                    help='run on a Ray cluster (needs pip install "scanlab[cluster]")')
     b.add_argument("--resume", action="store_true", help="continue an interrupted run in RESULTS_DIR")

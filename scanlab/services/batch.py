@@ -164,7 +164,7 @@ def run_batch(
     *,
     model: str | os.PathLike | None = None,
     params: BatchParams | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ray_address: str | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,
@@ -184,9 +184,10 @@ def run_batch(
     model : path, optional
         The model file (default: the shipped model).
     params : BatchParams, optional
-    workers : int
-        Local engine: 1 runs in this process, more start a pool of processes.
-        Ray engine: the number of actors.
+    workers : int, optional
+        Local engine: 1 (the default) runs in this process, more start a pool of
+        processes. Ray engine: the number of actors (default: one per GPU, else one per
+        4 CPUs of the cluster).
     ray_address : str, optional
         ``"auto"``, ``"local"`` or a cluster address: run on Ray instead.
     resume : bool
@@ -250,7 +251,7 @@ def run_batch(
 
             run_ray(todo, lm.path, params, out, ray_address, workers, cancel=cancel, on_row=_row)
         else:
-            _run_local(todo, lm, params, out, workers, cancel=cancel, on_row=_row)
+            _run_local(todo, lm, params, out, workers or 1, cancel=cancel, on_row=_row)
     finally:
         writer.flush()  # finished rows are kept whatever stopped the run
     elapsed = time.perf_counter() - t0
@@ -259,7 +260,7 @@ def run_batch(
 
 
 def _summary(rows: list[dict[str, Any]], out: Path, notes: list[str], n_resumed: int, n_run: int,
-             elapsed: float, lm: Any, params: BatchParams, workers: int, ray: str | None) -> dict[str, Any]:
+             elapsed: float, lm: Any, params: BatchParams, workers: int | None, ray: str | None) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1

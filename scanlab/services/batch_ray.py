@@ -69,10 +69,12 @@ def _connect(ray: Any, address: str) -> None:
 
 
 def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir: Path, address: str,
-            workers: int, *, cancel: CancelToken | None, on_row: Any) -> None:
+            workers: int | None, *, cancel: CancelToken | None, on_row: Any) -> None:
     """Run ``tasks`` on Ray; ``on_row(row)`` is called in the driver for each finished page.
 
-    ``workers``: actors in the pool (at most one per GPU when the cluster has GPUs).
+    ``workers``: actors in the pool. None: one per GPU on a cluster with GPUs, else one
+    per 4 CPUs. A GPU actor reserves one GPU and one CPU; a CPU actor reserves (and
+    uses as torch threads) its share of the cluster's CPUs, so actors never oversubscribe.
     """
     if not tasks:
         return
@@ -82,9 +84,10 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
     ctx.enable_progress_bars = False  # progress is ours, on stderr
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines would bury it
     res = ray.cluster_resources()
-    gpus = int(res.get("GPU", 0))
-    n = max(1, min(workers, gpus) if gpus else workers)
-    threads = max(1, int(res.get("CPU", 1)) // n)
+    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+    n = workers or (gpus if gpus else max(1, cpus // 4))
+    n = min(n, gpus) if gpus else min(n, cpus)
+    threads = max(1, cpus // n)
     ds = ray.data.from_items([{"task": json.dumps(t)} for t in tasks], override_num_blocks=min(len(tasks), 4 * n))
     p = params if not gpus else BatchParams(**{**params.__dict__, "device": "cuda"})
     ds = ds.map_batches(
@@ -94,7 +97,7 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=n),
         num_gpus=1 if gpus else 0,
-        num_cpus=1,
+        num_cpus=1 if gpus else threads,
     )
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
         for s in batch["row"]:

@@ -34,7 +34,8 @@ _PART_RE = re.compile(r"^part-(\d{8})\.parquet$")
 META_KEY = b"scanlab.batch"
 
 
-def _schema() -> Any:
+def schema() -> Any:
+    """The Arrow schema of the table (without its version metadata)."""
     import pyarrow as pa
 
     s, f, i, b = pa.string(), pa.float64(), pa.int64(), pa.bool_()
@@ -93,6 +94,11 @@ def _schema() -> Any:
     ])
 
 
+def schema_with_version() -> Any:
+    """:func:`schema` with the ``scanlab.batch`` metadata every results file carries."""
+    return schema().with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION})})
+
+
 COLUMNS = (
     "input", "container", "container_sha256", "page", "image_index", "status", "error", "sha256", "n_bytes",
     "format", "mode", "width", "height", "dpi_x", "dpi_y", "bit_depth", "jpeg_quality", "jpeg_subsampling",
@@ -131,8 +137,7 @@ def to_arrow(rows: list[dict[str, Any]]) -> Any:
         extra = set(r) - set(COLUMNS)
         if extra:
             raise ValueError(f"unknown batch columns {sorted(extra)}")
-    schema = _schema().with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION})})
-    return pa.Table.from_pylist([{k: r.get(k) for k in COLUMNS} for r in rows], schema=schema)
+    return pa.Table.from_pylist([{k: r.get(k) for k in COLUMNS} for r in rows], schema=schema_with_version())
 
 
 def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -240,3 +245,39 @@ def merge_table(results_dir: Path, keys: Iterable[tuple[str, int, int]] | None =
     for _, p in list_parts(results_dir):
         p.unlink(missing_ok=True)
     return ordered
+
+
+def read_columns(path: str | os.PathLike, names: list[str]) -> dict[str, Any]:
+    """Some columns of a results file as NumPy arrays (the app's triage view, 10^5+ rows).
+
+    Text columns become object arrays (None for null), numeric ones float64 with NaN
+    for null. The schema version is checked as in :func:`read_rows`.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        meta = (pf.schema_arrow.metadata or {}).get(META_KEY)
+    except (OSError, pa.ArrowException) as e:
+        raise ScanLabError(f"{path}: not a readable batch results file ({str(e).splitlines()[0][:120]})") from None
+    try:
+        version = int(json.loads(meta)["schema_version"]) if meta else None
+    except (ValueError, KeyError, TypeError):
+        version = None
+    if version is None or version > SCHEMA_VERSION:
+        raise ScanLabError(f"{path}: not a scanlab batch results file of schema v{SCHEMA_VERSION} or older")
+    try:
+        table = pf.read(columns=names)
+    except (OSError, pa.ArrowException, KeyError) as e:
+        raise ScanLabError(f"{path}: damaged batch results file ({str(e).splitlines()[0][:120]})") from None
+    out: dict[str, Any] = {}
+    for name in names:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out[name] = col.to_numpy(zero_copy_only=False).astype(object)
+        else:
+            out[name] = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return out
