@@ -258,12 +258,14 @@ class MainWindow(QMainWindow):
         from scanlab.gui.triage import TriageView
 
         try:
-            view = TriageView(path)
+            view = TriageView(path, self)
         except ScanLabError as e:
             self.post_message(str(e), error=True)
             return None
-        view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        # a child of the window (deleted with it) shown as a window of its own
+        view.setWindowFlag(Qt.WindowType.Window, True)
         view.page_requested.connect(self._on_triage_page_requested)
+        view.add_to_case_requested.connect(self._on_triage_add_to_case)
         self.triage_views.append(view)
         view.resize(1000, 700)
         view.show()
@@ -272,6 +274,10 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_triage_page_requested(self, path: str) -> None:
         self.open_paths([path])
+
+    @Slot(list)
+    def _on_triage_add_to_case(self, paths: list) -> None:
+        self.cases.add_paths([str(p) for p in paths])
 
     def use_model(self, path: str) -> None:
         """Add a model file to the list, select it and re-analyse."""

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -125,9 +126,12 @@ class TriageView(QWidget):
     -------
     page_requested(str)
         The input path of a double-clicked row (the main window opens it).
+    add_to_case_requested(list)
+        The input paths of the selected rows ("Add to case").
     """
 
     page_requested = Signal(str)
+    add_to_case_requested = Signal(list)
 
     def __init__(self, path: str | Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -143,9 +147,11 @@ class TriageView(QWidget):
         self.min_suspicion.setRange(0.0, 1.0)
         self.min_suspicion.setSingleStep(0.05)
         self.errors_only = QCheckBox("Errors only")
+        self.add_button = QPushButton("Add to case")
+        self.add_button.setToolTip("Analyse the selected pages and store them in the open case")
         bar = QHBoxLayout()
         for w in (QLabel("Verdict"), self.verdict, QLabel("Scanner"), self.label, QLabel("Suspicion >="),
-                  self.min_suspicion, self.errors_only):
+                  self.min_suspicion, self.errors_only, self.add_button):
             bar.addWidget(w)
         bar.addStretch(1)
         self.counts = QLabel()
@@ -170,6 +176,7 @@ class TriageView(QWidget):
         self.min_suspicion.valueChanged.connect(self._on_filter_changed)
         self.errors_only.toggled.connect(self._on_filter_changed)
         self.table.doubleClicked.connect(self._on_double_clicked)
+        self.add_button.clicked.connect(self._on_add_clicked)
         self._on_filter_changed()
 
     def mask(self) -> np.ndarray:
@@ -206,10 +213,23 @@ class TriageView(QWidget):
     def _on_double_clicked(self, index: QModelIndex) -> None:
         self.page_requested.emit(self.model.input_at(index.row()))
 
+    def selected_inputs(self) -> list[str]:
+        """Input paths of the selected rows, in view order, each once."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return list(dict.fromkeys(self.model.input_at(r) for r in rows))
+
+    @Slot()
+    def _on_add_clicked(self) -> None:
+        paths = self.selected_inputs()
+        if paths:
+            self.add_to_case_requested.emit(paths)
+
 
 def _counts(values: np.ndarray, status: np.ndarray | None = None) -> str:
     """"attributed 12, unknown 3, failed 1": counts of each value (a null verdict counts as its status)."""
-    vals = [str(v) if v is not None else (str(s) if status is not None else "none")
-            for v, s in zip(values, status if status is not None else values, strict=True)]
-    u, n = np.unique(np.asarray(vals, dtype=object).astype(str), return_counts=True) if vals else ([], [])
-    return ", ".join(f"{k} {int(v)}" for k, v in sorted(zip(u, n, strict=True), key=lambda t: -t[1])) or "none"
+    if not len(values):
+        return "none"
+    null = np.equal(values, None)
+    filled = np.where(null, status if status is not None else "none", values).astype(str)
+    u, n = np.unique(filled, return_counts=True)
+    return ", ".join(f"{k} {int(v)}" for k, v in sorted(zip(u, n, strict=True), key=lambda t: -t[1]))

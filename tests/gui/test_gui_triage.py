@@ -115,6 +115,36 @@ def test_main_window_opens_results_and_a_double_clicked_page(qtbot, gui_settings
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet")
     assert win.open_batch(str(bad)) is None  # a message, not an exception
-    for v in win.triage_views:
-        v.close()
+    win.close()
+
+
+def test_add_selected_pages_to_the_open_case(qtbot, gui_settings, tiny_model, make_scan, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.batch_table import schema_with_version
+
+    pages = [str(make_scan(tmp_path / f"p{i}.png", (192, 224), seed=i)) for i in range(2)]
+    p = write_synthetic_table(tmp_path / "results.parquet", 5)
+    t = pq.read_table(p).to_pylist()
+    t[0]["input"], t[1]["input"] = pages
+    pq.write_table(pa.Table.from_pylist(t, schema=schema_with_version()), p)
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    view = win.open_batch(str(p))
+    rows = [[view.model.input_at(r) for r in range(5)].index(page) for page in pages]
+    view.table.selectRow(rows[0])
+    assert view.selected_inputs() == [pages[0]]
+    view.add_button.click()  # no case open: a message, nothing queued
+    assert win.cases.case is None and not win.cases._jobs
+    win.cases.new_case_at(str(tmp_path / "c.scanlab"), "Archive 3", "A. Analyst")
+    view.table.selectAll()
+    with qtbot.waitSignal(view.add_to_case_requested, timeout=2000) as sig:
+        view.table.selectAll()
+        view.add_button.click()
+    assert sorted(sig.args[0]) == sorted(view.model.input_at(r) for r in range(5))
+    qtbot.waitUntil(lambda: not win.cases._jobs, timeout=60_000)
+    # the two real pages are in the case; the three synthetic paths failed with a message each
+    assert sorted(Path(e.info["path"]).name for e in win.cases.case.evidence.values()) == ["p0.png", "p1.png"]
     win.close()
