@@ -161,7 +161,10 @@ def test_kill9_then_resume_gives_the_uninterrupted_table(inputs: Path, random_mo
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert not (out / "results.parquet").exists()
+    stale = out / "parts" / ".part-00000099.parquet.x1y2z3.parquet"
+    stale.write_bytes(b"PAR1 half-written")  # what a kill -9 inside a part write leaves
     assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model), "--resume", "--json"]) == 3
+    assert not stale.exists()
     summary = json.loads(capsys.readouterr().out)
     assert 0 < summary["resumed"] < len(reference)  # killed half-way: some pages kept, the rest redone
     rows = _table(out)
@@ -195,6 +198,18 @@ def test_ray_without_ray_is_a_one_line_error(inputs: Path, random_model: Path, t
     assert rc == 2
     assert err.count("\n") == 0 and err.startswith("scanlab: error:") and "scanlab[cluster]" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_on_the_same_folder_is_refused(inputs: Path, random_model: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    from scanlab.services.batch_table import ResultsLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with ResultsLock(out):  # a run in progress holds it
+        assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model), "--resume"]) == 2
+        assert "another scanlab batch is writing" in capsys.readouterr().err
+    assert not (out / "results.parquet").exists()
 
 
 def test_bad_arguments_exit_2(random_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -25,9 +25,11 @@ from scanlab.services.batch_page import BatchParams, Task, analyse_page
 from scanlab.services.batch_table import (
     TABLE_NAME,
     PartWriter,
+    ResultsLock,
     file_sha256,
     list_parts,
     merge_table,
+    remove_stale_temporaries,
     row_key,
     stored_rows,
 )
@@ -230,6 +232,17 @@ def run_batch(
     lm = get_model(model)
     key = params.key(str(lm.manifest.get("_file_sha256")))
     out.mkdir(parents=True, exist_ok=True)
+    with ResultsLock(out):
+        remove_stale_temporaries(out)  # only a dead run's: the lock says none is running
+        return _run_locked(tasks, notes, out, lm, params, key, workers, ray_address, resume,
+                           cancel=cancel, progress=progress, on_row=on_row, part_rows=part_rows,
+                           part_seconds=part_seconds)
+
+
+def _run_locked(tasks: list[Task], notes: list[str], out: Path, lm: Any, params: BatchParams, key: str,
+                workers: int | None, ray_address: str | None, resume: bool, *, cancel: CancelToken | None,
+                progress: ProgressFn | None, on_row: RowFn | None, part_rows: int,
+                part_seconds: float) -> dict[str, Any]:
     done = stored_rows(out) if resume else {}
     todo = _pending(tasks, done, key)
     n_resumed = len(tasks) - len(todo)

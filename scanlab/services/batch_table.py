@@ -281,3 +281,45 @@ def read_columns(path: str | os.PathLike, names: list[str]) -> dict[str, Any]:
         else:
             out[name] = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     return out
+
+
+class ResultsLock:
+    """An exclusive lock on a results folder (``RESULTS_DIR/.lock``), held for the whole run.
+
+    Two runs writing the same folder would number their part files alike and
+    replace each other's rows. The lock is an ``flock``, released by the kernel
+    when the process dies (``kill -9`` included), so it never goes stale. Where
+    ``fcntl`` is missing (Windows) no lock is taken.
+    """
+
+    def __init__(self, results_dir: Path) -> None:
+        self.path = results_dir / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> ResultsLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ScanLabError(f"{self.path.parent}: another scanlab batch is writing to this results folder") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+def remove_stale_temporaries(results_dir: Path) -> None:
+    """Delete temporary part files a killed run left behind (complete parts are never touched)."""
+    folder = results_dir / PARTS_DIR
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".part-"):
+                p.unlink(missing_ok=True)
