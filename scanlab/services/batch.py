@@ -268,25 +268,25 @@ def _run_locked(tasks: list[Task], notes: list[str], out: Path, lm: Any, params:
     finally:
         writer.flush()  # finished rows are kept whatever stopped the run
     elapsed = time.perf_counter() - t0
-    rows = merge_table(out, [row_key(t) for t in tasks])
-    return _summary(rows, out, notes, n_resumed, len(todo), elapsed, lm, params, workers, ray_address)
+    table = merge_table(out, [row_key(t) for t in tasks])
+    return _summary(table, out, notes, n_resumed, len(todo), elapsed, lm, params, workers, ray_address)
 
 
-def _summary(rows: list[dict[str, Any]], out: Path, notes: list[str], n_resumed: int, n_run: int,
+def _summary(table: Any, out: Path, notes: list[str], n_resumed: int, n_run: int,
              elapsed: float, lm: Any, params: BatchParams, workers: int | None, ray: str | None) -> dict[str, Any]:
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    import pyarrow.compute as pc
+
+    by_status = {str(d["values"]): int(d["counts"]) for d in pc.value_counts(table["status"]).to_pylist()}
+    bad = table.filter(pc.not_equal(table["status"], "analysed")).select(["input", "page", "status", "error"])
     return {
         "results": str((out / TABLE_NAME).resolve()),
-        "n_pages": len(rows),
+        "n_pages": table.num_rows,
         "analysed": by_status.get("analysed", 0),
         "failed": by_status.get("failed", 0),
         "skipped": by_status.get("skipped", 0),
         "resumed": n_resumed,
         "run": n_run,
-        "problems": [{"input": r["input"], "page": r["page"], "status": r["status"], "error": r["error"]}
-                     for r in rows if r["status"] != "analysed"],
+        "problems": bad.to_pylist(),
         "notes": notes,
         "engine": "ray" if ray is not None else "local",
         "workers": workers,

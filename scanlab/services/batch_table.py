@@ -147,16 +147,16 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), hook=False)
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a results or part file as plain dicts; a foreign or newer file is a one-line error."""
+def _read_table(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
+    """A results or part file as an Arrow table; a foreign or newer file is a one-line error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        meta = (pf.schema_arrow.metadata or {}).get(META_KEY)
     except (OSError, pa.ArrowException) as e:
         raise ScanLabError(f"{path}: not a readable batch results file ({str(e).splitlines()[0][:120]})") from None
-    meta = (table.schema.metadata or {}).get(META_KEY)
     try:
         version = int(json.loads(meta)["schema_version"]) if meta else None
     except (ValueError, KeyError, TypeError):
@@ -165,7 +165,15 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise ScanLabError(f"{path}: not a scanlab batch results file (no {META_KEY.decode()} metadata)")
     if version > SCHEMA_VERSION:
         raise ScanLabError(f"{path}: batch results schema v{version} is newer than this scanlab (v{SCHEMA_VERSION})")
-    return table.to_pylist()
+    try:
+        return pf.read(columns=columns)
+    except (OSError, pa.ArrowException, KeyError) as e:
+        raise ScanLabError(f"{path}: damaged batch results file ({str(e).splitlines()[0][:120]})") from None
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a results or part file as plain dicts."""
+    return _read_table(path).to_pylist()
 
 
 class PartWriter:
@@ -217,34 +225,79 @@ def list_parts(results_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def stored_rows(results_dir: Path) -> dict[tuple[str, int, int], dict[str, Any]]:
-    """Every row already written under ``results_dir`` (the table, then the parts in order; last wins)."""
-    rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+def _sources(results_dir: Path) -> list[Path]:
     table = results_dir / TABLE_NAME
-    sources = ([table] if table.exists() else []) + [p for _, p in list_parts(results_dir)]
-    for src in sources:
-        for r in read_rows(src):
-            rows[row_key(r)] = r
-    return rows
+    return ([table] if table.exists() else []) + [p for _, p in list_parts(results_dir)]
 
 
-def merge_table(results_dir: Path, keys: Iterable[tuple[str, int, int]] | None = None) -> list[dict[str, Any]]:
-    """Fold the parts into ``results.parquet`` and return its rows, sorted by :func:`row_key`.
+def _fold(results_dir: Path, columns: list[str] | None = None) -> Any:
+    """Every page's last written row (the table, then the parts in order), sorted by page key.
+
+    Column-wise in Arrow (one sort of the concatenated files), so 10^6 rows never
+    become Python objects. None when nothing is stored.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sources = _sources(results_dir)
+    if not sources:
+        return None
+    t = pa.concat_tables([_read_table(s, columns) for s in sources])
+    keys = pa.table({"input": t["input"], "page": pc.fill_null(t["page"], -1),
+                     "idx": pc.fill_null(t["image_index"], -1), "seq": pa.array(np.arange(t.num_rows))})
+    order = pc.sort_indices(keys, sort_keys=[("input", "ascending"), ("page", "ascending"),
+                                             ("idx", "ascending"), ("seq", "ascending")])
+    k = keys.take(order).combine_chunks()
+    last = np.ones(k.num_rows, dtype=bool)
+    if k.num_rows > 1:  # the last of each run of equal keys wins (the latest write)
+        same = np.ones(k.num_rows - 1, dtype=bool)
+        for name in ("input", "page", "idx"):
+            col = k[name].chunk(0) if k[name].num_chunks else k[name]
+            same &= pc.equal(col.slice(0, k.num_rows - 1), col.slice(1)).to_numpy(zero_copy_only=False)
+        last[:-1] = ~same
+    return t.take(order.filter(pa.array(last)))
+
+
+def _key_strings(t: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    page = pc.cast(pc.fill_null(t["page"], -1), pa.string())
+    idx = pc.cast(pc.fill_null(t["image_index"], -1), pa.string())
+    return pc.binary_join_element_wise(t["input"], page, idx, "\x00")
+
+
+def stored_rows(results_dir: Path) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """What ``--resume`` needs of every stored page: key, status, identity and hashes (last write wins)."""
+    t = _fold(results_dir, ["input", "page", "image_index", "status", "params_key", "sha256", "container",
+                            "container_sha256"])
+    return {} if t is None else {row_key(r): r for r in t.to_pylist()}
+
+
+def merge_table(results_dir: Path, keys: Iterable[tuple[str, int, int]] | None = None) -> Any:
+    """Fold the parts into ``results.parquet`` and return it (an Arrow table sorted by :func:`row_key`).
 
     ``keys``: the pages of this run; rows of other pages (an earlier run over
     other inputs) are dropped so the table describes exactly this run's inputs.
     The parts are deleted only after the new table is renamed into place: a crash
     in between leaves rows that a later merge folds in again, never a gap.
     """
-    rows = stored_rows(results_dir)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    t = _fold(results_dir)
+    if t is None:
+        t = to_arrow([])
     if keys is not None:
-        wanted = set(keys)
-        rows = {k: v for k, v in rows.items() if k in wanted}
-    ordered = [rows[k] for k in sorted(rows)]
-    _write_parquet(results_dir / TABLE_NAME, ordered)
+        wanted = pa.array([f"{i}\x00{p}\x00{x}" for i, p, x in keys], pa.string())
+        t = t.filter(pc.is_in(_key_strings(t), value_set=wanted))
+    t = t.replace_schema_metadata(schema_with_version().metadata)
+    atomic_write(results_dir / TABLE_NAME, lambda tmp: pq.write_table(t, tmp, compression="zstd"), hook=False)
     for _, p in list_parts(results_dir):
         p.unlink(missing_ok=True)
-    return ordered
+    return t
 
 
 def read_columns(path: str | os.PathLike, names: list[str]) -> dict[str, Any]:
@@ -256,23 +309,8 @@ def read_columns(path: str | os.PathLike, names: list[str]) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    try:
-        pf = pq.ParquetFile(path)
-        meta = (pf.schema_arrow.metadata or {}).get(META_KEY)
-    except (OSError, pa.ArrowException) as e:
-        raise ScanLabError(f"{path}: not a readable batch results file ({str(e).splitlines()[0][:120]})") from None
-    try:
-        version = int(json.loads(meta)["schema_version"]) if meta else None
-    except (ValueError, KeyError, TypeError):
-        version = None
-    if version is None or version > SCHEMA_VERSION:
-        raise ScanLabError(f"{path}: not a scanlab batch results file of schema v{SCHEMA_VERSION} or older")
-    try:
-        table = pf.read(columns=names)
-    except (OSError, pa.ArrowException, KeyError) as e:
-        raise ScanLabError(f"{path}: damaged batch results file ({str(e).splitlines()[0][:120]})") from None
+    table = _read_table(path, names)
     out: dict[str, Any] = {}
     for name in names:
         col = table.column(name)
