@@ -25,6 +25,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--shot", default=None, help="also save a screenshot of the view (PNG), sorted by suspicion")
     a = ap.parse_args()
     from batchtools import write_synthetic_table
     from PySide6.QtCore import Qt
@@ -62,6 +63,13 @@ def main() -> int:
         print(f"{a.rows} rows: open {t_open:.2f} s (CPU {c_open:.2f} s), sort by suspicion {t_sort:.3f} s, filter by verdict "
               f"{t_filter:.3f} s, scroll step + repaint {1000 * t_scroll:.1f} ms (mean of {steps}); "
               f"load {os.getloadavg()[0]:.1f}")
+        if a.shot:
+            view.verdict.setCurrentText("attributed")
+            view.table.sortByColumn(col, Qt.SortOrder.DescendingOrder)
+            view.table.scrollToTop()
+            view.resize(1100, 560)
+            app.processEvents()
+            view.grab().save(a.shot)
         view.close()
     return 0
 

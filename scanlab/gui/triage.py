@@ -162,6 +162,7 @@ class TriageView(QWidget):
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setDefaultSectionSize(20)  # fixed height: no per-row measuring
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 220)  # file names; the rest fit the default width
         self.histogram = pg.PlotWidget()
         self.histogram.setMaximumHeight(140)
         self.histogram.setLabel("bottom", "suspicion")
