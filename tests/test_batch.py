@@ -190,6 +190,24 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(inputs: Path, random_model:
     assert _table(out) == reference  # a pool of 2 workers, interrupted and resumed: the same table
 
 
+@pytest.mark.slow
+def test_a_page_that_kills_its_worker_is_a_failed_row(inputs: Path, random_model: Path, tmp_path: Path,
+                                                      reference: list[dict], monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("SCANLAB_TEST_BATCH_CRASH", "scan4")  # the worker analysing scan4.* is SIGKILLed
+    out = tmp_path / "out"
+    assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model), "--workers", "2", "--json"]) == 3
+    rows = _table(out)
+    assert [r["input"] for r in rows] == [r["input"] for r in reference]
+    for got, want in zip(rows, reference, strict=True):
+        if Path(got["input"]).name.startswith("scan4"):
+            assert got["status"] == "failed" and "worker process died" in got["error"]
+            assert got["sha256"] == want["sha256"] and got["verdict"] is None
+        else:
+            assert got == want  # the pages in flight with it were analysed again, alone
+    assert any("worker process died" in p["error"] for p in json.loads(capsys.readouterr().out)["problems"])
+
+
 def test_ray_without_ray_is_a_one_line_error(inputs: Path, random_model: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError

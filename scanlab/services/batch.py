@@ -15,13 +15,15 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from scanlab.core.errors import Cancelled, ScanLabError
 from scanlab.core.io.imaging import find_images, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.services.batch_page import BatchParams, Task, analyse_page
+from scanlab.services.batch_page import BatchParams, Task, analyse_page, failed_row
 from scanlab.services.batch_table import (
     TABLE_NAME,
     PartWriter,
@@ -35,6 +37,7 @@ from scanlab.services.batch_table import (
 )
 
 PDF_UNAVAILABLE = "PDF input not available in this build"
+WORKER_DIED = "the worker process died analysing this page (killed by the system, e.g. out of memory, or a crash)"
 CONTAINER_SUFFIXES = (".pdf",)
 RowFn = Callable[[dict[str, Any]], None]
 
@@ -125,6 +128,9 @@ def _init_worker(model_path: str, threads: int, params: BatchParams, results_dir
 
 
 def _work(task: Task) -> dict[str, Any]:
+    crash = os.environ.get("SCANLAB_TEST_BATCH_CRASH")  # tests only: this page kills its worker
+    if crash and crash in Path(task["input"]).name:
+        os.kill(os.getpid(), signal.SIGKILL)
     return analyse_page(task, _worker["model"], _worker["params"], _worker["results_dir"])
 
 
@@ -135,26 +141,72 @@ def _run_local(tasks: list[Task], model: Any, params: BatchParams, results_dir: 
             check(cancel)
             on_row(analyse_page(t, model, params, results_dir, cancel=cancel))
         return
+    _run_pool(tasks, model, params, results_dir, workers, cancel=cancel, on_row=on_row)
+
+
+def _new_pool(workers: int, model: Any, params: BatchParams, results_dir: Path) -> ProcessPoolExecutor:
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(model.path, threads, params, str(results_dir)))
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # fork would copy torch's locks
+                               initializer=_init_worker, initargs=(model.path, threads, params, str(results_dir)))
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop now: pending pages are dropped and running workers killed (--resume redoes them)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public terminate before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+
+
+def _run_pool(tasks: list[Task], model: Any, params: BatchParams, results_dir: Path, workers: int, *,
+              cancel: CancelToken | None, on_row: RowFn) -> None:
+    """A spawn pool of ``workers`` processes; a page that kills its worker becomes a failed row.
+
+    When a worker dies (the system's out-of-memory killer, a crash in a decoder), every
+    page in flight is suspect: each is then run again *alone* in a fresh pool, so the
+    one that kills a worker again is recorded as failed and the others are analysed.
+    """
+    queue = list(reversed(tasks))
+    suspects: list[Task] = []
+    running: dict[Future, Task] = {}
+    alone = False
+    pool = _new_pool(workers, model, params, results_dir)
     try:
-        it = pool.imap_unordered(_work, tasks, chunksize=1)
-        for _ in range(len(tasks)):
-            while True:
-                check(cancel)
-                try:
-                    row = it.next(timeout=0.2)
-                    break
-                except mp.TimeoutError:
-                    continue
-            on_row(row)
-        pool.close()
+        while queue or suspects or running:
+            check(cancel)
+            if not running:
+                alone = bool(suspects)
+                if alone:
+                    t = suspects.pop()
+                    running[pool.submit(_work, t)] = t
+            if not alone:
+                while queue and len(running) < 2 * workers:  # a short queue: a kill loses little
+                    t = queue.pop()
+                    running[pool.submit(_work, t)] = t
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            broken = False
+            for f in done:
+                t = running.pop(f)
+                exc = f.exception()
+                if exc is None:
+                    on_row(f.result())
+                elif isinstance(exc, BrokenProcessPool):
+                    broken = True
+                    if alone:
+                        on_row(failed_row(t, model, params, f"{t['input']}: {WORKER_DIED}"))
+                    else:
+                        suspects.append(t)
+                else:
+                    raise exc
+            if broken:
+                suspects.extend(running.values())
+                running.clear()
+                _stop(pool)
+                pool = _new_pool(workers, model, params, results_dir)
+        pool.shutdown(wait=True)
     except BaseException:
-        pool.terminate()  # in-flight pages are lost; --resume redoes them
+        _stop(pool)
         raise
-    finally:
-        pool.join()
 
 
 # ---------------------------------------------------------------- the job

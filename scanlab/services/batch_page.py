@@ -184,6 +184,19 @@ def _slow_hook() -> None:
         time.sleep(float(v))
 
 
+def failed_row(task: Task, model: Any, params: BatchParams, error: str) -> dict[str, Any]:
+    """The row of a page that could not be analysed for a reason found outside :func:`analyse_page`."""
+    row = _base_row(task, model, params)
+    row["status"], row["error"] = "failed", error
+    if not task.get("container"):
+        try:
+            row["sha256"] = sha256_file(task["input"])
+        except OSError:
+            pass
+    row["timing"] = dict.fromkeys(TIMING_FIELDS)
+    return row
+
+
 def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path, *,
                  cancel: CancelToken | None = None) -> dict[str, Any]:
     """Analyse one page and return its row; a bad input gives a ``failed`` row, never an exception.

@@ -61,9 +61,9 @@ def _connect(ray: Any, address: str) -> None:
         return  # the caller (a test, a notebook) already chose the cluster
     try:
         if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         else:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ScanLabError(f"--ray {address}: cannot connect to a Ray cluster ({str(e).splitlines()[0][:160]})") from None
 
