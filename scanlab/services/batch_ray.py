@@ -99,7 +99,15 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
         num_gpus=1 if gpus else 0,
         num_cpus=1 if gpus else threads,
     )
-    for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
-        for s in batch["row"]:
-            on_row(json.loads(str(s)))
-        check(cancel)
+    try:
+        for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
+            for s in batch["row"]:
+                on_row(json.loads(str(s)))
+            check(cancel)
+    except ScanLabError:
+        raise  # Cancelled included
+    except Exception as e:  # noqa: BLE001 - Ray raises its own types (actor died, task failed, node lost)
+        # every finished page is already in a part file; say so in one line instead of a traceback
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ScanLabError(f"--ray {address}: the Ray job failed ({type(e).__name__}: {msg}); finished pages "
+                           "are saved, run again with --resume (or without --ray to find the page that fails)") from None
