@@ -14,13 +14,13 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.errors import ScanLabError
 from scanlab.core.io.imaging import find_images, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.services.batch_page import BatchParams, Task, analyse_page, failed_row
@@ -347,12 +347,3 @@ def _summary(table: Any, out: Path, notes: list[str], n_resumed: int, n_run: int
         "model": {"name": lm.name, "sha256": lm.manifest.get("_file_sha256")},
         "parameters": params.to_json(),
     }
-
-
-def iter_rows(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Rows without the ``timing`` column (what two runs of one job must agree on)."""
-    for r in rows:
-        yield {k: v for k, v in r.items() if k != "timing"}
-
-
-__all__ = ["BatchParams", "Cancelled", "discover", "iter_rows", "run_batch", "PDF_UNAVAILABLE"]
