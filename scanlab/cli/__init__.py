@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scanlab", description="Scanner model identification and forgery maps.")
     p.add_argument("--version", action="version", version=f"scanlab {scanlab.__version__}")
     sp = p.add_subparsers(dest="command", metavar="COMMAND")
-    from scanlab.cli import analyse, case, gui, selftest, train, wizard
+    from scanlab.cli import analyse, batch, case, gui, selftest, train, wizard
 
     for group in (train, analyse, gui):
         group.register(sp)
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sp)
-    for group in (selftest, wizard, case):
+    for group in (selftest, wizard, case, batch):
         group.register(sp)
     return p
 
@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in:
         args_in = ["gui"]
     a = parser.parse_args(args_in)
+    a.argv = args_in  # commands that print how to re-run themselves (batch --resume)
     # Pillow warns (a stray stderr line) about damaged EXIF blocks it then ignores;
     # the orientation is reported as unknown instead (see decoders.quiet_exif_warnings,
     # repeated here so that the CLI's start does not import the decoders)

@@ -356,6 +356,21 @@ class CaseController(QObject):
                                            sub=(sub, sub), stride=(stride, stride), device=device))
         self.window.statusBar().showMessage(f"adding {doc.name} to the case...")
 
+    def add_paths(self, paths: list[str]) -> int:
+        """Analyse these scans with the current controls and store each in the case (batch triage).
+
+        Returns the number of jobs queued (0 with a message when no case is open).
+        """
+        if self.case is None:
+            self.window.post_message("open or create a case first (Case menu), then add pages to it", error=True)
+            return 0
+        model, sub, stride, device = self.window.params_key()
+        for path in paths:
+            self._job("add", functools.partial(add_evidence, self.case, path, user=self.user, model=model,
+                                               sub=(sub, sub), stride=(stride, stride), device=device))
+        self.window.statusBar().showMessage(f"adding {len(paths)} page(s) to the case...")
+        return len(paths)
+
     def export_to(self, path: str) -> int:
         """Write the report (and raw maps) on the runner's thread; returns the job id."""
         self._store_view()

@@ -44,6 +44,7 @@ from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
+BATCH_FILTER = "Batch results (*.parquet);;All files (*)"
 
 
 def _map_name(label: str | None) -> str:
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow):
         self._extra_models: list[str] = []
         self._shipped_problem: str | None = None  # last shipped-model problem shown
         self._docks: dict[str, QDockWidget] = {}
+        self.triage_views: list = []  # open batch-results windows (scanlab.gui.triage.TriageView)
 
         self.view = ScanView()
         self.setCentralWidget(self.view)
@@ -241,6 +243,41 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open model", start, MODEL_FILTER)
         if path:
             self.use_model(path)
+
+    @Slot()
+    def open_batch_dialog(self) -> None:
+        """File > Open batch results: a ``scanlab batch`` results.parquet in the triage view."""
+        start = self.settings.get_str("paths/last_open_dir", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open batch results", start, BATCH_FILTER)
+        if path:
+            self.open_batch(path)
+
+    def open_batch(self, path: str):
+        """Show a results table in a triage window; double-clicking a row opens that page here."""
+        from scanlab.core.errors import ScanLabError
+        from scanlab.gui.triage import TriageView
+
+        try:
+            view = TriageView(path, self)
+        except ScanLabError as e:
+            self.post_message(str(e), error=True)
+            return None
+        # a child of the window (deleted with it) shown as a window of its own
+        view.setWindowFlag(Qt.WindowType.Window, True)
+        view.page_requested.connect(self._on_triage_page_requested)
+        view.add_to_case_requested.connect(self._on_triage_add_to_case)
+        self.triage_views.append(view)
+        view.resize(1000, 700)
+        view.show()
+        return view
+
+    @Slot(str)
+    def _on_triage_page_requested(self, path: str) -> None:
+        self.open_paths([path])
+
+    @Slot(list)
+    def _on_triage_add_to_case(self, paths: list) -> None:
+        self.cases.add_paths([str(p) for p in paths])
 
     def use_model(self, path: str) -> None:
         """Add a model file to the list, select it and re-analyse."""

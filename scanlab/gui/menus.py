@@ -99,6 +99,8 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         "open_folder": _action(window, "Open &folder...", "Ctrl+Shift+O"),
         "open_sample": _action(window, "Open &sample scan", None, "The bundled forged sample scan"),
         "open_model": _action(window, "Open &model file...", "Ctrl+M"),
+        "open_batch": _action(window, "Open &batch results...", "Ctrl+Shift+B",
+                              "A scanlab batch results table: sort and filter pages, open one"),
         "close": _action(window, "&Close scan", QKeySequence.StandardKey.Close),
         "quit": _action(window, "&Quit", QKeySequence.StandardKey.Quit),
         "reanalyse": _action(window, "&Re-analyse", "F5", "Analyse the selected scan again"),
@@ -116,6 +118,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a["open_folder"].triggered.connect(window.open_folder_dialog)
     a["open_sample"].triggered.connect(window.open_sample)
     a["open_model"].triggered.connect(window.open_model_dialog)
+    a["open_batch"].triggered.connect(window.open_batch_dialog)
     a["close"].triggered.connect(window.close_current)
     a["quit"].triggered.connect(window.close)
     a["reanalyse"].triggered.connect(window.reanalyse)
@@ -132,7 +135,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     recent.menu.triggered.connect(recent._on_menu_triggered)
 
     first = recent.menu.menuAction()
-    file_menu.insertActions(first, [a["open"], a["open_folder"], a["open_sample"]])
+    file_menu.insertActions(first, [a["open"], a["open_folder"], a["open_sample"], a["open_batch"]])
     file_menu.addSeparator()
     file_menu.addActions([a["open_model"], a["close"]])
     file_menu.addSeparator()

@@ -1,0 +1,150 @@
+"""The triage view over a batch results table: sort, filter, counts, histogram, open a page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from batchtools import write_synthetic_table
+from PySide6.QtCore import Qt
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_table(tmp_path_factory.mktemp("triage") / "results.parquet", 2000, seed=3)
+
+
+def _column(view, name: str) -> int:
+    from scanlab.gui.triage import COLUMNS
+
+    return [c[0] for c in COLUMNS].index(name)
+
+
+def _shown(view, name: str) -> list[str]:
+    m = view.model
+    col = _column(view, name)
+    return [m.data(m.index(r, col)) for r in range(m.rowCount())]
+
+
+def test_sort_filter_counts_histogram(qtbot, table: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from scanlab.gui.triage import TriageView
+
+    rows = pq.read_table(table).to_pylist()
+    view = TriageView(table)
+    qtbot.addWidget(view)
+    m = view.model
+    assert m.rowCount() == len(rows)
+    assert view.counts.text().startswith(f"{len(rows)} of {len(rows)} pages")
+    sus = np.array([r["suspicion"] for r in rows if r["suspicion"] is not None])
+    assert int(view.hist_counts.sum()) == len(sus)
+    # descending suspicion: the largest first, empty cells (failed pages) last
+    view.table.sortByColumn(_column(view, "suspicion"), Qt.SortOrder.DescendingOrder)
+    shown = _shown(view, "suspicion")
+    assert shown[0] == f"{sus.max():.3f}" and shown[-1] == ""
+    values = [float(s) for s in shown if s]
+    assert values == sorted(values, reverse=True)
+    # filters combine
+    view.verdict.setCurrentText("unknown")
+    view.min_suspicion.setValue(0.2)
+    want = sum(1 for r in rows if r["verdict"] == "unknown" and r["suspicion"] >= 0.2)
+    assert m.rowCount() == want > 0
+    assert set(_shown(view, "verdict")) == {"unknown"}
+    assert view.counts.text().startswith(f"{want} of {len(rows)} pages. Verdicts: unknown {want}")
+    view.verdict.setCurrentText("(any)")
+    view.min_suspicion.setValue(0.0)
+    view.errors_only.setChecked(True)
+    assert m.rowCount() == sum(1 for r in rows if r["status"] != "analysed") > 0
+    assert all(e for e in _shown(view, "error"))
+    label = sorted({r["label"] for r in rows if r["label"]})[1]
+    view.errors_only.setChecked(False)
+    view.label.setCurrentText(label)
+    assert m.rowCount() == sum(1 for r in rows if r["label"] == label)
+
+
+def test_double_click_asks_to_open_the_page(qtbot, table: Path) -> None:
+    from scanlab.gui.triage import TriageView
+
+    view = TriageView(table)
+    qtbot.addWidget(view)
+    view.table.sortByColumn(_column(view, "suspicion"), Qt.SortOrder.DescendingOrder)
+    idx = view.model.index(0, 0)
+    with qtbot.waitSignal(view.page_requested, timeout=2000) as sig:
+        view.table.doubleClicked.emit(idx)
+    assert sig.args == [view.model.input_at(0)]
+    assert sig.args[0].endswith(view.model.data(idx))
+
+
+def test_a_foreign_parquet_file_is_a_one_line_error(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanlab.core.errors import ScanLabError
+    from scanlab.gui.triage import load_columns
+
+    p = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"input": ["x"]}), p)
+    with pytest.raises(ScanLabError, match="not a scanlab batch results file"):
+        load_columns(p)
+
+
+def test_main_window_opens_results_and_a_double_clicked_page(qtbot, gui_settings, tiny_model, scan,
+                                                            tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.batch_table import schema_with_version
+
+    p = write_synthetic_table(tmp_path / "results.parquet", 10)
+    t = pq.read_table(p).to_pylist()
+    t[0]["input"] = scan  # a real page the window can open
+    pq.write_table(pa.Table.from_pylist(t, schema=schema_with_version()), p)
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    assert win.actions_["open_batch"].text() == "Open &batch results..."
+    view = win.open_batch(str(p))
+    assert view is not None and view.model.rowCount() == 10
+    row = [view.model.input_at(r) for r in range(10)].index(scan)
+    view.table.doubleClicked.emit(view.model.index(row, 0))
+    assert [Path(d.path).resolve() for d in win.documents] == [Path(scan).resolve()]
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    assert win.open_batch(str(bad)) is None  # a message, not an exception
+    win.close()
+
+
+def test_add_selected_pages_to_the_open_case(qtbot, gui_settings, tiny_model, make_scan, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.batch_table import schema_with_version
+
+    pages = [str(make_scan(tmp_path / f"p{i}.png", (192, 224), seed=i)) for i in range(2)]
+    p = write_synthetic_table(tmp_path / "results.parquet", 5)
+    t = pq.read_table(p).to_pylist()
+    t[0]["input"], t[1]["input"] = pages
+    pq.write_table(pa.Table.from_pylist(t, schema=schema_with_version()), p)
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    view = win.open_batch(str(p))
+    rows = [[view.model.input_at(r) for r in range(5)].index(page) for page in pages]
+    view.table.selectRow(rows[0])
+    assert view.selected_inputs() == [pages[0]]
+    view.add_button.click()  # no case open: a message, nothing queued
+    assert win.cases.case is None and not win.cases._jobs
+    win.cases.new_case_at(str(tmp_path / "c.scanlab"), "Archive 3", "A. Analyst")
+    view.table.selectAll()
+    with qtbot.waitSignal(view.add_to_case_requested, timeout=2000) as sig:
+        view.table.selectAll()
+        view.add_button.click()
+    assert sorted(sig.args[0]) == sorted(view.model.input_at(r) for r in range(5))
+    qtbot.waitUntil(lambda: not win.cases._jobs, timeout=60_000)
+    # the two real pages are in the case; the three synthetic paths failed with a message each
+    assert sorted(Path(e.info["path"]).name for e in win.cases.case.evidence.values()) == ["p0.png", "p1.png"]
+    win.close()
