@@ -90,6 +90,8 @@ class ScanInfo:
     # PDF / multi-page TIFF item: the container's path and SHA-256, page, image index, filter and
     # the item's own SHA-256 (scanlab.core.io.containers); None for a plain image file
     container: dict | None = None
+    # JPEG facts (scanlab.core.io.jpegfacts): estimated quality, chroma subsampling, re-compression test
+    jpeg: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON view."""
@@ -106,6 +108,7 @@ class ScanInfo:
             "dpi": list(self.dpi) if self.dpi else None,
             "notes": list(self.notes),
             "container": self.container_json(),
+            "jpeg": self.jpeg,
         }
 
     def container_json(self) -> dict | None:
@@ -126,6 +129,7 @@ class ScanInfo:
             "height": self.height,
             "exif_orientation": self.exif_orientation,
             "dpi": list(self.dpi) if self.dpi else None,
+            "jpeg": self.jpeg,
         }
 
 
@@ -299,8 +303,19 @@ def decode_bytes(
         exif_orientation=dec.orientation,
         notes=tuple(notes),
         dpi=dec.dpi,
+        jpeg=_jpeg_facts(data, dec.pixels) if fmt == "JPEG" else None,
     )
     return Scan(np.ascontiguousarray(dec.pixels), info)
+
+
+def _jpeg_facts(data: bytes, pixels: np.ndarray) -> dict | None:
+    """The JPEG facts, or None: they describe the file's history and never stop an analysis."""
+    from scanlab.core.io.jpegfacts import jpeg_facts
+
+    try:
+        return jpeg_facts(data, pixels if pixels.dtype == np.uint8 else None)
+    except Exception:  # noqa: BLE001 - the pixels decoded; a fact that cannot be read is left out
+        return None
 
 
 def full_scale(dtype: np.dtype | type) -> float:
