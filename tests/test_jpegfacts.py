@@ -136,3 +136,11 @@ def test_trained_model_records_its_input_formats(trained_model):
 
     ti = read_manifest(trained_model)["training_input"]
     assert sum(ti["formats"].values()) > 0 and "jpeg_quality" in ti and "jpeg_subsampling" in ti
+
+
+def test_card_names_the_training_formats():
+    from scanlab.core.modelfile.store import _evidence_card
+
+    m = {"training_input": {"dpi": None, "bit_depths": [8], "formats": {"JPEG": 4, "PNG": 2},
+                            "jpeg_quality": [85, 95], "jpeg_subsampling": ["4:2:0"]}}
+    assert any("JPEG 4, PNG 2; JPEG quality 85-95 (4:2:0)" in line for line in _evidence_card(m))

@@ -71,6 +71,11 @@ class EvidenceItem:
     container: dict[str, Any] | None = None
     empty: str | None = None
     _loader: Callable[[], Any] | None = None
+    _jpeg: bytes | None = None  # a PDF item's JPEG stream (read, not decoded)
+
+    def jpeg_bytes(self) -> bytes | None:
+        """The JPEG file a PDF's DCT stream is (None for other items)."""
+        return self._jpeg
 
     def load(self, *, min_side: int | None = None):
         """Decode this item to a :class:`~scanlab.core.io.imaging.Scan` (lazily, now)."""
@@ -342,7 +347,8 @@ class _PdfSource:
                 "image": index, "filter": "+".join(filters) or "none"}
         raw = self._stream(obj, ref, filters)
         cont["sha256_item"] = hashlib.sha256(raw).hexdigest()
-        return EvidenceItem(ref, self.path, cont, None, lambda: self._decode(obj, raw, ref, cont, filters))
+        jpeg = raw if filters and filters[-1] == "DCTDecode" else None
+        return EvidenceItem(ref, self.path, cont, None, lambda: self._decode(obj, raw, ref, cont, filters), jpeg)
 
     def _stream(self, obj: Any, ref: str, filters: list[str]) -> bytes:
         """The evidence bytes: the stored stream, or the JPEG inside an outer lossless filter."""
