@@ -28,30 +28,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 import re
 import stat
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from scanlab.core.io.decoders import DecodeProblem, check_size, decode_tiff, pillow_to_rgb, sniff
+from scanlab.core.errors import ScanLabError
+from scanlab.core.io.decoders import DecodeProblem, decode_tiff, sniff
 
 MAX_PAGES = 10_000  # more pages than any scanned document; a "million-page tree" stops here
-MAX_IMAGES_PER_PAGE = 1_000
-MAX_FORM_DEPTH = 8  # nested form XObjects followed to find a page's images
 CONTAINER_SUFFIXES = (".pdf", ".tif", ".tiff")
 _REF = re.compile(r"^(?P<path>.+)#page=(?P<page>\d{1,9})(?:&image=(?P<image>\d{1,9}))?$")
 
-logging.getLogger("pikepdf").setLevel(logging.CRITICAL)  # qpdf warnings: the outcome is reported in one line
-
-
-def _error(msg: str) -> Exception:
+def error(msg: str) -> Exception:
     from scanlab.core.io.imaging import ImageLoadError  # imaging imports this module lazily
 
     return ImageLoadError(msg)
@@ -80,7 +72,7 @@ class EvidenceItem:
     def load(self, *, min_side: int | None = None):
         """Decode this item to a :class:`~scanlab.core.io.imaging.Scan` (lazily, now)."""
         if self.empty is not None:
-            raise _error(f"{self.ref}: {self.empty}")
+            raise error(f"{self.ref}: {self.empty}")
         if self._loader is None:
             from scanlab.core.io.imaging import load_scan
 
@@ -114,16 +106,16 @@ def _read(p: Path) -> bytes:
     name = str(p)
     try:
         if p.is_dir():
-            raise _error(f"{name}: is a folder, not an image")
+            raise error(f"{name}: is a folder, not an image")
         if not stat.S_ISREG(p.stat().st_mode):
-            raise _error(f"{name}: not a regular file (a device, pipe or socket)")
+            raise error(f"{name}: not a regular file (a device, pipe or socket)")
         data = p.read_bytes()
     except FileNotFoundError:
-        raise _error(f"{name}: no such file") from None
+        raise error(f"{name}: no such file") from None
     except OSError as e:
-        raise _error(f"{name}: cannot read ({e.strerror or e})") from None
+        raise error(f"{name}: cannot read ({e.strerror or e})") from None
     if not data:
-        raise _error(f"{name}: empty file (0 bytes)")
+        raise error(f"{name}: empty file (0 bytes)")
     return data
 
 
@@ -145,11 +137,13 @@ def expand(path: str | os.PathLike, *, data: bytes | None = None) -> list[Eviden
         return [EvidenceItem(str(p), p)]
     kind = sniff(data)
     if kind == "PDF":
-        items = _PdfSource(p, data).items()
+        from scanlab.core.io.pdfimages import PdfSource  # pikepdf is imported only for PDFs
+
+        items = PdfSource(p, data).items()
     elif kind == "TIFF":
         items = _tiff_items(p, data)
     elif page is not None:
-        raise _error(f"{path}: #page= names an item of a PDF or TIFF, but {p} holds {kind} data")
+        raise error(f"{path}: #page= names an item of a PDF or TIFF, but {p} holds {kind} data")
     else:
         return [EvidenceItem(str(p), p)]
     if page is None:
@@ -159,9 +153,9 @@ def expand(path: str | os.PathLike, *, data: bytes | None = None) -> list[Eviden
            if pg == page and (image is None or im in (None, image))]
     if not hit:
         n_pages = max((pg or 1 for pg, _ in where), default=1)
-        raise _error(f"{path}: no such image (the file has {n_pages} page(s); see 'scanlab classify {p}')")
+        raise error(f"{path}: no such image (the file has {n_pages} page(s); see 'scanlab classify {p}')")
     if image is None and len(hit) > 1:
-        raise _error(f"{path}: page {page} holds {len(hit)} images; name one as {make_ref(p, page, 1)}")
+        raise error(f"{path}: page {page} holds {len(hit)} images; name one as {make_ref(p, page, 1)}")
     return hit[:1]
 
 
@@ -178,9 +172,9 @@ def load_item(ref: str | os.PathLike, *, data: bytes | None = None, min_side: in
     if len(items) == 1:
         return items[0].load(min_side=min_side)
     if not real:
-        raise _error(f"{ref}: no scanned image in the file (text or vector pages only)")
+        raise error(f"{ref}: no scanned image in the file (text or vector pages only)")
     if len(real) > 1:
-        raise _error(f"{ref}: holds {len(real)} images; name one as {real[0].ref} (or classify the whole file)")
+        raise error(f"{ref}: holds {len(real)} images; name one as {real[0].ref} (or classify the whole file)")
     return real[0].load(min_side=min_side)
 
 
@@ -220,200 +214,6 @@ def find_evidence(folder: str | os.PathLike) -> list[Path]:
     return out
 
 
-# -- PDF -------------------------------------------------------------------------------------
-
-
-def _name(v: Any) -> str:
-    return str(v)[1:] if str(v).startswith("/") else str(v)
-
-
-def _filters(obj: Any) -> list[str]:
-    import pikepdf
-
-    f = obj.get("/Filter")
-    if f is None:
-        return []
-    return [_name(x) for x in f] if isinstance(f, pikepdf.Array) else [_name(f)]
-
-
-class _PdfSource:
-    """An open PDF (its bytes kept once) and the images its pages draw."""
-
-    def __init__(self, path: Path, data: bytes) -> None:
-        import pikepdf
-
-        self.path, self.data = path, data
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        try:
-            # no silent repair: a PDF whose cross-reference table must be rebuilt is not read
-            self.pdf = pikepdf.open(io.BytesIO(data), attempt_recovery=False)
-        except pikepdf.PasswordError:
-            raise _error(f"{path}: encrypted PDF (it needs a password); ScanLab does not decrypt evidence") from None
-        except Exception as e:  # noqa: BLE001 - qpdf reports damage as several types
-            raise _error(f"{path}: corrupt PDF ({_why(e)})") from None
-
-    def check_warnings(self, where: str) -> None:
-        """Refuse what qpdf had to repair (a stream whose /Length lies, damaged objects): for
-        evidence, a repaired read is a guess at what the author wrote."""
-        # a page without /Resources is given an empty one: harmless, it draws nothing we read
-        w = [m for m in self.pdf.get_warnings() if "Resources is missing or invalid" not in m]
-        if w:
-            raise _error(f"{where}: damaged PDF ({_why(Exception(w[0]))}; {len(w)} problem(s)); ScanLab reads "
-                         "undamaged PDFs only")
-
-    def items(self) -> list[EvidenceItem]:
-        """One item per drawn image (in page order, then drawing order); one ``empty`` item per page without."""
-        try:
-            return self._items()
-        except (RecursionError, MemoryError):
-            raise _error(f"{self.path}: hostile PDF (the object structure is too deep or too large)") from None
-        except Exception as e:  # noqa: BLE001
-            if type(e).__name__ == "ImageLoadError":
-                raise
-            raise _error(f"{self.path}: corrupt PDF ({_why(e)})") from None
-
-    def _items(self) -> list[EvidenceItem]:
-        try:
-            count = int(self.pdf.Root.Pages.get("/Count", 0))
-        except Exception:  # noqa: BLE001 - checked again through pdf.pages below
-            count = 0
-        if count > MAX_PAGES:
-            raise _error(f"{self.path}: PDF claims {count} pages, more than the {MAX_PAGES} ScanLab reads")
-        pages = self.pdf.pages
-        n = len(pages)
-        if n > MAX_PAGES:
-            raise _error(f"{self.path}: PDF has {n} pages, more than the {MAX_PAGES} ScanLab reads")
-        if n == 0:
-            raise _error(f"{self.path}: PDF without pages")
-        out: list[EvidenceItem] = []
-        for pno in range(1, n + 1):
-            images, small = self._page_images(pages[pno - 1])
-            if not images:
-                why = "no scanned image on this page (text or vector only)"
-                if small:
-                    why = f"no scanned image on this page ({small} image(s) under 64 px on a side)"
-                out.append(EvidenceItem(make_ref(self.path, pno), self.path, empty=why))
-            for k, obj in enumerate(images, start=1):
-                out.append(self._item(obj, pno, k))
-        self.check_warnings(str(self.path))
-        return out
-
-    def _page_images(self, page: Any) -> tuple[list[Any], int]:
-        """The page's image XObjects in drawing order (forms followed), each once; and how many were tiny."""
-        import pikepdf
-
-        found: list[Any] = []
-        seen: set[tuple[int, int]] = set()
-        small = 0
-
-        def walk(container: Any, depth: int, forms: frozenset) -> None:
-            nonlocal small
-            res = container.get("/Resources")
-            xobjs = res.get("/XObject") if res is not None else None
-            if xobjs is None:
-                return
-            for operands, op in pikepdf.parse_content_stream(container, "Do"):
-                if str(op) != "Do" or not operands:
-                    continue
-                obj = xobjs.get(operands[0])
-                if obj is None or not isinstance(obj, pikepdf.Stream):
-                    continue
-                key = obj.objgen
-                sub = obj.get("/Subtype")
-                if sub == pikepdf.Name.Image:
-                    if key in seen or bool(obj.get("/ImageMask", False)):
-                        continue
-                    seen.add(key)
-                    if min(int(obj.get("/Width", 0)), int(obj.get("/Height", 0))) < 64:
-                        small += 1
-                        continue
-                    found.append(obj)
-                    if len(found) > MAX_IMAGES_PER_PAGE:
-                        raise _error(f"{self.path}: a page draws more than {MAX_IMAGES_PER_PAGE} images")
-                elif sub == pikepdf.Name.Form:
-                    if key in forms:  # a form that draws itself: an object loop
-                        raise _error(f"{self.path}: hostile PDF (a form XObject draws itself: an object loop)")
-                    if depth >= MAX_FORM_DEPTH:
-                        raise _error(f"{self.path}: hostile PDF (form XObjects nested over {MAX_FORM_DEPTH} deep)")
-                    walk(obj, depth + 1, forms | {key})
-
-        walk(page.obj if hasattr(page, "obj") else page, 0, frozenset())
-        return found, small
-
-    def _item(self, obj: Any, page: int, index: int) -> EvidenceItem:
-        filters = _filters(obj)
-        ref = make_ref(self.path, page, index)
-        cont = {"type": "PDF", "path": str(self.path.resolve()), "sha256": self.sha256, "page": page,
-                "image": index, "filter": "+".join(filters) or "none"}
-        raw = self._stream(obj, ref, filters)
-        cont["sha256_item"] = hashlib.sha256(raw).hexdigest()
-        jpeg = raw if filters and filters[-1] == "DCTDecode" else None
-        return EvidenceItem(ref, self.path, cont, None, lambda: self._decode(obj, raw, ref, cont, filters), jpeg)
-
-    def _stream(self, obj: Any, ref: str, filters: list[str]) -> bytes:
-        """The evidence bytes: the stored stream, or the JPEG inside an outer lossless filter."""
-        import pikepdf
-
-        raw = obj.read_raw_bytes()
-        if filters and filters[-1] == "DCTDecode" and len(filters) > 1:
-            if any(f not in ("FlateDecode", "LZWDecode", "ASCII85Decode", "ASCIIHexDecode", "RunLengthDecode")
-                   for f in filters[:-1]):
-                raise _error(f"{ref}: unsupported PDF filter chain {'+'.join(filters)}")
-            raw = obj.read_bytes(decode_level=pikepdf.StreamDecodeLevel.generalized)
-        return raw
-
-    def _decode(self, obj: Any, raw: bytes, ref: str, cont: dict, filters: list[str]):
-        from dataclasses import replace
-
-        from scanlab.core.io.imaging import PATCH, Scan, ScanInfo, decode_bytes, pixel_limit
-
-        limit = pixel_limit()
-        w, h = int(obj.get("/Width", 0)), int(obj.get("/Height", 0))
-        try:
-            check_size(w, h, limit, PATCH)
-        except DecodeProblem as e:
-            raise _error(f"{ref}: {e}") from None
-        full = make_ref(self.path.resolve(), cont["page"], cont["image"])
-        if filters and filters[-1] == "DCTDecode":
-            scan = decode_bytes(raw, ref, resolved=full, max_pixels=limit)
-            if (scan.info.width, scan.info.height) != (w, h):
-                notes = (*scan.info.notes, f"the PDF says {w}x{h}, the JPEG is {scan.info.width}x{scan.info.height}")
-                return Scan(scan.pixels, replace(scan.info, notes=notes, container=cont))
-            return Scan(scan.pixels, replace(scan.info, container=cont))
-        if filters and filters[-1] in ("JPXDecode", "JBIG2Decode"):
-            kind = "JPEG 2000" if filters[-1] == "JPXDecode" else "JBIG2"
-            raise _error(f"{ref}: {kind} image ({filters[-1]}); ScanLab reads JPEG and lossless PDF images")
-        # a Flate bomb: inflate at most what the declared size can need (16-bit, 4 samples, PNG predictor byte)
-        if "FlateDecode" in filters:
-            need = h * (w * 4 * 2 + 1) + 1
-            try:
-                d = zlib.decompressobj()
-                out = d.decompress(raw, need + 1)
-            except zlib.error as e:
-                raise _error(f"{ref}: corrupt Flate stream ({e})") from None
-            if len(out) > need:
-                raise _error(f"{ref}: hostile PDF (the image stream inflates beyond its declared {w}x{h} size)")
-        try:
-            from pikepdf import PdfImage
-
-            pim = PdfImage(obj).as_pil_image()
-        except Exception as e:  # noqa: BLE001 - pikepdf raises several types for bad images
-            raise _error(f"{ref}: cannot decode the embedded image ({_why(e)})") from None
-        self.check_warnings(ref)
-        if pim.size != (w, h):
-            raise _error(f"{ref}: embedded image decoded to {pim.size[0]}x{pim.size[1]}, the PDF says {w}x{h}")
-        try:
-            px, depth, notes = pillow_to_rgb(pim)
-        except DecodeProblem as e:
-            raise _error(f"{ref}: {e}") from None
-        if obj.get("/SMask") is not None:
-            notes.append("soft mask (alpha) ignored")
-        info = ScanInfo(path=full, sha256=cont["sha256_item"], format="PDF", mode=pim.mode, width=w, height=h,
-                        bit_depth=depth, n_bytes=len(raw), exif_orientation=None, notes=tuple(notes),
-                        dpi=None, container=cont)
-        return Scan(np.ascontiguousarray(px), info)
-
-
 # -- multi-page TIFF ---------------------------------------------------------------------------
 
 
@@ -430,14 +230,14 @@ def _tiff_items(path: Path, data: bytes) -> list[EvidenceItem]:
             for page in pages:  # walks the IFD chain once; tifffile stops at loops
                 n += 1
                 if n > MAX_PAGES:
-                    raise _error(f"{path}: TIFF has more than {MAX_PAGES} pages")
+                    raise error(f"{path}: TIFF has more than {MAX_PAGES} pages")
                 segs = list(zip(page.dataoffsets, page.databytecounts, strict=False))
                 comp = getattr(page.compression, "name", str(page.compression))
                 meta.append((segs, comp))
     except Exception as e:  # noqa: BLE001 - tifffile raises many types on damaged files
-        if type(e).__name__ == "ImageLoadError":
+        if isinstance(e, ScanLabError):  # our own one-line errors pass through
             raise
-        raise _error(f"{path}: corrupt TIFF ({_why(e)})") from None
+        raise error(f"{path}: corrupt TIFF ({why(e)})") from None
     finally:
         buf.close()
     if n <= 1:
@@ -463,7 +263,7 @@ def _tiff_page(path: Path, data: bytes, page: int, cont: dict, n_bytes: int):
     try:
         dec = decode_tiff(data, pixel_limit(), PATCH, page=page - 1)
     except DecodeProblem as e:
-        raise _error(f"{ref}: {e}") from None
+        raise error(f"{ref}: {e}") from None
     h, w = dec.pixels.shape[:2]
     info = ScanInfo(path=make_ref(path.resolve(), page), sha256=cont["sha256_item"], format="TIFF", mode=dec.mode, width=w, height=h,
                     bit_depth=dec.bit_depth, n_bytes=n_bytes, exif_orientation=dec.orientation,
@@ -471,7 +271,7 @@ def _tiff_page(path: Path, data: bytes, page: int, cont: dict, n_bytes: int):
     return Scan(dec.pixels, info)
 
 
-def _why(e: BaseException) -> str:
+def why(e: BaseException) -> str:
     s = str(e).splitlines()[0] if str(e) else ""
     s = re.sub(r"^stream <_io\.BytesIO object at 0x[0-9a-fA-F]+>[:,]?\s*", "", s)  # qpdf names our buffer
     return s[:100] or type(e).__name__
