@@ -226,3 +226,15 @@ def test_sha256_of_a_reference_is_the_items_own(two_scans_pdf, sources):
     assert containers.item_sha256(f"{two_scans_pdf}#page=1&image=1") == hashlib.sha256(
         sources["jpg"].read_bytes()).hexdigest()
     assert containers.item_sha256(two_scans_pdf) == sha256_file(two_scans_pdf)
+
+
+def test_one_page_tiff_stays_a_plain_file(tmp_path):
+    import tifffile
+
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, np.zeros((96, 96, 3), np.uint8), photometric="rgb")
+    (item,) = containers.expand(path)
+    assert item.ref == str(path) and item.container is None
+    assert load_scan(f"{path}#page=1").info.sha256 == sha256_file(path)
+    with pytest.raises(ImageLoadError, match="no such image"):
+        load_scan(f"{path}#page=2")

@@ -131,6 +131,8 @@ def expand(path: str | os.PathLike, *, data: bytes | None = None) -> list[Eviden
         Unreadable, encrypted, corrupt or hostile container (one line).
     """
     p, page, image = parse_ref(path)
+    if data is None and page is None and p.suffix.lower() in (".tif", ".tiff") and _tiff_pages(p) == 1:
+        return [EvidenceItem(str(p), p)]  # the usual case: a one-page TIFF is read from its header only
     if data is None and (page is not None or p.suffix.lower() in CONTAINER_SUFFIXES):
         data = _read(p)
     if data is None:
@@ -148,6 +150,8 @@ def expand(path: str | os.PathLike, *, data: bytes | None = None) -> list[Eviden
         return [EvidenceItem(str(p), p)]
     if page is None:
         return items
+    if len(items) == 1 and items[0].container is None and page == 1 and image in (None, 1):
+        return items  # SCAN.tif#page=1 of a one-page TIFF
     where = [parse_ref(it.ref)[1:] for it in items]
     hit = [it for it, (pg, im) in zip(items, where, strict=True)
            if pg == page and (image is None or im in (None, image))]
@@ -217,6 +221,17 @@ def find_evidence(folder: str | os.PathLike) -> list[Path]:
 # -- multi-page TIFF ---------------------------------------------------------------------------
 
 
+def _tiff_pages(path: Path) -> int | None:
+    """Page count from the IFD chain (pixels are not read); None when the file cannot say."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return len(tf.pages)
+    except Exception:  # noqa: BLE001 - the full read reports the problem in one line
+        return None
+
+
 def _tiff_items(path: Path, data: bytes) -> list[EvidenceItem]:
     import tifffile
 
@@ -265,8 +280,8 @@ def _tiff_page(path: Path, data: bytes, page: int, cont: dict, n_bytes: int):
     except DecodeProblem as e:
         raise error(f"{ref}: {e}") from None
     h, w = dec.pixels.shape[:2]
-    info = ScanInfo(path=make_ref(path.resolve(), page), sha256=cont["sha256_item"], format="TIFF", mode=dec.mode, width=w, height=h,
-                    bit_depth=dec.bit_depth, n_bytes=n_bytes, exif_orientation=dec.orientation,
+    info = ScanInfo(path=make_ref(path.resolve(), page), sha256=cont["sha256_item"], format="TIFF", mode=dec.mode,
+                    width=w, height=h, bit_depth=dec.bit_depth, n_bytes=n_bytes, exif_orientation=dec.orientation,
                     notes=tuple(dec.notes), dpi=dec.dpi, container=cont)
     return Scan(dec.pixels, info)
 
