@@ -238,3 +238,20 @@ def test_one_page_tiff_stays_a_plain_file(tmp_path):
     assert load_scan(f"{path}#page=1").info.sha256 == sha256_file(path)
     with pytest.raises(ImageLoadError, match="no such image"):
         load_scan(f"{path}#page=2")
+
+
+def test_wizard_collection_counts_pdf_items(two_scans_pdf, tmp_path):
+    from scanlab.services.collection import inspect_collection
+
+    root = tmp_path / "refs"
+    for c in ("s1", "s2"):
+        (root / c).mkdir(parents=True)
+        (root / c / "doc.pdf").write_bytes(two_scans_pdf.read_bytes())
+    (root / "s2" / "bad.pdf").write_bytes(bf.pdf_truncated())
+    rep = inspect_collection(root)
+    assert [c.count for c in rep.classes] == [0, 0]  # the same images under two scanners: conflicts
+    assert len(rep.conflicts) == 2 and any("bad.pdf" in p and "corrupt PDF" in m for p, m in rep.unreadable)
+    (root / "s2" / "doc.pdf").unlink()
+    rep = inspect_collection(root)
+    assert rep.classes[0].count == 2 and set(rep.classes[0].formats) == {"JPEG", "PDF"}
+    assert len(rep.classes[0].thumbnails) == 2
