@@ -158,3 +158,99 @@ class Payload:
 
 def pickle_payload(sentinel: str) -> bytes:
     return pickle.dumps(Payload(sentinel))
+
+
+# -- PDFs (scanlab.core.io.containers) ---------------------------------------------------------
+
+
+def raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF written by hand (objects 1..n, object 1 the catalog) with a correct cross-reference table."""
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, o in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+_CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
+_PAGE = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 99 99] /Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>"
+_DRAW = b"<< /Length 7 >>\nstream\n/Im0 Do\nendstream"
+
+
+def _pdf_image(w: int, h: int, data: bytes, filt: str = "", length: int | None = None) -> bytes:
+    f = f" /Filter /{filt}" if filt else ""
+    n = len(data) if length is None else length
+    head = f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB /BitsPerComponent 8{f} /Length {n} >>"
+    return head.encode() + b"\nstream\n" + data + b"\nendstream"
+
+
+def pdf_with_jpeg() -> bytes:
+    """A one-page PDF drawing one JPEG (DCTDecode) image: readable."""
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _PAGE,
+                    _pdf_image(96, 96, jpeg(), "DCTDecode"), _DRAW])
+
+
+def pdf_truncated() -> bytes:
+    data = pdf_with_jpeg()
+    return data[: len(data) * 2 // 3]
+
+
+def pdf_length_lies() -> bytes:
+    """The image stream's /Length says 1000 bytes fewer than it holds (xref offsets still right)."""
+    j = jpeg()
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _PAGE,
+                    _pdf_image(96, 96, j, "DCTDecode", length=len(j) - 1000), _DRAW])
+
+
+def pdf_flate_bomb() -> bytes:
+    """200 MB of zeros (about 200 kB deflated) behind a 100x100 image."""
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _PAGE,
+                    _pdf_image(100, 100, zlib.compress(bytes(200_000_000), 9), "FlateDecode"), _DRAW])
+
+
+def pdf_giant_image() -> bytes:
+    """An image dictionary claiming 100000 x 100000 pixels."""
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _PAGE,
+                    _pdf_image(100_000, 100_000, b"x"), _DRAW])
+
+
+def pdf_million_pages() -> bytes:
+    """A page tree whose /Count claims a million pages."""
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>", _PAGE,
+                    _pdf_image(96, 96, jpeg(), "DCTDecode"), _DRAW])
+
+
+def pdf_page_tree_loop() -> bytes:
+    """The page tree lists itself among its kids."""
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>", _PAGE,
+                    _pdf_image(96, 96, jpeg(), "DCTDecode"), _DRAW])
+
+
+def pdf_form_loop() -> bytes:
+    """A form XObject that draws itself."""
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 99 99] /Resources << /XObject << /F0 4 0 R >> >> /Contents 5 0 R >>"
+    form = (b"<< /Type /XObject /Subtype /Form /BBox [0 0 9 9] /Resources << /XObject << /F0 4 0 R >> >> "
+            b"/Length 6 >>\nstream\n/F0 Do\nendstream")
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, form,
+                    b"<< /Length 6 >>\nstream\n/F0 Do\nendstream"])
+
+
+def pdf_text_only() -> bytes:
+    """A page with text and no image."""
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 99 99] /Contents 4 0 R >>"
+    return raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
+                    b"<< /Length 24 >>\nstream\nBT (text only) Tj ET    \nendstream"])
+
+
+def pdf_encrypted() -> bytes:
+    """The readable PDF, encrypted with a user password (pikepdf)."""
+    import pikepdf
+
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(pdf_with_jpeg())) as pdf:
+        pdf.save(out, encryption=pikepdf.Encryption(owner="o", user="secret"))
+    return out.getvalue()

@@ -45,16 +45,34 @@ def _request(a: argparse.Namespace, path: str, with_map: bool):
     )
 
 
-def cmd_classify(a: argparse.Namespace) -> int:
-    from scanlab.core.io.imaging import load_scan
+def _items(path: str) -> list:
+    """The pieces of evidence ``path`` names (a PDF's embedded images, a TIFF's pages, or the file)."""
+    from scanlab.core.io.containers import expand, parse_ref
 
+    check_input(parse_ref(path)[0], "image")
+    return expand(path)
+
+
+def cmd_classify(a: argparse.Namespace) -> int:
     model_path(a.model)
     lm = None
-    images, errors = [], []
+    images, errors, skipped = [], [], []
+    todo: list = []
     for path in a.images:
         try:
+            todo += _items(path)
+        except ScanLabError as e:
+            eprint(f"scanlab: error: {e}")
+            errors.append({"path": path, "error": str(e)})
+    for item in todo:
+        path = item.ref
+        if item.empty is not None:  # a page without a scanned image: said in one line, not an error
+            eprint(f"scanlab: note: {path}: {item.empty}")
+            skipped.append({"path": path, "reason": item.empty})
+            continue
+        try:
             t = time.perf_counter()
-            scan = load_scan(check_input(path, "image"))  # bad images fail before torch is loaded
+            scan = item.load()  # bad images fail before torch is loaded
             decode_s = time.perf_counter() - t
         except ScanLabError as e:
             eprint(f"scanlab: error: {e}")
@@ -87,21 +105,28 @@ def cmd_classify(a: argparse.Namespace) -> int:
         out: dict[str, Any] = {"images": images, "model": model_json(lm) if lm is not None else None}
         if errors:
             out["errors"] = errors
+        if skipped:
+            out["skipped"] = skipped
         print(json.dumps(out, indent=2))
-    return 2 if errors else 0
+    return 2 if errors or not (images or skipped) else 0
 
 
 def cmd_map(a: argparse.Namespace) -> int:
+    from scanlab.core.io.containers import parse_ref
     from scanlab.core.io.fileio import refuse_overwrite
     from scanlab.core.io.imaging import load_scan
     from scanlab.services.exports import check_map_output, write_map
 
     out = check_map_output(a.output)
-    image = check_input(a.image, "image")
+    image = check_input(parse_ref(a.image)[0], "image")
     refuse_overwrite(out, [image], "the evidence file")
     refuse_overwrite(out, [model_path(a.model)], "the model file")
     t = time.perf_counter()
-    scan = load_scan(image)  # decoded before torch is imported: bad scans fail in milliseconds
+    items = [it for it in _items(a.image) if it.empty is None]
+    if len(items) > 1:  # a PDF or multi-page TIFF: the map is of one image, named by its reference
+        raise ScanLabError(f"{a.image}: holds {len(items)} images; map one of them, e.g. {items[0].ref} "
+                           "('scanlab classify' lists them all)")
+    scan = items[0].load() if items else load_scan(a.image)  # decoded before torch: bad scans fail in ms
     decode_s = time.perf_counter() - t
 
     import numpy as np
@@ -151,6 +176,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         "timing": {"compute_s": r.compute_s, "decode": decode_s, **r.timing},
         "model": model_json(lm),
         "scan": r.scan.scan_json(),
+        "container": r.scan.container_json(),
     }
     g = r.analysis.map_grid
     windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,

@@ -82,16 +82,30 @@ def cmd_case_add(a: argparse.Namespace) -> int:
     from scanlab.terminal import progress_bar
 
     sub, stride = _size(a.sub, "--sub"), _size(a.stride, "--stride")
-    for img in a.images:  # fail before any work on a file that is not there
-        if not Path(img).is_file():
+    from scanlab.core.io.containers import expand, parse_ref
+
+    files = [parse_ref(img)[0] for img in a.images]
+    for img, f in zip(a.images, files, strict=True):  # fail before any work on a file that is not there
+        if not f.is_file():
             raise ScanLabError(f"{img}: file not found")
     from scanlab.core.io.fileio import refuse_overwrite
 
-    refuse_overwrite(a.case, a.images, "an evidence file")  # the case is rewritten in place
+    refuse_overwrite(a.case, [str(f) for f in files], "an evidence file")  # the case is rewritten in place
+    # a PDF or multi-page TIFF is one piece of evidence per embedded image; a damaged one stops here,
+    # before the case is touched
+    refs = []
+    for img in a.images:
+        for it in expand(img):
+            if it.empty is not None:
+                print(f"scanlab: note: {it.ref}: {it.empty}", file=sys.stderr)
+            else:
+                refs.append(it.ref)
+    if not refs:
+        raise ScanLabError(f"{', '.join(a.images)}: no scanned image to add")
 
     def action(case: Any, user: str) -> list[Any]:
         added = []
-        for img in a.images:
+        for img in refs:
             with progress_bar(Path(img).name, False) as bar:
                 e = add_evidence(case, img, user=user, model=a.model, sub=sub, stride=stride, engine=a.engine,
                                  device=a.device, embed=a.embed, progress=bar)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scanlab.core.io.imaging import find_images, is_image_path
+from scanlab.core.errors import ScanLabError
+from scanlab.core.io.containers import CONTAINER_SUFFIXES, expand, find_evidence
+from scanlab.core.io.imaging import is_image_path
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
 ParamsKey = tuple[str | None, int, int, str]
@@ -130,14 +132,23 @@ def collect_paths(items: list[str | os.PathLike]) -> tuple[list[str], list[str]]
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = find_images(p)
+            found = find_evidence(p)
             if not found:
-                messages.append(f"{p}: folder contains no images (jpg, png, tif, bmp)")
+                messages.append(f"{p}: folder contains no images (jpg, png, tif, bmp, pdf)")
             files.extend(str(f) for f in found)
         elif not p.exists():
             messages.append(f"{p}: file not found")
-        elif not is_image_path(p):
-            messages.append(f"{p}: not an image ScanLab reads (jpg, png, tif, bmp)")
+        elif not is_image_path(p) and p.suffix.lower() != ".pdf":
+            messages.append(f"{p}: not an image ScanLab reads (jpg, png, tif, bmp, pdf)")
+        elif p.suffix.lower() in CONTAINER_SUFFIXES:  # one document per embedded image / page
+            try:
+                for it in expand(p):
+                    if it.empty is not None:
+                        messages.append(f"{it.ref}: {it.empty}")
+                    else:
+                        files.append(it.ref)
+            except ScanLabError as e:
+                messages.append(str(e))
         else:
             files.append(str(p))
     seen: set[str] = set()

@@ -42,7 +42,7 @@ from scanlab.services.models import list_models, shipped_model_problem
 from scanlab.services.paths import default_model_path, sample_scans, samples_dir
 
 RECOMPUTE_DELAY_MS = 400
-IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
+IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp *.pdf);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
 BATCH_FILTER = "Batch results (*.parquet);;All files (*)"
 

@@ -155,6 +155,7 @@ class AnalysisResult:
             "votes": self.votes(),
             "n_patches": int(self.analysis.classification.n_patches),
             "scan": self.scan.scan_json(),
+            "container": self.scan.container_json(),
         }
         if self.verdict is not None:
             out.update(self.verdict.to_json())

@@ -19,6 +19,7 @@ from scanlab.core.case.casefile import Case, CaseError, Evidence, Run, load_case
 from scanlab.core.case.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
 from scanlab.core.engine.reliability import reliability_map
 from scanlab.core.errors import ScanLabError
+from scanlab.core.io.containers import item_sha256, make_ref, parse_ref
 from scanlab.core.io.imaging import sha256_file
 from scanlab.core.io.mapstore import StoredWindows
 from scanlab.core.jobs import CancelToken, ProgressFn
@@ -64,11 +65,16 @@ def open_case(path: str | os.PathLike, *, user: str | None = None, check_evidenc
 
 def evidence_problem(e: Evidence) -> tuple[str, str] | None:
     """``(action, message)`` when the evidence file is missing or its bytes changed, else None."""
-    p = Path(e.info.get("path", ""))
+    ref = e.info.get("path", "")
+    p = parse_ref(ref)[0]  # a PDF item or TIFF page: its container file
     if not p.is_file():
         return "evidence_missing", (f"EVIDENCE MISSING: {p} (evidence {e.eid}) is not there; "
                                     "locate it with 'scanlab case locate' (its hash is checked)")
-    actual = sha256_file(p)
+    try:
+        actual = item_sha256(ref)  # a container item: the hash of its own embedded bytes
+    except ScanLabError as err:
+        actual = f"unreadable: {err}"
+    p = Path(ref)
     if actual != e.info.get("sha256"):
         return "evidence_modified", (f"EVIDENCE MODIFIED: {p} (evidence {e.eid}) no longer matches its "
                                      f"recorded SHA-256 {e.info.get('sha256')} (now {actual})")
@@ -81,10 +87,12 @@ def locate_evidence(case: Case, eid: str, new_path: str | os.PathLike, *, user: 
     p = Path(new_path)
     if not p.is_file():
         raise ScanLabError(f"{p}: file not found")
-    if sha256_file(p) != e.info["sha256"]:
+    _, page, image = parse_ref(e.info.get("path", ""))
+    new = str(p.resolve()) if page is None else make_ref(p.resolve(), page, image)  # the moved container
+    if item_sha256(new) != e.info["sha256"]:
         raise ScanLabError(f"{p}: not the same file (its SHA-256 differs from evidence {e.eid})")
     old = e.info.get("path")
-    e.info["path"] = str(p.resolve())
+    e.info["path"] = new
     case.log(user, "evidence_located", {"eid": e.eid, "old": old, "new": e.info["path"]}, f"{old} -> {p}")
     return e
 
@@ -208,8 +216,10 @@ def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str 
                            "height": s.height,
                            "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format, "mode": s.mode,
                            "bit_depth": s.bit_depth, "first_seen": now_iso()})
-        if embed:
-            e.embedded = Path(s.path).read_bytes()
+        if s.container is not None:  # a PDF item or TIFF page: the case names the container and the page
+            e.info["container"] = s.container_json()
+        if embed:  # a container item embeds the whole container (its item alone may not be a readable file)
+            e.embedded = Path(s.container["path"] if s.container else s.path).read_bytes()
         case.evidence[eid] = e
         case.log(user, "evidence_added", e.info, f"{s.path} ({sha[:16]})")
     msha = info["model"]["sha256"]

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scanlab.core.io.imaging import FORMATS, find_images, sha256_file
+from scanlab.core.errors import ScanLabError
+from scanlab.core.io.containers import find_evidence, is_ref
+from scanlab.core.io.imaging import FORMATS, load_scan, sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.training.dataset import class_dirs
 
@@ -108,7 +110,21 @@ def _header(path: Path) -> tuple[str, tuple[int, int], str]:
         return fmt, img.size, dpi_text
 
 
+def _item_header(ref: Path) -> tuple[str, tuple[int, int], str, str]:
+    """(format, size, dpi text, SHA-256) of a container item (its own bytes' hash)."""
+    info = load_scan(ref).info
+    return info.format, (info.width, info.height), "not set", info.sha256
+
+
 def _thumbnail(path: Path) -> np.ndarray | None:
+    if is_ref(path):
+        try:
+            px = load_scan(path).pixels
+        except ScanLabError:
+            return None
+        img = Image.fromarray((px >> 8).astype(np.uint8) if px.dtype == np.uint16 else px)
+        img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        return np.asarray(img, dtype=np.uint8).copy()
     try:
         with Image.open(path) as img:
             img.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))  # JPEG: decode at reduced size
@@ -135,7 +151,7 @@ def inspect_collection(
         The folder is missing, is not a folder, or has no class sub-folders.
     """
     r, class_folders = class_dirs(root)
-    files = [(d, p) for d in class_folders for p in find_images(d)]
+    files = [(d, p) for d in class_folders for p in find_evidence(d)]  # PDF items and TIFF pages included
     summaries = {d.name: ClassSummary(d.name) for d in class_folders}
     unreadable: list[tuple[str, str]] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -143,8 +159,13 @@ def inspect_collection(
     for k, (d, p) in enumerate(files):
         check(cancel)
         try:
-            fmt, size, dpi = _header(p)
-            digest = sha256_file(p)
+            if is_ref(p) or p.suffix.lower() == ".pdf":  # a PDF item or TIFF page: decoded (no header of its own)
+                fmt, size, dpi, digest = _item_header(p)
+            else:
+                fmt, size, dpi = _header(p)
+                digest = sha256_file(p)
+        except ScanLabError as e:
+            unreadable.append((str(p), str(e)))
         except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if isinstance(e, UnidentifiedImageError):

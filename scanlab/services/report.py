@@ -128,14 +128,19 @@ def _scan_rgb(e: Evidence) -> tuple[np.ndarray | None, str | None]:
     problem = evidence_problem(e)
     path = e.info["path"]
     if problem is not None:
-        if e.embedded is None or hashlib.sha256(e.embedded).hexdigest() != e.info["sha256"]:
+        cont = e.info.get("container")  # a container item embeds its whole container
+        want = cont["sha256"] if cont else e.info["sha256"]
+        if e.embedded is None or hashlib.sha256(e.embedded).hexdigest() != want:
             return None, problem[1]
         import tempfile
 
-        with tempfile.NamedTemporaryFile(suffix=Path(path).suffix) as tmp:
+        from scanlab.core.io.containers import make_ref
+
+        with tempfile.NamedTemporaryFile(suffix=Path(cont["path"] if cont else path).suffix) as tmp:
             tmp.write(e.embedded)
             tmp.flush()
-            return figs.to_rgb8(load_scan(tmp.name).pixels), problem[1] + " (the embedded copy is shown)"
+            name = make_ref(tmp.name, cont["page"], cont["image"] if cont["type"] == "PDF" else None) if cont else tmp.name
+            return figs.to_rgb8(load_scan(name).pixels), problem[1] + " (the embedded copy is shown)"
     return figs.to_rgb8(load_scan(path).pixels), None
 
 
@@ -169,6 +174,11 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
     run = latest_run(e)
     c = run.info["classify"]
     story += [PageBreak(), _p(f"Evidence {n}: {Path(e.info['path']).name} ({e.eid})", ss["Heading2"])]
+    cont = e.info.get("container")
+    if cont:  # a PDF's embedded image or a TIFF page: name the file it came from and where
+        story.append(_p(f"Image {cont['image']} of page {cont['page']} of the {cont['type']} file {cont['path']} "
+                        f"(SHA-256 {cont['sha256']}); stored as {cont['filter']}, extracted without re-encoding.",
+                        ss["Small"]))
     rgb, problem = _scan_rgb(e)
     if problem:
         story.append(_p(f"WARNING: {problem}", ss["Warn"]))

@@ -28,6 +28,7 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError
+from scanlab.core.io.jpegfacts import input_summary
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile.store import make_manifest, save_model
 from scanlab.core.training.dataset import (
@@ -229,6 +230,9 @@ def run_training(
             demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
             dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
         )
+        # formats and JPEG qualities of the training scans (headers only): the input gating compares
+        # each questioned scan's JPEG facts with them
+        extra_manifest.setdefault("training_input", {}).update(input_summary(str(x.path) for x in ds.split["train"]))
         net.cpu()
         training = {
             "recipe": req.config.recipe(),

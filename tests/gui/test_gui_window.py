@@ -297,3 +297,32 @@ def test_bad_model_file_in_models_folder_is_listed_unusable(qtbot, gui_settings,
     assert "not a ScanLab model file or corrupt" in combo.itemData(row, Qt.ItemDataRole.ToolTipRole)
     good = [t for t in texts if t.endswith("(user)")]
     assert good and combo.model().item(texts.index(good[0])).isEnabled()
+
+
+def test_drop_a_pdf_opens_each_embedded_scan(qtbot, window, wait_settled, tmp_path, make_scan):
+    """A PDF is one document per embedded image; a page without one is a message, not a skip."""
+    import pikepdf
+    from PIL import Image
+
+    src = make_scan(tmp_path / "src.png")
+    rgb = np.asarray(Image.open(src).convert("RGB"))
+    jpg = tmp_path / "src.jpg"
+    Image.fromarray(rgb).save(jpg, quality=92)
+    pdf = pikepdf.Pdf.new()
+    for data, filt in ((jpg.read_bytes(), "/DCTDecode"), (None, None)):
+        page = pdf.add_blank_page()
+        if data is None:
+            continue
+        im = pikepdf.Stream(pdf, data)
+        im.Type, im.Subtype, im.ColorSpace = pikepdf.Name.XObject, pikepdf.Name.Image, pikepdf.Name.DeviceRGB
+        im.Width, im.Height, im.BitsPerComponent, im.Filter = rgb.shape[1], rgb.shape[0], 8, pikepdf.Name(filt)
+        page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=im))
+        page.Contents = pdf.make_stream(b"/Im0 Do")
+    doc = tmp_path / "doc.pdf"
+    pdf.save(doc)
+    _drop(window, [doc])
+    wait_settled(window)
+    assert [d.name for d in window.documents] == ["doc.pdf#page=1&image=1"]
+    assert window.documents[0].result is not None
+    assert window.documents[0].result.scan.container["page"] == 1
+    assert "doc.pdf#page=2: no scanned image on this page" in _messages(window)

@@ -6,6 +6,10 @@ changing it:
 * ``dpi_out_of_range``: the scan's recorded resolution lies outside the
   training scans' range (``training_input.dpi`` in the manifest);
 * ``bit_depth_unseen``: a bit depth no training scan had;
+* ``jpeg_unseen``, ``jpeg_quality_unseen``, ``recompressed`` (:func:`jpeg_warnings`): a
+  JPEG scan (its ``scan.jpeg`` facts, :mod:`scanlab.core.io.jpegfacts`) when the model saw
+  no JPEG in training, a quality outside the training JPEGs' range
+  (``training_input.jpeg_quality``), or a file that looks re-compressed;
 * ``rotated_90`` (:func:`rotation_warning`): the scan does not fit the known
   scanners as it is (unknown score above the threshold) but does once turned by
   90 degrees either way. Asked of the model itself: the line-sensor traces the
@@ -45,7 +49,35 @@ def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dic
     if depths and bd is not None and int(bd) not in [int(x) for x in depths]:
         out.append({"code": "bit_depth_unseen",
                     "message": f"{bd}-bit scan; the model was trained on {', '.join(map(str, depths))}-bit scans"})
-    return out
+    return out + jpeg_warnings(getattr(info, "jpeg", None), ti)
+
+
+def jpeg_warnings(facts: dict[str, Any] | None, ti: dict[str, Any]) -> list[dict[str, str]]:
+    """Warnings when a questioned JPEG lies outside the JPEG qualities the model was trained on.
+
+    ``facts``: the scan's ``scan.jpeg`` block; ``ti``: the manifest's ``training_input``
+    (models trained before ``formats`` was recorded get no JPEG warning).
+    """
+    if not facts or "formats" not in ti:
+        return []
+    q, again = facts.get("quality"), facts.get("recompressed")
+    what = (f"re-compressed at quality ~{q}" if again else f"JPEG quality ~{q}") if q is not None else "JPEG"
+    formats = ti.get("formats") or {}
+    qr = ti.get("jpeg_quality")
+    if not formats.get("JPEG"):
+        seen = ", ".join(sorted(formats)) or "no recorded format"
+        return [{"code": "jpeg_unseen",
+                 "message": f"{what}; this model was trained on {seen} scans only, never on JPEG: "
+                            "its figures do not cover this file"}]
+    if q is not None and qr and (int(q) < int(qr[0]) or int(q) > int(qr[1])):
+        return [{"code": "jpeg_quality_unseen",
+                 "message": f"{what}; this model was trained on JPEG quality {qr[0]}-{qr[1]}: "
+                            "its figures do not cover this file"}]
+    if again and not ti.get("recompressed_in_training"):  # set by training that augments with re-compression
+        return [{"code": "recompressed",
+                 "message": f"{what} (double-quantisation test score {facts.get('recompression_score')}): the file "
+                            "went through a second JPEG compression after the scanner; attribution may be weaker"}]
+    return []
 
 
 def rotation_warning(

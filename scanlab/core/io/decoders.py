@@ -180,8 +180,8 @@ def decode_png16(data: bytes, ctype: int) -> tuple[np.ndarray, str, list[str]]:
     return np.ascontiguousarray(rgb), mode, notes
 
 
-def decode_tiff(data: bytes, limit: int, min_side: int) -> Decoded:
-    """Decode page 1 of a TIFF with tifffile at its true depth (sizes checked before decoding).
+def decode_tiff(data: bytes, limit: int, min_side: int, page: int | None = None) -> Decoded:
+    """Decode page 1 (or the 0-based ``page``, for a container item) of a TIFF with tifffile at its true depth (sizes checked before decoding).
 
     Float samples in [0, 1] are quantised to 16 bits (the network's input scale);
     other float ranges, signed and 32-bit integer samples are refused with the reason.
@@ -192,12 +192,12 @@ def decode_tiff(data: bytes, limit: int, min_side: int) -> Decoded:
     # grew by one file size per decoded scan while a training cache was built).
     buf = io.BytesIO(data)
     try:
-        return _decode_tiff(buf, limit, min_side)
+        return _decode_tiff(buf, limit, min_side, page)
     finally:
         buf.close()
 
 
-def _decode_tiff(buf: io.BytesIO, limit: int, min_side: int) -> Decoded:
+def _decode_tiff(buf: io.BytesIO, limit: int, min_side: int, index: int | None = None) -> Decoded:
     import tifffile
 
     try:
@@ -207,7 +207,7 @@ def _decode_tiff(buf: io.BytesIO, limit: int, min_side: int) -> Decoded:
     with tf:
         try:
             n_pages = len(tf.pages)
-            page = tf.pages[0]
+            page = tf.pages[index or 0]
             shape, axes = tuple(page.shape), page.axes
             h, w = int(page.imagelength), int(page.imagewidth)
         except Exception as e:  # noqa: BLE001
@@ -230,7 +230,7 @@ def _decode_tiff(buf: io.BytesIO, limit: int, min_side: int) -> Decoded:
         except Exception:  # noqa: BLE001 - resolution is optional metadata
             dpi = None
         colormap = page.colormap
-    notes = [f"multi-page file: page 1 of {n_pages} analysed"] if n_pages > 1 else []
+    notes = [f"multi-page file: page 1 of {n_pages} analysed"] if n_pages > 1 and index is None else []
     if a.shape != shape:
         raise DecodeProblem(f"TIFF page decoded to {a.shape}, header says {shape}")
     if axes.startswith("S") and a.ndim == 3:  # planar (separate) layout

@@ -6,7 +6,9 @@ Rules (the same for the CLI, the GUI and training):
   the exact bytes on disk, from the same bytes that are decoded, so the hash
   describes what was analysed.
 * Supported: JPEG, PNG, TIFF (1/8/16-bit integer and [0, 1] float), BMP, recognised
-  by their magic bytes (not the suffix). Anything else is refused.
+  by their magic bytes (not the suffix). Anything else is refused. PDFs and items
+  of containers (``DOC.pdf#page=2&image=1``, ``SCANS.tif#page=3``) are read through
+  :mod:`scanlab.core.io.containers`.
 * Colour conversion (documented, deterministic):
   grayscale (L, 1, I;16, I, F) -> replicated into R = G = B;
   RGBA / LA -> the alpha channel is dropped (the stored colour values are the
@@ -85,6 +87,11 @@ class ScanInfo:
     exif_orientation: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     dpi: tuple[float, float] | None = None
+    # PDF / multi-page TIFF item: the container's path and SHA-256, page, image index, filter and
+    # the item's own SHA-256 (scanlab.core.io.containers); None for a plain image file
+    container: dict | None = None
+    # JPEG facts (scanlab.core.io.jpegfacts): estimated quality, chroma subsampling, re-compression test
+    jpeg: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON view."""
@@ -100,7 +107,17 @@ class ScanInfo:
             "exif_orientation": self.exif_orientation,
             "dpi": list(self.dpi) if self.dpi else None,
             "notes": list(self.notes),
+            "container": self.container_json(),
+            "jpeg": self.jpeg,
         }
+
+    def container_json(self) -> dict | None:
+        """The ``"container"`` block of the JSON (docs/formats.md), None for a plain file."""
+        if self.container is None:
+            return None
+        c = self.container
+        return {"type": c["type"], "path": c["path"], "sha256": c["sha256"], "page": c["page"],
+                "image": c["image"], "filter": c["filter"], "item_sha256": c["sha256_item"]}
 
     def scan_json(self) -> dict:
         """The ``"scan"`` block of ``classify --json`` / ``map --json``: what was decoded."""
@@ -112,6 +129,7 @@ class ScanInfo:
             "height": self.height,
             "exif_orientation": self.exif_orientation,
             "dpi": list(self.dpi) if self.dpi else None,
+            "jpeg": self.jpeg,
         }
 
 
@@ -217,6 +235,10 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     ImageLoadError
         With a one-line message naming the file and the problem.
     """
+    from scanlab.core.io import containers
+
+    if containers.is_ref(path):  # DOC.pdf#page=2&image=1, SCANS.tif#page=3
+        return containers.load_item(path, min_side=min_side)
     p = Path(path)
     name = str(p)
     limit = pixel_limit(max_pixels)
@@ -233,6 +255,8 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
         raise ImageLoadError(f"{name}: cannot read ({e.strerror or e})") from None
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    if sniff(data) == "PDF":  # a PDF with one embedded scan loads as that scan; several must be named
+        return containers.load_item(p, data=data, min_side=min_side)
     return decode_bytes(data, name, resolved=str(p.resolve()), max_pixels=limit, min_side=min_side)
 
 
@@ -279,8 +303,19 @@ def decode_bytes(
         exif_orientation=dec.orientation,
         notes=tuple(notes),
         dpi=dec.dpi,
+        jpeg=_jpeg_facts(data, dec.pixels) if fmt == "JPEG" else None,
     )
     return Scan(np.ascontiguousarray(dec.pixels), info)
+
+
+def _jpeg_facts(data: bytes, pixels: np.ndarray) -> dict | None:
+    """The JPEG facts, or None: they describe the file's history and never stop an analysis."""
+    from scanlab.core.io.jpegfacts import jpeg_facts
+
+    try:
+        return jpeg_facts(data, pixels if pixels.dtype == np.uint8 else None)
+    except Exception:  # noqa: BLE001 - the pixels decoded; a fact that cannot be read is left out
+        return None
 
 
 def full_scale(dtype: np.dtype | type) -> float:
@@ -314,5 +349,7 @@ def as_float_chw(image: np.ndarray) -> np.ndarray:
 
 
 def verify_hash(path: str | os.PathLike, expected: str) -> bool:
-    """Re-check an evidence file against its recorded SHA-256."""
-    return sha256_file(path) == expected
+    """Re-check an evidence file (or a container item, by its own bytes) against its recorded SHA-256."""
+    from scanlab.core.io.containers import item_sha256
+
+    return item_sha256(path) == expected

@@ -409,6 +409,11 @@ def _evidence_card(m: dict[str, Any]) -> list[str]:
         f"- Training scans: {'dpi ' + str(dpi[0]) + '-' + str(dpi[1]) if dpi else 'no resolution recorded'}, "
         f"bit depths {ti.get('bit_depths', 'n/a')}.",
     ]
+    if ti.get("formats"):  # recorded from issue 17 on
+        jq = ti.get("jpeg_quality")
+        lines.append("- Training formats: " + ", ".join(f"{k} {v}" for k, v in ti["formats"].items())
+                     + (f"; JPEG quality {jq[0]}-{jq[1]} ({', '.join(ti.get('jpeg_subsampling') or [])})" if jq else "")
+                     + ". A questioned JPEG outside this range gets a warning.")
     if m.get("demonstration"):
         lines.append(
             "- **Demonstration model**: trained only on virtual (simulated) scanners. It has never seen a real "

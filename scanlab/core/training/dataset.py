@@ -1,7 +1,8 @@
 """Folder-per-scanner data sets, the seeded split by image, and the decoded-image cache.
 
 A data folder holds one sub-folder per class (scanner); every readable image below
-a class folder is one sample of that class. Splits are made **by image** within
+a class folder is one sample of that class (each embedded image of a PDF and each
+page of a multi-page TIFF too, named ``FILE.pdf#page=P&image=I`` / ``FILE.tif#page=P``). Splits are made **by image** within
 each class (patches of one image never land in two splits), seeded, with ratios
 train:val:test (default 6:1:3; test may be 0).
 
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.io.imaging import DECODER_VERSION, find_images, load_scan, sha256_file
+from scanlab.core.io.containers import find_evidence, item_sha256
+from scanlab.core.io.imaging import DECODER_VERSION, load_scan
 
 SPLITS = ("train", "val", "test")
 
@@ -99,7 +101,7 @@ def _class_folders(root: str | os.PathLike, min_classes: int) -> tuple[Path, lis
         raise DatasetError(f"{r}: no class sub-folders (expected one folder per scanner)")
     out = []
     for d in folders:
-        files = find_images(d)
+        files = find_evidence(d)  # a PDF's embedded images and a TIFF's pages are one sample each
         if not files:
             raise DatasetError(f"{d}: class folder has no images")
         out.append((d, files))
@@ -160,7 +162,7 @@ def discover(
     if hash_files:
         first: dict[str, Sample] = {}
         for s in samples:
-            s.sha256 = sha256_file(s.path)
+            s.sha256 = item_sha256(s.path)
             h.update(f"{s.path.relative_to(r).as_posix()}\t{s.sha256}\n".encode())
             prev = first.setdefault(s.sha256, s)
             if prev.label != s.label:
@@ -283,7 +285,7 @@ class ImageCache:
         DatasetError
             The file changed since it was hashed.
         """
-        key = sample.sha256 or sha256_file(sample.path)
+        key = sample.sha256 or item_sha256(sample.path)
         out = self.path_for(key)
         if out.exists():
             try:
