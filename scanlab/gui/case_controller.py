@@ -9,6 +9,7 @@ atomic (services); an autosave timer saves a modified case every minute.
 
 from __future__ import annotations
 
+import copy
 import functools
 import getpass
 from pathlib import Path
@@ -23,13 +24,19 @@ from scanlab.core.errors import ScanLabError
 from scanlab.gui.review_panel import ReviewPanel
 from scanlab.gui.roi_layer import RoiLayer
 from scanlab.services.cases import (
-    add_evidence,
+    RoiCommands,
+    adopt_entry,
+    analyse_for_case,
     compute_stats,
     evidence_id,
     evidence_problem,
     locate_evidence,
     open_case,
+    prepare_run,
+    record_run,
     review_roi,
+    run_matches,
+    set_roi_stats,
 )
 from scanlab.services.report import export_report
 
@@ -346,20 +353,36 @@ class CaseController(QObject):
 
     @Slot()
     def add_current_scan(self) -> None:
-        """Analyse the selected scan with the current controls and store it in the case."""
+        """Store the scan on screen in the case: the run the analyst is looking at when its
+        settings are the current ones, else a fresh analysis with the current settings.
+
+        The worker only computes (:func:`prepare_run` / :func:`analyse_for_case`); the
+        case is changed here, on the GUI thread, when the result arrives.
+        """
         doc = self.window.current_document()
         if self.case is None or doc is None:
             self.window.post_message("open a case and a scan first", error=True)
             return
+        if self.case.read_only:
+            self.window.post_message(f"{self.case.path}: the case is open read-only", error=True)
+            return
         model, sub, stride, device = self.window.params_key()
-        self._job("add", functools.partial(add_evidence, self.case, doc.path, user=self.user, model=model,
-                                           sub=(sub, sub), stride=(stride, stride), device=device))
+        if doc.result is not None and run_matches(doc.result, model=model, sub=(sub, sub), stride=(stride, stride),
+                                                  device=device):
+            self._job("add", functools.partial(prepare_run, doc.result))
+        else:
+            self._job("add", functools.partial(analyse_for_case, doc.path, model=model, sub=(sub, sub),
+                                               stride=(stride, stride), device=device))
         self.window.statusBar().showMessage(f"adding {doc.name} to the case...")
 
     def export_to(self, path: str) -> int:
-        """Write the report (and raw maps) on the runner's thread; returns the job id."""
+        """Write the report (and raw maps) from a snapshot of the case on the runner's thread.
+
+        The snapshot's export entry is adopted by the case when the job ends (GUI thread).
+        """
         self._store_view()
-        return self._job("report", functools.partial(export_report, self.case, path, user=self.user))
+        snap = self.case.snapshot()
+        return self._job("report", functools.partial(_export_snapshot, snap, path, user=self.user))
 
     @Slot()
     def export_dialog(self) -> None:
@@ -374,20 +397,27 @@ class CaseController(QObject):
         kind, data = self._jobs.pop(job, (None, None))
         if kind == "stats":
             eid, roi_id, points = data
-            e = self.case.evidence.get(eid) if self.case else None
-            r = next((x for x in e.rois if x.id == roi_id), None) if e else None
-            if r is None or r.points != points:
-                return  # the ROI changed or went away meanwhile: a newer job is coming
-            r.stats = value
-            if eid == self._eid:
-                self.layer.update_stats(roi_id, value)
+            # dropped when the ROI changed or went away meanwhile: a newer job is coming
+            if self.case is not None and set_roi_stats(self.case, eid, roi_id, points, value) and eid == self._eid:
+                self.layer.reload()
                 self._refresh_panel()
         elif kind == "add":
-            self.window.post_message(f"added {Path(value.info['path']).name} to the case (evidence {value.eid})")
+            if self.case is None:
+                return  # the case was closed meanwhile
+            try:
+                e = record_run(self.case, value, user=self.user)
+            except ScanLabError as err:
+                self.window.post_message(str(err), error=True)
+                return
+            self.window.post_message(f"added {Path(e.info['path']).name} to the case (evidence {e.eid})")
             self.refresh()
         elif kind == "report":
-            self.window.post_message(f"report {value['pdf']} (SHA-256 {value['pdf_sha256'][:16]}...)"
-                                     + (" DRAFT: not signed off" if value["draft"] else ""))
+            info, entry = value
+            if self.case is None:
+                return
+            adopt_entry(self.case, entry, info)
+            self.window.post_message(f"report {info['pdf']} (SHA-256 {info['pdf_sha256'][:16]}...)"
+                                     + (" DRAFT: not signed off" if info["draft"] else ""))
             self.save()
 
     @Slot(int, str)
@@ -414,9 +444,10 @@ class CaseController(QObject):
         e = self.current_evidence()
         self._eid = e.eid if e is not None else None
         if e is not None:
-            self.layer.set_rois(e.rois, (e.info["height"], e.info["width"]), enabled=not self.case.read_only)
+            self.layer.set_store(RoiCommands(self.case, e.eid, self.user), (e.info["height"], e.info["width"]),
+                                 enabled=not self.case.read_only)
         else:
-            self.layer.set_rois([], None, enabled=False)
+            self.layer.set_store(None, None, enabled=False)
         self.panel.set_enabled(e is not None and not self.case.read_only)
         self._refresh_panel()
         self.refresh_title()
@@ -455,11 +486,11 @@ class CaseController(QObject):
         e = self.case.evidence.get(self._eid) if self.case and self._eid else None
         if e is None:
             return
-        e.rois = self.layer.rois()
-        self.case.log(self.user, f"roi_{action}", roi.to_dict(), f"{e.eid}: ROI {roi.id} {action} (app)")
-        live = next((r for r in e.rois if r.id == roi.id), None)
-        if live is not None and not live.stats:
-            self._job("stats", functools.partial(compute_stats, e, live), (e.eid, live.id, list(live.points)))
+        live = next((r for r in e.rois if r.id == roi.id), None)  # the store logged the edit already
+        if live is not None and not live.stats and e.runs:
+            # the worker gets the (never changed) run and a copy of the ROI, not the case
+            self._job("stats", functools.partial(compute_stats, None, copy.deepcopy(live), run=e.runs[-1]),
+                      (e.eid, live.id, list(live.points)))
         self._refresh_panel()
         self.refresh_title()
 
@@ -476,6 +507,12 @@ class CaseController(QObject):
         except ScanLabError as e:
             self.window.post_message(str(e), error=True)
             return
-        self.layer.set_review(roi_id, verdict, note)
+        self.layer.reload()
         self._refresh_panel()
         self.refresh_title()
+
+
+def _export_snapshot(snap: Case, path: str, *, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Worker side of an export: the report of a snapshot, and the audit entry it logged there."""
+    info = export_report(snap, path, user=user)
+    return info, snap.audit[-1]

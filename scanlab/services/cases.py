@@ -8,8 +8,10 @@ warning in ``case.warnings`` and an audit entry.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,50 +186,103 @@ def latest_run(e: Evidence) -> Run:
     return e.runs[-1]
 
 
+@dataclass
+class PreparedRun:
+    """One analysis made ready for a case, computed without touching the case.
+
+    A worker thread builds it (:func:`prepare_run`); the thread that owns the case
+    stores it (:func:`record_run`). Everything here is plain data.
+    """
+
+    scan: dict[str, Any]  # the evidence info of the scanned file (path, sha256, size, ...)
+    info: dict[str, Any]  # the run JSON (docs/formats.md section 6)
+    windows: StoredWindows
+    model_bytes: bytes  # the model file, copied into the case once per SHA-256
+    reliability: np.ndarray  # eq. (1) map of the run's map label (for suggestions and ROI statistics)
+    embedded: bytes | None = None
+
+
+def prepare_run(res: AnalysisResult, *, embed: bool = False) -> PreparedRun:
+    """Turn an analysis the analyst already has into a case run (no re-analysis)."""
+    info, windows = run_to_case(res)
+    s = res.scan
+    scan = {"path": s.path, "sha256": s.sha256, "size": s.n_bytes, "width": s.width, "height": s.height,
+            "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format,
+            "mode": s.mode, "bit_depth": s.bit_depth}
+    rel = reliability_from_windows(windows, info["map_label"], tuple(info["shape"]))
+    return PreparedRun(scan, info, windows, Path(res.model.path).read_bytes(), rel,
+                       Path(s.path).read_bytes() if embed else None)
+
+
+def analyse_for_case(image: str | os.PathLike, *, model: str | None = None, sub: tuple[int, int] = (64, 64),
+                     stride: tuple[int, int] = (4, 4), engine: str | None = None, device: str = "auto",
+                     embed: bool = False, cancel: CancelToken | None = None,
+                     progress: ProgressFn | None = None) -> PreparedRun:
+    """Analyse ``image`` for a case (any thread: the case is not touched)."""
+    req = AnalysisRequest(path=str(Path(image).resolve()), model=model, sub=sub, stride=stride, engine=engine,
+                          device=device, with_map=True)
+    return prepare_run(run_analysis(req, cancel=cancel, progress=progress), embed=embed)
+
+
+def run_matches(res: AnalysisResult, *, model: str | None, sub: tuple[int, int], stride: tuple[int, int],
+                device: str = "auto") -> bool:
+    """Whether ``res`` is what :func:`analyse_for_case` would compute with these settings."""
+    r = res.request
+    same_model = (r.model is None and model is None) or (
+        r.model is not None and model is not None and Path(r.model).resolve() == Path(model).resolve())
+    return (same_model and tuple(r.sub) == tuple(sub) and tuple(r.stride) == tuple(stride)
+            and r.device == device and r.label is None and res.analysis.map_grid is not None)
+
+
+def record_run(case: Case, prep: PreparedRun, *, user: str, suggest: bool = True) -> Evidence:
+    """Store a prepared run (new evidence, or a new run of known evidence): the only mutation step.
+
+    Unreviewed suggested regions are (re)computed from the new run and every ROI's
+    statistics refreshed. Call it on the thread that owns the case.
+    """
+    if case.read_only:
+        raise CaseError(f"{case.path}: the case is open read-only")
+    info, sha = prep.info, prep.scan["sha256"]
+    eid = evidence_id(sha)
+    e = case.evidence.get(eid)
+    if e is None:
+        e = Evidence(eid, {**prep.scan, "first_seen": now_iso()})
+        if prep.embedded is not None:
+            e.embedded = prep.embedded
+        case.evidence[eid] = e
+        case.log(user, "evidence_added", e.info, f"{e.info['path']} ({sha[:16]})")
+    msha = info["model"]["sha256"]
+    if msha not in case.models:
+        case.models[msha] = prep.model_bytes
+    run = Run(info, prep.windows)
+    e.runs.append(run)
+    c, p = info["classify"], info["parameters"]
+    case.log(user, "analysis_run", info, f"{eid}: {c.get('label')} ({c.get('verdict', 'no verdict')}), "
+             f"model {info['model']['name']}, sub {p['sub'][0]}x{p['sub'][1]}, "
+             f"stride {p['stride'][0]}x{p['stride'][1]}")
+    if suggest:
+        suggest_for(case, e, user=user, rel=prep.reliability)
+    for r in e.rois:
+        r.stats = compute_stats(e, r, run=run, rel=prep.reliability)
+    return e
+
+
 def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str | None = None,
                  sub: tuple[int, int] = (64, 64), stride: tuple[int, int] = (4, 4), engine: str | None = None,
                  device: str = "auto", embed: bool = False, suggest: bool = True,
                  cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> Evidence:
-    """Analyse ``image`` and store it (new evidence, or a new run of known evidence).
-
-    The model file's bytes are copied into the case once per SHA-256. Unreviewed
-    suggested regions are (re)computed from the new run.
-    """
+    """Analyse ``image`` and store it: :func:`analyse_for_case` then :func:`record_run` (one thread)."""
     if case.read_only:
         raise CaseError(f"{case.path}: the case is open read-only")
-    req = AnalysisRequest(path=str(Path(image).resolve()), model=model, sub=sub, stride=stride, engine=engine,
-                          device=device, with_map=True)
-    res = run_analysis(req, cancel=cancel, progress=progress)
-    info, windows = run_to_case(res)
-    sha = res.scan.sha256
-    eid = evidence_id(sha)
-    e = case.evidence.get(eid)
-    if e is None:
-        s = res.scan
-        e = Evidence(eid, {"path": s.path, "sha256": sha, "size": s.n_bytes, "width": s.width,
-                           "height": s.height,
-                           "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format, "mode": s.mode,
-                           "bit_depth": s.bit_depth, "first_seen": now_iso()})
-        if embed:
-            e.embedded = Path(s.path).read_bytes()
-        case.evidence[eid] = e
-        case.log(user, "evidence_added", e.info, f"{s.path} ({sha[:16]})")
-    msha = info["model"]["sha256"]
-    if msha not in case.models:
-        case.models[msha] = Path(res.model.path).read_bytes()
-    e.runs.append(Run(info, windows))
-    c = info["classify"]
-    case.log(user, "analysis_run", info, f"{eid}: {c.get('label')} ({c.get('verdict', 'no verdict')}), "
-             f"model {info['model']['name']}, sub {sub[0]}x{sub[1]}, stride {stride[0]}x{stride[1]}")
-    if suggest:
-        suggest_for(case, e, user=user)
-    refresh_stats(e)
-    return e
+    prep = analyse_for_case(image, model=model, sub=sub, stride=stride, engine=engine, device=device,
+                            embed=embed, cancel=cancel, progress=progress)
+    return record_run(case, prep, user=user, suggest=suggest)
 
 
-def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD) -> list[ROI]:
-    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run."""
-    rel = run_map(e)
+def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD,
+                rel: np.ndarray | None = None) -> list[ROI]:
+    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map)."""
+    rel = run_map(e) if rel is None else rel
     keep = [r for r in e.rois if not r.suggested or r.reviewed]
     new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
     e.rois = keep + new
@@ -235,10 +290,17 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
     return new
 
 
-def compute_stats(e: Evidence, roi: ROI, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """Statistics of one ROI against the latest run of its evidence (plain data, any thread)."""
-    run = latest_run(e)
-    rel = run_map(e, run)
+def compute_stats(e: Evidence | None, roi: ROI, threshold: float = DEFAULT_THRESHOLD, *, run: Run | None = None,
+                  rel: np.ndarray | None = None) -> dict[str, Any]:
+    """Statistics of one ROI against a run (default: the latest of ``e``); ``rel``: that run's map.
+
+    Given ``run`` and a copy of ``roi`` it reads nothing else, so a worker can call it
+    while the case changes on the thread that owns it.
+    """
+    run = run or latest_run(e)
+    if rel is None:
+        h, w = run.info["shape"]
+        rel = reliability_from_windows(run.windows, run.info["map_label"], (h, w))
     mask = rasterize(roi, rel.shape)
     s = roi_stats(mask, rel, threshold=threshold, windows=run.windows, label=run.info["map_label"])
     keep = {k: roi.stats[k] for k in ("score", "contrast") if k in roi.stats}
@@ -251,16 +313,48 @@ def refresh_stats(e: Evidence) -> None:
         r.stats = compute_stats(e, r)
 
 
-def add_roi(case: Case, eid: str, roi: ROI, *, user: str) -> ROI:
-    """Store a drawn ROI with its statistics (its id is assigned here)."""
+def add_roi(case: Case, eid: str, roi: ROI, *, user: str, with_stats: bool = True) -> ROI:
+    """Store an ROI; its id comes from the evidence's one allocator (:meth:`Evidence.next_roi_id`).
+
+    An ROI that already carries an id no other ROI of the evidence has keeps it (an
+    undone delete comes back under its old number). ``with_stats=False`` leaves the
+    statistics to the caller (the app computes them on a worker).
+    """
     e = get_evidence(case, eid)
-    roi.id = e.next_roi_id()
-    roi.stats = compute_stats(e, roi)
+    roi = copy.deepcopy(roi)
+    if roi.id <= 0 or any(r.id == roi.id for r in e.rois):
+        roi.id = e.next_roi_id()
+    if with_stats:
+        roi.stats = compute_stats(e, roi)
     if roi.verdict is not None:
         roi.reviewed = True
     e.rois.append(roi)
+    e.rois.sort(key=lambda r: r.id)
     case.log(user, "roi_added", roi.to_dict(), f"{e.eid}: ROI {roi.id} ({roi.kind})")
     return roi
+
+
+def move_roi(case: Case, eid: str, roi_id: int, points: list[tuple[float, float]], *, user: str) -> ROI:
+    """Replace an ROI's outline (move, resize, vertex drag); its statistics become stale (empty)."""
+    e = get_evidence(case, eid)
+    roi = next((r for r in e.rois if r.id == roi_id), None)
+    if roi is None:
+        raise ScanLabError(f"evidence {e.eid} has no ROI {roi_id}")
+    roi.points = [(float(r), float(c)) for r, c in points]
+    roi.stats = {}
+    case.log(user, "roi_changed", roi.to_dict(), f"{e.eid}: ROI {roi.id} changed")
+    return roi
+
+
+def set_roi_stats(case: Case, eid: str, roi_id: int, points: list[tuple[float, float]],
+                  stats: dict[str, Any]) -> bool:
+    """Attach statistics computed elsewhere, if the ROI still has the outline they were computed for."""
+    e = case.evidence.get(eid)
+    roi = next((r for r in e.rois if r.id == roi_id), None) if e is not None else None
+    if roi is None or [tuple(p) for p in roi.points] != [tuple(p) for p in points]:
+        return False
+    roi.stats = stats
+    return True
 
 
 def review_roi(case: Case, eid: str, roi_id: int, *, user: str, verdict: str | None = None,
@@ -324,3 +418,46 @@ def case_summary(case: Case) -> dict[str, Any]:
             "unreviewed_suggestions": [{"eid": eid, "id": r.id} for eid, r in unreviewed_suggestions(case)],
             "audit": {"entries": len(case.audit), "head": case.head_hash, "problems": verify_chain(case.audit)},
             "warnings": case.warnings}
+
+
+class RoiCommands:
+    """The ROIs of one evidence file, edited only through this module's commands.
+
+    The app's ROI layer is a view of this object (``scanlab.gui.roi_layer.RoiStore``):
+    every edit is logged in the audit chain and every id comes from
+    :meth:`Evidence.next_roi_id`. Statistics are left to the caller (a worker).
+    Use it on the thread that owns the case.
+    """
+
+    def __init__(self, case: Case, eid: str, user: str) -> None:
+        self.case, self.eid, self.user = case, eid, user
+
+    def rois(self) -> list[ROI]:
+        """Copies of the evidence's ROIs."""
+        return copy.deepcopy(get_evidence(self.case, self.eid).rois)
+
+    def add(self, roi: ROI) -> ROI:
+        """:func:`add_roi` without statistics; returns a copy."""
+        return copy.deepcopy(add_roi(self.case, self.eid, roi, user=self.user, with_stats=False))
+
+    def remove(self, roi_id: int) -> None:
+        """:func:`remove_roi`."""
+        remove_roi(self.case, self.eid, roi_id, user=self.user)
+
+    def move(self, roi_id: int, points: list[tuple[float, float]]) -> ROI:
+        """:func:`move_roi`; returns a copy."""
+        return copy.deepcopy(move_roi(self.case, self.eid, roi_id, points, user=self.user))
+
+
+def adopt_entry(case: Case, entry: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """Append an audit entry written on a :meth:`Case.snapshot` of ``case`` (a report export).
+
+    Verbatim when it still chains to ``case``'s head (so a hash printed from it stays
+    true); otherwise the case changed meanwhile and the action is logged afresh.
+    """
+    if entry.get("prev_hash") == case.head_hash and entry.get("seq") == len(case.audit):
+        case.audit.append(dict(entry))
+        case.meta["modified"] = entry["time"]
+        case.dirty = True
+        return entry
+    return case.log(entry["user"], entry["action"], payload, entry.get("detail", ""))
