@@ -24,7 +24,6 @@ from scanlab.core.errors import ScanLabError
 from scanlab.gui.review_panel import ReviewPanel
 from scanlab.gui.roi_layer import RoiLayer
 from scanlab.services.cases import (
-    RoiCommands,
     adopt_entry,
     analyse_for_case,
     compute_stats,
@@ -34,11 +33,10 @@ from scanlab.services.cases import (
     open_case,
     prepare_run,
     record_run,
-    review_roi,
     run_matches,
-    set_roi_stats,
 )
 from scanlab.services.report import export_report
+from scanlab.services.rois import RoiCommands, review_roi, set_roi_stats
 
 if TYPE_CHECKING:
     from scanlab.gui.main_window import MainWindow

@@ -139,7 +139,8 @@ def test_add_current_scan_analyses_again_when_the_settings_differ(qtbot, opened,
 
 def test_roi_commands_share_one_id_allocator(tmp_path, tiny_model, make_scan):
     from scanlab.core.case.casefile import new_case
-    from scanlab.services.cases import RoiCommands, add_evidence, add_roi
+    from scanlab.services.cases import add_evidence
+    from scanlab.services.rois import RoiCommands, add_roi
 
     c = new_case("Ids", "A")
     e = add_evidence(c, make_scan(tmp_path / "s.png", (192, 192)), user="A", model=tiny_model,
