@@ -13,16 +13,19 @@ import copy
 import functools
 import getpass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QWidget
 
 from scanlab.core.case.casefile import Case, CaseLock, new_case, save_case
 from scanlab.core.errors import ScanLabError
+from scanlab.gui.documents import ScanDocument
 from scanlab.gui.review_panel import ReviewPanel
 from scanlab.gui.roi_layer import RoiLayer
+from scanlab.gui.scan_view import ScanView
+from scanlab.gui.task_runner import TaskRunner
 from scanlab.services.cases import (
     adopt_entry,
     analyse_for_case,
@@ -37,33 +40,52 @@ from scanlab.services.cases import (
 )
 from scanlab.services.report import export_report
 from scanlab.services.rois import RoiCommands, review_roi, set_roi_stats
-
-if TYPE_CHECKING:
-    from scanlab.gui.main_window import MainWindow
+from scanlab.services.viewstate import ViewState
 
 AUTOSAVE_MS = 60_000
 CASE_FILTER = "ScanLab cases (*.scanlab)"
+FILE_ACTIONS = ("new_case", "open_case", "save_case", "save_case_as", "close_case", "add_to_case", "locate",
+                "export_report")
+ROI_TOOL_ACTIONS = ("tool_select", "tool_rect", "tool_polygon", "tool_lasso", "finish_polygon")
+
+
+class CaseHost(Protocol):
+    """What the case controller asks of the window: the scans on screen and a voice, nothing more."""
+
+    def post_message(self, text: str, *, error: bool = False) -> None: ...
+    def show_status(self, text: str, ms: int = 0) -> None: ...
+    def open_paths(self, paths: list[str]) -> object: ...
+    def current_document(self) -> ScanDocument | None: ...
+    def document_paths(self) -> list[str]: ...
+    def select_path(self, path: str) -> None: ...
+    def setWindowTitle(self, title: str) -> None: ...  # noqa: N802 - Qt's name
 
 
 class CaseController(QObject):
-    """The open case of one main window (at most one)."""
+    """The open case of one main window (at most one).
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    Signals
+    -------
+    panel_shown()
+        A case was opened: the window brings the review panel to the front.
+
+    It is given narrow parts: the host (messages, the scans on screen), the scan view
+    (for the ROI layer), the task runner and the view state. The window places its
+    ``panel`` in a dock and its ``actions`` in menus (:data:`FILE_ACTIONS`, the ROI menu).
+    """
+
+    panel_shown = Signal()
+
+    def __init__(self, host: CaseHost, view: ScanView, runner: TaskRunner, state: ViewState,
+                 parent: QWidget) -> None:
+        super().__init__(parent)
+        self.host, self.runner, self.state, self.parent_widget = host, runner, state, parent
         self.case: Case | None = None
         self.lock: CaseLock | None = None
         self.user = self._os_user()
-        self.layer = RoiLayer(window.view)
+        self.layer = RoiLayer(view)
         self.panel = ReviewPanel()
         self.panel.set_undo_actions(self._undo_action(), self._redo_action())
-        dock = QDockWidget("Review", window)
-        dock.setObjectName("review")
-        dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        window.tabifyDockWidget(window._docks["results"], dock)  # full height, one click away
-        window._docks["results"].raise_()
-        window._docks["review"] = self.dock = dock
         self._jobs: dict[int, tuple[str, Any]] = {}
         self._eid: str | None = None
         self.autosave = QTimer(self)
@@ -92,11 +114,11 @@ class CaseController(QObject):
         return a
 
     def _build_actions(self) -> dict[str, QAction]:
-        w = self.window
         spec = {
             "new_case": ("New &case...", None), "open_case": ("Open c&ase...", None),
             "save_case": ("&Save case", QKeySequence.StandardKey.Save),
             "save_case_as": ("Save case &as...", QKeySequence.StandardKey.SaveAs),
+            "close_case": ("C&lose case", None),
             "add_to_case": ("Add current scan to case", "Ctrl+Shift+A"),
             "locate": ("&Locate missing evidence...", None),
             "export_report": ("&Export report...", "Ctrl+E"),
@@ -107,23 +129,12 @@ class CaseController(QObject):
         }
         acts = {}
         for name, (text, key) in spec.items():
-            a = QAction(text, w)
+            a = QAction(text, self.parent_widget)
             if key is not None:
                 a.setShortcut(QKeySequence(key))
             acts[name] = a
-        file_menu = w.menuBar().actions()[0].menu()
-        quit_action = w.actions_["quit"]
-        for name in ("new_case", "open_case", "save_case", "save_case_as", "add_to_case", "locate",
-                     "export_report"):
-            file_menu.insertAction(quit_action, acts[name])
-        file_menu.insertSeparator(quit_action)
-        roi_menu = w.menuBar().addMenu("&ROI")
-        roi_menu.addActions([acts["tool_select"], acts["tool_rect"], acts["tool_polygon"], acts["tool_lasso"],
-                             acts["finish_polygon"]])
-        roi_menu.addSeparator()
-        roi_menu.addActions([self.panel.undo_button.defaultAction(), self.panel.redo_button.defaultAction(),
-                             acts["delete_roi"]])
-        w.addActions(list(acts.values()))
+        acts["undo"] = self.panel.undo_button.defaultAction()
+        acts["redo"] = self.panel.redo_button.defaultAction()
         return acts
 
     def _connect(self) -> None:
@@ -132,6 +143,7 @@ class CaseController(QObject):
         a["open_case"].triggered.connect(self.open_case_dialog)
         a["save_case"].triggered.connect(self.save)
         a["save_case_as"].triggered.connect(self.save_as_dialog)
+        a["close_case"].triggered.connect(self._on_close_case_triggered)
         a["add_to_case"].triggered.connect(self.add_current_scan)
         a["locate"].triggered.connect(self.locate_dialog)
         a["export_report"].triggered.connect(self.export_dialog)
@@ -147,10 +159,8 @@ class CaseController(QObject):
         self.panel.delete_requested.connect(self._on_delete)
         self.layer.edited.connect(self._on_layer_edited)
         self.layer.selection_changed.connect(self._on_layer_selection_changed)
-        self.window.runner.job_succeeded.connect(self._on_job_succeeded)
-        self.window.runner.job_failed.connect(self._on_job_failed)
-        self.window.scan_list.currentRowChanged.connect(self._on_current_row_changed)
-        self.window.analysis_settled.connect(self._on_analysis_settled)
+        self.runner.job_succeeded.connect(self._on_job_succeeded)
+        self.runner.job_failed.connect(self._on_job_failed)
         self.autosave.timeout.connect(self._on_autosave_timeout)
 
     # -- tools -----------------------------------------------------------------------------------
@@ -190,25 +200,16 @@ class CaseController(QObject):
     def _adopt(self, case: Case, lock: CaseLock | None) -> None:
         self.close_case()
         self.case, self.lock = case, lock
-        self.dock.raise_()
+        self.panel_shown.emit()
         for msg in case.warnings:  # loud but not modal: red in the messages panel
-            self.window.post_message(msg, error=True)
+            self.host.post_message(msg, error=True)
         view = case.view or {}
         paths = [e.info["path"] for e in case.evidence.values() if Path(e.info["path"]).is_file()]
         if paths:
-            self.window.open_paths(paths)
-            cur = view.get("current")
-            docs = [d.path for d in self.window.documents]
-            if cur in docs:
-                self.window.scan_list.setCurrentRow(docs.index(cur))
-        c = self.window.controls
-        if "opacity" in view:
-            c.opacity_slider.setValue(int(view["opacity"]))
-        if view.get("colormap"):
-            c.colormap_combo.setCurrentText(view["colormap"])
-        if "threshold_on" in view:
-            c.threshold_slider.setValue(int(view.get("threshold", c.threshold_slider.value())))
-            c.threshold_check.setChecked(bool(view["threshold_on"]))
+            self.host.open_paths(paths)
+            if view.get("current"):
+                self.host.select_path(view["current"])
+        self.state.apply_case_view(view)
         self.refresh()
 
     def new_case_at(self, path: str, title: str, analyst: str, agency: str = "") -> None:
@@ -222,10 +223,10 @@ class CaseController(QObject):
             self.user = analyst
             save_case(case, p)
         except ScanLabError as e:
-            self.window.post_message(str(e), error=True)
+            self.host.post_message(str(e), error=True)
             return
         self._adopt(case, lock)
-        self.window.post_message(f"new case {title!r} in {p}")
+        self.host.post_message(f"new case {title!r} in {p}")
 
     def open_case_at(self, path: str) -> bool:
         """Open (lock, verify evidence, restore the view); a refusal is a message, never a crash."""
@@ -235,13 +236,13 @@ class CaseController(QObject):
             case = open_case(path, user=self.user)
         except ScanLabError as e:
             lock.release()
-            self.window.post_message(str(e), error=True)
+            self.host.post_message(str(e), error=True)
             return False
         if case.read_only:
             lock.release()
             lock = None
         self._adopt(case, lock)
-        self.window.post_message(f"opened case {case.meta['title']!r}" + (" (read-only)" if case.read_only else ""))
+        self.host.post_message(f"opened case {case.meta['title']!r}" + (" (read-only)" if case.read_only else ""))
         return True
 
     def close_case(self) -> None:
@@ -254,11 +255,9 @@ class CaseController(QObject):
         self.refresh()
 
     def _store_view(self) -> None:
-        w, c = self.window, self.window.controls
-        cur = w.current_document()
-        self.case.view = {"open": [d.path for d in w.documents], "current": cur.path if cur else None,
-                          "opacity": c.opacity_slider.value(), "colormap": c.colormap_combo.currentText(),
-                          "threshold_on": c.threshold_check.isChecked(), "threshold": c.threshold_slider.value()}
+        cur = self.host.current_document()
+        self.case.view = {"open": self.host.document_paths(), "current": cur.path if cur else None,
+                          **self.state.case_view()}
 
     @Slot()
     def save(self) -> bool:
@@ -278,14 +277,14 @@ class CaseController(QObject):
             lock = CaseLock(new).acquire() if moving else self.lock
             save_case(self.case, new)
         except ScanLabError as e:
-            self.window.post_message(str(e), error=True)
+            self.host.post_message(str(e), error=True)
             return False
         if moving:
             if self.lock is not None:
                 self.lock.release()
             self.lock = lock
         self.refresh_title()
-        self.window.statusBar().showMessage(f"saved {new}", 4000)
+        self.host.show_status(f"saved {new}", 4000)
         return True
 
     @Slot()
@@ -295,19 +294,31 @@ class CaseController(QObject):
 
     @Slot()
     def new_case_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "New case", "", CASE_FILTER)
-        if not path:
-            return
-        title, ok = QInputDialog.getText(self.window, "New case", "Case title:")
+        """File > New case: title and analyst first, then where; an existing file is refused once, in words."""
+        title, ok = QInputDialog.getText(self.parent_widget, "New case", "Case title:")
         if not ok or not title.strip():
             return
-        analyst, ok = QInputDialog.getText(self.window, "New case", "Analyst:", text=self.user)
-        if ok and analyst.strip():
-            self.new_case_at(path, title, analyst)
+        analyst, ok = QInputDialog.getText(self.parent_widget, "New case", "Analyst:", text=self.user)
+        if not ok or not analyst.strip():
+            return
+        # no "Replace?" question: a case file is evidence of work done and is never replaced here
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "New case", "", CASE_FILTER,
+                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        if path:
+            self.new_case_at(path, title.strip(), analyst.strip())
+
+    @Slot()
+    def _on_close_case_triggered(self) -> None:
+        """File > Close case: save if modified, release the lock (``scanlab verify`` may then open it)."""
+        if self.case is None:
+            return
+        title = self.case.meta.get("title")
+        self.close_case()
+        self.host.post_message(f"closed case {title!r}")
 
     @Slot()
     def open_case_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open case", "", CASE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open case", "", CASE_FILTER)
         if path:
             self.open_case_at(path)
 
@@ -315,7 +326,7 @@ class CaseController(QObject):
     def save_as_dialog(self) -> bool:
         if self.case is None:
             return False
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save case as", "", CASE_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save case as", "", CASE_FILTER)
         return bool(path) and self.save_to(str(Path(path).with_suffix(".scanlab")))
 
     @Slot()
@@ -327,7 +338,7 @@ class CaseController(QObject):
             problem = evidence_problem(e)
             if problem is None or problem[0] != "evidence_missing":
                 continue
-            path, _ = QFileDialog.getOpenFileName(self.window, f"Locate {Path(e.info['path']).name}", "")
+            path, _ = QFileDialog.getOpenFileName(self.parent_widget, f"Locate {Path(e.info['path']).name}", "")
             if path:
                 self.locate(e.eid, path)
 
@@ -336,16 +347,16 @@ class CaseController(QObject):
         try:
             locate_evidence(self.case, eid, path, user=self.user)
         except ScanLabError as e:
-            self.window.post_message(str(e), error=True)
+            self.host.post_message(str(e), error=True)
             return False
-        self.window.open_paths([path])
+        self.host.open_paths([path])
         self.refresh()
         return True
 
     # -- slow work on the runner's thread ---------------------------------------------------------
 
     def _job(self, kind: str, fn: Any, data: Any = None) -> int:
-        job = self.window.runner.submit_job(fn)
+        job = self.runner.submit_job(fn)
         self._jobs[job] = (kind, data)
         return job
 
@@ -357,21 +368,21 @@ class CaseController(QObject):
         The worker only computes (:func:`prepare_run` / :func:`analyse_for_case`); the
         case is changed here, on the GUI thread, when the result arrives.
         """
-        doc = self.window.current_document()
+        doc = self.host.current_document()
         if self.case is None or doc is None:
-            self.window.post_message("open a case and a scan first", error=True)
+            self.host.post_message("open a case and a scan first", error=True)
             return
         if self.case.read_only:
-            self.window.post_message(f"{self.case.path}: the case is open read-only", error=True)
+            self.host.post_message(f"{self.case.path}: the case is open read-only", error=True)
             return
-        model, sub, stride, device = self.window.params_key()
+        model, sub, stride, device = self.state.analysis_key()
         if doc.result is not None and run_matches(doc.result, model=model, sub=(sub, sub), stride=(stride, stride),
                                                   device=device):
             self._job("add", functools.partial(prepare_run, doc.result))
         else:
             self._job("add", functools.partial(analyse_for_case, doc.path, model=model, sub=(sub, sub),
                                                stride=(stride, stride), device=device))
-        self.window.statusBar().showMessage(f"adding {doc.name} to the case...")
+        self.host.show_status(f"adding {doc.name} to the case...")
 
     def export_to(self, path: str) -> int:
         """Write the report (and raw maps) from a snapshot of the case on the runner's thread.
@@ -386,7 +397,7 @@ class CaseController(QObject):
     def export_dialog(self) -> None:
         if self.case is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export report", "", "PDF (*.pdf)")
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Export report", "", "PDF (*.pdf)")
         if path:
             self.export_to(str(Path(path).with_suffix(".pdf")))
 
@@ -405,29 +416,29 @@ class CaseController(QObject):
             try:
                 e = record_run(self.case, value, user=self.user)
             except ScanLabError as err:
-                self.window.post_message(str(err), error=True)
+                self.host.post_message(str(err), error=True)
                 return
-            self.window.post_message(f"added {Path(e.info['path']).name} to the case (evidence {e.eid})")
+            self.host.post_message(f"added {Path(e.info['path']).name} to the case (evidence {e.eid})")
             self.refresh()
         elif kind == "report":
             info, entry = value
             if self.case is None:
                 return
             adopt_entry(self.case, entry, info)
-            self.window.post_message(f"report {info['pdf']} (SHA-256 {info['pdf_sha256'][:16]}...)"
+            self.host.post_message(f"report {info['pdf']} (SHA-256 {info['pdf_sha256'][:16]}...)"
                                      + (" DRAFT: not signed off" if info["draft"] else ""))
             self.save()
 
     @Slot(int, str)
     def _on_job_failed(self, job: int, message: str) -> None:
         if self._jobs.pop(job, None) is not None:
-            self.window.post_message(message, error=True)
+            self.host.post_message(message, error=True)
 
     # -- ROIs -------------------------------------------------------------------------------------
 
     def current_evidence(self) -> Any:
         """The case evidence shown now (matched by SHA-256, else by path), or None."""
-        doc = self.window.current_document()
+        doc = self.host.current_document()
         if self.case is None or doc is None:
             return None
         if doc.result is not None:
@@ -462,22 +473,14 @@ class CaseController(QObject):
 
     def refresh_title(self) -> None:
         """``ScanLab - <case title>[*] - <scan>``."""
-        doc = self.window.current_document()
+        doc = self.host.current_document()
         parts = ["ScanLab"]
         if self.case is not None:
             parts.append(self.case.meta["title"] + (" *" if self.case.dirty else "")
                          + (" [read-only]" if self.case.read_only else ""))
         if doc is not None:
             parts.append(doc.name)
-        self.window.setWindowTitle(" - ".join(parts))
-
-    @Slot(int)
-    def _on_current_row_changed(self, _row: int) -> None:
-        self.refresh()
-
-    @Slot(str, bool)
-    def _on_analysis_settled(self, _path: str, _ok: bool) -> None:
-        self.refresh()
+        self.host.setWindowTitle(" - ".join(parts))
 
     @Slot(str, object)
     def _on_layer_edited(self, action: str, roi: Any) -> None:
@@ -503,7 +506,7 @@ class CaseController(QObject):
         try:
             review_roi(self.case, self._eid, roi_id, user=self.user, verdict=verdict, note=note)
         except ScanLabError as e:
-            self.window.post_message(str(e), error=True)
+            self.host.post_message(str(e), error=True)
             return
         self.layer.reload()
         self._refresh_panel()

@@ -50,6 +50,9 @@ def map_quantity(what: str | None) -> str:
     return f"reliability of {what}" if what else "reliability"
 
 
+ERROR_COLOUR = "#d62728"
+
+
 def pixel_readout(
     pixels: np.ndarray | None,
     rel: np.ndarray | None,
@@ -192,10 +195,13 @@ class ResultsPanel(QWidget):
         lay.addWidget(self.cursor_value)
         lay.addStretch(1)
 
-    def show_result(self, result: AnalysisResult | None, message: str | None = None) -> None:
-        """Fill the panel from ``result``; ``None`` clears it (showing ``message``)."""
+    def show_result(self, result: AnalysisResult | None, message: str | None = None, *,
+                    error: bool = False) -> None:
+        """Fill the panel from ``result``; ``None`` clears it (showing ``message``, red when ``error``)."""
         if result is None:
             self.verdict_value.setText(message or "-")
+            # never the previous verdict's colour: a failure in green read as a finding
+            self.verdict_value.setStyleSheet(f"color:{ERROR_COLOUR};" if error else "")
             self.label_value.setText("-")
             self.confidence_value.setText("-")
             self.warnings_value.setVisible(False)
@@ -253,6 +259,7 @@ class ResultsPanel(QWidget):
         self.warnings_value.setVisible(bool(warns))
         if v is None:
             self.verdict_value.setText(result.label)
+            self.verdict_value.setStyleSheet("")
             self.confidence_value.setText("-")
             return
         colour = {"attributed": "#1a7f37", "inconclusive": "#9a6700", "unknown": "#cf222e"}[v.verdict]

@@ -128,7 +128,7 @@ def test_add_current_scan_analyses_again_when_the_settings_differ(qtbot, opened,
         return real(req, **kw)
 
     monkeypatch.setattr(cases, "run_analysis", counting)
-    opened._paused = True  # the window does not re-analyse by itself
+    opened.scheduler.paused = True  # the window does not re-analyse by itself
     opened.controls.stride_spin.setValue(32)
     ctl = opened.cases
     ctl.add_current_scan()
