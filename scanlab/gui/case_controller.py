@@ -1,15 +1,15 @@
-"""Case files in the app: File > New case / Open case / Save / Save as / Export report.
+"""Case files in the app: File > New case / Open case / Save / Save as / Close case / Export report.
 
 The controller owns the open :class:`~scanlab.core.case.casefile.Case` (plain data) and its
-lock, mirrors the ROIs of the scan on screen into a :class:`RoiLayer` and the review
-panel, logs every analyst action in the case's audit chain, and runs anything slow
-(ROI statistics, adding a scan, the report) on the task runner's thread. Saving is
-atomic (services); an autosave timer saves a modified case every minute.
+lock, and is the one place that changes it, on the GUI thread: slow work (adding a
+scan, the report) runs on the task runner's thread on plain data or a snapshot and
+returns results that are applied here. The ROIs of the scan on screen are reviewed by
+a :class:`ReviewController`. Saving is atomic (services); an autosave timer saves a
+modified case every minute.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import getpass
 from pathlib import Path
@@ -22,14 +22,12 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QWidget
 from scanlab.core.case.casefile import Case, CaseLock, new_case, save_case
 from scanlab.core.errors import ScanLabError
 from scanlab.gui.documents import ScanDocument
-from scanlab.gui.review_panel import ReviewPanel
-from scanlab.gui.roi_layer import RoiLayer
+from scanlab.gui.review_controller import ReviewController
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.services.cases import (
     adopt_entry,
     analyse_for_case,
-    compute_stats,
     evidence_id,
     evidence_problem,
     locate_evidence,
@@ -39,7 +37,6 @@ from scanlab.services.cases import (
     run_matches,
 )
 from scanlab.services.report import export_report
-from scanlab.services.rois import RoiCommands, review_roi, set_roi_stats
 from scanlab.services.viewstate import ViewState
 
 AUTOSAVE_MS = 60_000
@@ -83,9 +80,8 @@ class CaseController(QObject):
         self.case: Case | None = None
         self.lock: CaseLock | None = None
         self.user = self._os_user()
-        self.layer = RoiLayer(view)
-        self.panel = ReviewPanel()
-        self.panel.set_undo_actions(self._undo_action(), self._redo_action())
+        self.review = ReviewController(view, runner, host.post_message, parent)
+        self.layer, self.panel = self.review.layer, self.review.panel
         self._jobs: dict[int, tuple[str, Any]] = {}
         self._eid: str | None = None
         self.autosave = QTimer(self)
@@ -103,16 +99,6 @@ class CaseController(QObject):
 
     # -- construction ------------------------------------------------------------------------
 
-    def _undo_action(self) -> QAction:
-        a = self.layer.undo_stack.createUndoAction(self, "Undo")
-        a.setShortcut(QKeySequence.StandardKey.Undo)
-        return a
-
-    def _redo_action(self) -> QAction:
-        a = self.layer.undo_stack.createRedoAction(self, "Redo")
-        a.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        return a
-
     def _build_actions(self) -> dict[str, QAction]:
         spec = {
             "new_case": ("New &case...", None), "open_case": ("Open c&ase...", None),
@@ -122,10 +108,6 @@ class CaseController(QObject):
             "add_to_case": ("Add current scan to case", "Ctrl+Shift+A"),
             "locate": ("&Locate missing evidence...", None),
             "export_report": ("&Export report...", "Ctrl+E"),
-            "tool_select": ("Select / move (V)", "V"), "tool_rect": ("Rectangle ROI (R)", "R"),
-            "tool_polygon": ("Polygon ROI (P)", "P"), "tool_lasso": ("Freehand lasso ROI (L)", "L"),
-            "finish_polygon": ("Close polygon (Enter)", "Return"),
-            "delete_roi": ("Delete ROI", QKeySequence.StandardKey.Delete),
         }
         acts = {}
         for name, (text, key) in spec.items():
@@ -133,9 +115,7 @@ class CaseController(QObject):
             if key is not None:
                 a.setShortcut(QKeySequence(key))
             acts[name] = a
-        acts["undo"] = self.panel.undo_button.defaultAction()
-        acts["redo"] = self.panel.redo_button.defaultAction()
-        return acts
+        return acts | self.review.actions
 
     def _connect(self) -> None:
         a = self.actions
@@ -147,53 +127,14 @@ class CaseController(QObject):
         a["add_to_case"].triggered.connect(self.add_current_scan)
         a["locate"].triggered.connect(self.locate_dialog)
         a["export_report"].triggered.connect(self.export_dialog)
-        a["tool_select"].triggered.connect(self._on_tool_select)
-        a["tool_rect"].triggered.connect(self._on_tool_rect)
-        a["tool_polygon"].triggered.connect(self._on_tool_polygon)
-        a["tool_lasso"].triggered.connect(self._on_tool_lasso)
-        a["finish_polygon"].triggered.connect(self._on_finish_polygon)
-        a["delete_roi"].triggered.connect(self._on_delete)
-        self.panel.tool_requested.connect(self.set_tool)
-        self.panel.roi_selected.connect(self.layer.select)
-        self.panel.review_submitted.connect(self._on_review_submitted)
-        self.panel.delete_requested.connect(self._on_delete)
-        self.layer.edited.connect(self._on_layer_edited)
-        self.layer.selection_changed.connect(self._on_layer_selection_changed)
+        self.review.changed.connect(self.refresh_title)
         self.runner.job_succeeded.connect(self._on_job_succeeded)
         self.runner.job_failed.connect(self._on_job_failed)
         self.autosave.timeout.connect(self._on_autosave_timeout)
 
-    # -- tools -----------------------------------------------------------------------------------
-
-    @Slot(str)
     def set_tool(self, tool: str) -> None:
-        """Switch the ROI tool (buttons, menu and shortcuts all land here)."""
-        self.layer.set_tool(tool)
-        self.panel.set_tool(tool)
-
-    @Slot()
-    def _on_delete(self) -> None:
-        self.layer.remove()  # the selected ROI (QAction.triggered would pass a bool as the id)
-
-    @Slot()
-    def _on_finish_polygon(self) -> None:
-        self.layer.finish_polygon()
-
-    @Slot()
-    def _on_tool_select(self) -> None:
-        self.set_tool("select")
-
-    @Slot()
-    def _on_tool_rect(self) -> None:
-        self.set_tool("rect")
-
-    @Slot()
-    def _on_tool_polygon(self) -> None:
-        self.set_tool("polygon")
-
-    @Slot()
-    def _on_tool_lasso(self) -> None:
-        self.set_tool("lasso")
+        """Switch the ROI tool."""
+        self.review.set_tool(tool)
 
     # -- case files ---------------------------------------------------------------------------------
 
@@ -403,14 +344,8 @@ class CaseController(QObject):
 
     @Slot(int, object)
     def _on_job_succeeded(self, job: int, value: object) -> None:
-        kind, data = self._jobs.pop(job, (None, None))
-        if kind == "stats":
-            eid, roi_id, points = data
-            # dropped when the ROI changed or went away meanwhile: a newer job is coming
-            if self.case is not None and set_roi_stats(self.case, eid, roi_id, points, value) and eid == self._eid:
-                self.layer.reload()
-                self._refresh_panel()
-        elif kind == "add":
+        kind, _data = self._jobs.pop(job, (None, None))
+        if kind == "add":
             if self.case is None:
                 return  # the case was closed meanwhile
             try:
@@ -449,27 +384,11 @@ class CaseController(QObject):
                      if Path(e.info["path"]).resolve() == Path(doc.path).resolve()), None)
 
     def refresh(self) -> None:
-        """Mirror the case into the layer, the panel and the window title."""
+        """Mirror the case into the review (layer and panel) and the window title."""
         e = self.current_evidence()
         self._eid = e.eid if e is not None else None
-        if e is not None:
-            self.layer.set_store(RoiCommands(self.case, e.eid, self.user), (e.info["height"], e.info["width"]),
-                                 enabled=not self.case.read_only)
-        else:
-            self.layer.set_store(None, None, enabled=False)
-        self.panel.set_enabled(e is not None and not self.case.read_only)
-        self._refresh_panel()
+        self.review.show(self.case, self._eid, self.user)
         self.refresh_title()
-
-    def _refresh_panel(self) -> None:
-        if self.case is None:
-            self.panel.case_label.setText("No case open: File > New case or Open case")
-        else:
-            m = self.case.meta
-            where = "this scan is in the case" if self._eid else "this scan is not in the case (File > Add current scan to case)"
-            self.panel.case_label.setText(f"Case: {m['title']} ({m['analyst']}){' READ-ONLY' if self.case.read_only else ''}"
-                                          f"\n{where}")
-        self.panel.show_rois(self.layer.rois(), self.layer.selected)
 
     def refresh_title(self) -> None:
         """``ScanLab - <case title>[*] - <scan>``."""
@@ -481,36 +400,6 @@ class CaseController(QObject):
         if doc is not None:
             parts.append(doc.name)
         self.host.setWindowTitle(" - ".join(parts))
-
-    @Slot(str, object)
-    def _on_layer_edited(self, action: str, roi: Any) -> None:
-        e = self.case.evidence.get(self._eid) if self.case and self._eid else None
-        if e is None:
-            return
-        live = next((r for r in e.rois if r.id == roi.id), None)  # the store logged the edit already
-        if live is not None and not live.stats and e.runs:
-            # the worker gets the (never changed) run and a copy of the ROI, not the case
-            self._job("stats", functools.partial(compute_stats, None, copy.deepcopy(live), run=e.runs[-1]),
-                      (e.eid, live.id, list(live.points)))
-        self._refresh_panel()
-        self.refresh_title()
-
-    @Slot(object)
-    def _on_layer_selection_changed(self, roi_id: object) -> None:
-        self.panel.show_selected(roi_id)
-
-    @Slot(int, object, str)
-    def _on_review_submitted(self, roi_id: int, verdict: object, note: str) -> None:
-        if self.case is None or self._eid is None:
-            return
-        try:
-            review_roi(self.case, self._eid, roi_id, user=self.user, verdict=verdict, note=note)
-        except ScanLabError as e:
-            self.host.post_message(str(e), error=True)
-            return
-        self.layer.reload()
-        self._refresh_panel()
-        self.refresh_title()
 
 
 def _export_snapshot(snap: Case, path: str, *, user: str) -> tuple[dict[str, Any], dict[str, Any]]:

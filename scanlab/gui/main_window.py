@@ -19,42 +19,33 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFrame,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMenu,
-    QProgressBar,
     QScrollArea,
-    QToolButton,
     QWidget,
 )
 
 from scanlab.gui.case_controller import FILE_ACTIONS, ROI_TOOL_ACTIONS, CaseController
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
+from scanlab.gui.display import DocumentDisplay, StatusArea
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
-from scanlab.gui.results_panel import ResultsPanel, map_quantity, pixel_readout
+from scanlab.gui.results_panel import ResultsPanel
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.scheduler import AnalysisScheduler
 from scanlab.gui.selftest_action import SelftestController
 from scanlab.gui.settings import GuiSettings, remembered_model, restore_view_state, save_view_state
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.gui.wizard.menu import ModelsMenu
-from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
-from scanlab.services.models import list_models, shipped_model_problem
-from scanlab.services.paths import default_model_path, sample_scans, samples_dir
+from scanlab.services.models import model_entries
+from scanlab.services.paths import sample_scans, samples_dir
 from scanlab.services.viewstate import ANALYSIS_FIELDS, ViewState
 
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
-
-
-def _map_name(label: str | None) -> str:
-    """Words for a "Map of" choice in the status bar."""
-    return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
-            UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
 
 class MainWindow(QMainWindow):
@@ -99,22 +90,15 @@ class MainWindow(QMainWindow):
         msg_dock = self._add_dock("Messages", "messages", self.messages, left=False)
         self.splitDockWidget(self.docks["results"], msg_dock, Qt.Orientation.Vertical)
 
-        self.status_label = QLabel("Drop scans or folders here, or File > Open (Ctrl+O)")
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setVisible(False)
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("Cancel")
-        self.cancel_button.setToolTip("Cancel the running analysis (Esc)")
-        self.cancel_button.setVisible(False)
-        self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.progress)
-        self.statusBar().addPermanentWidget(self.cancel_button)
+        self.status = StatusArea(self.statusBar())
+        self.status_label, self.progress = self.status.label, self.status.progress
 
         self.runner = TaskRunner(self)
         self.class_maps = ClassMapLoader(self)
         self.scheduler = AnalysisScheduler(self.runner, self.state, self.documents, self.current_document, self)
-        self._view_map_of: str | None = None  # the "Map of" choice whose map the view draws
+        self.display = DocumentDisplay(view=self.view, results=self.results, controls=self.controls,
+                                       status=self.status_label, state=self.state, class_maps=self.class_maps,
+                                       current=self.current_document, parent=self)
 
         self.cases = CaseController(self, self.view, self.runner, self.state, self)
         review = self._add_dock("Review", "review", self.cases.panel, left=False)
@@ -175,58 +159,34 @@ class MainWindow(QMainWindow):
         if spec is not None:
             self.extra_models.append(spec)
         self.refresh_models(current=spec)
-        self._on_state_changed(frozenset({"opacity", "colormap", "threshold", "overlay"}))
 
     def _connect(self) -> None:
-        self.runner.progressed.connect(self._on_runner_progressed)
+        self.runner.progressed.connect(self.status.on_progress)
         self.runner.idle.connect(self._on_runner_idle)
         self.scheduler.submitted.connect(self._on_scheduler_submitted)
         self.scheduler.loaded.connect(self._on_scheduler_loaded)
         self.scheduler.settled.connect(self._on_scheduler_settled)
         self.scheduler.items_changed.connect(self._update_items)
-        self.cancel_button.clicked.connect(self.cancel_analysis)
+        self.status.cancel_button.clicked.connect(self.cancel_analysis)
         self.scan_list.currentRowChanged.connect(self._on_scan_list_current_row_changed)
-        self.view.cursor_moved.connect(self._on_view_cursor_moved)
-        self.class_maps.ready.connect(self._on_class_maps_ready)
         self.cases.panel_shown.connect(self.docks["review"].raise_)
         c = self.controls
         c.open_model_requested.connect(self.open_model_dialog)
-        c.map_class_changed.connect(self._on_controls_map_class_changed)
         c.input_refused.connect(self._on_controls_input_refused)
         c.blink_toggled.connect(self.view.set_blinking)
         self.state.subscribe(self._on_state_changed)
 
     def _on_state_changed(self, changed: frozenset[str]) -> None:
-        """The view follows the view state (the scheduler follows it too, for analysis fields)."""
-        st = self.state
-        if "opacity" in changed:
-            self.view.set_opacity(st.opacity / 100.0)
-        if "colormap" in changed:
-            self.view.set_colormap(st.colormap)
-        if changed & {"threshold", "threshold_on"} or "threshold" in changed:
-            self.view.set_threshold(st.threshold_value())
-        if "overlay" in changed:
-            self.view.set_overlay_visible(st.overlay)
         if changed & ANALYSIS_FIELDS:
-            self._update_items()
+            self._update_items()  # "(other parameters)" in the list
 
     def refresh_models(self, current: str | None = None) -> None:
-        """Rebuild the model list: shipped default, shipped + user models, opened files."""
-        default = default_model_path()
-        problem = shipped_model_problem()
-        state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
-        entries: list[tuple] = [(f"default ({state})", None)]
+        """Rebuild the model list (services.models.model_entries); say once why the shipped one is unusable."""
+        entries, problem = model_entries(self.extra_models)
         if problem is not None and problem != self._shipped_problem:
             self.post_message(f"The shipped model cannot be used: {problem}. Scans still open; "
                               "choose another model in Controls > Model to analyse them.", error=True)
         self._shipped_problem = problem
-        for m in list_models():
-            if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
-                entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
-            elif Path(m["path"]).resolve() != default.resolve():
-                entries.append((f"{m['name']} ({m['origin']})", m["path"]))
-        known = {e[1] for e in entries}
-        entries += [(Path(p).stem + " (file)", p) for p in self.extra_models if p not in known]
         self.controls.set_models(entries, current)
 
     # -- what helpers may ask (CaseHost, MenuHost, ModelsHost) ------------------------------------
@@ -351,18 +311,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_scheduler_submitted(self, doc: ScanDocument) -> None:
         if doc is self.current_document():
-            self.status_label.setText(f"Analysing {doc.name}...")
-        self.progress.setRange(0, 0)  # busy until the engine reports its steps
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-
-    @Slot(int, int)
-    def _on_runner_progressed(self, done: int, total: int) -> None:
-        if done >= total:
-            self.progress.setRange(0, 0)  # the last step ran; the result is being assembled: not "100%"
-            return
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
+            self.status_label.setText(self.display.status_text(doc))
+        self.status.busy()
 
     @Slot(object)
     def _on_scheduler_loaded(self, doc: ScanDocument) -> None:
@@ -381,8 +331,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_runner_idle(self) -> None:
         if not self.runner.is_busy():  # the scheduler may have started the next one already
-            self.progress.setVisible(False)
-            self.cancel_button.setVisible(False)
+            self.status.idle()
 
     @Slot(str)
     def _on_controls_input_refused(self, message: str) -> None:
@@ -391,43 +340,8 @@ class MainWindow(QMainWindow):
     # -- display -------------------------------------------------------------------------------
 
     def _show_document(self, doc: ScanDocument | None) -> None:
-        """Everything on screen follows ``doc``: view, panels, status line, cursor readout."""
-        result = doc.result if doc is not None else None
-        self.results.show_cursor("-")  # the previous scan's pixel is not this scan's
-        self.status_label.setText(self._status_text(doc))
-        if result is None:
-            preview = doc.preview if doc is not None else None
-            self.view.set_scan(preview, pyramid=doc.pyramid if preview is not None else None)
-            failed = doc is not None and doc.error is not None
-            self.results.show_result(None, None if doc is None else "analysis failed" if failed else "analysing...",
-                                     error=failed)
-            self.controls.set_classes([], None, None)
-            self._view_map_of = None
-            self.state.update(map_label=None)
-            self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
-            return
-        self.view.set_scan(result.pixels, pyramid=doc.pyramid)
-        self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
-        shown = doc.shown_map()
-        self._set_view_map(doc, shown)
-        if shown is None and doc.shown_label() is not None:
-            self.class_maps.request(doc, doc.shown_label())
-        self.results.show_result(result)
-        self.controls.set_classes(result.classes, result.label, doc.map_label,
-                                  unknown_map=result.unknown_grid is not None)
-        self.setWindowTitle(f"ScanLab - {doc.name}")
-
-    def _status_text(self, doc: ScanDocument | None) -> str:
-        """The status line: always about the scan on screen, and the map it shows."""
-        if doc is None:
-            return "Drop scans or folders here, or File > Open (Ctrl+O)"
-        if doc.result is None:
-            return f"{doc.name}: analysis failed (Analysis > Re-analyse, F5)" if doc.error else f"Analysing {doc.name}..."
-        r = doc.result
-        text = f"{doc.name}: {r.answer} ({r.compute_s:.1f} s on {r.device})"
-        if doc.result_key != self.params_key():
-            text += "; computed with other settings, re-analysing" if doc.pending_id else "; other settings"
-        return text + (f"; map of {_map_name(self._view_map_of)}" if self._view_map_of else "")
+        self.display.show(doc)
+        self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
 
     def _update_items(self) -> None:
         key = self.params_key()
@@ -446,48 +360,6 @@ class MainWindow(QMainWindow):
         self.cases.refresh()
         if doc is not None:
             self.scheduler.resume()
-
-    @Slot(object)
-    def _on_controls_map_class_changed(self, label: str | None) -> None:
-        doc = self.current_document()
-        if doc is None or doc.result is None:
-            return
-        doc.map_label = label
-        shown = doc.shown_map()
-        if shown is not None:
-            self._set_view_map(doc, shown)
-        else:  # computed off the GUI thread; the old map stays until it arrives
-            self.status_label.setText(f"{doc.name}: computing the map of {_map_name(label)}...")
-            self.class_maps.request(doc, doc.shown_label())
-
-    @Slot(object, str, object)
-    def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
-        if doc is self.current_document() and doc.shown_label() == label:
-            self._set_view_map(doc, rel)
-
-    def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
-        """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
-        result = doc.result
-        attribution = result is not None and doc.shown_label() == ATTRIBUTION
-        # remembered with the map: while another class's map is computed the old one stays drawn
-        self._view_map_of = doc.shown_label() if arr is not None else None
-        label = map_quantity(self._view_map_of)
-        v = getattr(result, "verdict", None)
-        if v is not None and v.verdict != "attributed" and self._view_map_of not in (None, ATTRIBUTION, UNKNOWN):
-            # the fit to a scanner the verdict does not name: say so on the colour bar itself
-            label += f" (verdict: {v.short(None)})"
-        self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label)
-        self.controls.set_legend(result.classes if attribution else None)
-        self.state.update(map_label=self._view_map_of)
-        self.status_label.setText(self._status_text(doc))  # the status line names the map now drawn
-
-    @Slot(object)
-    def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:
-        doc = self.current_document()
-        classes = doc.result.classes if doc is not None and doc.result is not None else None
-        self.results.show_cursor(pixel_readout(
-            self.view.pixels, self.view.reliability, pos, what=self._view_map_of,
-            classes=classes, no_evidence=self.view.no_evidence))
 
     def post_message(self, text: str, *, error: bool = False) -> None:
         """Non-modal message: the messages panel and the status bar."""
@@ -529,6 +401,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         """Save settings, cancel the analysis and wait for the worker thread."""
         self.scheduler.recompute.stop()
+        self.state.clear_observers()  # a closed window: the state drives none of its widgets any more
         self.view.set_blinking(False)
         self.save_settings()
         self.cases.close_case()  # saves a modified case, releases its lock

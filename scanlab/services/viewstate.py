@@ -66,6 +66,10 @@ class ViewState:
         """Call ``fn(changed_field_names)`` after every change (on the caller's thread)."""
         self._observers.append(fn)
 
+    def clear_observers(self) -> None:
+        """Forget every observer (a closing window: no widget is called after it is gone)."""
+        self._observers.clear()
+
     def update(self, **changes: Any) -> frozenset[str]:
         """Change some fields; observers hear which ones actually changed.
 

@@ -72,7 +72,7 @@ def test_adding_roi_edits_autosave_and_export_at_once_keep_one_chain(qtbot, open
         layer.undo_stack.undo()  # the deleted ROI comes back under its own id
         assert layer.roi(r.id) is not None
         ctl._on_autosave_timeout()  # what the one-minute timer does, while the jobs run
-    qtbot.waitUntil(lambda: not ctl._jobs, timeout=120_000)
+    qtbot.waitUntil(lambda: not ctl._jobs and not ctl.review.busy(), timeout=120_000)
     case = ctl.case
     assert verify_chain(case.audit) == []
     mine = [t for cid, t in log_threads if cid == id(case)]

@@ -29,7 +29,7 @@ def two(qtbot, window, wait_settled, tmp_path, make_scan):
 def test_status_line_and_cursor_readout_follow_the_scan_on_screen(two):
     win = two
     win.scan_list.setCurrentRow(1)
-    win._on_view_cursor_moved((5, 5))
+    win.display._on_view_cursor_moved((5, 5))
     assert win.results.cursor_value.text() != "-"
     win.scan_list.setCurrentRow(0)
     assert win.status_label.text().startswith("alpha.png:")  # not the scan that finished last
@@ -79,9 +79,9 @@ def test_new_parameters_re_analyse_only_the_scan_on_screen(qtbot, two, wait_sett
 
 def test_progress_is_never_full_while_running(window):
     window.progress.setVisible(True)
-    window._on_runner_progressed(3, 10)
+    window.status.on_progress(3, 10)
     assert (window.progress.maximum(), window.progress.value()) == (10, 3)
-    window._on_runner_progressed(10, 10)
+    window.status.on_progress(10, 10)
     assert window.progress.maximum() == 0  # busy, not "100%"
 
 
