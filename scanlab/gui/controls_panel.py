@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from scanlab.core.colormap import class_colors
 from scanlab.core.engine.engines import available_devices
 from scanlab.core.errors import ScanLabError
-from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP
+from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP, hatch_colour_for
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
 from scanlab.services.viewstate import ANALYSIS_FIELDS, OVERLAY_FIELDS, ViewState
 
@@ -28,10 +28,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPEN_MODEL = "__open__"  # combo data of the "Open model file..." entry
 
 
-NO_EVIDENCE_LEGEND = (
-    '<span style="color:#969696">&#9639;</span> grey hatching: no evidence '
-    "(no sensor signal: clipped, flat or blank), not low reliability"
-)
+def no_evidence_legend(colormap: str) -> str:
+    """The legend line of the no-evidence hatching, in the stripe colour drawn over ``colormap``."""
+    r, g, b = hatch_colour_for(colormap)
+    return (f'<span style="color:#{r:02x}{g:02x}{b:02x}; background:#969696">&#9639;&#9639;</span> '
+            "striped grey: no evidence (no sensor signal: clipped, flat or blank), not low reliability")
 
 
 def threshold_text(map_label: str | None) -> str:
@@ -134,7 +135,8 @@ class ControlsPanel(QWidget):
         overlay = QGroupBox("Overlay")
         oform = QFormLayout(overlay)
         oform.addRow("Map of", self.class_combo)
-        self.legend = QLabel(NO_EVIDENCE_LEGEND)
+        self.legend = QLabel(no_evidence_legend(self.state.colormap))
+        self._legend_classes: list[str] | None = None
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         oform.addRow(self.legend)
@@ -191,6 +193,8 @@ class ControlsPanel(QWidget):
                 self.model_combo.setCurrentIndex(idx)
         self.threshold_slider.setEnabled(st.threshold_on)
         self.threshold_label.setText(f"{st.threshold / 100.0:.2f}")
+        if "colormap" in changed and hasattr(self, "_legend_classes"):
+            self.set_legend(self._legend_classes)  # the stripes take a colour the new map never draws
         if "map_label" in changed:
             self.threshold_check.setText(threshold_text(st.map_label))
             categorical = st.map_label == ATTRIBUTION
@@ -301,12 +305,13 @@ class ControlsPanel(QWidget):
 
     def set_legend(self, classes: list[str] | None) -> None:
         """Legend under "Map of": class colours for the attribution map, always the no-evidence entry."""
+        self._legend_classes = classes
         rows = []
         if classes:
             cols = class_colors(len(classes))
             rows = [f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {c}'
                     for c, (r, g, b) in zip(classes, cols, strict=True)]
-        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + NO_EVIDENCE_LEGEND)
+        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + no_evidence_legend(self.state.colormap))
 
     def threshold(self) -> float | None:
         """The threshold, or ``None`` when off."""

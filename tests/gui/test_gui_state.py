@@ -128,3 +128,28 @@ def test_new_case_asks_title_and_analyst_then_where_and_refuses_an_existing_file
     assert asked == ["Case title:", "Analyst:", "New case"]
     assert "already exists" in _messages(window) and window.cases.case is None
     assert existing.read_bytes() == b"x"
+
+
+def test_no_evidence_hatching_uses_a_colour_the_map_never_draws(qtbot, window):
+    import numpy as np
+    import pyqtgraph as pg
+
+    from scanlab.gui.scan_view import COLORMAPS
+
+    view = window.view
+    px = np.full((64, 96, 3), 40, np.uint8)  # dark text-like scan
+    rel = np.zeros((64, 96), np.float32)  # reliability 0 everywhere...
+    mask = np.zeros((64, 96), bool)
+    mask[:, 48:] = True  # ...and no evidence on the right half
+    view.set_scan(px)
+    view.set_map(rel)
+    view.set_no_evidence(mask)
+    for name in COLORMAPS:
+        window.state.update(colormap=name)
+        lut = pg.colormap.get(name).getLookupTable(nPts=256, alpha=False).astype(float)
+        hatch = view.noev.image
+        stripes = hatch[mask & (hatch[..., :3].astype(int).sum(-1) != 3 * 150)][:, :3].astype(float)
+        assert len(stripes), name
+        nearest = min(float(np.min(np.linalg.norm(lut - s, axis=1))) for s in np.unique(stripes, axis=0))
+        assert nearest > 150, f"{name}: no-evidence stripes look like a value of the map"
+        assert "striped grey: no evidence" in window.controls.legend.text()
