@@ -153,3 +153,28 @@ def test_no_evidence_hatching_uses_a_colour_the_map_never_draws(qtbot, window):
         nearest = min(float(np.min(np.linalg.norm(lut - s, axis=1))) for s in np.unique(stripes, axis=0))
         assert nearest > 150, f"{name}: no-evidence stripes look like a value of the map"
         assert "striped grey: no evidence" in window.controls.legend.text()
+
+
+def test_a_verdict_other_than_attributed_does_not_highlight_the_top_class(qtbot, window, tmp_path, make_scan):
+    """Issue 16 item 2: on a verdict other than attributed the top class is a fit, not a finding."""
+    import dataclasses
+
+    from PySide6.QtGui import QColor
+
+    from scanlab.gui.results_panel import _BAR_PREDICTED
+
+    win = window
+    path = make_scan(tmp_path / "u.png", seed=4)
+    with qtbot.waitSignal(win.analysis_settled, timeout=30_000):
+        win.open_paths([str(path)])
+    res = win.current_document().result
+    panel = win.results
+    unknown = dataclasses.replace(res, verdict=dataclasses.replace(res.verdict, verdict="inconclusive"))
+    panel.show_result(unknown)
+    assert not panel.label_value.font().bold() and "not an attribution" in panel.top_label.text()
+    assert "not an attribution" in panel.confidence_value.text() and "calibrated" not in panel.confidence_value.text()
+    brushes = panel.bars.opts["brushes"]
+    assert all(b.color() != QColor(_BAR_PREDICTED.color()) for b in brushes)
+    attributed = dataclasses.replace(res, verdict=dataclasses.replace(res.verdict, verdict="attributed"))
+    panel.show_result(attributed)
+    assert panel.label_value.font().bold() and panel.top_label.text() == "Top class:"
