@@ -284,7 +284,8 @@ class ResultsPanel(QWidget):
         # a probability beside "not any known scanner" must not read as certainty about
         # the scan's origin: outside an attribution it is only the top class among the known
         first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
-                 f"Fit of the top known class ({result.label}): {conf}, not an attribution")
+                 f"Fit of the top known class ({result.label}): {conf}"
+                 f"{'' if v.calibrated else ' (<b>uncalibrated</b> raw softmax mean)'}, not an attribution")
         parts = [
             first,
             f"Votes {k} of {n} = {v.vote_fraction:.0%} (95% interval {lo:.0%}-{hi:.0%})",

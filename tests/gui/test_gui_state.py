@@ -172,7 +172,7 @@ def test_a_verdict_other_than_attributed_does_not_highlight_the_top_class(qtbot,
     unknown = dataclasses.replace(res, verdict=dataclasses.replace(res.verdict, verdict="inconclusive"))
     panel.show_result(unknown)
     assert not panel.label_value.font().bold() and "not an attribution" in panel.top_label.text()
-    assert "not an attribution" in panel.confidence_value.text() and "calibrated" not in panel.confidence_value.text()
+    assert "not an attribution" in panel.confidence_value.text() and "(calibrated)" not in panel.confidence_value.text()
     brushes = panel.bars.opts["brushes"]
     assert all(b.color() != QColor(_BAR_PREDICTED.color()) for b in brushes)
     attributed = dataclasses.replace(res, verdict=dataclasses.replace(res.verdict, verdict="attributed"))
