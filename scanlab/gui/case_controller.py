@@ -80,6 +80,7 @@ class CaseController(QObject):
         self.case: Case | None = None
         self.lock: CaseLock | None = None
         self.user = self._os_user()
+        self._user_confirmed = False  # asked once per session who is working (New case asks it too)
         self.review = ReviewController(view, runner, host.post_message, parent)
         self.layer, self.panel = self.review.layer, self.review.panel
         self._jobs: dict[int, tuple[str, Any]] = {}
@@ -161,7 +162,7 @@ class CaseController(QObject):
                 raise ScanLabError(f"{p}: already exists; open it instead")
             lock = CaseLock(p).acquire()
             case = new_case(title, analyst, agency)
-            self.user = analyst
+            self.user, self._user_confirmed = analyst, True
             save_case(case, p)
         except ScanLabError as e:
             self.host.post_message(str(e), error=True)
@@ -259,9 +260,17 @@ class CaseController(QObject):
 
     @Slot()
     def open_case_dialog(self) -> None:
+        """File > Open case; the first time in a session, ask who is working (the audit log's user)."""
         path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open case", "", CASE_FILTER)
-        if path:
-            self.open_case_at(path)
+        if not path:
+            return
+        if not self._user_confirmed:
+            who, ok = QInputDialog.getText(self.parent_widget, "Open case", "Who is working on the case (audit log)?",
+                                           text=self.user)
+            if not ok or not who.strip():
+                return
+            self.user, self._user_confirmed = who.strip(), True
+        self.open_case_at(path)
 
     @Slot()
     def save_as_dialog(self) -> bool:
@@ -387,8 +396,21 @@ class CaseController(QObject):
         """Mirror the case into the review (layer and panel) and the window title."""
         e = self.current_evidence()
         self._eid = e.eid if e is not None else None
-        self.review.show(self.case, self._eid, self.user)
+        self.review.show(self.case, self._eid, self.user, note=self._run_mismatch(e))
         self.refresh_title()
+
+    def _run_mismatch(self, e: Any) -> str:
+        """Words when the map on screen is not the stored run's (the ROI statistics are the stored run's)."""
+        doc = self.host.current_document()
+        if e is None or not e.runs or doc is None or doc.result is None:
+            return ""
+        stored = e.runs[-1].info["parameters"]
+        shown = doc.result.request
+        if list(shown.sub) == list(stored["sub"]) and list(shown.stride) == list(stored["stride"]):
+            return ""
+        return (f"The map on screen (sub-image {shown.sub[0]}, stride {shown.stride[0]}) is not the stored run's "
+                f"(sub-image {stored['sub'][0]}, stride {stored['stride'][0]}): ROI statistics are the stored "
+                "run's; Add current scan to case stores this one.")
 
     def refresh_title(self) -> None:
         """``ScanLab - <case title>[*] - <scan>``."""

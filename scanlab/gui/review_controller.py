@@ -50,6 +50,7 @@ class ReviewController(QObject):
         self.case: Case | None = None
         self.eid: str | None = None
         self.user = ""
+        self.note = ""
         self.layer = RoiLayer(view)
         self.panel = ReviewPanel()
         undo = self.layer.undo_stack.createUndoAction(self, "Undo")
@@ -109,9 +110,9 @@ class ReviewController(QObject):
 
     # -- the evidence on screen ------------------------------------------------------------------
 
-    def show(self, case: Case | None, eid: str | None, user: str) -> None:
-        """Review the ROIs of evidence ``eid`` of ``case`` (None: nothing to review)."""
-        self.case, self.eid, self.user = case, eid, user
+    def show(self, case: Case | None, eid: str | None, user: str, note: str = "") -> None:
+        """Review the ROIs of evidence ``eid`` of ``case`` (None: nothing to review); ``note``: a warning line."""
+        self.case, self.eid, self.user, self.note = case, eid, user, note
         e = case.evidence.get(eid) if case is not None and eid is not None else None
         if e is not None:
             self.layer.set_store(RoiCommands(case, e.eid, user), (e.info["height"], e.info["width"]),
@@ -130,7 +131,8 @@ class ReviewController(QObject):
             where = ("this scan is in the case" if self.eid
                      else "this scan is not in the case (File > Add current scan to case)")
             ro = " READ-ONLY" if self.case.read_only else ""
-            self.panel.case_label.setText(f"Case: {m['title']} ({m['analyst']}){ro}\n{where}")
+            note = f"\n\u26a0 {self.note}" if self.note else ""
+            self.panel.case_label.setText(f"Case: {m['title']} ({m['analyst']}){ro}\n{where}{note}")
         self.panel.show_rois(self.layer.rois(), self.layer.selected)
 
     @Slot(str, object)

@@ -157,3 +157,36 @@ def test_roi_commands_share_one_id_allocator(tmp_path, tiny_model, make_scan):
     moved = cmd.move(b.id, [(1, 1), (40, 40)])
     assert moved.stats == {} and [x["action"] for x in c.audit][-1] == "roi_changed"
     assert verify_chain(c.audit) == []
+
+
+def test_a_reopened_case_says_when_the_map_on_screen_is_not_the_stored_run(qtbot, window, wait_settled, case_path):
+    window.state.update(stride=32)  # the window's settings differ from the stored run (stride 16)
+    assert window.cases.open_case_at(str(case_path))
+    wait_settled(window)
+    qtbot.waitUntil(lambda: window.cases.layer.enabled, timeout=10_000)
+    text = window.cases.panel.case_label.text()
+    assert "stride 32" in text and "stride 16" in text and "stored run" in text
+    window.state.update(stride=16)
+    wait_settled(window)
+    assert "stored run" not in window.cases.panel.case_label.text()
+
+
+def test_who_is_working_is_asked_once_per_session_and_logged(qtbot, window, case_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **kw: (str(case_path), ""))
+
+    def get_text(parent, title, label, *a, **kw):
+        asked.append(label)
+        return "B. Examiner", True
+
+    monkeypatch.setattr(QInputDialog, "getText", get_text)
+    ctl = window.cases
+    ctl.open_case_dialog()
+    qtbot.waitUntil(lambda: ctl.layer.enabled, timeout=10_000)
+    ctl.layer.add(ROI.rect(0, 10, 10, 40, 40))
+    assert ctl.case.audit[-1]["user"] == "B. Examiner"  # not the OS user
+    ctl.close_case()
+    ctl.open_case_dialog()
+    assert len(asked) == 1 and ctl.case is not None
