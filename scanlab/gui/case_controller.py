@@ -35,6 +35,7 @@ from scanlab.services.cases import (
     prepare_run,
     record_run,
     run_matches,
+    stored_run_note,
 )
 from scanlab.services.report import export_report
 from scanlab.services.viewstate import ViewState
@@ -402,15 +403,9 @@ class CaseController(QObject):
     def _run_mismatch(self, e: Any) -> str:
         """Words when the map on screen is not the stored run's (the ROI statistics are the stored run's)."""
         doc = self.host.current_document()
-        if e is None or not e.runs or doc is None or doc.result is None:
+        if e is None or doc is None or doc.result is None:
             return ""
-        stored = e.runs[-1].info["parameters"]
-        shown = doc.result.request
-        if list(shown.sub) == list(stored["sub"]) and list(shown.stride) == list(stored["stride"]):
-            return ""
-        return (f"The map on screen (sub-image {shown.sub[0]}, stride {shown.stride[0]}) is not the stored run's "
-                f"(sub-image {stored['sub'][0]}, stride {stored['stride'][0]}): ROI statistics are the stored "
-                "run's; Add current scan to case stores this one.")
+        return stored_run_note(e, doc.result.request.sub, doc.result.request.stride)
 
     def refresh_title(self) -> None:
         """``ScanLab - <case title>[*] - <scan>``."""

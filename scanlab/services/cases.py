@@ -178,6 +178,18 @@ def run_map(e: Evidence, run: Run | None = None) -> np.ndarray:
     return reliability_from_windows(run.windows, run.info["map_label"], (h, w))
 
 
+def stored_run_note(e: Evidence, sub: tuple[int, int], stride: tuple[int, int]) -> str:
+    """Words when a map of ``sub``/``stride`` is shown over ``e``'s stored run ("" when they agree)."""
+    if not e.runs:
+        return ""
+    p = e.runs[-1].info["parameters"]
+    if list(sub) == list(p["sub"]) and list(stride) == list(p["stride"]):
+        return ""
+    return (f"The map on screen (sub-image {sub[0]}, stride {stride[0]}) is not the stored run's "
+            f"(sub-image {p['sub'][0]}, stride {p['stride'][0]}): ROI statistics are the stored run's; "
+            "Add current scan to case stores this one.")
+
+
 def latest_run(e: Evidence) -> Run:
     """The most recent analysis run of an evidence file."""
     if not e.runs or e.runs[-1].windows is None:
