@@ -26,12 +26,11 @@ from scanlab.core.case.casefile import (
 from scanlab.core.case.rois import ROI
 from scanlab.services.cases import (
     add_evidence,
-    add_roi,
     open_case,
-    review_roi,
     sign_off,
     unreviewed_suggestions,
 )
+from scanlab.services.rois import add_roi, review_roi
 from scanlab.services.verify import verify_case
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "forged_splice.jpg"

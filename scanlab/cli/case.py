@@ -162,7 +162,7 @@ def _parse_points(items: list[str]) -> list[tuple[float, float]]:
 
 def cmd_case_roi(a: argparse.Namespace) -> int:
     from scanlab.core.case.rois import ROI
-    from scanlab.services.cases import add_roi, remove_roi, review_roi
+    from scanlab.services.rois import add_roi, remove_roi, review_roi
 
     if a.roi_action == "add":
         try:

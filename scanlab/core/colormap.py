@@ -33,7 +33,22 @@ def colorize(values: np.ndarray, alpha: int = 255) -> np.ndarray:
 
 
 NO_EVIDENCE_GREY = (150, 150, 150)
-NO_EVIDENCE_HATCH = (105, 105, 105)
+NO_EVIDENCE_HATCH = (105, 105, 105)  # neutral stripes (PNG export); the app passes no_evidence_stripe(...)
+STRIPE_CANDIDATES = ((0, 190, 255), (255, 0, 255), (0, 255, 0), (255, 255, 255))
+
+
+def no_evidence_stripe(table: np.ndarray) -> tuple[int, int, int]:
+    """The stripe colour of the no-evidence hatching for a colour map: the candidate farthest from it.
+
+    ``table`` is the (N, 3) colour table of the map drawn under the hatching; the
+    result is the colour of :data:`STRIPE_CANDIDATES` whose nearest table entry is
+    farthest away, so hatching never looks like a value of the map.
+    """
+    t = np.asarray(table, float)[:, :3]
+    dist = [float(np.min(np.linalg.norm(t - np.asarray(c, float), axis=1))) for c in STRIPE_CANDIDATES]
+    return STRIPE_CANDIDATES[int(np.argmax(dist))]
+
+
 # categorical colours for per-region attribution (tab20-like; repeats past 20 classes)
 _PALETTE = np.array([
     [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
@@ -48,14 +63,19 @@ def class_colors(n: int) -> np.ndarray:
     return _PALETTE[np.arange(n) % len(_PALETTE)]
 
 
-def hatch_no_evidence(rgba: np.ndarray, mask: np.ndarray, period: int = 8) -> np.ndarray:
-    """Paint ``mask`` pixels as neutral grey with diagonal hatching (the "no evidence" state), in place."""
+def hatch_no_evidence(rgba: np.ndarray, mask: np.ndarray, period: int = 8,
+                      stripe_colour: tuple[int, int, int] = NO_EVIDENCE_HATCH, base_alpha: int = 255) -> np.ndarray:
+    """Paint ``mask`` pixels as grey with diagonal coloured stripes (the "no evidence" state), in place.
+
+    The stripes are opaque; the grey between them has ``base_alpha`` (below 255 the
+    scan shows through).
+    """
     if not mask.any():
         return rgba
     yy, xx = np.nonzero(mask)
     stripe = ((yy + xx) % period) < 2
-    rgba[yy, xx, :3] = np.where(stripe[:, None], NO_EVIDENCE_HATCH, NO_EVIDENCE_GREY)
-    rgba[yy, xx, 3] = 255
+    rgba[yy, xx, :3] = np.where(stripe[:, None], stripe_colour, NO_EVIDENCE_GREY)
+    rgba[yy, xx, 3] = np.where(stripe, 255, base_alpha)
     return rgba
 
 

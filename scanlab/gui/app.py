@@ -96,7 +96,6 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
 
     from scanlab.gui.main_window import MainWindow
     from scanlab.gui.screenshot import ScreenshotTaker
-    from scanlab.gui.selftest_action import SelftestController
     from scanlab.gui.settings import GuiSettings
 
     taker = None
@@ -110,7 +109,6 @@ def run_gui(files: list[str], *, screenshot: str | None = None, model: str | Non
         window = MainWindow(settings=GuiSettings(store), model=model)
         window.resize(1280, 800)
         taker = ScreenshotTaker(window, screenshot, first=files[0] if files else None)
-    window.selftest = SelftestController(window)  # type: ignore[attr-defined]
     window.show()
     if files:
         window.open_paths(list(files))

@@ -19,47 +19,54 @@ from PySide6.QtWidgets import (
 
 from scanlab.core.colormap import class_colors
 from scanlab.core.engine.engines import available_devices
-from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP
+from scanlab.core.errors import ScanLabError
+from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP, hatch_colour_for
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
+from scanlab.services.viewstate import ANALYSIS_FIELDS, OVERLAY_FIELDS, ViewState
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPEN_MODEL = "__open__"  # combo data of the "Open model file..." entry
 
 
-NO_EVIDENCE_LEGEND = (
-    '<span style="color:#969696">&#9639;</span> grey hatching: no evidence '
-    "(no sensor signal: clipped, flat or blank), not low reliability"
-)
+def no_evidence_legend(colormap: str) -> str:
+    """The legend line of the no-evidence hatching, in the stripe colour drawn over ``colormap``."""
+    r, g, b = hatch_colour_for(colormap)
+    return (f'<span style="color:#{r:02x}{g:02x}{b:02x}; background:#969696">&#9639;&#9639;</span> '
+            "striped grey: no evidence (no sensor signal: clipped, flat or blank), not low reliability")
+
+
+def threshold_text(map_label: str | None) -> str:
+    """The threshold checkbox's words for the map on screen (bright is not always good)."""
+    if map_label == UNKNOWN:
+        return "Show only unknown-scanner score above"
+    if map_label == ATTRIBUTION:
+        return "Threshold (not used on the attribution map)"
+    return "Show only reliability below"
 
 
 class ControlsPanel(QWidget):
-    """Left-hand controls; emits intent, owns no analysis state.
+    """Left-hand controls: a view of a :class:`ViewState` (writes it, mirrors it).
 
     Signals
     -------
-    analysis_params_changed()
-        Model, device, sub-image size or stride changed (the window debounces).
     open_model_requested()
         The user picked "Open model file...".
     map_class_changed(object)
-        Class name to map, or ``None`` for the predicted class.
-    opacity_changed(float), colormap_changed(str), threshold_changed(object)
-        Overlay look; the threshold is a float or ``None`` (off).
-    overlay_toggled(bool), blink_toggled(bool)
-        Show the overlay; blink between scan and overlay.
+        Class name to map, or ``None`` for the predicted class (per scan: the window decides).
+    blink_toggled(bool)
+        Blink between scan and overlay.
+    input_refused(str)
+        A typed value was refused (it is also shown in the panel, in red).
     """
 
-    analysis_params_changed = Signal()
     open_model_requested = Signal()
     map_class_changed = Signal(object)
-    opacity_changed = Signal(float)
-    colormap_changed = Signal(str)
-    threshold_changed = Signal(object)
-    overlay_toggled = Signal(bool)
     blink_toggled = Signal(bool)
+    input_refused = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: ViewState | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.state = state if state is not None else ViewState()
         self.model_combo = QComboBox()
         self.model_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
@@ -77,13 +84,16 @@ class ControlsPanel(QWidget):
                     item.setEnabled(False)
                     item.setToolTip(f"{dev} is not available on this machine")
         self.sub_spin = QSpinBox()
-        self.sub_spin.setRange(64, 4096)
+        # below 64 is typed into the box and refused in words (a silent clamp looked accepted)
+        self.sub_spin.setRange(1, 4096)
+        self.sub_spin.setKeyboardTracking(False)
         self.sub_spin.setSingleStep(16)
         self.sub_spin.setValue(64)
         self.sub_spin.setSuffix(" px")
         self.sub_spin.setToolTip("Sub-image size n (n x n) of the reliability map")
         self.stride_spin = QSpinBox()
         self.stride_spin.setRange(1, 1024)
+        self.stride_spin.setKeyboardTracking(False)
         self.stride_spin.setValue(16)
         self.stride_spin.setSuffix(" px")
         self.stride_spin.setToolTip("Stride between sub-images (multiples of 4 are fastest)")
@@ -94,6 +104,11 @@ class ControlsPanel(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Sub-image", self.sub_spin)
         form.addRow("Stride", self.stride_spin)
+        self.problem_label = QLabel("")
+        self.problem_label.setStyleSheet("color: #d62728")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setVisible(False)
+        form.addRow(self.problem_label)
 
         self.class_combo = QComboBox()
         self.class_combo.addItem("predicted class", None)
@@ -120,7 +135,8 @@ class ControlsPanel(QWidget):
         overlay = QGroupBox("Overlay")
         oform = QFormLayout(overlay)
         oform.addRow("Map of", self.class_combo)
-        self.legend = QLabel(NO_EVIDENCE_LEGEND)
+        self.legend = QLabel(no_evidence_legend(self.state.colormap))
+        self._legend_classes: list[str] | None = None
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         oform.addRow(self.legend)
@@ -137,17 +153,68 @@ class ControlsPanel(QWidget):
         lay.addStretch(1)
 
         self.model_combo.activated.connect(self._on_model_combo_activated)
-        self.device_combo.currentIndexChanged.connect(self._on_params_changed)
-        self.sub_spin.valueChanged.connect(self._on_params_changed)
-        self.stride_spin.valueChanged.connect(self._on_params_changed)
+        self.device_combo.currentIndexChanged.connect(self._on_device_combo_changed)
+        self.sub_spin.valueChanged.connect(self._on_sub_spin_changed)
+        self.stride_spin.valueChanged.connect(self._on_stride_spin_changed)
         self.class_combo.currentIndexChanged.connect(self._on_class_combo_changed)
         self.colormap_combo.currentIndexChanged.connect(self._on_colormap_combo_changed)
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
         self.threshold_check.toggled.connect(self._on_threshold_changed)
         self.threshold_slider.valueChanged.connect(self._on_threshold_changed)
-        self.overlay_check.toggled.connect(self.overlay_toggled)
+        self.overlay_check.toggled.connect(self._on_overlay_check_toggled)
         self.blink_check.toggled.connect(self.blink_toggled)
         self._model_index = 0
+        self.state.subscribe(self._on_state_changed)
+        self._on_state_changed(frozenset(ANALYSIS_FIELDS | OVERLAY_FIELDS))
+
+    # -- the state -> widgets ------------------------------------------------------------------
+
+    def _on_state_changed(self, changed: frozenset[str]) -> None:
+        """Mirror the state (no widget signal fires back)."""
+        st = self.state
+        pairs = ((self.sub_spin, "sub", lambda: self.sub_spin.setValue(st.sub)),
+                 (self.stride_spin, "stride", lambda: self.stride_spin.setValue(st.stride)),
+                 (self.device_combo, "device", lambda: self.set_device(st.device)),
+                 (self.opacity_slider, "opacity", lambda: self.opacity_slider.setValue(st.opacity)),
+                 (self.threshold_slider, "threshold", lambda: self.threshold_slider.setValue(st.threshold)),
+                 (self.threshold_check, "threshold_on", lambda: self.threshold_check.setChecked(st.threshold_on)),
+                 (self.overlay_check, "overlay", lambda: self.overlay_check.setChecked(st.overlay)),
+                 (self.colormap_combo, "colormap",
+                  lambda: self.colormap_combo.setCurrentIndex(max(0, self.colormap_combo.findData(st.colormap)))))
+        for widget, name, apply in pairs:
+            if name in changed:
+                widget.blockSignals(True)
+                apply()
+                widget.blockSignals(False)
+        if "model" in changed:
+            idx = self.model_combo.findData(st.model)
+            if idx >= 0:
+                self._model_index = idx
+                self.model_combo.setCurrentIndex(idx)
+        self.threshold_slider.setEnabled(st.threshold_on)
+        self.threshold_label.setText(f"{st.threshold / 100.0:.2f}")
+        if "colormap" in changed and hasattr(self, "_legend_classes"):
+            self.set_legend(self._legend_classes)  # the stripes take a colour the new map never draws
+        if "map_label" in changed:
+            self.threshold_check.setText(threshold_text(st.map_label))
+            categorical = st.map_label == ATTRIBUTION
+            self.colormap_combo.setEnabled(not categorical)  # the attribution map has class colours
+            self.colormap_combo.setToolTip("the attribution map uses one fixed colour per scanner"
+                                           if categorical else "colour map of the overlay")
+            for w in (self.threshold_check, self.threshold_slider):
+                w.setEnabled(not categorical and (w is self.threshold_check or st.threshold_on))
+
+    def _set(self, **changes: object) -> None:
+        """Write the state; a refused value is said in red and the widget shows the state again."""
+        try:
+            self.state.update(**changes)
+        except ScanLabError as e:
+            self.problem_label.setText(str(e))
+            self.problem_label.setVisible(True)
+            self._on_state_changed(frozenset(changes))
+            self.input_refused.emit(str(e))
+            return
+        self.problem_label.setVisible(False)
 
     # -- models ---------------------------------------------------------------------------
 
@@ -174,6 +241,7 @@ class ControlsPanel(QWidget):
         self._model_index = max(0, idx)
         self.model_combo.setCurrentIndex(self._model_index)
         self.model_combo.blockSignals(False)
+        self._set(model=self.model_spec())  # the list is the state's model now
 
     def model_spec(self) -> str | None:
         """The selected model (a path, or ``None`` for the shipped default)."""
@@ -199,11 +267,19 @@ class ControlsPanel(QWidget):
             return
         if index != self._model_index:
             self._model_index = index
-            self.analysis_params_changed.emit()
+            self._set(model=self.model_spec())
 
-    @Slot()
-    def _on_params_changed(self) -> None:
-        self.analysis_params_changed.emit()
+    @Slot(int)
+    def _on_device_combo_changed(self, _index: int) -> None:
+        self._set(device=self.device())
+
+    @Slot(int)
+    def _on_sub_spin_changed(self, value: int) -> None:
+        self._set(sub=value)
+
+    @Slot(int)
+    def _on_stride_spin_changed(self, value: int) -> None:
+        self._set(stride=value)
 
     # -- classes and overlay -----------------------------------------------------------------
 
@@ -229,16 +305,17 @@ class ControlsPanel(QWidget):
 
     def set_legend(self, classes: list[str] | None) -> None:
         """Legend under "Map of": class colours for the attribution map, always the no-evidence entry."""
+        self._legend_classes = classes
         rows = []
         if classes:
             cols = class_colors(len(classes))
             rows = [f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {c}'
                     for c, (r, g, b) in zip(classes, cols, strict=True)]
-        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + NO_EVIDENCE_LEGEND)
+        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + no_evidence_legend(self.state.colormap))
 
     def threshold(self) -> float | None:
         """The threshold, or ``None`` when off."""
-        return self.threshold_slider.value() / 100.0 if self.threshold_check.isChecked() else None
+        return self.state.threshold_value()
 
     @Slot(int)
     def _on_class_combo_changed(self, index: int) -> None:
@@ -246,14 +323,16 @@ class ControlsPanel(QWidget):
 
     @Slot(int)
     def _on_colormap_combo_changed(self, index: int) -> None:
-        self.colormap_changed.emit(str(self.colormap_combo.itemData(index)))
+        self._set(colormap=str(self.colormap_combo.itemData(index)))
 
     @Slot(int)
     def _on_opacity_slider_changed(self, value: int) -> None:
-        self.opacity_changed.emit(value / 100.0)
+        self._set(opacity=value)
+
+    @Slot(bool)
+    def _on_overlay_check_toggled(self, on: bool) -> None:
+        self._set(overlay=on)
 
     @Slot()
     def _on_threshold_changed(self) -> None:
-        self.threshold_slider.setEnabled(self.threshold_check.isChecked())
-        self.threshold_label.setText(f"{self.threshold_slider.value() / 100.0:.2f}")
-        self.threshold_changed.emit(self.threshold())
+        self._set(threshold=self.threshold_slider.value(), threshold_on=self.threshold_check.isChecked())

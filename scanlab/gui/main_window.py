@@ -1,9 +1,11 @@
 """The main window: open scans, analyse them off the GUI thread, show the overlay.
 
-The window delegates: :class:`ScanDocument` holds per-scan state, :class:`TaskRunner`
-computes, :class:`ScanView` draws, the panels mirror state. It only decides *what*
-to analyse next: the selected scan first, then any other open scan that has no
-result for the current parameters (one compute lane; the latest request wins).
+The window composes and delegates: a :class:`ViewState` holds what the analyst chose
+to see (the controls panel is its view), :class:`ScanDocument` holds per-scan state,
+the :class:`AnalysisScheduler` decides what to analyse next on the
+:class:`TaskRunner`, :class:`ScanView` draws, the panels mirror state, the
+:class:`CaseController` keeps the open case. Helpers get narrow parts of the window
+(import-linter forbids them to import this module), never the window itself.
 """
 
 from __future__ import annotations
@@ -11,46 +13,40 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QCloseEvent, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFrame,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QProgressBar,
+    QMenu,
     QScrollArea,
-    QToolButton,
     QWidget,
 )
 
-from scanlab.gui.case_controller import CaseController
+from scanlab.gui.case_controller import FILE_ACTIONS, ROI_TOOL_ACTIONS, CaseController
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
+from scanlab.gui.display import DocumentDisplay, StatusArea
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
-from scanlab.gui.results_panel import ResultsPanel, map_quantity, pixel_readout
+from scanlab.gui.results_panel import ResultsPanel
 from scanlab.gui.scan_view import ScanView
-from scanlab.gui.settings import GuiSettings, restore_window_settings, save_window_settings
+from scanlab.gui.scheduler import AnalysisScheduler
+from scanlab.gui.selftest_action import SelftestController
+from scanlab.gui.settings import GuiSettings, remembered_model, restore_view_state, save_view_state
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.gui.wizard.menu import ModelsMenu
-from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisRequest, AnalysisResult
-from scanlab.services.models import list_models, shipped_model_problem
-from scanlab.services.paths import default_model_path, sample_scans, samples_dir
+from scanlab.services.models import model_entries
+from scanlab.services.paths import sample_scans, samples_dir
+from scanlab.services.viewstate import ANALYSIS_FIELDS, ViewState
 
-RECOMPUTE_DELAY_MS = 400
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp *.pdf);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
 BATCH_FILTER = "Batch results (*.parquet);;All files (*)"
-
-
-def _map_name(label: str | None) -> str:
-    """Words for a "Map of" choice in the status bar."""
-    return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
-            UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
 
 class MainWindow(QMainWindow):
@@ -70,17 +66,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("ScanLab")
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else GuiSettings()
+        self.state = ViewState()
         self.documents: list[ScanDocument] = []
-        self._pending: dict[int, tuple[ScanDocument, ParamsKey]] = {}
-        self._paused = False
-        self._extra_models: list[str] = []
+        self.extra_models: list[str] = []
         self._shipped_problem: str | None = None  # last shipped-model problem shown
-        self._docks: dict[str, QDockWidget] = {}
+        self.docks: dict[str, QDockWidget] = {}
         self.triage_views: list = []  # open batch-results windows (scanlab.gui.triage.TriageView)
 
         self.view = ScanView()
         self.setCentralWidget(self.view)
-        self.controls = ControlsPanel()
+        self.controls = ControlsPanel(self.state)
         self.results = ResultsPanel()
         self.scan_list = QListWidget()
         self.messages = QListWidget()
@@ -95,33 +90,30 @@ class MainWindow(QMainWindow):
         results_scroll.setWidget(self.results)
         self._add_dock("Results", "results", results_scroll, left=False)
         msg_dock = self._add_dock("Messages", "messages", self.messages, left=False)
-        self.splitDockWidget(self._docks["results"], msg_dock, Qt.Orientation.Vertical)
+        self.splitDockWidget(self.docks["results"], msg_dock, Qt.Orientation.Vertical)
 
-        self.status_label = QLabel("Drop scans or folders here, or File > Open (Ctrl+O)")
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setVisible(False)
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("Cancel")
-        self.cancel_button.setToolTip("Cancel the running analysis (Esc)")
-        self.cancel_button.setVisible(False)
-        self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.progress)
-        self.statusBar().addPermanentWidget(self.cancel_button)
+        self.status = StatusArea(self.statusBar())
+        self.status_label, self.progress = self.status.label, self.status.progress
 
         self.runner = TaskRunner(self)
         self.class_maps = ClassMapLoader(self)
-        self._view_map_of: str | None = None  # the "Map of" choice whose map the view draws
-        self._recompute = QTimer(self)
-        self._recompute.setSingleShot(True)
-        self._recompute.setInterval(RECOMPUTE_DELAY_MS)
-        self._started_at = 0.0
+        self.scheduler = AnalysisScheduler(self.runner, self.state, self.documents, self.current_document, self)
+        self.display = DocumentDisplay(view=self.view, results=self.results, controls=self.controls,
+                                       status=self.status_label, state=self.state, class_maps=self.class_maps,
+                                       current=self.current_document, parent=self)
 
-        self.actions_ = build_menus(self)
-        self.models_menu = ModelsMenu(self)  # Models > Train a model..., Model library...
-        restore_window_settings(self, model)
+        self.cases = CaseController(self, self.view, self.runner, self.state, self)
+        review = self._add_dock("Review", "review", self.cases.panel, left=False)
+        self.tabifyDockWidget(self.docks["results"], review)  # full height, one click away
+        self.docks["results"].raise_()
+        self.actions_, self.menus = build_menus(
+            self, self, view=self.view, scans=self.scan_list, state=self.state, blink=self.controls.blink_check,
+            recent=self.settings, docks=list(self.docks.values()))
+        self._place_case_actions()
+        self.models_menu = ModelsMenu(self.menus["models"], self, self)  # Train a model..., Model library...
+        self.selftest = SelftestController(self)  # Help > Run self-test
+        self._restore_settings(model)
         self._connect()
-        self.cases = CaseController(self)  # case files, ROI tools and the review dock
 
     # -- construction ---------------------------------------------------------------------
 
@@ -133,56 +125,87 @@ class MainWindow(QMainWindow):
             Qt.DockWidgetArea.LeftDockWidgetArea if left else Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.addDockWidget(area, dock)
-        self._docks[name] = dock
+        self.docks[name] = dock
         return dock
+
+    def _place_case_actions(self) -> None:
+        """The case controller's actions in File (above Quit) and in an ROI menu."""
+        a, quit_action = self.cases.actions, self.actions_["quit"]
+        for name in FILE_ACTIONS:
+            self.menus["file"].insertAction(quit_action, a[name])
+        self.menus["file"].insertSeparator(quit_action)
+        roi = self.menuBar().insertMenu(self.menus["models"].menuAction(), QMenu("&ROI", self)).menu()
+        roi.addActions([a[n] for n in ROI_TOOL_ACTIONS])
+        roi.addSeparator()
+        roi.addActions([a["undo"], a["redo"], a["delete_roi"]])
+        self.menus["roi"] = roi
+        self.addActions(list(a.values()))
 
     def default_layout(self) -> None:
         """Dock sizes for a first start: the scan view gets most of the width."""
-        d = self._docks
+        d = self.docks
         self.resizeDocks([d["scans"], d["results"]], [260, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([d["scans"], d["controls"]], [160, 440], Qt.Orientation.Vertical)
         self.resizeDocks([d["results"], d["messages"]], [620, 120], Qt.Orientation.Vertical)
 
+    def _restore_settings(self, model: str | None) -> None:
+        """Remembered layout and parameters; the view state then drives the view."""
+        geom = self.settings.get_bytes("window/geometry")
+        if geom is None or not self.restoreGeometry(geom):
+            self.resize(1280, 800)
+        state = self.settings.get_bytes("window/state")
+        if state is None or not self.restoreState(state):
+            self.default_layout()
+        restore_view_state(self.settings, self.state)
+        spec = remembered_model(self.settings, model)
+        if spec is not None:
+            self.extra_models.append(spec)
+        self.refresh_models(current=spec)
+
     def _connect(self) -> None:
-        self.runner.progressed.connect(self._on_runner_progressed)
-        self.runner.loaded.connect(self._on_runner_loaded)
-        self.runner.succeeded.connect(self._on_runner_succeeded)
-        self.runner.failed.connect(self._on_runner_failed)
-        self.runner.cancelled.connect(self._on_runner_cancelled)
+        self.runner.progressed.connect(self.status.on_progress)
         self.runner.idle.connect(self._on_runner_idle)
-        self._recompute.timeout.connect(self._on_recompute_timeout)
-        self.cancel_button.clicked.connect(self.cancel_analysis)
+        self.scheduler.submitted.connect(self._on_scheduler_submitted)
+        self.scheduler.loaded.connect(self._on_scheduler_loaded)
+        self.scheduler.settled.connect(self._on_scheduler_settled)
+        self.scheduler.items_changed.connect(self._update_items)
+        self.status.cancel_button.clicked.connect(self.cancel_analysis)
         self.scan_list.currentRowChanged.connect(self._on_scan_list_current_row_changed)
-        self.view.cursor_moved.connect(self._on_view_cursor_moved)
-        self.class_maps.ready.connect(self._on_class_maps_ready)
+        self.cases.panel_shown.connect(self.docks["review"].raise_)
         c = self.controls
-        c.analysis_params_changed.connect(self._on_controls_params_changed)
         c.open_model_requested.connect(self.open_model_dialog)
-        c.map_class_changed.connect(self._on_controls_map_class_changed)
-        c.opacity_changed.connect(self.view.set_opacity)
-        c.colormap_changed.connect(self.view.set_colormap)
-        c.threshold_changed.connect(self.view.set_threshold)
-        c.overlay_toggled.connect(self.view.set_overlay_visible)
+        c.input_refused.connect(self._on_controls_input_refused)
         c.blink_toggled.connect(self.view.set_blinking)
+        self.state.subscribe(self._on_state_changed)
+
+    def _on_state_changed(self, changed: frozenset[str]) -> None:
+        if changed & ANALYSIS_FIELDS:
+            self._update_items()  # "(other parameters)" in the list
 
     def refresh_models(self, current: str | None = None) -> None:
-        """Rebuild the model list: shipped default, shipped + user models, opened files."""
-        default = default_model_path()
-        problem = shipped_model_problem()
-        state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
-        entries: list[tuple] = [(f"default ({state})", None)]
+        """Rebuild the model list (services.models.model_entries); say once why the shipped one is unusable."""
+        entries, problem = model_entries(self.extra_models)
         if problem is not None and problem != self._shipped_problem:
             self.post_message(f"The shipped model cannot be used: {problem}. Scans still open; "
                               "choose another model in Controls > Model to analyse them.", error=True)
         self._shipped_problem = problem
-        for m in list_models():
-            if not m.get("usable", True):  # listed, greyed out, with the reason as tooltip
-                entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
-            elif Path(m["path"]).resolve() != default.resolve():
-                entries.append((f"{m['name']} ({m['origin']})", m["path"]))
-        known = {e[1] for e in entries}
-        entries += [(Path(p).stem + " (file)", p) for p in self._extra_models if p not in known]
         self.controls.set_models(entries, current)
+
+    # -- what helpers may ask (CaseHost, MenuHost, ModelsHost) ------------------------------------
+
+    def document_paths(self) -> list[str]:
+        """Paths of the open scans, in list order."""
+        return [d.path for d in self.documents]
+
+    def select_path(self, path: str) -> None:
+        """Show the open scan ``path`` (nothing when it is not open)."""
+        paths = self.document_paths()
+        if path in paths:
+            self.scan_list.setCurrentRow(paths.index(path))
+
+    def show_status(self, text: str, ms: int = 0) -> None:
+        """A transient status-bar message."""
+        self.statusBar().showMessage(text, ms)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -206,9 +229,9 @@ class MainWindow(QMainWindow):
             self.settings.add_recent(files)
             self.settings.set("paths/last_open_dir", str(Path(files[0]).parent))
             first = known.get(files[0]) or added[0]
-            self._paused = False
+            self.scheduler.paused = False
             self.scan_list.setCurrentRow(self.documents.index(first))
-        self._schedule()
+        self.scheduler.schedule()
         return added
 
     @Slot()
@@ -281,11 +304,10 @@ class MainWindow(QMainWindow):
 
     def use_model(self, path: str) -> None:
         """Add a model file to the list, select it and re-analyse."""
-        if path not in self._extra_models:
-            self._extra_models.append(path)
+        if path not in self.extra_models:
+            self.extra_models.append(path)
         self.settings.set("paths/last_model_dir", str(Path(path).parent))
-        self.refresh_models(current=path)
-        self._on_controls_params_changed()
+        self.refresh_models(current=path)  # the view state's model changes: the scheduler re-analyses
 
     @Slot()
     def close_current(self) -> None:
@@ -294,9 +316,7 @@ class MainWindow(QMainWindow):
         if row < 0:
             return
         doc = self.documents.pop(row)
-        if doc.pending_id is not None and self.runner.latest is not None:
-            if self.runner.latest.request_id == doc.pending_id:
-                self.runner.cancel()
+        self.scheduler.forget(doc)
         self.scan_list.takeItem(row)
         if not self.documents:
             self._show_document(None)
@@ -304,162 +324,61 @@ class MainWindow(QMainWindow):
     # -- analysis ------------------------------------------------------------------------------
 
     def params_key(self) -> ParamsKey:
-        """What results depend on, from the controls."""
-        c = self.controls
-        return (c.model_spec(), c.sub_spin.value(), c.stride_spin.value(), c.device())
+        """What results depend on, from the view state."""
+        return self.state.analysis_key()
 
     def current_document(self) -> ScanDocument | None:
         """The selected scan."""
         row = self.scan_list.currentRow()
         return self.documents[row] if 0 <= row < len(self.documents) else None
 
-    def _schedule(self) -> None:
-        """Submit the next analysis: the selected scan first, then the others in order."""
-        if self._paused:
-            return
-        key = self.params_key()
-        cur = self.current_document()
-        target = cur if cur is not None and cur.needs_analysis(key) else None
-        if target is None:
-            target = next((d for d in self.documents if d.needs_analysis(key)), None)
-        if target is None:
-            return
-        latest = self.runner.latest
-        if latest is not None:
-            running = self._pending.get(latest.request_id)
-            if running is not None and running[0] is target and running[1] == key:
-                return
-            if target is not cur:
-                return  # background scans wait until the lane is idle
-        model, sub, stride, device = key
-        req = AnalysisRequest(
-            path=target.path, model=model, sub=(sub, sub), stride=(stride, stride), device=device
-        )
-        self._pending[req.request_id] = (target, key)
-        target.pending_id = req.request_id
-        self._started_at = time.monotonic()
-        self.status_label.setText(f"Analysing {target.name}...")
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.runner.submit(req)
-        self._update_items()
-
     @Slot()
     def reanalyse(self) -> None:
         """Analyse the selected scan again (clears a stored failure)."""
         doc = self.current_document()
         if doc is not None:
-            doc.error = doc.error_key = None
-            doc.result_key = None
-            self._paused = False
-            self._schedule()
+            self.scheduler.reanalyse(doc)
 
     @Slot()
     def cancel_analysis(self) -> None:
         """Stop the running analysis; nothing more starts until the next action."""
-        if self.runner.is_busy():
-            self._paused = True
-            self.runner.cancel()
+        if self.scheduler.cancel():
             self.post_message("analysis cancelled")
 
-    def _take_pending(self, request: AnalysisRequest) -> tuple[ScanDocument, ParamsKey] | None:
-        entry = self._pending.pop(request.request_id, None)
-        if entry is not None and entry[0].pending_id == request.request_id:
-            entry[0].pending_id = None
-        return entry if entry is not None and entry[0] in self.documents else None
-
-    @Slot(int, int)
-    def _on_runner_progressed(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
-
-    @Slot(object, object, object)
-    def _on_runner_loaded(self, request: AnalysisRequest, pixels: object, pyramid: list) -> None:
-        entry = self._pending.get(request.request_id)
-        if entry is None or entry[0].result is not None:
-            return  # a result (other parameters) is on screen already
-        doc = entry[0]
-        doc.set_preview(pixels, pyramid)
+    @Slot(object)
+    def _on_scheduler_submitted(self, doc: ScanDocument) -> None:
         if doc is self.current_document():
-            self.view.set_scan(pixels, pyramid=pyramid)
-
-    @Slot(object, object)
-    def _on_runner_succeeded(self, result: AnalysisResult, pyramid: list) -> None:
-        entry = self._take_pending(result.request)
-        if entry is None:
-            return
-        doc, key = entry
-        doc.set_result(result, key, pyramid)
-        self.status_label.setText(
-            f"{doc.name}: {result.answer} ({result.compute_s:.1f} s on {result.device})"
-        )
-        if doc is self.current_document():
-            self._show_document(doc)
-        self._update_items()
-        self.analysis_settled.emit(doc.path, True)
-
-    @Slot(object, str)
-    def _on_runner_failed(self, request: AnalysisRequest, message: str) -> None:
-        entry = self._take_pending(request)
-        if entry is None:
-            return
-        doc, key = entry
-        doc.set_error(message, key)
-        self.post_message(message, error=True)
-        if doc is self.current_document():
-            self._show_document(doc)
-        self._update_items()
-        self.analysis_settled.emit(doc.path, False)
+            self.status_label.setText(self.display.status_text(doc))
+        self.status.busy()
 
     @Slot(object)
-    def _on_runner_cancelled(self, request: AnalysisRequest) -> None:
-        self._take_pending(request)
-        self._update_items()
+    def _on_scheduler_loaded(self, doc: ScanDocument) -> None:
+        if doc is self.current_document():
+            self.view.set_scan(doc.preview, pyramid=doc.pyramid)
+
+    @Slot(object, bool)
+    def _on_scheduler_settled(self, doc: ScanDocument, ok: bool) -> None:
+        if not ok:
+            self.post_message(doc.error or "analysis failed", error=True)
+        if doc is self.current_document():
+            self._show_document(doc)
+        self.cases.refresh()
+        self.analysis_settled.emit(doc.path, ok)
 
     @Slot()
     def _on_runner_idle(self) -> None:
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        self._schedule()
+        if not self.runner.is_busy():  # the scheduler may have started the next one already
+            self.status.idle()
 
-    @Slot()
-    def _on_controls_params_changed(self) -> None:
-        self._paused = False
-        self._recompute.start()  # debounced: spin boxes fire on every step
-
-    @Slot()
-    def _on_recompute_timeout(self) -> None:
-        self._schedule()
-        self._update_items()
+    @Slot(str)
+    def _on_controls_input_refused(self, message: str) -> None:
+        self.post_message(message, error=True)
 
     # -- display -------------------------------------------------------------------------------
 
     def _show_document(self, doc: ScanDocument | None) -> None:
-        result = doc.result if doc is not None else None
-        if result is None:
-            preview = doc.preview if doc is not None else None
-            self.view.set_scan(preview, pyramid=doc.pyramid if preview is not None else None)
-            if doc is None:
-                msg = None
-            elif doc.error is not None and doc.result is None:
-                msg = "analysis failed"
-            else:
-                msg = "analysing..."
-            self.results.show_result(None, msg)
-            self.controls.set_classes([], None, None)
-            self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
-            return
-        self.view.set_scan(result.pixels, pyramid=doc.pyramid)
-        self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
-        shown = doc.shown_map()
-        self._set_view_map(doc, shown)
-        if shown is None and doc.shown_label() is not None:
-            self.class_maps.request(doc, doc.shown_label())
-        self.results.show_result(result)
-        self.controls.set_classes(result.classes, result.label, doc.map_label,
-                                  unknown_map=result.unknown_grid is not None)
-        self.setWindowTitle(f"ScanLab - {doc.name}")
+        self.display.show(doc)
+        self.setWindowTitle(f"ScanLab - {doc.name}" if doc else "ScanLab")
 
     def _update_items(self) -> None:
         key = self.params_key()
@@ -475,50 +394,9 @@ class MainWindow(QMainWindow):
     def _on_scan_list_current_row_changed(self, row: int) -> None:
         doc = self.current_document()
         self._show_document(doc)
+        self.cases.refresh()
         if doc is not None:
-            self._paused = False
-            self._schedule()
-
-    @Slot(object)
-    def _on_controls_map_class_changed(self, label: str | None) -> None:
-        doc = self.current_document()
-        if doc is None or doc.result is None:
-            return
-        doc.map_label = label
-        shown = doc.shown_map()
-        if shown is not None:
-            self._set_view_map(doc, shown)
-        else:  # computed off the GUI thread; the old map stays until it arrives
-            self.status_label.setText(f"computing the map of {_map_name(label)}...")
-            self.class_maps.request(doc, doc.shown_label())
-
-    @Slot(object, str, object)
-    def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
-        if doc is self.current_document() and doc.shown_label() == label:
-            self._set_view_map(doc, rel)
-            self.status_label.setText(f"{doc.name}: map of {_map_name(label)}")
-
-    def _set_view_map(self, doc: ScanDocument, arr: object) -> None:
-        """Draw ``arr`` as the map of ``doc.shown_label()``: class colours for the attribution map."""
-        result = doc.result
-        attribution = result is not None and doc.shown_label() == ATTRIBUTION
-        # remembered with the map: while another class's map is computed the old one stays drawn
-        self._view_map_of = doc.shown_label() if arr is not None else None
-        label = map_quantity(self._view_map_of)
-        v = getattr(result, "verdict", None)
-        if v is not None and v.verdict != "attributed" and self._view_map_of not in (None, ATTRIBUTION, UNKNOWN):
-            # the fit to a scanner the verdict does not name: say so on the colour bar itself
-            label += f" (verdict: {v.short(None)})"
-        self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label)
-        self.controls.set_legend(result.classes if attribution else None)
-
-    @Slot(object)
-    def _on_view_cursor_moved(self, pos: tuple[int, int] | None) -> None:
-        doc = self.current_document()
-        classes = doc.result.classes if doc is not None and doc.result is not None else None
-        self.results.show_cursor(pixel_readout(
-            self.view.pixels, self.view.reliability, pos, what=self._view_map_of,
-            classes=classes, no_evidence=self.view.no_evidence))
+            self.scheduler.resume()
 
     def post_message(self, text: str, *, error: bool = False) -> None:
         """Non-modal message: the messages panel and the status bar."""
@@ -552,11 +430,15 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         """Remember window layout, analysis parameters and overlay settings."""
-        save_window_settings(self)
+        self.settings.set("window/geometry", self.saveGeometry())
+        self.settings.set("window/state", self.saveState())
+        save_view_state(self.settings, self.state)
+        self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         """Save settings, cancel the analysis and wait for the worker thread."""
-        self._recompute.stop()
+        self.scheduler.recompute.stop()
+        self.state.clear_observers()  # a closed window: the state drives none of its widgets any more
         self.view.set_blinking(False)
         self.save_settings()
         self.cases.close_case()  # saves a modified case, releases its lock

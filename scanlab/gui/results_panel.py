@@ -30,6 +30,7 @@ DEMO_NOTICE = (
 )
 _BAR = pg.mkBrush("#4c78a8")
 _BAR_PREDICTED = pg.mkBrush("#f58518")
+_BAR_TOP_NOT_ATTRIBUTED = pg.mkBrush("#9e9e9e")  # the top class of a scan no known scanner made: no highlight
 
 
 def _selectable(text: str = "") -> QLineEdit:
@@ -48,6 +49,9 @@ def map_quantity(what: str | None) -> str:
     if what == ATTRIBUTION:
         return "best-fitting scanner"
     return f"reliability of {what}" if what else "reliability"
+
+
+ERROR_COLOUR = "#d62728"
 
 
 def pixel_readout(
@@ -182,7 +186,8 @@ class ResultsPanel(QWidget):
         lay.addWidget(self.verdict_value)
         lay.addWidget(self.confidence_value)
         top = QHBoxLayout()
-        top.addWidget(QLabel("Top class:"))
+        self.top_label = QLabel("Top class:")
+        top.addWidget(self.top_label)
         top.addWidget(self.label_value, 1)
         lay.addLayout(top)
         lay.addWidget(self.chart)
@@ -192,10 +197,13 @@ class ResultsPanel(QWidget):
         lay.addWidget(self.cursor_value)
         lay.addStretch(1)
 
-    def show_result(self, result: AnalysisResult | None, message: str | None = None) -> None:
-        """Fill the panel from ``result``; ``None`` clears it (showing ``message``)."""
+    def show_result(self, result: AnalysisResult | None, message: str | None = None, *,
+                    error: bool = False) -> None:
+        """Fill the panel from ``result``; ``None`` clears it (showing ``message``, red when ``error``)."""
         if result is None:
             self.verdict_value.setText(message or "-")
+            # never the previous verdict's colour: a failure in green read as a finding
+            self.verdict_value.setStyleSheet(f"color:{ERROR_COLOUR};" if error else "")
             self.label_value.setText("-")
             self.confidence_value.setText("-")
             self.warnings_value.setVisible(False)
@@ -209,7 +217,16 @@ class ResultsPanel(QWidget):
         classes = result.classes
         self._show_verdict(result)
         self.label_value.setText(result.json_label or "none (no window with evidence)")
-        brushes = [_BAR_PREDICTED if c == result.label else _BAR for c in classes]
+        v = result.verdict
+        attributed = v is None or v.verdict == "attributed"
+        # as in the report: outside an attribution the top class is a fit, not a finding
+        font = self.label_value.font()
+        font.setBold(attributed)
+        self.label_value.setFont(font)
+        self.label_value.setStyleSheet("" if attributed else "color:#6e6e6e;")
+        self.top_label.setText("Top class:" if attributed else "Top known class (not an attribution):")
+        top_brush = _BAR_PREDICTED if attributed else _BAR_TOP_NOT_ATTRIBUTED
+        brushes = [top_brush if c == result.label else _BAR for c in classes]
         self.bars.setOpts(
             x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
         )
@@ -253,6 +270,7 @@ class ResultsPanel(QWidget):
         self.warnings_value.setVisible(bool(warns))
         if v is None:
             self.verdict_value.setText(result.label)
+            self.verdict_value.setStyleSheet("")
             self.confidence_value.setText("-")
             return
         colour = {"attributed": "#1a7f37", "inconclusive": "#9a6700", "unknown": "#cf222e"}[v.verdict]
@@ -266,7 +284,8 @@ class ResultsPanel(QWidget):
         # a probability beside "not any known scanner" must not read as certainty about
         # the scan's origin: outside an attribution it is only the top class among the known
         first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
-                 f"Top class among known scanners: {result.label} at {conf} ({cal}); not an attribution")
+                 f"Fit of the top known class ({result.label}): {conf}"
+                 f"{'' if v.calibrated else ' (<b>uncalibrated</b> raw softmax mean)'}, not an attribution")
         parts = [
             first,
             f"Votes {k} of {n} = {v.vote_fraction:.0%} (95% interval {lo:.0%}-{hi:.0%})",

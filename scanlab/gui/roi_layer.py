@@ -1,10 +1,12 @@
 """The Qt adapter over plain-data ROIs: drawing tools, selection, editing, undo/redo.
 
 The ROIs themselves are :class:`scanlab.core.case.rois.ROI` objects (image (row, col)
-coordinates); this layer only draws them on a :class:`ScanView` and turns mouse
-gestures into changes of that plain data. Every change goes through a
-``QUndoCommand`` so Ctrl+Z / Ctrl+Shift+Z undo and redo it, and is announced with
-``edited(action, roi)`` so the case controller can log it and recompute statistics.
+coordinates) kept by a :class:`RoiStore` (the case, edited through the
+``services.cases`` ROI commands, which log every change and allocate the ids); this
+layer is a view of them: it draws them on a :class:`ScanView` and turns mouse
+gestures into store commands. Every command is a ``QUndoCommand`` so Ctrl+Z /
+Ctrl+Shift+Z undo and redo it, and is announced with ``edited(action, roi)`` so the
+case controller can recompute statistics.
 
 Tools: select (V; click an ROI to select it, drag the view to pan), rectangle (R;
 drag), polygon (P; click the vertices, double-click or Enter closes it) and
@@ -17,6 +19,7 @@ reviewed (or deleted).
 from __future__ import annotations
 
 import copy
+from typing import Protocol
 
 import numpy as np
 import pyqtgraph as pg
@@ -78,21 +81,52 @@ class _DrawSurface(pg.GraphicsObject):
             self.layer.add_polygon_vertex((p.y(), p.x()))
 
 
-class _Command(QUndoCommand):
-    """Replace the layer's ROI list by ``after`` (redo) or ``before`` (undo)."""
+class RoiStore(Protocol):
+    """Where the ROIs live: the case, edited through ``services.cases`` commands (one id allocator)."""
 
-    def __init__(self, layer: RoiLayer, text: str, action: str, before: list[ROI], after: list[ROI],
-                 roi: ROI) -> None:
+    def rois(self) -> list[ROI]:
+        """Copies of the stored ROIs."""
+
+    def add(self, roi: ROI) -> ROI:
+        """Store ``roi`` (an id <= 0 or a taken one gets a fresh id); returns the stored copy."""
+
+    def remove(self, roi_id: int) -> None:
+        """Delete one ROI."""
+
+    def move(self, roi_id: int, points: list[tuple[float, float]]) -> ROI:
+        """Replace one ROI's outline; returns the stored copy."""
+
+
+class _Command(QUndoCommand):
+    """One ROI edit, done and undone through the layer's store.
+
+    ``action`` is ``added`` (``roi`` is the new ROI), ``removed`` (``roi`` is the deleted
+    one, restored with its id on undo) or ``changed`` (``before``/``after`` outlines).
+    """
+
+    def __init__(self, layer: RoiLayer, text: str, action: str, roi: ROI,
+                 before: list | None = None, after: list | None = None) -> None:
         super().__init__(text)
-        self.layer, self.action = layer, action
-        self.before, self.after, self.roi = before, after, roi
+        self.layer, self.action, self.roi = layer, action, copy.deepcopy(roi)
+        self.before, self.after = before, after
+
+    def _do(self, action: str, points: list | None) -> None:
+        store = self.layer.store
+        if store is None:
+            return
+        if action == "added":
+            self.roi = store.add(self.roi)  # keeps its id when re-done after an undo
+        elif action == "removed":
+            store.remove(self.roi.id)
+        else:
+            self.roi = store.move(self.roi.id, points)
+        self.layer._reload(action, self.roi)
 
     def redo(self) -> None:
-        self.layer._apply(self.after, self.action, self.roi)
+        self._do(self.action, self.after)
 
     def undo(self) -> None:
-        inverse = {"added": "removed", "removed": "added"}.get(self.action, self.action)
-        self.layer._apply(self.before, inverse, self.roi)
+        self._do({"added": "removed", "removed": "added"}.get(self.action, self.action), self.before)
 
 
 class RoiLayer(QObject):
@@ -114,7 +148,8 @@ class RoiLayer(QObject):
         super().__init__(view)
         self.view = view
         self.undo_stack = QUndoStack(self)
-        self._rois: list[ROI] = []
+        self._rois: list[ROI] = []  # a mirror of the store, for drawing and hit tests
+        self.store: RoiStore | None = None
         self._curves: dict[int, tuple[pg.PlotCurveItem, pg.TextItem]] = {}
         self._editor: pg.ROI | None = None
         self._selected: int | None = None
@@ -144,31 +179,30 @@ class RoiLayer(QObject):
         """Id of the selected ROI, or None."""
         return self._selected
 
-    def set_rois(self, rois: list[ROI], shape: tuple[int, int] | None, *, enabled: bool = True) -> None:
-        """Show another scan's ROIs (clears undo history, selection and any stroke)."""
+    def set_store(self, store: RoiStore | None, shape: tuple[int, int] | None, *, enabled: bool = True) -> None:
+        """Show another scan's ROIs (clears undo history, selection and any stroke).
+
+        The layer is a view of ``store``: every edit is a store command, and the
+        drawn outlines are re-read from it after each one. ``None``: nothing to edit.
+        """
         self.undo_stack.clear()
         self._stroke = []
         self.preview.setData([], [])
-        self._rois = copy.deepcopy(rois)
-        self.enabled = enabled and shape is not None
+        self.store = store
+        self._rois = store.rois() if store is not None else []
+        self.enabled = enabled and shape is not None and store is not None
         if shape is not None:
             self.surface.set_bounds(*shape)
         self._selected = None
         self._redraw()
         self.set_tool(self.tool)
 
-    def update_stats(self, roi_id: int, stats: dict) -> None:
-        """Attach freshly computed statistics (not an edit: no undo entry)."""
-        r = self.roi(roi_id)
-        if r is not None:
-            r.stats = stats
-
-    def set_review(self, roi_id: int, verdict: str | None, note: str) -> None:
-        """Record a verdict and note (not a geometry edit: no undo entry)."""
-        r = self.roi(roi_id)
-        if r is not None:
-            r.verdict, r.note = verdict, note
-            r.reviewed = verdict is not None
+    def reload(self) -> None:
+        """Re-read the store after a change that is not an edit (statistics, a review): no undo entry."""
+        self._rois = self.store.rois() if self.store is not None else []
+        if self._selected is not None and self.roi(self._selected) is None:
+            self._selected = None
+        self._redraw()
 
     def set_tool(self, tool: str) -> None:
         """Switch the drawing tool (``select``, ``rect``, ``polygon``, ``lasso``)."""
@@ -181,41 +215,37 @@ class RoiLayer(QObject):
 
     # -- edits (all undoable) ------------------------------------------------------------------
 
-    def _next_id(self) -> int:
-        return max((r.id for r in self._rois), default=0) + 1
+    def _push(self, command: _Command) -> ROI | None:
+        if self.store is None:
+            return None
+        self.undo_stack.push(command)  # runs redo(): the store does the edit
+        return copy.deepcopy(command.roi)
 
-    def _push(self, text: str, action: str, after: list[ROI], roi: ROI) -> None:
-        self.undo_stack.push(_Command(self, text, action, copy.deepcopy(self._rois), after, copy.deepcopy(roi)))
-
-    def add(self, roi: ROI) -> ROI:
-        """Add a drawn ROI (its id is assigned here)."""
-        roi = copy.deepcopy(roi)
-        roi.id = self._next_id()
-        self._push(f"add {roi.kind} {roi.id}", "added", copy.deepcopy(self._rois) + [roi], roi)
-        self.select(roi.id)
-        return roi
+    def add(self, roi: ROI) -> ROI | None:
+        """Add a drawn ROI (the store assigns its id); None without a store."""
+        out = self._push(_Command(self, f"add {roi.kind}", "added", roi))
+        if out is not None:
+            self.select(out.id)
+        return out
 
     def remove(self, roi_id: int | None = None) -> None:
         """Delete an ROI (default: the selected one)."""
         rid = self._selected if roi_id is None else roi_id
         roi = self.roi(rid) if rid is not None else None
-        if roi is None:
-            return
-        self._push(f"delete ROI {rid}", "removed", [copy.deepcopy(r) for r in self._rois if r.id != rid], roi)
+        if roi is not None:
+            self._push(_Command(self, f"delete ROI {rid}", "removed", roi))
 
     def move_points(self, roi_id: int, points: list[tuple[float, float]]) -> None:
         """Replace an ROI's outline (move, resize, vertex drag); statistics become stale."""
         old = self.roi(roi_id)
-        if old is None or [tuple(p) for p in old.points] == [tuple(p) for p in points]:
+        new = [(float(r), float(c)) for r, c in points]
+        if old is None or [tuple(p) for p in old.points] == new:
             return
-        new = copy.deepcopy(old)
-        new.points = [(float(r), float(c)) for r, c in points]
-        new.stats = {}
-        after = [new if r.id == roi_id else copy.deepcopy(r) for r in self._rois]
-        self._push(f"edit ROI {roi_id}", "changed", after, new)
+        self._push(_Command(self, f"edit ROI {roi_id}", "changed", old, list(old.points), new))
 
-    def _apply(self, rois: list[ROI], action: str, roi: ROI) -> None:
-        self._rois = copy.deepcopy(rois)
+    def _reload(self, action: str, roi: ROI) -> None:
+        """Mirror the store after an edit, then announce it."""
+        self._rois = self.store.rois() if self.store is not None else []
         if self._selected is not None and self.roi(self._selected) is None:
             self._selected = None
         self._redraw()

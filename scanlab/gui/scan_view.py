@@ -13,13 +13,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, QTimer, Signal, Slot
 
-from scanlab.core.colormap import colorize_classes, hatch_no_evidence
+from scanlab.core.colormap import colorize_classes, hatch_no_evidence, no_evidence_stripe
 from scanlab.gui.pyramid import build_pyramid, pick_level
 
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
 """Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
 
 DEFAULT_COLORMAP = "inferno"
+
+
+def hatch_colour_for(colormap: str) -> tuple[int, int, int]:
+    """Stripe colour of the no-evidence hatching over ``colormap`` (core.colormap.no_evidence_stripe)."""
+    return no_evidence_stripe(pg.colormap.get(colormap).getLookupTable(nPts=256, alpha=False))
 BLINK_INTERVAL_MS = 500
 CROP_MIN_PIXELS = 4_000_000
 """Pyramid levels larger than this are drawn around the visible area only."""
@@ -230,7 +235,9 @@ class ScanView(pg.GraphicsLayoutWidget):
             self.noev.clear()
         else:
             m = self._noev_mask[r0:r1:f, c0:c1:f]
-            self.noev.setImage(hatch_no_evidence(np.zeros(m.shape + (4,), np.uint8), m, period=max(4, 8 // f)),
+            # coloured stripes, the scan visible between them: no evidence never reads as a map value
+            self.noev.setImage(hatch_no_evidence(np.zeros(m.shape + (4,), np.uint8), m, period=max(6, 12 // f),
+                                                 stripe_colour=self.hatch_colour(), base_alpha=140),
                                levels=(0, 255), autoLevels=False)
             self.noev.setRect(QRectF(c0, r0, m.shape[1] * f, m.shape[0] * f))
         self.noev.setVisible(self._overlay_on)
@@ -288,6 +295,11 @@ class ScanView(pg.GraphicsLayoutWidget):
         self._colormap = name
         self.colorbar.setColorMap(pg.colormap.get(name))  # also re-colours self.heat
         self.colorbar.setLevels((0.0, 1.0))
+        self._render_heat()  # the hatching's stripes change with the colour map
+
+    def hatch_colour(self) -> tuple[int, int, int]:
+        """Stripe colour of the no-evidence hatching: one the current colour map never draws."""
+        return hatch_colour_for(self._colormap)
 
     @property
     def overlay_visible(self) -> bool:

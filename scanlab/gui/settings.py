@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from scanlab.core.errors import ScanLabError
 from scanlab.gui.scan_view import COLORMAPS
-
-if TYPE_CHECKING:
-    from scanlab.gui.main_window import MainWindow
+from scanlab.services.viewstate import ViewState
 
 MAX_RECENT = 10
 
@@ -96,52 +95,36 @@ class GuiSettings:
         self.store.sync()
 
 
-def restore_window_settings(window: MainWindow, model: str | None) -> None:
-    """Apply remembered layout, parameters and overlay settings to a new window."""
-    s = window.settings
-    geom = s.get_bytes("window/geometry")
-    if geom is not None:
-        window.restoreGeometry(geom)
-    else:
-        window.resize(1280, 800)
-    state = s.get_bytes("window/state")
-    if state is None or not window.restoreState(state):
-        window.default_layout()
-    c = window.controls
-    for w in (c.sub_spin, c.stride_spin, c.device_combo):
-        w.blockSignals(True)
-    c.sub_spin.setValue(s.get_int("analysis/sub", 64))
-    c.stride_spin.setValue(s.get_int("analysis/stride", 16))
-    c.set_device(s.get_str("analysis/device", "auto"))
-    for w in (c.sub_spin, c.stride_spin, c.device_combo):
-        w.blockSignals(False)
+def restore_view_state(s: GuiSettings, state: ViewState) -> None:
+    """Apply the remembered analysis and overlay parameters (bad stored values are skipped)."""
+    cmap = s.get_str("overlay/colormap", "inferno")
+    values = {"sub": s.get_int("analysis/sub", 64), "stride": s.get_int("analysis/stride", 16),
+              "device": s.get_str("analysis/device", "auto"), "opacity": s.get_int("overlay/opacity", 60),
+              "colormap": cmap if cmap in COLORMAPS else COLORMAPS[0],
+              "threshold": s.get_int("overlay/threshold", 50),
+              "threshold_on": s.get_bool("overlay/threshold_on", False)}
+    for k, v in values.items():
+        try:
+            state.update(**{k: v})
+        except ScanLabError:
+            continue  # e.g. a sub-image below 64 from an old version: keep the default
+
+
+def remembered_model(s: GuiSettings, model: str | None) -> str | None:
+    """The model to start with: ``model`` (command line), else the remembered one if it still exists."""
     spec = model or s.get_str("analysis/model", "") or None
     if spec is not None and not Path(spec).exists() and model is None:
-        spec = None  # a remembered model that was deleted: fall back to the default
-    if spec is not None:
-        window._extra_models.append(spec)
-    window.refresh_models(current=spec)
-    c.opacity_slider.setValue(s.get_int("overlay/opacity", 60))
-    cmap = s.get_str("overlay/colormap", "inferno")
-    c.colormap_combo.setCurrentIndex(COLORMAPS.index(cmap) if cmap in COLORMAPS else 0)
-    c.threshold_slider.setValue(s.get_int("overlay/threshold", 50))
-    c.threshold_check.setChecked(s.get_bool("overlay/threshold_on", False))
-    window.view.set_opacity(c.opacity_slider.value() / 100.0)
-    window.view.set_colormap(str(c.colormap_combo.currentData()))
-    window.view.set_threshold(c.threshold())
+        return None  # a remembered model that was deleted: fall back to the default
+    return spec
 
 
-def save_window_settings(window: MainWindow) -> None:
-    """Remember window layout, analysis parameters and overlay settings."""
-    s, c = window.settings, window.controls
-    s.set("window/geometry", window.saveGeometry())
-    s.set("window/state", window.saveState())
-    s.set("analysis/sub", c.sub_spin.value())
-    s.set("analysis/stride", c.stride_spin.value())
-    s.set("analysis/device", c.device())
-    s.set("analysis/model", c.model_spec() or "")
-    s.set("overlay/opacity", c.opacity_slider.value())
-    s.set("overlay/colormap", str(c.colormap_combo.currentData()))
-    s.set("overlay/threshold", c.threshold_slider.value())
-    s.set("overlay/threshold_on", c.threshold_check.isChecked())
-    s.sync()
+def save_view_state(s: GuiSettings, state: ViewState) -> None:
+    """Remember the analysis and overlay parameters."""
+    s.set("analysis/sub", state.sub)
+    s.set("analysis/stride", state.stride)
+    s.set("analysis/device", state.device)
+    s.set("analysis/model", state.model or "")
+    s.set("overlay/opacity", state.opacity)
+    s.set("overlay/colormap", state.colormap)
+    s.set("overlay/threshold", state.threshold)
+    s.set("overlay/threshold_on", state.threshold_on)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import getpass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scanlab.core.case.casefile import Case, CaseError, Evidence, Run, load_case, now_iso
-from scanlab.core.case.rois import ROI, VERDICTS, rasterize, roi_stats, suggest_regions
+from scanlab.core.case.rois import ROI, rasterize, roi_stats, suggest_regions
 from scanlab.core.engine.reliability import reliability_map
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.containers import item_sha256, make_ref, parse_ref
@@ -185,6 +186,18 @@ def run_map(e: Evidence, run: Run | None = None) -> np.ndarray:
     return reliability_from_windows(run.windows, run.info["map_label"], (h, w))
 
 
+def stored_run_note(e: Evidence, sub: tuple[int, int], stride: tuple[int, int]) -> str:
+    """Words when a map of ``sub``/``stride`` is shown over ``e``'s stored run ("" when they agree)."""
+    if not e.runs:
+        return ""
+    p = e.runs[-1].info["parameters"]
+    if list(sub) == list(p["sub"]) and list(stride) == list(p["stride"]):
+        return ""
+    return (f"The map on screen (sub-image {sub[0]}, stride {stride[0]}) is not the stored run's "
+            f"(sub-image {p['sub'][0]}, stride {p['stride'][0]}): ROI statistics are the stored run's; "
+            "Add current scan to case stores this one.")
+
+
 def latest_run(e: Evidence) -> Run:
     """The most recent analysis run of an evidence file."""
     if not e.runs or e.runs[-1].windows is None:
@@ -192,52 +205,106 @@ def latest_run(e: Evidence) -> Run:
     return e.runs[-1]
 
 
+@dataclass
+class PreparedRun:
+    """One analysis made ready for a case, computed without touching the case.
+
+    A worker thread builds it (:func:`prepare_run`); the thread that owns the case
+    stores it (:func:`record_run`). Everything here is plain data.
+    """
+
+    scan: dict[str, Any]  # the evidence info of the scanned file (path, sha256, size, ...)
+    info: dict[str, Any]  # the run JSON (docs/formats.md section 6)
+    windows: StoredWindows
+    model_bytes: bytes  # the model file, copied into the case once per SHA-256
+    reliability: np.ndarray  # eq. (1) map of the run's map label (for suggestions and ROI statistics)
+    embedded: bytes | None = None
+
+
+def prepare_run(res: AnalysisResult, *, embed: bool = False) -> PreparedRun:
+    """Turn an analysis the analyst already has into a case run (no re-analysis)."""
+    info, windows = run_to_case(res)
+    s = res.scan
+    scan = {"path": s.path, "sha256": s.sha256, "size": s.n_bytes, "width": s.width, "height": s.height,
+            "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format,
+            "mode": s.mode, "bit_depth": s.bit_depth}
+    if s.container is not None:  # a PDF item or TIFF page: the case names the container and the page
+        scan["container"] = s.container_json()
+    rel = reliability_from_windows(windows, info["map_label"], tuple(info["shape"]))
+    # a container item embeds the whole container (its item alone may not be a readable file)
+    embedded = Path(s.container["path"] if s.container else s.path).read_bytes() if embed else None
+    return PreparedRun(scan, info, windows, Path(res.model.path).read_bytes(), rel, embedded)
+
+
+def analyse_for_case(image: str | os.PathLike, *, model: str | None = None, sub: tuple[int, int] = (64, 64),
+                     stride: tuple[int, int] = (4, 4), engine: str | None = None, device: str = "auto",
+                     embed: bool = False, cancel: CancelToken | None = None,
+                     progress: ProgressFn | None = None) -> PreparedRun:
+    """Analyse ``image`` for a case (any thread: the case is not touched)."""
+    req = AnalysisRequest(path=str(Path(image).resolve()), model=model, sub=sub, stride=stride, engine=engine,
+                          device=device, with_map=True)
+    return prepare_run(run_analysis(req, cancel=cancel, progress=progress), embed=embed)
+
+
+def run_matches(res: AnalysisResult, *, model: str | None, sub: tuple[int, int], stride: tuple[int, int],
+                device: str = "auto") -> bool:
+    """Whether ``res`` is what :func:`analyse_for_case` would compute with these settings."""
+    r = res.request
+    same_model = (r.model is None and model is None) or (
+        r.model is not None and model is not None and Path(r.model).resolve() == Path(model).resolve())
+    return (same_model and tuple(r.sub) == tuple(sub) and tuple(r.stride) == tuple(stride)
+            and r.device == device and r.label is None and res.analysis.map_grid is not None)
+
+
+def record_run(case: Case, prep: PreparedRun, *, user: str, suggest: bool = True) -> Evidence:
+    """Store a prepared run (new evidence, or a new run of known evidence): the only mutation step.
+
+    Unreviewed suggested regions are (re)computed from the new run and every ROI's
+    statistics refreshed. Call it on the thread that owns the case.
+    """
+    if case.read_only:
+        raise CaseError(f"{case.path}: the case is open read-only")
+    info, sha = prep.info, prep.scan["sha256"]
+    eid = evidence_id(sha)
+    e = case.evidence.get(eid)
+    if e is None:
+        e = Evidence(eid, {**prep.scan, "first_seen": now_iso()})
+        if prep.embedded is not None:
+            e.embedded = prep.embedded
+        case.evidence[eid] = e
+        case.log(user, "evidence_added", e.info, f"{e.info['path']} ({sha[:16]})")
+    msha = info["model"]["sha256"]
+    if msha not in case.models:
+        case.models[msha] = prep.model_bytes
+    run = Run(info, prep.windows)
+    e.runs.append(run)
+    c, p = info["classify"], info["parameters"]
+    case.log(user, "analysis_run", info, f"{eid}: {c.get('label')} ({c.get('verdict', 'no verdict')}), "
+             f"model {info['model']['name']}, sub {p['sub'][0]}x{p['sub'][1]}, "
+             f"stride {p['stride'][0]}x{p['stride'][1]}")
+    if suggest:
+        suggest_for(case, e, user=user, rel=prep.reliability)
+    for r in e.rois:
+        r.stats = compute_stats(e, r, run=run, rel=prep.reliability)
+    return e
+
+
 def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str | None = None,
                  sub: tuple[int, int] = (64, 64), stride: tuple[int, int] = (4, 4), engine: str | None = None,
                  device: str = "auto", embed: bool = False, suggest: bool = True,
                  cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> Evidence:
-    """Analyse ``image`` and store it (new evidence, or a new run of known evidence).
-
-    The model file's bytes are copied into the case once per SHA-256. Unreviewed
-    suggested regions are (re)computed from the new run.
-    """
+    """Analyse ``image`` and store it: :func:`analyse_for_case` then :func:`record_run` (one thread)."""
     if case.read_only:
         raise CaseError(f"{case.path}: the case is open read-only")
-    req = AnalysisRequest(path=str(Path(image).resolve()), model=model, sub=sub, stride=stride, engine=engine,
-                          device=device, with_map=True)
-    res = run_analysis(req, cancel=cancel, progress=progress)
-    info, windows = run_to_case(res)
-    sha = res.scan.sha256
-    eid = evidence_id(sha)
-    e = case.evidence.get(eid)
-    if e is None:
-        s = res.scan
-        e = Evidence(eid, {"path": s.path, "sha256": sha, "size": s.n_bytes, "width": s.width,
-                           "height": s.height,
-                           "dpi": list(s.dpi) if getattr(s, "dpi", None) else _dpi(s.path), "format": s.format, "mode": s.mode,
-                           "bit_depth": s.bit_depth, "first_seen": now_iso()})
-        if s.container is not None:  # a PDF item or TIFF page: the case names the container and the page
-            e.info["container"] = s.container_json()
-        if embed:  # a container item embeds the whole container (its item alone may not be a readable file)
-            e.embedded = Path(s.container["path"] if s.container else s.path).read_bytes()
-        case.evidence[eid] = e
-        case.log(user, "evidence_added", e.info, f"{s.path} ({sha[:16]})")
-    msha = info["model"]["sha256"]
-    if msha not in case.models:
-        case.models[msha] = Path(res.model.path).read_bytes()
-    e.runs.append(Run(info, windows))
-    c = info["classify"]
-    case.log(user, "analysis_run", info, f"{eid}: {c.get('label')} ({c.get('verdict', 'no verdict')}), "
-             f"model {info['model']['name']}, sub {sub[0]}x{sub[1]}, stride {stride[0]}x{stride[1]}")
-    if suggest:
-        suggest_for(case, e, user=user)
-    refresh_stats(e)
-    return e
+    prep = analyse_for_case(image, model=model, sub=sub, stride=stride, engine=engine, device=device,
+                            embed=embed, cancel=cancel, progress=progress)
+    return record_run(case, prep, user=user, suggest=suggest)
 
 
-def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD) -> list[ROI]:
-    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run."""
-    rel = run_map(e)
+def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD,
+                rel: np.ndarray | None = None) -> list[ROI]:
+    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map)."""
+    rel = run_map(e) if rel is None else rel
     keep = [r for r in e.rois if not r.suggested or r.reviewed]
     new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
     e.rois = keep + new
@@ -245,10 +312,17 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
     return new
 
 
-def compute_stats(e: Evidence, roi: ROI, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """Statistics of one ROI against the latest run of its evidence (plain data, any thread)."""
-    run = latest_run(e)
-    rel = run_map(e, run)
+def compute_stats(e: Evidence | None, roi: ROI, threshold: float = DEFAULT_THRESHOLD, *, run: Run | None = None,
+                  rel: np.ndarray | None = None) -> dict[str, Any]:
+    """Statistics of one ROI against a run (default: the latest of ``e``); ``rel``: that run's map.
+
+    Given ``run`` and a copy of ``roi`` it reads nothing else, so a worker can call it
+    while the case changes on the thread that owns it.
+    """
+    run = run or latest_run(e)
+    if rel is None:
+        h, w = run.info["shape"]
+        rel = reliability_from_windows(run.windows, run.info["map_label"], (h, w))
     mask = rasterize(roi, rel.shape)
     s = roi_stats(mask, rel, threshold=threshold, windows=run.windows, label=run.info["map_label"])
     keep = {k: roi.stats[k] for k in ("score", "contrast") if k in roi.stats}
@@ -259,46 +333,6 @@ def refresh_stats(e: Evidence) -> None:
     """Recompute every ROI's statistics (after a new run)."""
     for r in e.rois:
         r.stats = compute_stats(e, r)
-
-
-def add_roi(case: Case, eid: str, roi: ROI, *, user: str) -> ROI:
-    """Store a drawn ROI with its statistics (its id is assigned here)."""
-    e = get_evidence(case, eid)
-    roi.id = e.next_roi_id()
-    roi.stats = compute_stats(e, roi)
-    if roi.verdict is not None:
-        roi.reviewed = True
-    e.rois.append(roi)
-    case.log(user, "roi_added", roi.to_dict(), f"{e.eid}: ROI {roi.id} ({roi.kind})")
-    return roi
-
-
-def review_roi(case: Case, eid: str, roi_id: int, *, user: str, verdict: str | None = None,
-               note: str | None = None) -> ROI:
-    """Set an ROI's verdict and/or note; it then counts as reviewed."""
-    e = get_evidence(case, eid)
-    roi = next((r for r in e.rois if r.id == roi_id), None)
-    if roi is None:
-        raise ScanLabError(f"evidence {e.eid} has no ROI {roi_id}")
-    if verdict is not None:
-        if verdict not in VERDICTS:
-            raise ScanLabError(f"verdict must be one of: {', '.join(VERDICTS)}")
-        roi.verdict = verdict
-    if note is not None:
-        roi.note = note
-    roi.reviewed = roi.verdict is not None
-    case.log(user, "roi_reviewed", roi.to_dict(), f"{e.eid}: ROI {roi.id} -> {roi.verdict}")
-    return roi
-
-
-def remove_roi(case: Case, eid: str, roi_id: int, *, user: str) -> None:
-    """Delete an ROI (the audit log keeps that it existed)."""
-    e = get_evidence(case, eid)
-    before = len(e.rois)
-    e.rois = [r for r in e.rois if r.id != roi_id]
-    if len(e.rois) == before:
-        raise ScanLabError(f"evidence {e.eid} has no ROI {roi_id}")
-    case.log(user, "roi_removed", {"eid": e.eid, "id": roi_id}, f"{e.eid}: ROI {roi_id} removed")
 
 
 def unreviewed_suggestions(case: Case) -> list[tuple[str, ROI]]:
@@ -334,3 +368,17 @@ def case_summary(case: Case) -> dict[str, Any]:
             "unreviewed_suggestions": [{"eid": eid, "id": r.id} for eid, r in unreviewed_suggestions(case)],
             "audit": {"entries": len(case.audit), "head": case.head_hash, "problems": verify_chain(case.audit)},
             "warnings": case.warnings}
+
+
+def adopt_entry(case: Case, entry: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """Append an audit entry written on a :meth:`Case.snapshot` of ``case`` (a report export).
+
+    Verbatim when it still chains to ``case``'s head (so a hash printed from it stays
+    true); otherwise the case changed meanwhile and the action is logged afresh.
+    """
+    if entry.get("prev_hash") == case.head_hash and entry.get("seq") == len(case.audit):
+        case.audit.append(dict(entry))
+        case.meta["modified"] = entry["time"]
+        case.dirty = True
+        return entry
+    return case.log(entry["user"], entry["action"], payload, entry.get("detail", ""))

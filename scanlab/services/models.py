@@ -85,3 +85,25 @@ def list_models() -> list[dict]:
             out.append({"path": str(p), "name": man.get("name") or p.stem, "origin": origin,
                         "classes": man["classes"], "usable": True, "reason": None})
     return out
+
+
+def model_entries(extra: list[str]) -> tuple[list[tuple], str | None]:
+    """The app's model list: shipped default, shipped + user models, then ``extra`` files.
+
+    Returns ``(entries, problem)``: entries are ``(text, spec)`` pairs, or
+    ``(text, spec, reason)`` for an unusable file (listed, not selectable); ``spec``
+    is ``None`` for the shipped default. ``problem`` says why the shipped model
+    cannot be used (None when it can).
+    """
+    default = default_model_path()
+    problem = shipped_model_problem()
+    state = "shipped" if problem is None else "missing" if not default.exists() else "unreadable"
+    entries: list[tuple] = [(f"default ({state})", None)]
+    for m in list_models():
+        if not m.get("usable", True):
+            entries.append((f"{Path(m['path']).name} (unusable)", m["path"], m["reason"]))
+        elif Path(m["path"]).resolve() != default.resolve():
+            entries.append((f"{m['name']} ({m['origin']})", m["path"]))
+    known = {e[1] for e in entries}
+    entries += [(Path(p).stem + " (file)", p) for p in extra if p not in known]
+    return entries, problem

@@ -103,7 +103,7 @@ def wait_settled(qtbot):
         def settled() -> None:
             key = win.params_key()
             assert not win.runner.is_busy()
-            assert not win._recompute.isActive()
+            assert not win.scheduler.recompute.isActive()
             assert all(not d.needs_analysis(key) for d in win.documents)
 
         qtbot.waitUntil(settled, timeout=timeout)

@@ -13,6 +13,7 @@ the new file, never a mixture. A lock file beside the case keeps a second writer
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -141,6 +142,17 @@ class Case:
         self.meta["modified"] = e["time"]
         self.dirty = True
         return e
+
+    def snapshot(self) -> Case:
+        """A copy that a worker may read and log to while this case keeps changing.
+
+        Metadata, audit, view and ROIs are deep copies; runs (never changed once
+        stored), embedded bytes and model bytes are shared, so a snapshot is cheap.
+        """
+        ev = {k: Evidence(e.eid, copy.deepcopy(e.info), list(e.runs), copy.deepcopy(e.rois), e.embedded)
+              for k, e in self.evidence.items()}
+        return Case(copy.deepcopy(self.meta), ev, dict(self.models), copy.deepcopy(self.audit),
+                    copy.deepcopy(self.view), self.path, self.read_only, list(self.warnings), self.dirty)
 
     @property
     def head_hash(self) -> str:

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QEvent, QObject, Slot
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QWidget
 
-if TYPE_CHECKING:
-    from scanlab.gui.main_window import MainWindow
+from scanlab.services.viewstate import ViewState
+
+
+class ModelsHost(Protocol):
+    """What the Models menu asks of the window."""
+
+    state: ViewState
+
+    def refresh_models(self, current: str | None = None) -> None: ...
+    def post_message(self, text: str, *, error: bool = False) -> None: ...
+    def open_paths(self, paths: list[str]) -> object: ...
 
 
 class ModelsMenu(QObject):
-    """Opens the wizard and the library dialog; refreshes the window's model list after changes."""
+    """Opens the wizard and the library dialog; refreshes the window's model list after changes.
 
-    def __init__(self, window: MainWindow) -> None:
+    ``window`` is only the dialogs' parent and the widget whose close stops a training.
+    """
+
+    def __init__(self, menu: QMenu, host: ModelsHost, window: QWidget) -> None:
         super().__init__(window)
-        self.window = window
+        self.window, self.host = window, host
         self.wizard = None
         self.dialog = None
-        menu = window.menuBar().addMenu("&Models")
         self.train_action = QAction("&Train a model...", window)
         self.library_action = QAction("Model &library...", window)
         menu.addActions([self.train_action, self.library_action])
@@ -64,14 +76,14 @@ class ModelsMenu(QObject):
 
     @Slot(str)
     def _on_wizard_model_saved(self, path: str) -> None:
-        self.window.refresh_models(self.window.controls.model_spec())
-        self.window.post_message(f"Model saved to the library: {path}")
+        self.host.refresh_models(self.host.state.model)
+        self.host.post_message(f"Model saved to the library: {path}")
         if self.dialog is not None:
             self.dialog.reload(select=path)
 
     @Slot(str)
     def _on_wizard_open_scan_requested(self, path: str) -> None:
-        self.window.open_paths([path])
+        self.host.open_paths([path])
         self.window.raise_()
 
     @Slot(int)
@@ -81,4 +93,4 @@ class ModelsMenu(QObject):
 
     @Slot()
     def _on_dialog_library_changed(self) -> None:
-        self.window.refresh_models(self.window.controls.model_spec())
+        self.host.refresh_models(self.host.state.model)
