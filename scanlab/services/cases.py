@@ -160,7 +160,7 @@ def run_to_case(res: AnalysisResult) -> tuple[dict[str, Any], StoredWindows]:
     calibrated = bool(entry.get("calibrated", False))
     w = StoredWindows(g.ys, g.xs, tuple(g.sub), tuple(g.stride), g.probs, list(res.classes),
                       None if evidence is None else np.asarray(evidence), getattr(g, "unknown_score", None),
-                      calibrated)
+                      calibrated, res.unknown_grid)
     return info, w
 
 
