@@ -151,7 +151,7 @@ def cmd_map(a: argparse.Namespace) -> int:
     windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,
                             r.evidence.calibrated)
     write_map(out, values, meta, what=what, no_evidence=no_ev, windows=windows,
-              unknown_windows=r.unknown_grid, class_names=lm.classes)
+              unknown_windows=r.unknown_grid, class_names=lm.classes, colormap=a.colormap)
     if a.json:
         print(json.dumps(meta, indent=2))
     else:
@@ -191,6 +191,10 @@ def register(sp: Any) -> None:
     m.add_argument("--label", default=None, help="map this class instead of the predicted one")
     m.add_argument("--what", default="reliability", choices=["reliability", "class", "unknown"],
                    help="reliability of one class (default), per-pixel attribution (class), or unknown score")
+    from scanlab.core.colormap import COLORMAPS, DEFAULT_COLORMAP
+
+    m.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=COLORMAPS,
+                   help=f"colour map of a .png output (the app's; default {DEFAULT_COLORMAP})")
     add_common(m)
     m.set_defaults(func=cmd_map)
 

@@ -13,13 +13,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, QTimer, Signal, Slot
 
-from scanlab.core.colormap import colorize_classes, hatch_no_evidence
+from scanlab.core.colormap import COLORMAPS as COLORMAPS  # the one list, re-exported to the panels
+from scanlab.core.colormap import DEFAULT_COLORMAP, colorize_classes, hatch_no_evidence
 from scanlab.gui.pyramid import build_pyramid, pick_level
 
-COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
 """Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
 
-DEFAULT_COLORMAP = "inferno"
 BLINK_INTERVAL_MS = 500
 CROP_MIN_PIXELS = 4_000_000
 """Pyramid levels larger than this are drawn around the visible area only."""
