@@ -25,3 +25,12 @@ def test_qt_warnings_fail_tests() -> None:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     section = text.split("[tool.pytest.ini_options]", 1)[1].split("\n[", 1)[0]
     assert re.search(r'^qt_log_level_fail = "WARNING"$', section, re.M)
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_venv() -> None:
+    """README and .ci/run say the same command, and it makes its own virtual environment."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Run the whole test suite", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    assert block.startswith("python -m venv .venv && . .venv/bin/activate && ") and block.endswith("python -m pytest")
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    assert block in ci
