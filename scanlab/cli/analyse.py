@@ -89,6 +89,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
 
 
 def cmd_map(a: argparse.Namespace) -> int:
+    from scanlab.core.colormap import DEFAULT_COLORMAP
     from scanlab.core.io.fileio import refuse_overwrite
     from scanlab.core.io.imaging import load_scan
     from scanlab.services.exports import check_map_output, write_map
@@ -151,7 +152,8 @@ def cmd_map(a: argparse.Namespace) -> int:
     windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,
                             r.evidence.calibrated)
     write_map(out, values, meta, what=what, no_evidence=no_ev, windows=windows,
-              unknown_windows=r.unknown_grid, class_names=lm.classes, colormap=a.colormap)
+              unknown_windows=r.unknown_grid, class_names=lm.classes,
+              colormap=getattr(a, "colormap", None) or DEFAULT_COLORMAP)  # the headless gui fallback has none
     if a.json:
         print(json.dumps(meta, indent=2))
     else:
