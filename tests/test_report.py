@@ -140,6 +140,16 @@ def test_show_prints_the_head_the_report_prints(case_file, tmp_path, capsys):
     shown = re.search(r"head ([0-9a-f]{16})", capsys.readouterr().out).group(1)
     footer = re.search(r"audit head ([0-9a-f]{64})", _pages(out)[0].replace("\n", "")).group(1)
     assert footer.startswith(shown)
+    # the audit table's time column ends before the user column begins
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    frags: list[tuple[float, str, float]] = []
+    page = pypdf.PdfReader(str(out)).pages[-1]
+    page.extract_text(visitor_text=lambda t, cm, tm, font, size: frags.append((tm[4], t, size)) if t.strip() else None)
+    (user_x,) = [x for x, t, _ in frags if t.strip() == "user"]
+    times = [(x, t.strip(), size) for x, t, size in frags if re.match(r"\d{4}-\d\d-\d\d|\d\d:\d\d", t.strip())]
+    assert times and all(x < user_x for x, _, _ in times)
+    assert all(x + stringWidth(t, "Helvetica", size or 8) < user_x for x, t, size in times), times
 
 
 def test_unknown_verdict_is_not_called_a_confidence(tmp_path):
