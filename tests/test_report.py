@@ -145,7 +145,9 @@ def test_show_prints_the_head_the_report_prints(case_file, tmp_path, capsys):
 
     frags: list[tuple[float, str, float]] = []
     page = pypdf.PdfReader(str(out)).pages[-1]
-    page.extract_text(visitor_text=lambda t, cm, tm, font, size: frags.append((tm[4], t, size)) if t.strip() else None)
+    # x on the page: the text matrix is relative to the cell (cm) for wrapped cells
+    page.extract_text(visitor_text=lambda t, cm, tm, font, size: frags.append((cm[4] + tm[4], t, size))
+                      if t.strip() else None)
     (user_x,) = [x for x, t, _ in frags if t.strip() == "user"]
     times = [(x, t.strip(), size) for x, t, size in frags if re.match(r"\d{4}-\d\d-\d\d|\d\d:\d\d", t.strip())]
     assert times and all(x < user_x for x, _, _ in times)
