@@ -72,7 +72,7 @@ def annotated(img: Image.Image, rois: list[ROI]) -> Image.Image:
 
 def colorbar(height: int = 600, width: int = 150, *, cmap: str = DEFAULT_COLORMAP) -> Image.Image:
     """A vertical colour bar (1 at the top) with tick labels and, below it, the no-evidence hatch swatch."""
-    fsize = max(12, min(22, height // 22))
+    fsize = max(12, height // 28)  # the figure is scaled to the page: text scales with it
     width = max(width, 64 + 5 * fsize)  # room for "evidence" beside the swatch
     img = Image.new("RGB", (width, height), (255, 255, 255))
     font = _font(fsize)

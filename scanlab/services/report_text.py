@@ -95,7 +95,8 @@ def verdict_rows(c: dict[str, Any], card: dict[str, Any], ss: Any) -> list[list[
     th = c.get("thresholds") or {}
     u = c.get("unknown_score")
     if u is None:
-        unk = "not computed: this model has no unknown-scanner detector"
+        unk = ("not computed: this model has no unknown-scanner detector" if th.get("unknown") is None
+               else "not computed: no window carries sensor evidence")
     else:
         thr = th.get("unknown")
         unk = f"{num(u)} (threshold {num(thr)}; " + (
@@ -111,8 +112,9 @@ def verdict_rows(c: dict[str, Any], card: dict[str, Any], ss: Any) -> list[list[
     rows += [
         ["input checks (read first)", para(input_notes, ss["BodyText"]) if input_notes != "none" else "none"],
         ["verdict", str(verdict or "not given by this model (no open-set thresholds)")],
-        ["label (scanner model)" if attributed else "top class among known scanners", str(label)
-         + ("" if attributed else " (not an attribution)")],
+        ["label (scanner model)" if attributed else "top class among known scanners",
+         "none: no window carries sensor evidence" if label is None
+         else str(label) + ("" if attributed else " (not an attribution)")],
         conf_row,
         ["unknown-scanner score", unk],
         ["vote fraction", f"{pct(vf)} ({votes.get(label, 0)} of {n_votes} windows)"
@@ -130,13 +132,17 @@ def limitations(case: Case) -> list[str]:
         votes = c.get("votes") or {}
         n = c.get("n_patches") or sum(votes.values())
         ne = no_evidence_fraction(e)
-        detects_unknown.append(c.get("unknown_score") is not None and (c.get("thresholds") or {}).get("unknown")
-                               is not None)
+        # the model's detector, whether or not this scan had windows to score
+        detects_unknown.append((c.get("thresholds") or {}).get("unknown") is not None)
         what = ("label" if c.get("verdict") in (None, "attributed") else
                 f"verdict {c.get('verdict')}; top known class (not an attribution)")
-        out.append(f"{Path(e.info['path']).name}: {what} {c.get('label')} from {votes.get(c.get('label'), 0)} of {n} "
-                   f"window votes; " + ("no-evidence fraction not measured by this model version" if ne is None
-                                        else f"{pct(ne)} of the windows carry no sensor evidence") + ".")
+        if c.get("label") is None:
+            votes_txt = f"verdict {c.get('verdict')}; no label: no window carries sensor evidence"
+        else:
+            votes_txt = f"{what} {c.get('label')} from {votes.get(c.get('label'), 0)} of {n} window votes"
+        ne_txt = ("no-evidence fraction not measured by this model version" if ne is None
+                  else f"{pct(ne)} of the windows carry no sensor evidence")
+        out.append(f"{Path(e.info['path']).name}: {votes_txt}; {ne_txt}.")
         if not c.get("calibrated"):
             out.append(f"{Path(e.info['path']).name}: the model is uncalibrated; probabilities are raw softmax "
                        "means, not calibrated confidences.")
