@@ -194,3 +194,32 @@ def test_roi_without_windows_has_no_best_scanner():
     st["best_scanner"] = {"label": "vscan-02", "source": "windows inside", "n_windows": 3}
     st["window_test"]["n_inside"] = 3
     assert roi_rows(st)[7][1] == "vscan-02 (windows inside, 3 windows)"
+
+
+def test_verdict_rows_say_what_each_number_is():
+    from reportlab.lib.styles import getSampleStyleSheet
+
+    from scanlab.services.report_text import NOT_AN_ATTRIBUTION, verdict_rows
+
+    ss = getSampleStyleSheet()
+    ss.add(ss["BodyText"].clone("Warn"))
+    base = {"verdict": "attributed", "label": "a", "confidence": 0.9, "calibrated": True, "unknown_score": 0.1,
+            "thresholds": {"unknown": 0.46}, "votes": {"a": 9, "b": 1}, "n_patches": 10, "vote_fraction": 0.9,
+            "vote_interval": [0.6, 0.98], "probabilities": {"a": 0.9, "b": 0.1}, "reason": None, "warnings": []}
+
+    def rows(c, demo=False):
+        return {r[0]: r[1] for r in verdict_rows(c, {"demonstration": demo}, ss)}
+
+    r = rows(base)
+    assert r["confidence"] == "0.900 (calibrated probability)" and "model" not in r
+    assert r["unknown-scanner score"] == "0.100 (threshold 0.460; below it)"
+    r = rows({**base, "verdict": "inconclusive", "reason": "votes are split"}, demo=True)
+    assert "confidence" not in r and r[NOT_AN_ATTRIBUTION].startswith("0.900 (calibrated probability of a;")
+    assert r["top class among known scanners"] == "a (not an attribution)" and "model" in r
+    blank = {**base, "verdict": "inconclusive", "label": None, "confidence": None, "unknown_score": None,
+             "votes": {}, "n_patches": 0, "vote_fraction": 0.0}
+    r = rows(blank)
+    assert r["top class among known scanners"] == "none: no window carries sensor evidence"
+    assert r["unknown-scanner score"] == "not computed: no window carries sensor evidence"
+    assert rows({**blank, "thresholds": {}})["unknown-scanner score"] == (
+        "not computed: this model has no unknown-scanner detector")
