@@ -352,3 +352,11 @@ def test_embedded_copy_is_stored_and_used_when_the_file_is_gone(tmp_path):
     img.unlink()
     assert main(["report", case, "-o", str(tmp_path / "r.pdf")]) == 0  # drawn from the embedded copy
     assert main(["verify", case]) == 1  # but the referenced evidence is missing: a difference
+
+
+def test_older_case_without_the_unknown_grid_still_verifies(built, tmp_path, capsys):
+    path = _copy(built, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del next(iter(f["evidence"].values()))["runs"]["000"]["windows"]["unknown_windows"]
+    assert main(["verify", str(path)]) == 0
+    assert "unknown-score grid is not stored (older case file)" in capsys.readouterr().out

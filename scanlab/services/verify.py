@@ -88,7 +88,7 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                                       engine=run.info.get("engine"), device=device, label=prm.get("label"))
                 new_info, new_w = run_to_case(run_analysis(req, cancel=cancel, progress=progress))
                 checked["runs"] += 1
-                diffs += _compare_run(where, run.info, new_info, run.windows, new_w)
+                diffs += _compare_run(where, run.info, new_info, run.windows, new_w, warns)
             for roi in e.rois:
                 checked["rois"] += 1
                 fresh = compute_stats(e, roi, threshold=roi.stats.get("threshold", 0.5))
@@ -152,7 +152,8 @@ def _ugrid(old_w: Any, new_w: Any) -> tuple[np.ndarray | None, np.ndarray | None
     return one(old_w), one(new_w)
 
 
-def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: Any, new_w: Any) -> list[str]:
+def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: Any, new_w: Any,
+                 warnings: list[str] | None = None) -> list[str]:
     """Every figure of a stored run against its re-computation; one reason per difference.
 
     Compared: every classify figure the report prints (``_CLASSIFY_FIELDS``), the
@@ -183,6 +184,10 @@ def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: An
             ("unknown-score map grid", old_w.unknown_score, new_w.unknown_score, PROB_TOL),
             ("unknown-score grid", *_ugrid(old_w, new_w), PROB_TOL),
         ):
+            if what == "unknown-score grid" and ga is None and gb is not None and warnings is not None:
+                # cases written before the grid was stored: nothing to compare it with
+                warnings.append(f"{where}: the unknown-score grid is not stored (older case file); not compared")
+                continue
             d = _grid_diff(where, what, ga, gb, tol)
             if d is not None:
                 diffs.append(d)
