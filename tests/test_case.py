@@ -194,6 +194,8 @@ def test_modified_and_missing_evidence_are_loud_and_logged(built, tmp_path, caps
     assert main(["verify", str(path)]) == 1
     out = capsys.readouterr()
     assert "EVIDENCE MODIFIED" in out.err and "EVIDENCE MODIFIED" in out.out
+    assert "evidence_modified" not in [e["action"] for e in load_case(path).audit]  # verify only reads
+    assert main(["verify", str(path), "--record"]) == 1
     c = load_case(path)
     assert "evidence_modified" in [e["action"] for e in c.audit] and verify_chain(c.audit) == []
     img.unlink()
@@ -252,6 +254,8 @@ def test_cli_case_workflow(tmp_path, capsys):
     c = load_case(case)
     assert c.meta["signoff"]["analyst"] == "Ann" and c.audit[-1]["action"] == "signed_off"
     assert main(["verify", case]) == 0
+    assert load_case(case).audit[-1]["action"] == "signed_off"  # verify only reads
+    assert main(["verify", case, "--record"]) == 0
     assert load_case(case).audit[-1]["action"] == "verified"
     assert not Path(case + ".lock").exists()
 
@@ -262,20 +266,78 @@ def test_sign_off_needs_a_statement():
         sign_off(c, analyst="A", statement=" ")
 
 
-def test_verdict_flip_within_tolerance_is_a_warning_not_a_difference():
+def test_verdict_flip_within_tolerance_is_a_difference():
     from scanlab.services.verify import PROB_TOL, _compare_run
 
     old = {"classify": {"label": "a", "verdict": "attributed", "votes": {"a": 5, "b": 3}, "n_patches": 8,
                         "probabilities": {"a": 0.5, "b": 0.5}}}
     near = {"classify": {**old["classify"], "verdict": "inconclusive",
                          "probabilities": {"a": 0.5 - PROB_TOL / 2, "b": 0.5 + PROB_TOL / 2}}}
-    diffs, warns = _compare_run("run", old, near, None, None)
-    assert diffs == [] and len(warns) == 1 and "tipped" in warns[0]
+    diffs = _compare_run("run", old, near, None, None)
+    assert [d for d in diffs if "verdict" in d] == ["run: verdict 'attributed' stored, 'inconclusive' on re-analysis"]
     far = {"classify": {**near["classify"], "probabilities": {"a": 0.4, "b": 0.6}}}
-    diffs, _ = _compare_run("run", old, far, None, None)
+    diffs = _compare_run("run", old, far, None, None)
     assert any("verdict" in d for d in diffs) and any("probabilities differ" in d for d in diffs)
     relabel = {"classify": {**near["classify"], "label": "b"}}
-    assert any("label" in d for d in _compare_run("run", old, relabel, None, None)[0])
+    assert any("label" in d for d in _compare_run("run", old, relabel, None, None))
+
+
+def _tamper_run(c, change) -> None:
+    """Change the stored run in memory and re-log it, as a forger who rebuilt the audit chain would."""
+    (e,) = c.evidence.values()
+    run = e.runs[0]
+    change(run)
+    c.log("forger", "analysis_run", run.info, "rebuilt")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("unknown_score", 0.0123), ("confidence", 0.5), ("verdict", "unknown"), ("label", "vscan-09"),
+    ("warnings", [{"code": "x", "message": "forged"}]), ("vote_fraction", 0.1), ("reason", "forged"),
+    ("n_no_evidence", 999),
+])
+def test_verify_recomputes_every_printed_figure(built, field, value):
+    c = load_case(built[0])
+    assert verify_case(c)["ok"]
+    _tamper_run(c, lambda run: run.info["classify"].__setitem__(field, value))
+    res = verify_case(c)
+    assert not res["ok"]
+    (d,) = [d for d in res["differences"] if f": {field} " in d]
+    assert d.startswith("evidence ") and "stored" in d and "\n" not in d
+
+
+@pytest.mark.parametrize("grid", ["evidence", "unknown_windows/score", "probs"])
+def test_verify_compares_the_stored_grids(built, tmp_path, grid, capsys):
+    """The window grids are not covered by the audit hash: verify re-computes them."""
+    path = _copy(built, tmp_path)
+    with h5py.File(path, "r+") as f:
+        g = next(iter(f["evidence"].values()))["runs"]["000"]["windows"]
+        data = g[grid][()]
+        if grid == "evidence":
+            data[:3, :3] = 1 - data[:3, :3]
+        else:
+            data[2, 2] += 0.25
+        g[grid][...] = data
+    assert main(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    what = {"evidence": "no-evidence mask", "unknown_windows/score": "unknown-score grid",
+            "probs": "map window probabilities"}[grid]
+    assert any(line.startswith("DIFFERENT:") and what in line for line in out.splitlines())
+
+
+def test_verify_leaves_the_case_byte_identical_and_record_logs(built, tmp_path, capsys):
+    import hashlib
+    import os
+
+    path = _copy(built, tmp_path)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    before = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    assert main(["verify", str(path)]) == 0
+    assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == before
+    n = len(load_case(path).audit)
+    assert main(["verify", str(path), "--record"]) == 0
+    c = load_case(path)
+    assert len(c.audit) == n + 1 and c.audit[-1]["action"] == "verified" and verify_chain(c.audit) == []
+    assert "recorded in the audit log" in capsys.readouterr().out
 
 
 def test_embedded_copy_is_stored_and_used_when_the_file_is_gone(tmp_path):
@@ -289,3 +351,11 @@ def test_embedded_copy_is_stored_and_used_when_the_file_is_gone(tmp_path):
     img.unlink()
     assert main(["report", case, "-o", str(tmp_path / "r.pdf")]) == 0  # drawn from the embedded copy
     assert main(["verify", case]) == 1  # but the referenced evidence is missing: a difference
+
+
+def test_older_case_without_the_unknown_grid_still_verifies(built, tmp_path, capsys):
+    path = _copy(built, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del next(iter(f["evidence"].values()))["runs"]["000"]["windows"]["unknown_windows"]
+    assert main(["verify", str(path)]) == 0
+    assert "unknown-score grid is not stored (older case file)" in capsys.readouterr().out

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import h5py
 import numpy as np
+import pytest
 from PIL import Image
 
 from scanlab.cli import main
@@ -38,12 +40,39 @@ def test_small_collection_gives_an_uncalibrated_model_and_says_so(capsys, traine
     assert lo <= e["vote_fraction"] <= hi and e["n_no_evidence"] == 0
 
 
-def test_old_model_without_evidence_keys_loads_and_is_uncalibrated(capsys, random_model, fresh_tree):
+def _constant_model(path, bias: list[float]):
+    """A random trunk with a zeroed head: every window gets softmax(bias), whatever the content."""
+    import torch
+    from modeltools import write_random_model
+
+    from scanlab.core.modelfile.store import load_model, save_model
+
+    lm = load_model(write_random_model(path, ["a", "b", "c"]))
+    with torch.no_grad():
+        lm.net.fc.weight.zero_()
+        lm.net.fc.bias.copy_(torch.tensor(bias))
+    man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
+    save_model(lm.net, man, path)  # a file without calibration or open-set keys, like an old one
+    return path
+
+
+@pytest.mark.parametrize("bias,verdict,label,confidence", [
+    ([0.0, 4.0, 0.0], "attributed", "b", math.exp(4) / (math.exp(4) + 2)),
+    ([0.0, 0.0, 0.0], "inconclusive", "a", 1 / 3),  # unanimous (ties go to the first class) but p = 1/3
+])
+def test_old_model_without_evidence_keys_loads_and_is_uncalibrated(capsys, tmp_path, fresh_tree, bias, verdict,
+                                                                   label, confidence):
+    model = _constant_model(tmp_path / "old.safetensors", bias)
     img = sorted(fresh_tree.glob("scanner_0/*.png"))[0]
-    rc, out, _ = run(capsys, "classify", img, "-m", random_model, "--json")
+    rc, out, _ = run(capsys, "classify", img, "-m", model, "--json")
     r = json.loads(out)
-    assert rc == 0 and r["images"][0]["calibrated"] is False and r["model"]["calibrated"] is False
-    assert r["images"][0]["verdict"] in ("attributed", "inconclusive")
+    e = r["images"][0]
+    assert rc == 0 and e["calibrated"] is False and r["model"]["calibrated"] is False
+    assert e["unknown_score"] is None and e["n_no_evidence"] == 0
+    assert e["verdict"] == verdict and e["label"] == label and e["confidence"] == pytest.approx(confidence, abs=1e-5)
+    assert e["vote_fraction"] == 1.0
+    if verdict == "inconclusive":
+        assert e["reason"] == "confidence 0.33 is below 0.50"
 
 
 def test_blank_page_and_black_frame_are_inconclusive(capsys, tmp_path, trained_model):

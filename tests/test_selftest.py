@@ -22,6 +22,10 @@ def test_shipped_model_passes_on_shipped_set(capsys: pytest.CaptureFixture[str])
     got = by_name["per-patch accuracy vs reference"]["measured"]
     assert abs(got - ref["reference"]["per_patch_accuracy"]) <= ref["tolerance"]["per_patch_accuracy"]
     assert by_name["model weights"]["measured"] == ref["model"]["weights_sha256"]
+    assert by_name["model file"]["ok"] and by_name["model manifest"]["ok"] and by_name["self-test files"]["ok"]
+    assert by_name["self-test reference"]["ok"]
+    unseen = by_name["unseen scanners' scans answered unknown"]
+    assert unseen["ok"] and unseen["of"] == ref["reference"]["verdicts"]["unseen"] >= 10
     # the card figure is checked, and it is the model manifest's test figure
     assert "per-image accuracy vs card (test split)" in by_name
 
@@ -43,6 +47,7 @@ def test_differing_figures_fail_with_numbers(set_copy: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1].startswith("FAIL")
     assert "FAIL per-patch accuracy vs reference" in out and "+/- 0.50" in out
+    assert "FAIL self-test reference" in out  # the reference file is not the shipped one
 
 
 def test_other_weights_fail(set_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,3 +87,51 @@ def test_wilson_interval_brackets_the_fraction() -> None:
     lo, hi = selftest.wilson_interval(29 / 30, 30)
     assert 0.82 < lo < 29 / 30 < hi < 1.0
     assert selftest.wilson_interval(1.0, 10)[1] == 1.0
+
+
+def _tampered_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit) -> None:
+    """Install a copy of the shipped model whose manifest ``edit`` changed (weights untouched)."""
+    from scanlab.core.modelfile.store import load_model, save_model
+    from scanlab.services.paths import default_model_path
+
+    lm = load_model(default_model_path())
+    man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
+    edit(man)
+    out = tmp_path / "scanlab-default.safetensors"
+    save_model(lm.net, man, out, extras=lm.extras)
+    monkeypatch.setenv("SCANLAB_DEFAULT_MODEL", str(out))
+
+
+def test_edited_unknown_threshold_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tampered_model(tmp_path, monkeypatch, lambda m: m["open_set"]["thresholds"].__setitem__("unknown", 0.999))
+    assert main(["selftest", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "ok   model weights" in out  # the weights hash alone would have passed
+    assert "FAIL model manifest" in out and "FAIL model file" in out
+    assert "FAIL unseen scanners' scans answered unknown" in out  # and the behaviour shows it
+
+
+def test_removed_open_set_method_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tampered_model(tmp_path, monkeypatch, lambda m: m.pop("open_set"))
+    assert main(["selftest", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL model manifest" in out
+    assert "FAIL unseen scanners' scans answered unknown: 0 of" in out
+
+
+@pytest.mark.parametrize("how", ["changed", "added"])
+def test_set_files_not_as_shipped_fail(set_copy: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    if how == "changed":
+        f = next(set_copy.glob("unseen/*.jpg"))
+        f.write_bytes(f.read_bytes() + b"\0")  # still decodes: only the hash can tell
+        want = f"{f.relative_to(set_copy).as_posix()} changed"
+    else:
+        shutil.copy(next(set_copy.glob("unseen/*.jpg")), set_copy / "unseen" / "extra.jpg")
+        want = "unseen/extra.jpg not shipped"
+    assert main(["selftest", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL self-test files" in out and want in out

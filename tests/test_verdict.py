@@ -39,8 +39,8 @@ def test_verdict_rules_in_order():
     assert few.verdict == "inconclusive" and "2 window" in few.reason
     unk = _decide([60, 4], [0.9, 0.1], 64, 0.93)
     assert unk.verdict == "unknown" and "0.93" in unk.in_words("a") and "0.70" in unk.in_words("a")
-    split = _decide([3, 7, 0], [0.3, 0.4, 0.3], 10, 0.2)
-    assert split.verdict == "attributed" or split.verdict == "inconclusive"
+    weak = _decide([3, 7, 0], [0.3, 0.4, 0.3], 10, 0.2)  # 70% of the votes, but a mean probability of 0.40
+    assert weak.verdict == "inconclusive" and weak.reason == "confidence 0.40 is below 0.50"
     split = _decide([4, 3, 3], [0.4, 0.3, 0.3], 10, 0.2)
     assert split.verdict == "inconclusive" and "split" in split.reason
     ok = _decide([60, 4], [0.9, 0.1], 64, 0.2)
@@ -49,6 +49,24 @@ def test_verdict_rules_in_order():
     assert set(j) >= {"verdict", "confidence", "calibrated", "vote_fraction", "vote_interval", "unknown_score",
                       "thresholds", "reason", "n_no_evidence", "warnings"}
     assert j["vote_interval"][0] < j["vote_fraction"] < j["vote_interval"][1]
+
+
+def test_min_confidence_rule_decides_at_its_threshold():
+    """The last rule: enough windows, a known scanner, a clear vote, but the label's probability too low."""
+    assert TH["min_confidence"] == 0.5
+    at = _decide([8, 2], [0.5, 0.5], 10, 0.2)
+    assert at.verdict == "attributed" and at.confidence == pytest.approx(0.5)  # not below: attributed
+    below = _decide([8, 2], [0.45, 0.55], 10, 0.2)
+    assert below.verdict == "inconclusive" and below.reason == "confidence 0.45 is below 0.50"
+    assert _decide([8, 2], [0.3, 0.7], 10, 0.2, calibrated=False).verdict == "inconclusive"  # raw probs too
+    # earlier rules win: split votes are reported as split even when the confidence is low as well
+    split = _decide([4, 3, 3], [0.3, 0.35, 0.35], 10, 0.2)
+    assert split.verdict == "inconclusive" and "split" in split.reason
+    # a custom threshold from the manifest is the one applied
+    th = dict(TH, min_confidence=0.9)
+    v = decide(np.asarray([9, 1]), np.asarray([0.85, 0.15]), 0, 10, 0, unknown_score=None, thresholds=th,
+               calibrated=True)
+    assert v.verdict == "inconclusive" and v.reason == "confidence 0.85 is below 0.90"
 
 
 def test_temperature_scaling_fixes_overconfidence():

@@ -2,9 +2,16 @@
 
 Both tests build from a copy of the sources in a temporary folder (so the checkout gets
 no build/ or egg-info litter) with the environment's own setuptools (no network), and
-install into a new venv that sees this environment's packages (torch, Qt... are not
-reinstalled) but not the checkout: PYTHONPATH is dropped and the commands run from
-another folder. Each test asserts where ``scanlab`` was imported from.
+install into a new venv that sees the packages of the interpreter running the tests
+(torch, Qt... are not reinstalled) but not the checkout: PYTHONPATH is dropped and the
+commands run from another folder. Each test asserts where ``scanlab`` was imported from.
+
+"The running interpreter's packages" is not ``system_site_packages=True``: that shows
+the *base* interpreter's site-packages, which is not where the packages are when the
+tests run in a venv or a conda env (``pip install -e ".[test]"`` in a fresh venv, as
+the README says). The new venv gets a ``.pth`` file listing the running interpreter's
+site-packages folders instead, which works for a venv, a conda env and a system
+interpreter alike.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import venv
@@ -50,9 +58,31 @@ def _copy_sources(dest: Path) -> Path:
     return dest
 
 
+def _running_site_dirs() -> list[str]:
+    """The site-packages folders of the interpreter running the tests, in ``sys.path`` order.
+
+    Only folders named site-packages / dist-packages: never the checkout, nor a
+    folder that an editable install put on ``sys.path``.
+    """
+    dirs = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else []), *sys.path]
+    out: list[str] = []
+    for d in dirs:
+        if d and Path(d).name in ("site-packages", "dist-packages") and Path(d).is_dir() and d not in out:
+            out.append(d)
+    return out
+
+
 def _venv(path: Path) -> Path:
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(path)
-    return path / ("Scripts" if os.name == "nt" else "bin")
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(path)
+    bindir = path / ("Scripts" if os.name == "nt" else "bin")
+    py = bindir / ("python.exe" if os.name == "nt" else "python")
+    own = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True, env=_clean_env()).stdout.strip()
+    # Plain folder lines: appended after the venv's own site-packages (so what is
+    # installed into the venv wins), and their own .pth files are not run (so an
+    # editable scanlab of the running environment does not leak in).
+    (Path(own) / "_scanlab_tests_running_env.pth").write_text("\n".join(_running_site_dirs()) + "\n")
+    return bindir
 
 
 def _pip_into(bindir: Path, *args: str, cwd: Path) -> None:
@@ -128,3 +158,15 @@ def test_editable_install_reads_the_checkout_sources(tmp_path: Path) -> None:
     assert Path(where["root"]).resolve() == src.resolve()
     assert Path(where["model"]).resolve() == (src / "trained_models" / "scanlab-default.safetensors").resolve()
     assert not (src / "scanlab" / "_data").exists(), "an editable install copies nothing"
+
+
+def test_new_venv_sees_the_running_interpreters_packages(tmp_path: Path) -> None:
+    """The test venv imports what the running interpreter has (torch, PIL), from where it has it."""
+    bindir = _venv(tmp_path / "venv")
+    code = "import json, PIL, torch; print(json.dumps([PIL.__file__, torch.__file__]))"
+    got = json.loads(_run([str(bindir / "python"), "-c", code], cwd=tmp_path).stdout)
+    import PIL
+    import torch
+
+    assert [str(Path(f).resolve()) for f in got] == [str(Path(PIL.__file__).resolve()),
+                                                     str(Path(torch.__file__).resolve())]

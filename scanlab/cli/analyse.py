@@ -112,6 +112,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
 
 
 def cmd_map(a: argparse.Namespace) -> int:
+    from scanlab.core.colormap import DEFAULT_COLORMAP
     from scanlab.core.io.containers import parse_ref
     from scanlab.core.io.fileio import refuse_overwrite
     from scanlab.core.io.imaging import load_scan
@@ -182,7 +183,8 @@ def cmd_map(a: argparse.Namespace) -> int:
     windows = StoredWindows(g.ys, g.xs, g.sub, g.stride, g.probs, lm.classes, g.evidence_mask(), None,
                             r.evidence.calibrated)
     write_map(out, values, meta, what=what, no_evidence=no_ev, windows=windows,
-              unknown_windows=r.unknown_grid, class_names=lm.classes)
+              unknown_windows=r.unknown_grid, class_names=lm.classes,
+              colormap=getattr(a, "colormap", None) or DEFAULT_COLORMAP)  # the headless gui fallback has none
     if a.json:
         print(json.dumps(meta, indent=2))
     else:
@@ -222,6 +224,10 @@ def register(sp: Any) -> None:
     m.add_argument("--label", default=None, help="map this class instead of the predicted one")
     m.add_argument("--what", default="reliability", choices=["reliability", "class", "unknown"],
                    help="reliability of one class (default), per-pixel attribution (class), or unknown score")
+    from scanlab.core.colormap import COLORMAPS, DEFAULT_COLORMAP
+
+    m.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=COLORMAPS,
+                   help=f"colour map of a .png output (the app's; default {DEFAULT_COLORMAP})")
     add_common(m)
     m.set_defaults(func=cmd_map)
 

@@ -246,17 +246,23 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
+    """Re-run and compare; the case file is only read unless ``--record`` asks to log the result."""
+    from contextlib import nullcontext
+
     from scanlab.core.case.casefile import CaseLock, save_case
     from scanlab.services.verify import verify_case
     from scanlab.terminal import progress_bar
 
-    with CaseLock(a.case):
+    # Saves are atomic renames, so a plain read needs no lock; only --record writes.
+    with CaseLock(a.case) if a.record else nullcontext():
         case = _open(a.case, a.user, quiet=a.json)
+        if a.record and case.read_only:
+            raise ScanLabError(f"{a.case}: the case file is read-only; --record cannot log the verification")
         with progress_bar("verify", a.json) as bar:
             res = verify_case(case, device=a.device, progress=bar)
-        user = a.user or case.meta.get("analyst") or "unknown"
-        case.log(user, "verified", res, "OK" if res["ok"] else f"{len(res['differences'])} differences")
-        if not case.read_only:
+        if a.record:
+            user = a.user or case.meta.get("analyst") or "unknown"
+            case.log(user, "verified", res, "OK" if res["ok"] else f"{len(res['differences'])} differences")
             save_case(case)
     if a.json:
         print(json.dumps(res, indent=2))
@@ -267,7 +273,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
             print(f"warning: {w}")
         c = res["checked"]
         print(f"{'OK' if res['ok'] else 'FAILED'}: {c['evidence']} evidence, {c['runs']} runs re-analysed, "
-              f"{c['rois']} ROIs, {c['audit_entries']} audit entries; tolerance {res['tolerance']['probabilities']:g}")
+              f"{c['rois']} ROIs, {c['audit_entries']} audit entries; tolerance {res['tolerance']['probabilities']:g}"
+              + ("; recorded in the audit log" if a.record else ""))
     return 0 if res["ok"] else 1
 
 
@@ -363,5 +370,7 @@ def register(sp: Any) -> None:
     v.add_argument("case", metavar="CASE")
     v.add_argument("--device", default="auto")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--record", action="store_true",
+                   help="log a 'verified' entry in the case's audit trail (otherwise the case file is not touched)")
     _user(v)
     v.set_defaults(func=cmd_verify)

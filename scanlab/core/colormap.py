@@ -1,29 +1,72 @@
-"""Reliability colour map for image exports (the GUI uses pyqtgraph's own maps).
+"""Colour maps for image exports and the report: the same published maps the screen uses.
 
-The paper draws reliability 0 as dark blue and 1 as dark red; this is a
-jet-like ramp through blue, cyan, yellow and red. NaN (uncovered) pixels become
-fully transparent.
+The app draws maps with pyqtgraph's colour maps; the PNG export and the PDF report
+must draw the same colours. pyqtgraph ships the published colour-map data as CSV
+files (``pyqtgraph/colors/maps/``: matplotlib's perceptually uniform maps, CC0;
+Google's turbo, Apache-2.0; Peter Kovesi's CET maps, CC-BY). Those files are read
+here *without importing pyqtgraph* (core never imports Qt, and pyqtgraph pulls Qt
+in): the package folder is located with :func:`importlib.util.find_spec`. The
+colours are interpolated linearly between the file's evenly spaced stops, as
+``pyqtgraph.colormap.get(name).getLookupTable`` does.
+
+NaN (uncovered) pixels become fully transparent; the "no evidence" state is a grey
+hatch drawn on top by :func:`hatch_no_evidence`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
-_STOPS = np.array([0.0, 0.125, 0.375, 0.625, 0.875, 1.0])
-_COLORS = np.array(
-    [[0, 0, 131], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float64
-)
+from scanlab.core.errors import ScanLabError
+
+#: Colour maps offered for continuous maps (reliability, unknown score), screen and print.
+COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
+DEFAULT_COLORMAP = "inferno"
 
 
-def lut(n: int = 256) -> np.ndarray:
-    """(n, 3) uint8 lookup table for values 0..1."""
-    x = np.linspace(0, 1, n)
-    return np.stack([np.interp(x, _STOPS, _COLORS[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+def _maps_folder() -> Path:
+    """pyqtgraph's ``colors/maps`` folder, found without importing pyqtgraph."""
+    spec = importlib.util.find_spec("pyqtgraph")
+    if spec is None or not spec.submodule_search_locations:
+        raise ScanLabError("pyqtgraph is not installed: its colour-map data are needed to draw maps")
+    return Path(next(iter(spec.submodule_search_locations))) / "colors" / "maps"
 
 
-def colorize(values: np.ndarray, alpha: int = 255) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _stops(name: str) -> np.ndarray:
+    """(N, 3) float RGB stops in 0..1 of a published colour map, in file order (value 0 first)."""
+    if name not in COLORMAPS:
+        raise ScanLabError(f"colour map {name!r}: not one of {', '.join(COLORMAPS)}")
+    path = _maps_folder() / f"{name}.csv"
+    rows = []
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith(";"):
+                rows.append([float(v) for v in line.split(",")[:3]])
+    except (OSError, ValueError) as e:
+        raise ScanLabError(f"{path}: colour-map data unreadable ({e})") from None
+    if len(rows) < 2:
+        raise ScanLabError(f"{path}: colour-map data has fewer than 2 colours")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def lut(n: int = 256, name: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """(n, 3) uint8 lookup table of colour map ``name`` for values 0..1."""
+    stops = _stops(name)
+    pos = np.linspace(0.0, 1.0, len(stops))
+    x = np.linspace(0.0, 1.0, n)
+    rgb = np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def colorize(values: np.ndarray, alpha: int = 255, name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """(H, W) float map in [0, 1] with NaN -> (H, W, 4) uint8 RGBA, NaN transparent."""
-    table = lut()
+    table = lut(256, name)
     v = np.nan_to_num(np.clip(values, 0.0, 1.0), nan=0.0)
     idx = np.round(v * 255).astype(np.intp)
     rgba = np.empty(values.shape + (4,), dtype=np.uint8)

@@ -13,14 +13,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, QTimer, Signal, Slot
 
-from scanlab.core.colormap import colorize_classes, hatch_no_evidence, no_evidence_stripe
+from scanlab.core.colormap import COLORMAPS as COLORMAPS  # the one list, re-exported to the panels
+from scanlab.core.colormap import (
+    DEFAULT_COLORMAP,
+    colorize_classes,
+    hatch_no_evidence,
+    no_evidence_stripe,
+)
 from scanlab.gui.pyramid import build_pyramid, pick_level
 
-COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "CET-D1")
 """Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
-
-DEFAULT_COLORMAP = "inferno"
-
 
 def hatch_colour_for(colormap: str) -> tuple[int, int, int]:
     """Stripe colour of the no-evidence hatching over ``colormap`` (core.colormap.no_evidence_stripe)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from scanlab.core.case.casefile import Case, CaseError, Evidence, Run, load_case, now_iso
 from scanlab.core.case.rois import ROI, rasterize, roi_stats, suggest_regions
-from scanlab.core.engine.reliability import reliability_map
+from scanlab.core.engine.reliability import coverage_map, reliability_map
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.containers import item_sha256, make_ref, parse_ref
 from scanlab.core.io.imaging import sha256_file
@@ -169,7 +169,7 @@ def run_to_case(res: AnalysisResult) -> tuple[dict[str, Any], StoredWindows]:
     calibrated = bool(entry.get("calibrated", False))
     w = StoredWindows(g.ys, g.xs, tuple(g.sub), tuple(g.stride), g.probs, list(res.classes),
                       None if evidence is None else np.asarray(evidence), getattr(g, "unknown_score", None),
-                      calibrated)
+                      calibrated, res.unknown_grid)
     return info, w
 
 
@@ -177,6 +177,20 @@ def reliability_from_windows(w: StoredWindows, label: str, shape: tuple[int, int
     """Eq. (1) from a stored grid; windows without evidence are left out (NaN where none remain)."""
     k = w.classes.index(label)
     return reliability_map(w.probs[:, :, k], w.ys, w.xs, w.sub, shape, evidence=w.evidence)
+
+
+def run_no_evidence(e: Evidence, run: Run | None = None) -> np.ndarray:
+    """(H, W) bool of ``run`` (default: the latest): covered pixels whose covering windows all lack evidence.
+
+    The same definition as the app's hatching (``ImageAnalysis.no_evidence_mask``).
+    """
+    run = run or latest_run(e)
+    h, wd = run.info["shape"]
+    w = run.windows
+    if w.evidence is None or w.evidence.all():
+        return np.zeros((h, wd), dtype=bool)
+    rel = reliability_map(np.zeros(w.evidence.shape), w.ys, w.xs, w.sub, (h, wd), evidence=w.evidence)
+    return coverage_map(w.ys, w.xs, w.sub, (h, wd)) & np.isnan(rel)
 
 
 def run_map(e: Evidence, run: Run | None = None) -> np.ndarray:

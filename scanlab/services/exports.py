@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from scanlab.core.colormap import DEFAULT_COLORMAP
 from scanlab.core.io.fileio import atomic_write, atomic_write_bytes, check_writable
 from scanlab.core.io.mapstore import StoredWindows, write_windows
 
@@ -55,8 +56,9 @@ def _legend(entries: list[tuple[str, tuple[int, int, int] | None]], height: int)
     return img
 
 
-def render_png(values: np.ndarray, what: str, no_evidence: np.ndarray | None, class_names: list[str] | None) -> bytes:
-    """PNG bytes of a map: colour ramp (reliability, unknown) or class colours with a legend."""
+def render_png(values: np.ndarray, what: str, no_evidence: np.ndarray | None, class_names: list[str] | None,
+               colormap: str = DEFAULT_COLORMAP) -> bytes:
+    """PNG bytes of a map: ``colormap`` (reliability, unknown; the app's maps) or class colours with a legend."""
     from PIL import Image
 
     from scanlab.core.colormap import class_colors, colorize, colorize_classes, hatch_no_evidence
@@ -65,7 +67,7 @@ def render_png(values: np.ndarray, what: str, no_evidence: np.ndarray | None, cl
         names = class_names or []
         rgba = colorize_classes(values.astype(np.int64), len(names))
     else:
-        rgba = colorize(values.astype(np.float32))
+        rgba = colorize(values.astype(np.float32), name=colormap)
     if no_evidence is not None:
         hatch_no_evidence(rgba, no_evidence)
     img = Image.fromarray(rgba, "RGBA")
@@ -93,6 +95,7 @@ def write_map(
     windows: StoredWindows | None = None,
     unknown_windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     class_names: list[str] | None = None,
+    colormap: str = DEFAULT_COLORMAP,
 ) -> Path:
     """Write an (H, W) map atomically; the format follows the suffix.
 
@@ -138,5 +141,5 @@ def write_map(
 
         atomic_write(out, _h5)
     else:
-        atomic_write_bytes(out, render_png(arr, what, no_evidence, class_names))
+        atomic_write_bytes(out, render_png(arr, what, no_evidence, class_names, colormap))
     return out

@@ -1,9 +1,12 @@
 """The case report: one PDF (reportlab, no Qt) plus the raw maps as HDF5 beside it.
 
 The CLI (``scanlab report``) and the app (File > Export report) both call
-:func:`export_report`. Every page carries "page x of y" and the audit head hash
-at export time; without an analyst sign-off every page is marked DRAFT. The
-export itself is then logged in the audit chain with the PDF's SHA-256.
+:func:`export_report`. The export is logged in the audit chain first (with the
+maps file's SHA-256), and every page carries "page x of y" and the hash of that
+export entry: the head ``scanlab case show`` prints afterwards. Without an analyst
+sign-off every page is marked DRAFT. Maps are drawn with the colour map of the case
+view (the analyst's choice on screen, default inferno) and the screen's no-evidence
+hatching.
 """
 
 from __future__ import annotations
@@ -23,34 +26,23 @@ from scanlab.core.case.casefile import Case, Evidence, now_iso, verify_chain
 from scanlab.core.io.fileio import atomic_write, atomic_write_bytes, check_writable
 from scanlab.core.io.mapstore import write_windows
 from scanlab.services import report_figures as figs
-from scanlab.services.cases import evidence_problem, latest_run, run_map, unreviewed_suggestions
-
-WEAKNESSES = [
-    "Recompression (e.g. saving again as JPEG) and resampling (resizing, rotation other than by 90 degrees) "
-    "weaken or erase the sensor traces; low reliability everywhere is then expected and not a sign of forgery.",
-    "Copy-move within one scan, or a splice from another scan made by the same scanner model, carries the "
-    "same traces and is not detected by this method.",
-    "Regions smaller than the sub-image size, and borders (where fewer sub-images overlap), are measured less "
-    "reliably; flat, saturated or empty areas carry little sensor signal.",
-    "A scan from a scanner model the model was not trained on is still assigned to one of its classes unless "
-    "the model detects unknown scanners.",
-]
-ATTRIBUTION = ("Attribution names a scanner MODEL (a class the model was trained on), not one physical unit: "
-               "two scanners of the same model cannot be told apart by this method.")
-
-
-def _p(text: Any, style: Any) -> Any:
-    from reportlab.platypus import Paragraph
-
-    return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
-
-
-def _pct(v: Any) -> str:
-    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
-
-
-def _num(v: Any, fmt: str = ".3f") -> str:
-    return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+from scanlab.services.cases import (
+    evidence_problem,
+    latest_run,
+    run_map,
+    run_no_evidence,
+)
+from scanlab.services.report_text import (
+    ATTRIBUTION,
+    limitations,
+    no_evidence_fraction,
+    num,
+    pct,
+    report_colormap,
+    roi_rows,
+    verdict_rows,
+)
+from scanlab.services.report_text import para as _p
 
 
 def _canvas_class(footer: str, draft: bool) -> type:
@@ -144,31 +136,7 @@ def _scan_rgb(e: Evidence) -> tuple[np.ndarray | None, str | None]:
     return figs.to_rgb8(load_scan(path).pixels), None
 
 
-def _no_evidence_fraction(e: Evidence) -> float | None:
-    w = latest_run(e).windows
-    return None if w is None or w.evidence is None else float(1.0 - w.evidence.mean())
-
-
-def _roi_rows(st: dict[str, Any]) -> list[list[str]]:
-    ins, ring = st.get("inside") or {}, st.get("ring") or {}
-    bs = st.get("best_scanner") or {}
-    wt = st.get("window_test") or {}
-    p = wt.get("p_value")
-    return [
-        ["", "inside", "ring of equal area"],
-        ["area (pixels)", str(st.get("area")), str(st.get("ring_area"))],
-        ["mean reliability", _num(ins.get("mean")), _num(ring.get("mean"))],
-        ["median reliability", _num(ins.get("median")), _num(ring.get("median"))],
-        ["minimum reliability", _num(ins.get("min")), _num(ring.get("min"))],
-        [f"below threshold {st.get('threshold')}", _pct(st.get("below_threshold_fraction")), ""],
-        ["no-evidence pixels", _pct(st.get("no_evidence_fraction")), ""],
-        ["best-fitting scanner", f"{bs.get('label', 'n/a')} ({bs.get('source', '-')})", ""],
-        ["Mann-Whitney U, windows", f"p = {p:.3g} (U = {wt.get('u'):.0f})" if p is not None else
-         "not enough windows", f"{wt.get('n_inside', 0)} inside / {wt.get('n_outside', 0)} outside"],
-    ]
-
-
-def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
+def _evidence_section(story: list, e: Evidence, n: int, ss: Any, cmap: str) -> None:
     from reportlab.platypus import KeepTogether, PageBreak, Spacer
 
     run = latest_run(e)
@@ -183,36 +151,20 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
     if problem:
         story.append(_p(f"WARNING: {problem}", ss["Warn"]))
     rel = run_map(e, run)
-    over = figs.overlay(rgb, rel)
-    story.append(_image(figs.with_colorbar(figs.annotated(over, e.rois)), 480, 330))
+    no_ev = run_no_evidence(e, run)
+    over = figs.overlay(rgb, rel, cmap=cmap, no_evidence=no_ev)
+    story.append(_image(figs.with_colorbar(figs.annotated(over, e.rois), cmap=cmap), 480, 330))
     not_named = ("" if c.get("verdict") in (None, "attributed") else
                  f" - the verdict is {c.get('verdict')}: this is the fit to a scanner the verdict does not name")
-    story.append(_p(f"Reliability of {run.info['map_label']} (colour bar: 0 = does not fit, 1 = fits){not_named}; "
-                    f"ROIs outlined in magenta with their numbers.", ss["Small"]))
-    conf = c.get("confidence")
-    cal = c.get("calibrated")
-    if c.get("label") is None:
-        conf_txt = "none: no window carries sensor evidence"
-    elif conf is None or not cal:
-        conf_txt = "uncalibrated (raw mean probability " + _num(c["probabilities"].get(c.get("label"))) + ")"
-    else:
-        conf_txt = f"{_num(conf)} (calibrated)"
-    vi = c.get("vote_interval")
+    ne = no_evidence_fraction(e)
+    story.append(_p(f"Reliability of {run.info['map_label']} ({cmap} colour map: 0 = does not fit, 1 = fits){not_named}; "
+                    f"grey hatching: no evidence (no sub-image there carries sensor signal"
+                    + ("" if ne is None else f"; {pct(ne)} of the windows") + "); "
+                    "ROIs outlined in magenta with their numbers.", ss["Small"]))
+    card = (run.info.get("model") or {}).get("card") or {}
+    story += [Spacer(1, 6), _p("Verdict", ss["Heading3"]), _table(verdict_rows(c, card, ss), [130, 340],
+                                                                   header=False)]
     votes = c.get("votes") or {}
-    n_votes = c.get("n_patches") or sum(votes.values())
-    vf = c.get("vote_fraction", (votes.get(c.get("label"), 0) / n_votes) if n_votes else None)
-    input_notes = "; ".join(str(w.get("message", w.get("code"))) for w in c.get("warnings") or []) or "none"
-    top_row = ("label (scanner model)" if c.get("verdict") in (None, "attributed")
-               else "top class among known scanners (not an attribution)")
-    story += [Spacer(1, 6), _p("Verdict", ss["Heading3"]), _table([
-        ["input checks (read first)", _p(input_notes, ss["BodyText"]) if input_notes != "none" else "none"],
-        [top_row, str(c.get("label"))],
-        ["verdict", str(c.get("verdict") or "not given by this model (no open-set thresholds)")],
-        ["confidence", conf_txt],
-        ["vote fraction", f"{_pct(vf)} ({votes.get(c.get('label'), 0)} of {n_votes} windows)"
-         + (f", 95% interval {_pct(vi[0])} - {_pct(vi[1])}" if vi else ", interval not computed")],
-        ["reason", str(c.get("reason") or "-")],
-    ], [130, 340], header=False)]
     rows = [["class", "probability", "votes"]] + [
         [k, f"{v:.4f}", str(votes.get(k, 0))]
         for k, v in sorted(c["probabilities"].items(), key=lambda kv: -kv[1])]
@@ -222,31 +174,9 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any) -> None:
         story += [Spacer(1, 10), KeepTogether([
             _p(f"ROI {roi.id} ({roi.kind}, {'suggested' if roi.suggested else 'drawn'}): "
                f"{roi.verdict or 'NOT REVIEWED'}", ss["Heading3"]),
-            _image(figs.crops(rgb, over, roi), 470, 200),
-            _table(_roi_rows(st), [150, 150, 170]),
+            _image(figs.with_colorbar(figs.crops(rgb, over, roi), cmap=cmap), 470, 200),
+            _table(roi_rows(st), [150, 150, 170]),
             _p(f"Note: {roi.note or '(none)'}", ss["Small"])])]
-
-
-def _limitations(case: Case) -> list[str]:
-    out = []
-    for e in case.evidence.values():
-        c = latest_run(e).info["classify"]
-        votes = c.get("votes") or {}
-        n = c.get("n_patches") or sum(votes.values())
-        ne = _no_evidence_fraction(e)
-        out.append(f"{Path(e.info['path']).name}: label {c.get('label')} from {votes.get(c.get('label'), 0)} of {n} "
-                   f"window votes; " + ("no-evidence fraction not measured by this model version" if ne is None
-                                        else f"{_pct(ne)} of the windows carry no sensor evidence") + ".")
-        if not c.get("calibrated"):
-            out.append(f"{Path(e.info['path']).name}: the model is uncalibrated; probabilities are raw softmax "
-                       "means, not calibrated confidences.")
-        problem = evidence_problem(e)
-        if problem:
-            out.append(problem[1])
-    un = unreviewed_suggestions(case)
-    out.append(f"{len(un)} suggested region(s) not reviewed by the analyst"
-               + (": " + ", ".join(f"{eid} ROI {r.id}" for eid, r in un) if un else "") + ".")
-    return out + WEAKNESSES
 
 
 def _versions(case: Case) -> list[list[str]]:
@@ -293,8 +223,9 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
     warnings = [w for w in case.warnings]
     for w in warnings:
         story.append(_p(f"WARNING: {w}", ss["Warn"]))
+    cmap = report_colormap(case)
     for i, e in enumerate(case.evidence.values(), 1):
-        _evidence_section(story, e, i, ss)
+        _evidence_section(story, e, i, ss, cmap)
     story += [PageBreak(), _p("Parameters", ss["Heading2"])]
     prow = [["evidence", "run", "model", "sub", "stride", "engine", "device", "threshold", "compute s"]]
     for e in case.evidence.values():
@@ -302,7 +233,7 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
             pr = r.info["parameters"]
             prow.append([e.eid, f"{k:03d}", r.info["model"]["name"], "x".join(map(str, pr["sub"])),
                          "x".join(map(str, pr["stride"])), r.info.get("engine"), r.info.get("device"),
-                         str(pr.get("threshold")), _num(r.info.get("timings", {}).get("compute_s"), ".2f")])
+                         str(pr.get("threshold")), num(r.info.get("timings", {}).get("compute_s"), ".2f")])
     story.append(_table(prow))
     story.append(_p("Model card summary", ss["Heading2"]))
     seen = set()
@@ -323,13 +254,13 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
                 ["data", "VIRTUAL scanners only (simulated scanner traces on real content): the bundled model "
                  "knows only virtual scanners and does not identify real scanner models" if cd.get("demonstration")
                  else "the lab's own reference scans (see the model card)"],
-                ["test accuracy", f"per image {_pct(cd.get('test_per_image_accuracy'))}, per patch "
-                 f"{_pct(cd.get('test_per_patch_accuracy'))}"],
+                ["test accuracy", f"per image {pct(cd.get('test_per_image_accuracy'))}, per patch "
+                 f"{pct(cd.get('test_per_patch_accuracy'))}"],
                 ["calibration", "calibrated (" + str(cal.get("method")) + ")" if cal.get("calibrated")
                  else f"uncalibrated ({cal.get('reason') or 'no calibration'})"],
             ], [90, 380], header=False))
     story += [_p("Software, libraries and devices", ss["Heading2"]), _table(_versions(case), [110, 360])]
-    story += [_p("Limitations", ss["Heading2"])] + [_p("- " + t, ss["BodyText"]) for t in _limitations(case)]
+    story += [_p("Limitations", ss["Heading2"])] + [_p("- " + t, ss["BodyText"]) for t in limitations(case)]
     story += [_p("Attribution", ss["Heading2"]), _p(ATTRIBUTION, ss["BodyText"])]
     signoff: list[Any] = [_p("Analyst sign-off", ss["Heading2"])]
     if draft:
@@ -342,10 +273,12 @@ def build_pdf(case: Case) -> tuple[bytes, bool]:
     story += [PageBreak(), _p("Audit log", ss["Heading2"]),
               _p(f"{len(case.audit)} entries; chain {'INTACT' if not chain else 'BROKEN: ' + '; '.join(chain)}; "
                  f"head {case.head_hash}", ss["Small"])]
+    # the time wraps between date and time (an ISO time has no space to break at and
+    # ran over the user column); the columns add up to the 523 pt between the margins
     arows = [["#", "time", "user", "action", "detail", "hash"]] + [
-        [str(x["seq"]), x["time"], _p(x["user"], ss["Small"]), x["action"], _p(x.get("detail", ""), ss["Small"]),
-         x["hash"][:16]] for x in case.audit]
-    story.append(_table(arows, [18, 92, 60, 74, 150, 80]))
+        [str(x["seq"]), _p(str(x["time"]).replace("T", " "), ss["Small"]), _p(x["user"], ss["Small"]),
+         _p(x["action"], ss["Small"]), _p(x.get("detail", ""), ss["Small"]), x["hash"][:16]] for x in case.audit]
+    story.append(_table(arows, [20, 70, 62, 88, 203, 80]))
     buf = io.BytesIO()
     footer = f"ScanLab {scanlab.__version__} | case {m['id']} | audit head {case.head_hash}" + (" | DRAFT" if draft else "")
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=36, rightMargin=36, topMargin=40, bottomMargin=40,
@@ -381,20 +314,32 @@ def write_maps(case: Case, path: Path) -> None:
 
 
 def export_report(case: Case, output: str | Path, *, user: str) -> dict[str, Any]:
-    """Write the PDF and ``<name>.maps.h5`` beside it, then log the export (PDF SHA-256).
+    """Write ``<name>.maps.h5`` and the PDF beside it; the export is logged in the audit chain.
 
-    Raises ``ScanLabError`` when the path cannot be written; nothing is written then.
+    The ``report_exported`` entry is appended *before* the PDF is drawn, so the
+    head every page prints is that entry's own hash, the head ``scanlab case show``
+    prints after the export (the PDF cannot hold a hash of itself; its SHA-256 is
+    returned). The entry records the files' paths, the maps file's SHA-256 and the
+    head it extends. When writing fails the entry is taken back and ``ScanLabError``
+    raised; the maps file may then be left beside the missing PDF.
     """
     out = check_writable(output, (".pdf",), "report file")
     maps = out.with_name(out.stem + ".maps.h5")
     check_writable(maps, (".h5",), "maps file")
-    head = case.head_hash
-    pdf, draft = build_pdf(case)
-    atomic_write_bytes(out, pdf)
+    head_before, modified = case.head_hash, case.meta.get("modified")
+    draft = case.meta.get("signoff") is None
     write_maps(case, maps)
-    sha = hashlib.sha256(pdf).hexdigest()
     maps_sha = hashlib.sha256(maps.read_bytes()).hexdigest()
-    info = {"pdf": str(out.resolve()), "pdf_sha256": sha, "maps": str(maps.resolve()), "maps_sha256": maps_sha,
-            "audit_head_in_report": head, "draft": draft}
-    case.log(user, "report_exported", info, f"{out.name} sha256 {sha}{' (DRAFT)' if draft else ''}")
-    return info
+    payload = {"pdf": str(out.resolve()), "maps": str(maps.resolve()), "maps_sha256": maps_sha,
+               "audit_head_before": head_before, "draft": draft, "colormap": report_colormap(case)}
+    entry = case.log(user, "report_exported", payload, f"{out.name}{' (DRAFT)' if draft else ''}")
+    try:
+        pdf, _ = build_pdf(case)
+        atomic_write_bytes(out, pdf)
+    except BaseException:
+        # nothing was exported: the chain must not say it was
+        if case.audit and case.audit[-1] is entry:
+            case.audit.pop()
+            case.meta["modified"] = modified
+        raise
+    return {**payload, "pdf_sha256": hashlib.sha256(pdf).hexdigest(), "audit_head_in_report": entry["hash"]}

@@ -1,4 +1,8 @@
-"""Pictures for the case report, drawn with Pillow (no Qt): overlay, colorbar, numbered ROIs, crops."""
+"""Pictures for the case report, drawn with Pillow (no Qt): overlay, colorbar, numbered ROIs, crops.
+
+The colours are the screen's: the same published colour map (the analyst's choice,
+stored in the case view) and the same grey hatching for "no evidence" pixels.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from scanlab.core.case.rois import ROI
-from scanlab.core.colormap import colorize, lut
+from scanlab.core.colormap import DEFAULT_COLORMAP, colorize, hatch_no_evidence, lut
 
 ROI_COLOR = (255, 0, 255)  # magenta: visible on every colour of the reliability ramp
 MAX_SIDE = 1400  # pixels of the page figure; enough for print at the size it is shown
@@ -26,9 +30,18 @@ def to_rgb8(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(pixels, dtype=np.uint8)
 
 
-def overlay(rgb: np.ndarray | None, rel: np.ndarray, opacity: float = 0.55) -> Image.Image:
-    """Scan with the reliability colours blended on top (NaN: scan only, or grey without a scan)."""
-    col = colorize(rel, alpha=int(255 * opacity))
+def overlay(rgb: np.ndarray | None, rel: np.ndarray, opacity: float = 0.55, *, cmap: str = DEFAULT_COLORMAP,
+            no_evidence: np.ndarray | None = None) -> Image.Image:
+    """Scan with the map's colours blended on top; ``no_evidence`` pixels hatched grey as on screen.
+
+    NaN pixels outside ``no_evidence`` (not covered by any sub-image) show the scan only.
+    """
+    alpha = int(255 * opacity)
+    col = colorize(rel, alpha=alpha, name=cmap)
+    if no_evidence is not None and no_evidence.any():
+        hatch_no_evidence(col, no_evidence)
+        # a little more opaque than the colours, so the hatch reads on any content
+        col[no_evidence, 3] = min(255, alpha + 60)
     base = Image.fromarray(rgb, "RGB").convert("RGBA") if rgb is not None else \
         Image.new("RGBA", (rel.shape[1], rel.shape[0]), (200, 200, 200, 255))
     return Image.alpha_composite(base, Image.fromarray(col, "RGBA")).convert("RGB")
@@ -57,23 +70,31 @@ def annotated(img: Image.Image, rois: list[ROI]) -> Image.Image:
     return out
 
 
-def colorbar(height: int = 600, width: int = 150) -> Image.Image:
-    """A vertical reliability colour bar, 1 at the top, with tick labels."""
+def colorbar(height: int = 600, width: int = 150, *, cmap: str = DEFAULT_COLORMAP) -> Image.Image:
+    """A vertical colour bar (1 at the top) with tick labels and, below it, the no-evidence hatch swatch."""
+    fsize = max(12, height // 28)  # the figure is scaled to the page: text scales with it
+    width = max(width, 64 + 5 * fsize)  # room for "evidence" beside the swatch
     img = Image.new("RGB", (width, height), (255, 255, 255))
-    bar = np.repeat(lut()[::-1][:, None, :], 40, axis=1)
-    img.paste(Image.fromarray(bar, "RGB").resize((40, height - 40)), (10, 20))
+    font = _font(fsize)
+    legend_h = 3 * fsize + 10  # the hatch swatch and its two-line label
+    bar_h = height - 40 - legend_h
+    bar = np.repeat(lut(256, cmap)[::-1][:, None, :], 40, axis=1)
+    img.paste(Image.fromarray(bar, "RGB").resize((40, bar_h)), (10, 20))
     d = ImageDraw.Draw(img)
-    font = _font(22)
     for v in (1.0, 0.75, 0.5, 0.25, 0.0):
-        y = 20 + round((1 - v) * (height - 41))
+        y = 20 + round((1 - v) * (bar_h - 1))
         d.line((50, y, 60, y), fill=(0, 0, 0), width=2)
-        d.text((64, y - 12), f"{v:.2f}", fill=(0, 0, 0), font=font)
+        d.text((64, y - fsize // 2), f"{v:.2f}", fill=(0, 0, 0), font=font)
+    y0 = 20 + bar_h + 12
+    sw = hatch_no_evidence(np.zeros((legend_h - 12, 40, 4), np.uint8), np.ones((legend_h - 12, 40), bool))
+    img.paste(Image.fromarray(sw[..., :3], "RGB"), (10, y0))
+    d.text((56, y0), "no\nevidence", fill=(0, 0, 0), font=font)
     return img
 
 
-def with_colorbar(fig: Image.Image) -> Image.Image:
-    """``fig`` with a colour bar of the same height to its right."""
-    cb = colorbar(height=max(200, fig.height), width=max(110, fig.height // 8))
+def with_colorbar(fig: Image.Image, *, cmap: str = DEFAULT_COLORMAP) -> Image.Image:
+    """``fig`` with a colour bar (and the no-evidence legend) of the same height to its right."""
+    cb = colorbar(height=max(260, fig.height), width=max(130, fig.height // 7), cmap=cmap)
     out = Image.new("RGB", (fig.width + cb.width + 10, fig.height), (255, 255, 255))
     out.paste(fig, (0, 0))
     out.paste(cb, (fig.width + 10, 0))

@@ -7,15 +7,19 @@ What is compared, and how strictly:
 * every stored run against the audit entry that recorded it (exact: a figure
   edited inside the case file no longer matches the hash logged when it was made);
 * every run re-computed with the model copy stored in the case:
-  label exact; class probabilities and window probabilities (from which every
-  map is derived) within ``PROB_TOL`` absolute; votes and verdict exact, except
-  that a vote or verdict change while every probability is within tolerance is a
-  warning (a value sitting on a threshold can tip either way across devices);
+  every figure the report prints: label, verdict, votes, reason, warnings,
+  no-evidence count, scan block exact; class probabilities, confidence, unknown
+  score, vote fraction and interval, thresholds within ``PROB_TOL`` absolute;
+  the window probabilities (from which every map is derived) and the
+  unknown-score grid within ``PROB_TOL``, the no-evidence mask exact. A verdict
+  that tips while the probabilities are within tolerance is a difference too:
+  the analyst reads the verdict;
 * every ROI's statistics, recomputed from the stored window grid, within ``PROB_TOL``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 from pathlib import Path
@@ -47,8 +51,9 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                 progress: ProgressFn | None = None) -> dict[str, Any]:
     """Check a case; returns ``{"ok", "differences", "warnings", "checked"}``.
 
-    ``differences`` name what differs (evidence, run, figure); ``ok`` is True
-    when there are none. Warnings do not make a case fail.
+    ``differences`` name what differs (evidence, run, figure), one line each;
+    ``ok`` is True when there are none. Warnings do not make a case fail.
+    Nothing in ``case`` is changed: logging a verification is the caller's choice.
     """
     diffs: list[str] = []
     warns: list[str] = []
@@ -71,8 +76,6 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                 if data is None:
                     diffs.append(f"{where}: the case holds no copy of model {msha[:16]}")
                     continue
-                import hashlib
-
                 if hashlib.sha256(data).hexdigest() != msha:
                     diffs.append(f"{where}: the stored model copy {msha[:16]} is damaged")
                     continue
@@ -85,9 +88,7 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                                       engine=run.info.get("engine"), device=device, label=prm.get("label"))
                 new_info, new_w = run_to_case(run_analysis(req, cancel=cancel, progress=progress))
                 checked["runs"] += 1
-                d, w = _compare_run(where, run.info, new_info, run.windows, new_w)
-                diffs += d
-                warns += w
+                diffs += _compare_run(where, run.info, new_info, run.windows, new_w, warns)
             for roi in e.rois:
                 checked["rois"] += 1
                 fresh = compute_stats(e, roi, threshold=roi.stats.get("threshold", 0.5))
@@ -99,28 +100,97 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
             "tolerance": {"probabilities": PROB_TOL, "maps": PROB_TOL}}
 
 
-def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: Any, new_w: Any
-                 ) -> tuple[list[str], list[str]]:
-    diffs, warns = [], []
+# Figures of the classify entry (the verdict table of the report) and how each is compared:
+# "tol" within PROB_TOL (recursively for dicts and lists), "exact" equal.
+_CLASSIFY_FIELDS: dict[str, str] = {
+    "label": "exact", "verdict": "exact", "votes": "exact", "n_patches": "exact",
+    "probabilities": "tol", "confidence": "tol", "calibrated": "exact", "unknown_score": "tol",
+    "vote_fraction": "tol", "vote_interval": "tol", "thresholds": "tol", "reason": "exact",
+    "n_no_evidence": "exact", "warnings": "exact", "scan": "exact",
+}
+
+
+def _short(v: Any) -> str:
+    """A value for a one-line reason (long lists and dicts are cut)."""
+    text = repr(v) if not isinstance(v, float) else f"{v:.6g}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _grid_diff(where: str, what: str, old: np.ndarray | None, new: np.ndarray | None, tol: float | None
+               ) -> str | None:
+    """One reason when two stored grids differ (``tol`` None: exact), else None."""
+    if old is None and new is None:
+        return None
+    if old is None or new is None:
+        return f"{where}: {what} {'missing from the case' if old is None else 'stored but not re-computed'}"
+    a, b = np.asarray(old), np.asarray(new)
+    if a.shape != b.shape:
+        return f"{where}: {what} shape {a.shape} != {b.shape}"
+    if tol is None:
+        n = int(np.count_nonzero(a.astype(bool) != b.astype(bool)))
+        return f"{where}: {what} differs in {n} of {a.size} windows" if n else None
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    nan_diff = int(np.count_nonzero(np.isnan(a64) != np.isnan(b64)))
+    both = ~(np.isnan(a64) | np.isnan(b64))
+    m = float(np.max(np.abs(a64[both] - b64[both]))) if both.any() else 0.0
+    if nan_diff or m > tol:
+        return f"{where}: {what} differs (max {m:.2e} > {tol:g}" + (f", {nan_diff} NaN windows differ)" if nan_diff
+                                                                   else ")")
+    return None
+
+
+def _ugrid(old_w: Any, new_w: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The unknown-score grids of two runs; a window-position change counts as a difference."""
+    def one(w: Any) -> np.ndarray | None:
+        g = getattr(w, "unknown_grid", None)
+        if g is None:
+            return None
+        scores, ys, xs = g
+        # positions folded in so a moved grid of equal shape still differs
+        return np.concatenate([np.asarray(scores, np.float64).ravel(), np.asarray(ys, np.float64),
+                               np.asarray(xs, np.float64)])
+    return one(old_w), one(new_w)
+
+
+def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: Any, new_w: Any,
+                 warnings: list[str] | None = None) -> list[str]:
+    """Every figure of a stored run against its re-computation; one reason per difference.
+
+    Compared: every classify figure the report prints (``_CLASSIFY_FIELDS``), the
+    map label and shape, the window probabilities, the no-evidence mask and the
+    unknown-score grid. A verdict or vote change is a difference even when the
+    probabilities are within tolerance: the analyst reads the verdict, not the
+    probabilities.
+    """
+    diffs: list[str] = []
     a, b = old["classify"], new["classify"]
-    probs_ok = _close(a.get("probabilities"), b.get("probabilities"), PROB_TOL)
-    if not probs_ok:
-        worst = max(abs(a["probabilities"].get(k, 0) - v) for k, v in b["probabilities"].items())
-        diffs.append(f"{where}: class probabilities differ (max {worst:.2e} > {PROB_TOL:g})")
-    if old_w is not None:
-        if old_w.probs.shape != new_w.probs.shape:
-            diffs.append(f"{where}: window grid shape {old_w.probs.shape} != {new_w.probs.shape}")
-        else:
-            m = float(np.max(np.abs(old_w.probs - new_w.probs))) if old_w.probs.size else 0.0
-            if m > PROB_TOL:
-                diffs.append(f"{where}: map window probabilities differ (max {m:.2e} > {PROB_TOL:g})")
-    if a.get("label") != b.get("label"):
-        diffs.append(f"{where}: label {a.get('label')} != {b.get('label')} on re-analysis")
-    for key in ("verdict", "votes", "n_patches"):
-        if a.get(key) != b.get(key):
-            msg = f"{where}: {key} {a.get(key)} -> {b.get(key)}"
-            if probs_ok and key != "n_patches":
-                warns.append(msg + " (probabilities within tolerance: a value on a threshold tipped)")
-            else:
-                diffs.append(msg)
-    return diffs, warns
+    for key, how in _CLASSIFY_FIELDS.items():
+        va, vb = a.get(key), b.get(key)
+        if key == "probabilities" and isinstance(va, dict) and isinstance(vb, dict) and va.keys() == vb.keys():
+            worst = max((abs(va[k] - vb[k]) for k in va), default=0.0)
+            if worst > PROB_TOL:
+                diffs.append(f"{where}: class probabilities differ (max {worst:.2e} > {PROB_TOL:g})")
+            continue
+        same = _close(va, vb, PROB_TOL) if how == "tol" else va == vb
+        if not same:
+            diffs.append(f"{where}: {key} {_short(va)} stored, {_short(vb)} on re-analysis")
+    for key in ("map_label", "shape"):
+        if old.get(key) != new.get(key):
+            diffs.append(f"{where}: {key} {_short(old.get(key))} stored, {_short(new.get(key))} on re-analysis")
+    if old_w is not None and new_w is not None:
+        for what, ga, gb, tol in (
+            ("map window probabilities", old_w.probs, new_w.probs, PROB_TOL),
+            ("no-evidence mask", old_w.evidence, new_w.evidence, None),
+            ("unknown-score map grid", old_w.unknown_score, new_w.unknown_score, PROB_TOL),
+            ("unknown-score grid", *_ugrid(old_w, new_w), PROB_TOL),
+        ):
+            if what == "unknown-score grid" and ga is None and gb is not None and warnings is not None:
+                # cases written before the grid was stored: nothing to compare it with
+                warnings.append(f"{where}: the unknown-score grid is not stored (older case file); not compared")
+                continue
+            d = _grid_diff(where, what, ga, gb, tol)
+            if d is not None:
+                diffs.append(d)
+    elif old_w is None:
+        diffs.append(f"{where}: the case holds no window grid for this run")
+    return diffs

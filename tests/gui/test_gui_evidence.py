@@ -14,6 +14,8 @@ from scanlab.core.engine.network import build_model
 from scanlab.core.modelfile.store import make_manifest, save_model
 from scanlab.services.analysis import ATTRIBUTION
 
+pytestmark = pytest.mark.gui
+
 
 @pytest.fixture
 def half_blank(tmp_path: Path) -> str:

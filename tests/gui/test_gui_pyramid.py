@@ -7,6 +7,8 @@ import pytest
 
 from scanlab.gui.pyramid import build_pyramid, halve, pick_level
 
+pytestmark = pytest.mark.gui
+
 
 def test_halve_is_a_rounded_box_average():
     a = np.array([[[0], [2]], [[4], [7]]], dtype=np.uint8)
