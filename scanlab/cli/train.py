@@ -34,16 +34,19 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--epochs must be at least 1")
     if a.max_batches is not None and a.max_batches < 1:
         raise ScanLabError("--max-batches must be at least 1")
+    if a.oe_steps is not None and a.oe_steps < 1:
+        raise ScanLabError("--oe-steps must be at least 1")
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
         sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
         freeze_trunk=a.freeze_trunk, amp=not a.no_amp, max_batches=a.max_batches, workers=a.workers,
+        oe_steps=a.oe_steps,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
     req = TrainRequest(
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
         engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
-        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files,
+        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files, other=a.other,
     )
 
     def on_epoch(r: dict) -> None:
@@ -126,5 +129,10 @@ def register(sp: Any) -> None:
     t.add_argument("--engine", default=None, choices=["dense", "naive"])
     t.add_argument("--strict-files", action="store_true",
                    help="stop on the first unreadable image instead of skipping and listing it")
+    t.add_argument("--other", default=None, metavar="DIR",
+                   help="the lab's scans of no reference scanner (like DATA_DIR/_other/): outlier exposure and "
+                        "a check of the unknown threshold")
+    t.add_argument("--oe-steps", type=int, default=None,
+                   help="steps of the 'other scanner' training (default: half the run's batches, 60-400)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -26,6 +26,7 @@ from scanlab.core.engine.engines import select_device
 from scanlab.core.engine.network import build_model
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
+from scanlab.core.evidence.openset import OTHER_METHOD, OtherScorer
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
@@ -48,7 +49,14 @@ from scanlab.core.training.loop import (
     load_checkpoint,
 )
 from scanlab.services.models import get_model, resolve_model_path
+from scanlab.services.other_output import train_open_set
 from scanlab.services.paths import cache_dir
+
+# Default length of the "other scanner" training (BENCHMARKS.md, "Lab models say unknown"):
+# a share of the run's own batches, so its cost stays a fixed fraction of the training.
+OE_SHARE = 0.5
+OE_MIN_STEPS = 60
+OE_MAX_STEPS = 400
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,9 @@ class TrainRequest:
     checkpoint: str | None = None  # checkpoint file; None: derived from the output path
     exclude: tuple[str, ...] = ()  # files left out (unreadable, label conflicts), paths as found
     strict_files: bool = False  # True: an unreadable image stops the run instead of being skipped
+    other: str | None = None  # folder of the lab's negatives (scans of no reference scanner), besides DATA_DIR/_other
+    open_set: bool = True  # False: no "other scanner" output (benchmarks that measure its cost)
+    outlier_cache: str | None = None  # outlier-window cache folder; None: <per-user cache>/outliers
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -135,12 +146,16 @@ def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
         yield images[i], images.labels[i]
 
 
-def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None]:
-    """Fresh network, or one initialised from a base model (the head is replaced when classes differ)."""
+def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None, OtherScorer | None]:
+    """Fresh network, or one initialised from a base model (the head is replaced when classes differ).
+
+    The third item is the base model's "other scanner" row, when it has one: it reads
+    the same trunk features, so the lab model's extra output starts from it.
+    """
     torch.manual_seed(req.config.seed)  # initial weights depend on the seed only
     net = build_model(len(classes), width=req.config.width)
     if req.base == "none":
-        return net, None
+        return net, None, None
     base_path = resolve_model_path(None if req.base == "default" else req.base)
     base = get_model(base_path)
     if base.net.width != net.width:
@@ -149,7 +164,8 @@ def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Modul
     net.load_state_dict(state, strict=False)
     if base.classes == classes:
         net.fc.load_state_dict(base.net.fc.state_dict())
-    return net, f"{base.name} ({base.manifest.get('weights_sha256')})"
+    other = OtherScorer.from_extras(base.extras, net.feature_channels)
+    return net, f"{base.name} ({base.manifest.get('weights_sha256')})", other
 
 
 def _with_misclassified(m: dict[str, Any] | None, ds: Any, split: str) -> dict[str, Any] | None:
@@ -208,13 +224,23 @@ def run_training(
         train = _cache_split(ds, "train", cache, cancel, progress, skipped)
         val = _cache_split(ds, "val", cache, cancel, progress, skipped)
         test = _cache_split(ds, "test", cache, cancel, None, skipped)
-        net, parent = _init_network(req, ds.classes)
+        net, parent, base_other = _init_network(req, ds.classes)
         stage("training")
         fp = _fingerprint(req, ds.folder_hash)
         hist = fit(
             net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
             on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
+        oe = None
+        if req.open_set:
+            oe = train_open_set(
+                net, train, data_dir=req.data_dir, other_dir=req.other, steps=oe_steps(req.config, hist),
+                seed=req.config.seed, base_other=base_other, device=device, cache_folder=req.outlier_cache,
+                cancel=cancel, progress=progress, stage=stage,
+            )
+            # the last block and the class rows moved a little: measure validation again
+            hist["val"] = evaluate_arrays(net, val, val.labels, len(ds.classes), engine=req.engine, device=device,
+                                          cancel=cancel)
         metrics: dict[str, Any] = {"val": _with_misclassified(hist["val"], ds, "val")}
         if len(test):
             stage("testing")
@@ -228,6 +254,8 @@ def run_training(
             net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
             demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
             dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
+            **({} if oe is None else {"method": OTHER_METHOD, "other": oe.scorer, "outliers": oe.heldout,
+                                     "negatives": oe.negatives_check}),
         )
         net.cpu()
         training = {
@@ -257,6 +285,8 @@ def run_training(
             "skipped_files": list(skipped or []),
             "strict_files": req.strict_files,
         }
+        if oe is not None:
+            training["outlier_exposure"] = oe.record
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
     manifest.update(extra_manifest)
@@ -264,6 +294,15 @@ def run_training(
     stored = save_model(net, manifest, out, extras)
     ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return stored
+
+
+def oe_steps(cfg: TrainConfig, hist: dict[str, Any]) -> int:
+    """Steps of the "other scanner" training: ``cfg.oe_steps``, or by default a share of the
+    batches the run trained (at least :data:`OE_MIN_STEPS`, at most :data:`OE_MAX_STEPS`)."""
+    if cfg.oe_steps is not None:
+        return cfg.oe_steps
+    trained = sum(1 for _ in hist["history"]) * max(1, hist.get("batches_per_epoch") or 0)
+    return int(min(OE_MAX_STEPS, max(OE_MIN_STEPS, round(OE_SHARE * trained))))
 
 
 def default_output_name(data_dir: str | os.PathLike) -> str:
