@@ -79,3 +79,27 @@ def test_other_folder_option_and_bad_other(lab, tmp_path, capsys):
     assert _train(lab, tmp_path / "x.safetensors", tmp_path / "c", "--other", str(tmp_path / "missing")) == 2
     assert "--other is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_parse_budget():
+    from scanlab.core.errors import ScanLabError
+    from scanlab.services.budget import parse_budget
+
+    assert parse_budget("15m") == 900 and parse_budget("1h30m") == 5400 and parse_budget("90") == 90
+    for bad in ("soon", "15x", "5s", "m15"):
+        with pytest.raises(ScanLabError):
+            parse_budget(bad)
+
+
+def test_budget_sets_patches_per_epoch_and_prints_the_estimate_first(lab, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    capsys.readouterr()
+    rc = main(["train", str(lab), "-o", str(out), "--base", "none", "--epochs", "1", "--sub", "64",
+               "--split", "2:1:1", "--cache", str(tmp_path / "c"), "--oe-steps", "2", "--budget", "10s"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    b = load_model(out).manifest["training"]["budget"]
+    assert b["budget_s"] == 10 and 1 <= b["batches_per_epoch"] <= b["full_batches_per_epoch"]
+    assert b["measured"]["t_step"] > 0 and b["measured"]["t_oe"] > 0
+    assert load_model(out).manifest["training"]["recipe"]["max_batches"] == b["batches_per_epoch"]
+    assert "estimate" in err and err.index("estimate") < err.index("[training]")

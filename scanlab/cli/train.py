@@ -43,10 +43,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         oe_steps=a.oe_steps,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
+    from scanlab.services.budget import parse_budget
+
+    budget_s = None if a.budget is None else parse_budget(a.budget)
     req = TrainRequest(
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
         engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
         holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files, other=a.other,
+        budget_s=budget_s,
     )
 
     def on_epoch(r: dict) -> None:
@@ -134,5 +138,8 @@ def register(sp: Any) -> None:
                         "a check of the unknown threshold")
     t.add_argument("--oe-steps", type=int, default=None,
                    help="steps of the 'other scanner' training (default: half the run's batches, 60-400)")
+    t.add_argument("--budget", default=None, metavar="TIME",
+                   help="time budget like 15m or 1h: patches per epoch are set from a measured throughput "
+                        "(the estimate is printed before training starts)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from scanlab.core.training.loop import (
     fit,
     load_checkpoint,
 )
+from scanlab.services import budget as budget_mod
 from scanlab.services.models import get_model, resolve_model_path
 from scanlab.services.other_output import train_open_set
 from scanlab.services.paths import cache_dir
@@ -81,6 +82,7 @@ class TrainRequest:
     other: str | None = None  # folder of the lab's negatives (scans of no reference scanner), besides DATA_DIR/_other
     open_set: bool = True  # False: no "other scanner" output (benchmarks that measure its cost)
     outlier_cache: str | None = None  # outlier-window cache folder; None: <per-user cache>/outliers
+    budget_s: float | None = None  # time budget: patches per epoch from a measured throughput (services.budget)
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -225,16 +227,24 @@ def run_training(
         val = _cache_split(ds, "val", cache, cancel, progress, skipped)
         test = _cache_split(ds, "test", cache, cancel, None, skipped)
         net, parent, base_other = _init_network(req, ds.classes)
+        cfg, budget = req.config, None
+        if req.budget_s is not None:
+            stage("measuring throughput")
+            timing = budget_mod.measure(net, train, val, cfg, device, req.open_set)
+            budget = budget_mod.plan(req.budget_s, cfg, train, timing,
+                                     lambda b: oe_steps_for(cfg, b) if req.open_set else 0)
+            stage(budget_mod.describe(budget))
+            cfg = replace(cfg, max_batches=budget["batches_per_epoch"])
         stage("training")
         fp = _fingerprint(req, ds.folder_hash)
         hist = fit(
-            net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
+            net, train, val, cfg, device=device, engine=req.engine, cancel=cancel, progress=progress,
             on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
         oe = None
         if req.open_set:
             oe = train_open_set(
-                net, train, data_dir=req.data_dir, other_dir=req.other, steps=oe_steps(req.config, hist),
+                net, train, data_dir=req.data_dir, other_dir=req.other, steps=oe_steps_for(cfg, hist["epochs_run"] * hist["batches_per_epoch"]),
                 seed=req.config.seed, base_other=base_other, device=device, cache_folder=req.outlier_cache,
                 cancel=cancel, progress=progress, stage=stage,
             )
@@ -259,7 +269,7 @@ def run_training(
         )
         net.cpu()
         training = {
-            "recipe": req.config.recipe(),
+            "recipe": cfg.recipe(),
             "seed": req.config.seed,
             "epochs_run": hist["epochs_run"],
             "best_epoch": hist["best_epoch"],
@@ -287,6 +297,8 @@ def run_training(
         }
         if oe is not None:
             training["outlier_exposure"] = oe.record
+        if budget is not None:
+            training["budget"] = budget
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
     manifest.update(extra_manifest)
@@ -296,13 +308,12 @@ def run_training(
     return stored
 
 
-def oe_steps(cfg: TrainConfig, hist: dict[str, Any]) -> int:
+def oe_steps_for(cfg: TrainConfig, trained_batches: int) -> int:
     """Steps of the "other scanner" training: ``cfg.oe_steps``, or by default a share of the
     batches the run trained (at least :data:`OE_MIN_STEPS`, at most :data:`OE_MAX_STEPS`)."""
     if cfg.oe_steps is not None:
         return cfg.oe_steps
-    trained = sum(1 for _ in hist["history"]) * max(1, hist.get("batches_per_epoch") or 0)
-    return int(min(OE_MAX_STEPS, max(OE_MIN_STEPS, round(OE_SHARE * trained))))
+    return int(min(OE_MAX_STEPS, max(OE_MIN_STEPS, round(OE_SHARE * trained_batches))))
 
 
 def default_output_name(data_dir: str | os.PathLike) -> str:

@@ -28,16 +28,15 @@ from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.engine.reliability import apply_temperature, subimage_probs_multi
 from scanlab.core.evidence import calibration as cal
 from scanlab.core.evidence import openset
-from scanlab.core.evidence.threshold import other_output_threshold
+from scanlab.core.evidence.threshold import KNOWN_QUANTILE, other_output_threshold
 from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_VAL_IMAGES_PER_CLASS = 3
 UNKNOWN_MARGIN = 0.01  # added to the largest held-out known image score (k-NN methods)
-# other-output: the threshold keeps this share of the known validation images. The
-# largest score (the k-NN rule) hangs on one odd image; the target is >= 97% of
-# known scans attributed, so 98% leaves one point for votes and confidence.
-OTHER_KEEP = 0.98
+# other-output with >= MIN_VAL_IMAGES_PER_CLASS validation images per class: the known end of
+# the threshold keeps this share of them (see scanlab.core.evidence.threshold).
+OTHER_KEEP = KNOWN_QUANTILE
 
 
 def dpi_range(paths: Iterable[str]) -> list[float] | None:
