@@ -6,10 +6,11 @@ copies of the network (the run itself is not disturbed):
 
 * ``t_step``: seconds per training batch (3 timed batches after one warm-up);
 * ``t_val``: seconds per validation pass (one validation image, scaled by pixels);
-* ``t_oe``: seconds per step of the "other scanner" training (2 timed steps).
+* ``t_oe``, ``t_window``: seconds per step of the "other scanner" training and per
+  window of its one-off forward pass through the frozen layers (two short runs).
 
 and models the run as ``epochs * (batches * t_step + t_val) + oe_steps(batches) * t_oe
-+ 3 * t_val`` (the last term: testing and calibrating, each about one validation pass
++ oe_windows * t_window + 3 * t_val`` (the last term: testing and calibrating, each about one validation pass
 over a split that is up to three times larger). The largest number of batches per epoch
 that fits is used (``max_batches``); the estimate is reported before training starts
 and recorded in the manifest (``training.budget``).
@@ -79,13 +80,17 @@ def measure(net: torch.nn.Module, train: Any, val: Any, cfg: TrainConfig, device
     evaluate_arrays(probe, [val[0]], [val.labels[0]], probe.n_classes, device=device)
     px = [s[0] * s[1] for s in val.shapes]
     t_val = (time.perf_counter() - t0) * sum(px) / max(1, px[0])
-    t_oe = 0.0
-    if open_set:
-        stand_in, _ = known_windows(train, 128, np.random.default_rng(0), augment=False)  # same cost as outliers
-        t0 = time.perf_counter()
-        train_other_output(copy.deepcopy(net), train, stand_in, steps=2, device=device)
-        t_oe = (time.perf_counter() - t0) / 2
-    return {"t_step": t_step, "t_val": t_val, "t_oe": t_oe}
+    t_oe = t_pre = 0.0
+    if open_set:  # two short runs: the difference is the steps, the rest the per-window precompute
+        stand_in, _ = known_windows(train, 64, np.random.default_rng(0), augment=False)  # costs as outliers do
+        times = []
+        for steps in (2, 6):
+            t0 = time.perf_counter()
+            train_other_output(copy.deepcopy(net), train, stand_in, steps=steps, max_known=64, device=device)
+            times.append(time.perf_counter() - t0)
+        t_oe = max(0.0, (times[1] - times[0]) / 4)
+        t_pre = max(0.0, times[0] - 2 * t_oe) / 128
+    return {"t_step": t_step, "t_val": t_val, "t_oe": t_oe, "t_window": t_pre}
 
 
 def plan(
@@ -94,6 +99,7 @@ def plan(
     train: Any,
     timing: dict[str, float],
     oe_steps_for: Callable[[int], int],
+    oe_windows: int = 0,
 ) -> dict[str, Any]:
     """The batches per epoch that fit ``budget_s`` and the estimate for them."""
     full = math.ceil(sum(_n_subimages(s, cfg.sub) for s in train.shapes) / cfg.batch_size)
@@ -102,7 +108,7 @@ def plan(
 
     def total(nb: int) -> float:
         return (cfg.epochs * (nb * timing["t_step"] + timing["t_val"]) + oe_steps_for(cfg.epochs * nb) * timing["t_oe"]
-                + 3 * timing["t_val"])
+                + oe_windows * timing.get("t_window", 0.0) + 3 * timing["t_val"])
 
     nb = full
     while nb > 1 and total(nb) > budget_s:

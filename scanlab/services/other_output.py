@@ -50,6 +50,14 @@ class OpenSetResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+def oe_window_count(n_train_images: int) -> int:
+    """Windows the outlier exposure passes once through the frozen layers (known + outlier)."""
+    from scanlab.core.training.other import KNOWN_PER_IMAGE, MAX_KNOWN
+
+    trained = OUTLIER_DESIGNS * WINDOWS_PER_DESIGN * (HOLDOUT_EVERY - 1) // HOLDOUT_EVERY
+    return min(MAX_KNOWN, KNOWN_PER_IMAGE * n_train_images) + trained
+
+
 def negative_files(data_dir: str | os.PathLike, other: str | os.PathLike | None) -> list[Path]:
     """The lab's negative scans: ``DATA_DIR/_other/`` and ``other`` (each searched recursively).
 

@@ -50,7 +50,7 @@ from scanlab.core.training.loop import (
 )
 from scanlab.services import budget as budget_mod
 from scanlab.services.models import get_model, resolve_model_path
-from scanlab.services.other_output import train_open_set
+from scanlab.services.other_output import oe_window_count, train_open_set
 from scanlab.services.paths import cache_dir
 
 # Default length of the "other scanner" training (BENCHMARKS.md, "Lab models say unknown"):
@@ -232,7 +232,8 @@ def run_training(
             stage("measuring throughput")
             timing = budget_mod.measure(net, train, val, cfg, device, req.open_set)
             budget = budget_mod.plan(req.budget_s, cfg, train, timing,
-                                     lambda b: oe_steps_for(cfg, b) if req.open_set else 0)
+                                     lambda b: oe_steps_for(cfg, b) if req.open_set else 0,
+                                     oe_windows=oe_window_count(len(train)) if req.open_set else 0)
             stage(budget_mod.describe(budget))
             cfg = replace(cfg, max_batches=budget["batches_per_epoch"])
         stage("training")
