@@ -66,11 +66,14 @@ def _train(data: Path, out: Path, cache: Path, open_set: bool, epochs: int | Non
     cfg = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
     t0, c0 = time.perf_counter(), _cpu()
     man = run_training(TrainRequest(data_dir=str(data), output=str(out), config=cfg, cache=str(cache),
-                                    open_set=open_set))
+                                    open_set=open_set),
+                       on_stage=lambda t: print(f"[{out.name}: {t} at {time.perf_counter() - t0:.0f}s]",
+                                                file=sys.stderr, flush=True))
     return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1),
             "open_set": {k: man["open_set"].get(k) for k in ("method", "thresholds", "threshold_rule",
                                                               "threshold_samples")},
-            "outlier_exposure_s": (man["training"].get("outlier_exposure") or {}).get("seconds"),
+            "outlier_exposure": {k: (man["training"].get("outlier_exposure") or {}).get(k)
+                                 for k in ("steps", "seconds", "seconds_precompute", "last_steps")},
             "counts": man["training"]["data"]["counts"]}
 
 

@@ -137,7 +137,7 @@ def register(sp: Any) -> None:
                    help="the lab's scans of no reference scanner (like DATA_DIR/_other/): outlier exposure and "
                         "a check of the unknown threshold")
     t.add_argument("--oe-steps", type=int, default=None,
-                   help="steps of the 'other scanner' training (default: half the run's batches, 60-400)")
+                   help="steps of the 'other scanner' training (default: as many as the batches the run trained, 100-400)")
     t.add_argument("--budget", default=None, metavar="TIME",
                    help="time budget like 15m or 1h: patches per epoch are set from a measured throughput "
                         "(the estimate is printed before training starts)")

@@ -55,8 +55,8 @@ from scanlab.services.paths import cache_dir
 
 # Default length of the "other scanner" training (BENCHMARKS.md, "Lab models say unknown"):
 # a share of the run's own batches, so its cost stays a fixed fraction of the training.
-OE_SHARE = 0.5
-OE_MIN_STEPS = 60
+OE_SHARE = 1.0
+OE_MIN_STEPS = 100
 OE_MAX_STEPS = 400
 
 
