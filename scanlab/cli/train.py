@@ -76,6 +76,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         "test": man["metrics"].get("test"),
         "weights_sha256": man["weights_sha256"],
         "skipped_files": man["training"].get("skipped_files", []),
+        "open_set": {k: (man.get("open_set") or {}).get(k) for k in ("method", "thresholds", "threshold_rule",
+                                                                       "threshold_samples", "negatives")},
+        "budget": man["training"].get("budget"),
     }
     for sk in summary["skipped_files"]:
         eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
@@ -87,6 +90,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(f"saved {summary['output']}")
         print(f"{which}: per-patch {t['per_patch_accuracy']:.4f}, per-image {t['per_image_accuracy']:.4f} "
               f"on {t['n_images']} images")
+        os_ = summary["open_set"]
+        if os_["method"]:
+            print(f"unknown scanners: {os_['method']}, threshold {os_['thresholds']['unknown']} "
+                  f"({os_['threshold_rule']})")
     return 0
 
 
