@@ -62,6 +62,7 @@ def test_outlier_windows_are_rendered_once(lab, tmp_path):
     assert _train(lab, a, tmp_path / "c", "--seed", "1") == 0
     before = outlier_cache.renders
     files = sorted((tmp_path.parent).glob("**/outliers/*.npy"))
+    assert files  # the cache file the first run wrote
     stamps = {f: f.stat().st_mtime_ns for f in files}
     assert _train(lab, b, tmp_path / "c", "--seed", "2") == 0
     assert outlier_cache.renders == before  # the second run read the cache
