@@ -23,6 +23,19 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("SCANLAB_CACHE_DIR", str(base / "cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _small_outlier_exposure():
+    """Every training run trains the "other scanner" output; tests use a small outlier bank
+    (20 designs, rendered once per session into the isolated cache) and few steps."""
+    from scanlab.services import other_output, training
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(other_output, "OUTLIER_DESIGNS", 20)
+        mp.setattr(other_output, "WINDOWS_PER_DESIGN", 4)
+        mp.setattr(training, "OE_MIN_STEPS", 10)
+        yield
+
+
 @pytest.fixture(scope="session")
 def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_model(tmp_path_factory.mktemp("model") / "random.safetensors", ["a", "b", "c"])

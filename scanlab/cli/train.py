@@ -34,16 +34,23 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--epochs must be at least 1")
     if a.max_batches is not None and a.max_batches < 1:
         raise ScanLabError("--max-batches must be at least 1")
+    if a.oe_steps is not None and a.oe_steps < 1:
+        raise ScanLabError("--oe-steps must be at least 1")
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
         sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
         freeze_trunk=a.freeze_trunk, amp=not a.no_amp, max_batches=a.max_batches, workers=a.workers,
+        oe_steps=a.oe_steps,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
+    from scanlab.services.budget import parse_budget
+
+    budget_s = None if a.budget is None else parse_budget(a.budget)
     req = TrainRequest(
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
         engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
-        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files,
+        holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files, other=a.other,
+        budget_s=budget_s,
     )
 
     def on_epoch(r: dict) -> None:
@@ -69,6 +76,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         "test": man["metrics"].get("test"),
         "weights_sha256": man["weights_sha256"],
         "skipped_files": man["training"].get("skipped_files", []),
+        "open_set": {k: (man.get("open_set") or {}).get(k) for k in ("method", "thresholds", "threshold_rule",
+                                                                       "threshold_samples", "negatives")},
+        "budget": man["training"].get("budget"),
     }
     for sk in summary["skipped_files"]:
         eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
@@ -80,6 +90,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(f"saved {summary['output']}")
         print(f"{which}: per-patch {t['per_patch_accuracy']:.4f}, per-image {t['per_image_accuracy']:.4f} "
               f"on {t['n_images']} images")
+        os_ = summary["open_set"]
+        if os_["method"]:
+            print(f"unknown scanners: {os_['method']}, threshold {os_['thresholds']['unknown']} "
+                  f"({os_['threshold_rule']})")
     return 0
 
 
@@ -126,5 +140,13 @@ def register(sp: Any) -> None:
     t.add_argument("--engine", default=None, choices=["dense", "naive"])
     t.add_argument("--strict-files", action="store_true",
                    help="stop on the first unreadable image instead of skipping and listing it")
+    t.add_argument("--other", default=None, metavar="DIR",
+                   help="the lab's scans of no reference scanner (like DATA_DIR/_other/): outlier exposure and "
+                        "a check of the unknown threshold")
+    t.add_argument("--oe-steps", type=int, default=None,
+                   help="steps of the 'other scanner' training (default: as many as the batches the run trained, 100-400)")
+    t.add_argument("--budget", default=None, metavar="TIME",
+                   help="time budget like 15m or 1h: patches per epoch are set from a measured throughput "
+                        "(the estimate is printed before training starts)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

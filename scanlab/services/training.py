@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from scanlab.core.engine.engines import select_device
 from scanlab.core.engine.network import build_model
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
+from scanlab.core.evidence.openset import OTHER_METHOD, OtherScorer
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError
 from scanlab.core.io.jpegfacts import input_summary
@@ -48,8 +49,16 @@ from scanlab.core.training.loop import (
     fit,
     load_checkpoint,
 )
+from scanlab.services import budget as budget_mod
 from scanlab.services.models import get_model, resolve_model_path
+from scanlab.services.other_output import oe_window_count, train_open_set
 from scanlab.services.paths import cache_dir
+
+# Default length of the "other scanner" training (BENCHMARKS.md, "Lab models say unknown"):
+# a share of the run's own batches, so its cost stays a fixed fraction of the training.
+OE_SHARE = 1.0
+OE_MIN_STEPS = 100
+OE_MAX_STEPS = 400
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,10 @@ class TrainRequest:
     checkpoint: str | None = None  # checkpoint file; None: derived from the output path
     exclude: tuple[str, ...] = ()  # files left out (unreadable, label conflicts), paths as found
     strict_files: bool = False  # True: an unreadable image stops the run instead of being skipped
+    other: str | None = None  # folder of the lab's negatives (scans of no reference scanner), besides DATA_DIR/_other
+    open_set: bool = True  # False: no "other scanner" output (benchmarks that measure its cost)
+    outlier_cache: str | None = None  # outlier-window cache folder; None: <per-user cache>/outliers
+    budget_s: float | None = None  # time budget: patches per epoch from a measured throughput (services.budget)
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -136,12 +149,16 @@ def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
         yield images[i], images.labels[i]
 
 
-def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None]:
-    """Fresh network, or one initialised from a base model (the head is replaced when classes differ)."""
+def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None, OtherScorer | None]:
+    """Fresh network, or one initialised from a base model (the head is replaced when classes differ).
+
+    The third item is the base model's "other scanner" row, when it has one: it reads
+    the same trunk features, so the lab model's extra output starts from it.
+    """
     torch.manual_seed(req.config.seed)  # initial weights depend on the seed only
     net = build_model(len(classes), width=req.config.width)
     if req.base == "none":
-        return net, None
+        return net, None, None
     base_path = resolve_model_path(None if req.base == "default" else req.base)
     base = get_model(base_path)
     if base.net.width != net.width:
@@ -150,7 +167,8 @@ def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Modul
     net.load_state_dict(state, strict=False)
     if base.classes == classes:
         net.fc.load_state_dict(base.net.fc.state_dict())
-    return net, f"{base.name} ({base.manifest.get('weights_sha256')})"
+    other = OtherScorer.from_extras(base.extras, net.feature_channels)
+    return net, f"{base.name} ({base.manifest.get('weights_sha256')})", other
 
 
 def _with_misclassified(m: dict[str, Any] | None, ds: Any, split: str) -> dict[str, Any] | None:
@@ -209,13 +227,32 @@ def run_training(
         train = _cache_split(ds, "train", cache, cancel, progress, skipped)
         val = _cache_split(ds, "val", cache, cancel, progress, skipped)
         test = _cache_split(ds, "test", cache, cancel, None, skipped)
-        net, parent = _init_network(req, ds.classes)
+        net, parent, base_other = _init_network(req, ds.classes)
+        cfg, budget = req.config, None
+        if req.budget_s is not None:
+            stage("measuring throughput")
+            timing = budget_mod.measure(net, train, val, cfg, device, req.open_set)
+            budget = budget_mod.plan(req.budget_s, cfg, train, timing,
+                                     lambda b: oe_steps_for(cfg, b) if req.open_set else 0,
+                                     oe_windows=oe_window_count(len(train)) if req.open_set else 0)
+            stage(budget_mod.describe(budget))
+            cfg = replace(cfg, max_batches=budget["batches_per_epoch"])
         stage("training")
         fp = _fingerprint(req, ds.folder_hash)
         hist = fit(
-            net, train, val, req.config, device=device, engine=req.engine, cancel=cancel, progress=progress,
+            net, train, val, cfg, device=device, engine=req.engine, cancel=cancel, progress=progress,
             on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
+        oe = None
+        if req.open_set:
+            oe = train_open_set(
+                net, train, data_dir=req.data_dir, other_dir=req.other, steps=oe_steps_for(cfg, hist["epochs_run"] * hist["batches_per_epoch"]),
+                seed=req.config.seed, base_other=base_other, device=device, cache_folder=req.outlier_cache,
+                cancel=cancel, progress=progress, stage=stage,
+            )
+            # the last block and the class rows moved a little: measure validation again
+            hist["val"] = evaluate_arrays(net, val, val.labels, len(ds.classes), engine=req.engine, device=device,
+                                          cancel=cancel)
         metrics: dict[str, Any] = {"val": _with_misclassified(hist["val"], ds, "val")}
         if len(test):
             stage("testing")
@@ -229,13 +266,15 @@ def run_training(
             net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
             demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
             dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
+            **({} if oe is None else {"method": OTHER_METHOD, "other": oe.scorer, "outliers": oe.heldout,
+                                     "negatives": oe.negatives_check}),
         )
         # formats and JPEG qualities of the training scans (headers only): the input gating compares
         # each questioned scan's JPEG facts with them
         extra_manifest.setdefault("training_input", {}).update(input_summary(str(x.path) for x in ds.split["train"]))
         net.cpu()
         training = {
-            "recipe": req.config.recipe(),
+            "recipe": cfg.recipe(),
             "seed": req.config.seed,
             "epochs_run": hist["epochs_run"],
             "best_epoch": hist["best_epoch"],
@@ -261,6 +300,10 @@ def run_training(
             "skipped_files": list(skipped or []),
             "strict_files": req.strict_files,
         }
+        if oe is not None:
+            training["outlier_exposure"] = oe.record
+        if budget is not None:
+            training["budget"] = budget
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
     manifest.update(extra_manifest)
@@ -268,6 +311,14 @@ def run_training(
     stored = save_model(net, manifest, out, extras)
     ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return stored
+
+
+def oe_steps_for(cfg: TrainConfig, trained_batches: int) -> int:
+    """Steps of the "other scanner" training: ``cfg.oe_steps``, or by default a share of the
+    batches the run trained (at least :data:`OE_MIN_STEPS`, at most :data:`OE_MAX_STEPS`)."""
+    if cfg.oe_steps is not None:
+        return cfg.oe_steps
+    return int(min(OE_MAX_STEPS, max(OE_MIN_STEPS, round(OE_SHARE * trained_batches))))
 
 
 def default_output_name(data_dir: str | os.PathLike) -> str:

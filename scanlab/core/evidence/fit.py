@@ -8,9 +8,11 @@ manifest keys ``calibration``, ``open_set`` and ``training_input`` plus the extr
 tensors to store in the model file.
 
 Too small a collection (fewer than :data:`MIN_VAL_IMAGES_PER_CLASS` validation
-images in some class) gives ``calibration.calibrated = false`` and an
-``open_set`` without a method, each with the reason: thresholds fitted to one
-or two images would be noise presented as evidence.
+images in some class) gives ``calibration.calibrated = false`` with the reason. The
+k-NN scorers then get no method either (their thresholds would rest on one or two
+images); the ``other-output`` scorer, which every ``scanlab train`` run now trains,
+sets its threshold from the validation windows and the held-out outlier designs
+(:mod:`scanlab.core.evidence.threshold`) and records the rule and its sample sizes.
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.engine.reliability import apply_temperature, subimage_probs_multi
 from scanlab.core.evidence import calibration as cal
 from scanlab.core.evidence import openset
+from scanlab.core.evidence.threshold import KNOWN_QUANTILE, other_output_threshold
 from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_VAL_IMAGES_PER_CLASS = 3
 UNKNOWN_MARGIN = 0.01  # added to the largest held-out known image score (k-NN methods)
-# other-output: the threshold keeps this share of the known validation images. The
-# largest score (the k-NN rule) hangs on one odd image; the issue's target is >= 97% of
-# known scans attributed, so 98% leaves one point for votes and confidence.
-OTHER_KEEP = 0.98
+# other-output with >= MIN_VAL_IMAGES_PER_CLASS validation images per class: the known end of
+# the threshold keeps this share of them (see scanlab.core.evidence.threshold).
+OTHER_KEEP = KNOWN_QUANTILE
 
 
 def dpi_range(paths: Iterable[str]) -> list[float] | None:
@@ -106,6 +108,8 @@ def fit_evidence_model(
     diagram: str | None = None,
     method: str = openset.METHOD,
     other: openset.OtherScorer | None = None,
+    outliers: tuple[np.ndarray, np.ndarray] | None = None,
+    negatives: Iterable[np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit temperature, open-set scorer and thresholds on the validation images.
 
@@ -128,7 +132,13 @@ def fit_evidence_model(
         ``knn-logits`` (measured on the shipped model) or ``other-output`` (needs ``other``).
     other : OtherScorer, optional
         The extra "other scanner" output of a network trained with outlier exposure
-        (``benchmarks/train_other.py``); required by ``other-output``.
+        (``benchmarks/train_other.py``, :mod:`scanlab.core.training.other`); required by ``other-output``.
+    outliers : (windows, group ids), optional
+        uint8 (m, 64, 64, 3) outlier windows the extra output was *not* trained on and
+        their design (group) ids: the outlier end of the ``other-output`` threshold.
+    negatives : iterable of decoded scans, optional
+        The lab's own scans of other scanners held out from training: their image
+        scores check the threshold (``open_set.negatives``).
 
     Returns
     -------
@@ -152,6 +162,10 @@ def fit_evidence_model(
             f"{MIN_VAL_IMAGES_PER_CLASS} per class, short: {', '.join(short) or 'no windows with evidence'}"
         )
         updates["calibration"] = {"calibrated": False, "reason": why}
+        if method == openset.OTHER_METHOD and len(probs):  # its threshold does not need 3 per class
+            os_block, extras = _other_open_set(net, other, feats, ids, img_class, outliers, negatives, device)
+            updates["open_set"] = os_block
+            return updates, extras
         updates["open_set"] = {"method": None, "thresholds": dict(DEFAULT_THRESHOLDS), "reason": why}
         return updates, {}
     check(cancel)
@@ -172,27 +186,18 @@ def fit_evidence_model(
     check(cancel)
     thr = dict(DEFAULT_THRESHOLDS)
     if method == openset.OTHER_METHOD:
-        if other is None:
-            raise ValueError("the other-output method needs the network's extra output (other=)")
-        u = other.window_scores(feats, net)
-        held_scores = np.array([u[ids == i].mean() for i in np.unique(ids)])
-        extras = other.extras()
-        params = {"feature": "P(other scanner): softmax over the class logits and the extra output's logit",
-                  "image_score": "mean over the windows with evidence", "windows": "64x64, non-overlapping grid"}
-        thr["unknown"] = round(float(min(0.999, np.quantile(held_scores, OTHER_KEEP))), 4)
-        rule = (f"{OTHER_KEEP:.0%} quantile of the validation image scores "
-                "(all of them: the extra output was trained on the training split only)")
-    else:
-        vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
-        scorer, held_scores = openset.fit_knn(vectors, ids, labels)
-        extras = scorer.extras()
-        params = {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
-                  "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
-                              else "unit-length pooled penultimate features of 64x64 windows"),
-                  "image_score": "mean over the windows with evidence"}
-        thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
-        rule = (f"largest held-out validation image score + {UNKNOWN_MARGIN} "
-                "(held-out half: the other half is the k-NN bank)")
+        updates["open_set"], extras = _other_open_set(net, other, feats, ids, img_class, outliers, negatives, device)
+        return updates, extras
+    vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
+    scorer, held_scores = openset.fit_knn(vectors, ids, labels)
+    extras = scorer.extras()
+    params = {"k": scorer.k, "bank_windows": int(len(scorer.bank)), "quantiles": int(len(scorer.quantiles)),
+              "feature": ("unit-length centred log-probabilities (calibrated)" if method == openset.LOGIT_METHOD
+                          else "unit-length pooled penultimate features of 64x64 windows"),
+              "image_score": "mean over the windows with evidence"}
+    thr["unknown"] = round(float(min(0.999, held_scores.max() + UNKNOWN_MARGIN)), 4)
+    rule = (f"largest held-out validation image score + {UNKNOWN_MARGIN} "
+            "(held-out half: the other half is the k-NN bank)")
     updates["open_set"] = {
         "method": method,
         "params": params,
@@ -201,3 +206,64 @@ def fit_evidence_model(
         "fitted_on": "val", "n_images": int(len(img_class)), "reason": None,
     }
     return updates, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in extras.items()}
+
+
+def stack_features(net: ScannerNet, windows: np.ndarray, *, batch: int = 256,
+                   device: torch.device | None = None) -> np.ndarray:
+    """Pooled penultimate features (n, C) of a stack of uint8 (n, 64, 64, 3) windows."""
+    dev = device or torch.device("cpu")
+    net = net.to(dev).eval()
+    out = np.zeros((len(windows), net.feature_channels), np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(windows), batch):
+            w = np.ascontiguousarray(windows[s : s + batch].transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+            out[s : s + len(w)] = net.trunk(torch.from_numpy(w).to(dev)).mean(dim=(2, 3)).float().cpu().numpy()
+    return out
+
+
+def _other_open_set(
+    net: ScannerNet,
+    other: openset.OtherScorer | None,
+    feats: np.ndarray,
+    ids: np.ndarray,
+    img_class: list[int],
+    outliers: tuple[np.ndarray, np.ndarray] | None,
+    negatives: Iterable[np.ndarray] | None,
+    device: torch.device | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The ``open_set`` block of the other-output scorer: threshold from validation windows and outliers."""
+    if other is None:
+        raise ValueError("the other-output method needs the network's extra output (other=)")
+    u = other.window_scores(feats, net)
+    out_scores = None
+    if outliers is not None and len(outliers[0]):
+        ou = other.window_scores(stack_features(net, outliers[0], device=device), net)
+        groups = outliers[1]
+        out_scores = np.array([ou[groups == g].mean() for g in np.unique(groups)])
+    thr_u, rec = other_output_threshold(u, ids, dict(enumerate(img_class)), out_scores,
+                                        min_per_class=MIN_VAL_IMAGES_PER_CLASS)
+    thr = dict(DEFAULT_THRESHOLDS)
+    thr["unknown"] = thr_u
+    rule = rec.pop("threshold_rule")
+    block: dict[str, Any] = {
+        "method": openset.OTHER_METHOD,
+        "params": {"feature": "P(other scanner): softmax over the class logits and the extra output's logit",
+                   "image_score": "mean over the windows with evidence", "windows": "64x64, non-overlapping grid"},
+        "thresholds": thr,
+        "threshold_rule": rule,
+        "threshold_samples": rec,
+        "fitted_on": "val" if out_scores is None else "val + held-out outlier designs",
+        "n_images": int(len(img_class)), "reason": None,
+    }
+    if negatives is not None:
+        neg_scores = []
+        for px in negatives:
+            _, nf, _, _, _, _ = collect_windows(net, [(px, 0)], device=device)
+            if len(nf):
+                neg_scores.append(float(other.window_scores(nf, net).mean()))
+        if neg_scores:
+            block["negatives"] = {"n_images": len(neg_scores),
+                                  "rejected": round(float(np.mean(np.array(neg_scores) > thr_u)), 4),
+                                  "scores": [round(x, 4) for x in neg_scores]}
+    extras = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in other.extras().items()}
+    return block, extras

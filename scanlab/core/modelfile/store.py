@@ -398,6 +398,13 @@ def _evidence_card(m: dict[str, Any]) -> list[str]:
             "- Thresholds: " + ", ".join(f"{k} = {v}" for k, v in th.items()),
             f"- Unknown threshold rule: {os_.get('threshold_rule', 'n/a')}, fitted on {os_.get('n_images')} validation images",
         ]
+        ts, neg = os_.get("threshold_samples") or {}, os_.get("negatives") or {}
+        if ts.get("n_outlier_designs"):
+            lines.append(f"- Threshold samples: {ts.get('n_val_windows')} validation windows, "
+                         f"{ts['n_outlier_designs']} held-out virtual outlier designs "
+                         f"({ts.get('outlier_rejected_at_threshold')} of them rejected at the threshold)")
+        if neg.get("n_images"):
+            lines.append(f"- The lab's own negative scans held out: {neg.get('rejected')} of {neg['n_images']} rejected")
     else:
         lines.append(f"- **No unknown-scanner detection**: {os_.get('reason') or 'this model file has no open-set scorer'}. "
                      "Verdicts can be `attributed` or `inconclusive`, never `unknown`.")

@@ -29,6 +29,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     max_batches: int | None = None  # cap on batches per epoch (None: one patch per sub-image)
     workers: int = 0  # DataLoader worker processes
+    oe_steps: int | None = None  # steps of the "other scanner" training (None: a share of the run's batches)
 
     def recipe(self) -> dict[str, Any]:
         """The recipe part of the manifest."""

@@ -79,8 +79,11 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return parts[0] / s, parts[1] / s, parts[2] / s
 
 
+OTHER_DIR = "_other"  # DATA_DIR/_other: the lab's scans of no reference scanner (negatives), never a class
+
+
 def class_dirs(root: str | os.PathLike) -> tuple[Path, list[Path]]:
-    """The data folder and its class sub-folders (sorted, hidden ones skipped).
+    """The data folder and its class sub-folders (sorted; hidden ones and :data:`OTHER_DIR` skipped).
 
     Raises
     ------
@@ -92,7 +95,7 @@ def class_dirs(root: str | os.PathLike) -> tuple[Path, list[Path]]:
         raise DatasetError(f"{r}: data folder does not exist")
     if not r.is_dir():
         raise DatasetError(f"{r}: is not a folder")
-    return r, sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return r, sorted(d for d in r.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != OTHER_DIR)
 
 
 def _class_folders(root: str | os.PathLike, min_classes: int) -> tuple[Path, list[tuple[Path, list[Path]]]]:

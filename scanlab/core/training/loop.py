@@ -319,7 +319,7 @@ def fit(
     -------
     dict
         ``history`` (list of epoch dicts), ``best_epoch``, ``epochs_run``,
-        ``stop_reason``, ``val`` metrics of the best weights, ``resumed_from``.
+        ``stop_reason``, ``val`` metrics of the best weights, ``resumed_from``, ``batches_per_epoch``.
     """
     device = device or torch.device("cpu")
     seed_everything(cfg.seed)
@@ -436,4 +436,5 @@ def fit(
         "stop_reason": stop_reason,
         "val": best_val,
         "resumed_from": (first - 1) if resume_from is not None else None,
+        "batches_per_epoch": batches,
     }

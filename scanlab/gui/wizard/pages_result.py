@@ -245,6 +245,10 @@ def calibration_text(man: dict[str, Any]) -> str:
         th = osd.get("thresholds", {}) or {}
         lines.append(f"<b>Unknown-scanner threshold</b> ({osd.get('method')}, fitted on {osd.get('fitted_on')}): "
                      + ", ".join(f"{k} {v}" for k, v in th.items()))
+        if osd.get("threshold_rule"):
+            import html
+
+            lines.append(f"Rule: {html.escape(str(osd['threshold_rule']))}")
     return "<br>".join(lines)
 
 

@@ -1,0 +1,43 @@
+"""What happens to a scan between the scanner and the lab: resampling and JPEG re-compression.
+
+Used by training (the known windows of outlier exposure, :mod:`scanlab.core.training.other`)
+and by the outlier generator (:mod:`scanlab.core.synth.outliers`): both sides see the
+same transformations, so a model cannot learn "re-compressed means another scanner".
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+PATCH = 64  # never resample below one analysis window
+_FILTERS = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR, Image.Resampling.BOX, Image.Resampling.LANCZOS)
+
+
+def jpeg_again(img: np.ndarray, rng: np.random.Generator, lo: int = 60, hi: int = 98) -> np.ndarray:
+    """Re-compress uint8 (H, W, 3) as JPEG at a random quality in [lo, hi], 4:4:4 or 4:2:0."""
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, "JPEG", quality=int(rng.integers(lo, hi + 1)),
+                                     subsampling=int(rng.choice([0, 2])))
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def resample(img: np.ndarray, rng: np.random.Generator, lo: float = 0.7, hi: float = 1.3) -> np.ndarray:
+    """Resize uint8 (H, W, 3) by a random factor in [lo, hi] with a random filter (at least 64 px)."""
+    f = float(rng.uniform(lo, hi))
+    h, w = img.shape[:2]
+    size = (max(PATCH, round(w * f)), max(PATCH, round(h * f)))
+    return np.asarray(Image.fromarray(img, "RGB").resize(size, _FILTERS[int(rng.integers(0, len(_FILTERS)))]))
+
+
+def delivery_chain(img: np.ndarray, rng: np.random.Generator, p: float = 0.25) -> np.ndarray:
+    """Each with probability ``p``: resampling 0.7-1.3, then JPEG re-compression at quality 60-98."""
+    if rng.random() < p:
+        img = resample(img, rng)
+    if rng.random() < p:
+        img = jpeg_again(img, rng)
+    return img
