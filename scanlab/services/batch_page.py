@@ -37,8 +37,12 @@ from scanlab.core.jobs import CancelToken
 from scanlab.services.batch_table import MAPS_DIR, TIMING_FIELDS, empty_row
 
 Task = dict[str, Any]
-"""One unit of work: ``input`` (resolved path), ``container``, ``page``, ``image_index``
-(null for a plain file) and ``skip`` (a reason not to analyse it, or null)."""
+"""One unit of work (plain JSON, so it travels to pool workers and Ray actors):
+``input`` (the resolved file), ``ref`` (what is loaded: the file, or a reference such
+as ``DOC.pdf#page=2&image=1``), ``container`` (``"pdf"``/``"tiff"``),
+``container_sha256``, ``page``, ``image_index`` (1-based, null for a plain file),
+``skip`` (a reason not to analyse it) and ``fail`` (the one-line error of a container
+that could not be opened), each null when not set."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def _one_line(e: BaseException) -> str:
 
 def _base_row(task: Task, model: Any, params: BatchParams) -> dict[str, Any]:
     row = empty_row()
-    row.update({k: task.get(k) for k in ("input", "container", "page", "image_index")})
+    row.update({k: task.get(k) for k in ("input", "container", "container_sha256", "page", "image_index")})
     row["model_name"] = model.name
     row["model_sha256"] = model.manifest.get("_file_sha256")
     row["parameters"] = params.canonical()
@@ -153,6 +157,8 @@ def map_name(task: Task) -> str:
     key = f"{task['input']}|{task.get('page')}|{task.get('image_index')}"
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(task["input"]).stem)[:60]
     page = f"_p{task['page']}" if task.get("page") is not None else ""
+    if task.get("image_index") is not None and task.get("container") == "pdf":
+        page += f"_i{task['image_index']}"
     return f"{stem}{page}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.h5"
 
 
@@ -168,7 +174,8 @@ def _write_map(row: dict[str, Any], result: Any, task: Task, results_dir: Path) 
     meta = {"path": result.scan.path, "sha256": result.scan.sha256, "label": result.json_label,
             "map_label": result.map_label, "what": "reliability", "sub": list(g.sub), "stride": list(g.stride),
             "engine": result.analysis.engine, "device": result.device, "shape": list(result.reliability.shape),
-            "container": task.get("container"), "page": task.get("page"),
+            "container": task.get("container"), "container_sha256": task.get("container_sha256"),
+            "page": task.get("page"), "image_index": task.get("image_index"), "ref": task.get("ref"),
             "verdict": result.verdict.to_json() if result.verdict else None, "model": model_json(result.model),
             "scan": result.scan.scan_json()}
     (results_dir / MAPS_DIR).mkdir(parents=True, exist_ok=True)
@@ -218,7 +225,7 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
     Cancelled
         Only this: every other problem is recorded in the row.
     """
-    from scanlab.core.io.imaging import load_scan
+    from scanlab.core.io.containers import load_item
     from scanlab.services.analysis import AnalysisRequest, run_analysis
 
     t0 = time.perf_counter()
@@ -226,13 +233,16 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
     timing = dict.fromkeys(TIMING_FIELDS)
     if task.get("skip"):
         row["status"], row["error"] = "skipped", str(task["skip"])
+    elif task.get("fail"):  # a container that could not be opened: one row for the whole file
+        row["status"], row["error"] = "failed", str(task["fail"])
     else:
         try:
             _slow_hook()
-            scan = load_scan(task["input"])
+            ref = task.get("ref") or task["input"]
+            scan = load_item(ref)  # a PDF image / TIFF page through the same reader as classify
             _fill_scan(row, scan.info)
             timing["load_s"] = time.perf_counter() - t0
-            req = AnalysisRequest(path=task["input"], model=model.path, sub=params.sub, stride=params.stride,
+            req = AnalysisRequest(path=ref, model=model.path, sub=params.sub, stride=params.stride,
                                   engine=params.engine, device=params.device, with_map=True)
             r = run_analysis(req, model=model, scan=scan, cancel=cancel)
             timing["compute_s"] = r.compute_s
@@ -254,11 +264,11 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
         except Cancelled:
             raise
         except MemoryError:
-            row["status"], row["error"] = "failed", f"{task['input']}: out of memory"
+            row["status"], row["error"] = "failed", f"{task.get('ref') or task['input']}: out of memory"
         except ScanLabError as e:
             row["status"], row["error"] = "failed", _one_line(e)
         except Exception as e:  # noqa: BLE001 - one bad page must never abort an archive run
-            row["status"], row["error"] = "failed", f"{task['input']}: internal error ({type(e).__name__}: {_one_line(e)})"
+            row["status"], row["error"] = "failed", f"{task.get('ref') or task['input']}: internal error ({type(e).__name__}: {_one_line(e)})"
     if row["status"] != "analysed":
         # keep what was measured before the failure out of the verdict columns, but hash the file
         if row["sha256"] is None and not task.get("container"):
