@@ -180,6 +180,39 @@ def test_same_table_as_reference_and_resume_with_new_parameters(inputs: Path, ra
     assert all(json.loads(r["parameters"])["stride"] == [8, 8] for r in _table(out))
 
 
+def test_a_pdf_alone_maps_per_image_and_resume_by_container_hash(inputs: Path, random_model: Path,
+                                                                  reference: list[dict], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    doc = tmp_path / "doc.pdf"
+    shutil.copy(inputs / "doc.pdf", doc)
+    out = tmp_path / "out"
+    # a text-only page is skipped, not failed: exit 0 (as classify)
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps"]) == 0
+    rows = _table(out)
+    maps = [r["map_path"] for r in rows if r["status"] == "analysed"]
+    assert len(maps) == 2 == len(set(maps)) and all((out / m).is_file() for m in maps)
+    assert "_p1_i1_" in maps[0] and "_p1_i2_" in maps[1]
+    want = [r for r in reference if Path(r["input"]).name == "doc.pdf"]
+    for got, ref in zip(rows, want, strict=True):  # the same pages as inside the folder run
+        assert (got["page"], got["image_index"], got["sha256"], got["status"]) == (
+            ref["page"], ref["image_index"], ref["sha256"], ref["status"])
+    capsys.readouterr()
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps", "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed"] == 2  # same container, pages, model, parameters
+    # the container changes (re-saved with one more page): its pages are analysed again
+    import pikepdf
+
+    with pikepdf.open(doc, allow_overwriting_input=True) as pdf:
+        pdf.add_blank_page()
+        pdf.save(doc)
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps", "--resume", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] == 0 and summary["analysed"] == 2 and summary["skipped"] == 2
+    assert all(r["container_sha256"] == hashlib.sha256(doc.read_bytes()).hexdigest() for r in _table(out))
+
+
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.Popen([sys.executable, "-m", "scanlab", "batch", *args], env=env,
