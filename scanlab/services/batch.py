@@ -24,7 +24,7 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.io import containers
 from scanlab.core.io.imaging import sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.services.batch_page import BatchParams, Task, analyse_page, failed_row
+from scanlab.services.batch_page import BatchParams, Task, analyse_page, expand_tasks, failed_row
 from scanlab.services.batch_table import (
     TABLE_NAME,
     PartWriter,
@@ -45,57 +45,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _plain(path: Path) -> Task:
-    return {"input": str(path), "ref": str(path), "container": None, "container_sha256": None, "page": None,
-            "image_index": None, "skip": None, "fail": None}
-
-
-def _line(text: str, fallback: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0][:300] if lines else fallback
-
-
-def expand_tasks(path: Path) -> list[Task]:
-    """The tasks of one input file: one per embedded image of a PDF or page of a multi-page TIFF.
-
-    A container page without a scanned image is a task with ``skip`` (its one-line
-    reason); a container that cannot be opened (corrupt, encrypted, hostile) is one
-    task with ``fail`` (its one-line error). Never raises for a bad file.
-    """
-    if path.suffix.lower() not in containers.CONTAINER_SUFFIXES:
-        return [_plain(path)]
-    try:
-        items = containers.expand(path)
-    except ScanLabError as e:
-        return [{**_plain(path), "fail": _line(str(e), f"{path}: cannot read")}]
-    except Exception as e:  # noqa: BLE001 - one hostile file must never abort an archive run
-        return [{**_plain(path), "fail": _line(f"{path}: cannot read ({type(e).__name__}: {e})", str(path))}]
-    out = []
-    file_sha = next((it.container["sha256"] for it in items if it.container), None)
-    for it in items:
-        c = it.container
-        if c is not None:
-            out.append({"input": str(path), "ref": it.ref, "container": str(c["type"]).lower(),
-                        "container_sha256": c["sha256"], "page": int(c["page"]), "image_index": int(c["image"]),
-                        "skip": None, "fail": None})
-            continue
-        _, page, _ = containers.parse_ref(it.ref)
-        if page is None:  # a plain image (a one-page TIFF)
-            out.append(_plain(path))
-            continue
-        if file_sha is None:  # a container whose pages are all empty: hash it here, once
-            try:
-                file_sha = sha256_file(path)
-            except OSError:
-                file_sha = None
-        kind = "pdf" if path.suffix.lower() == ".pdf" else "tiff"
-        out.append({"input": str(path), "ref": it.ref, "container": kind, "container_sha256": file_sha,
-                    "page": page, "image_index": None, "skip": f"{it.ref}: {it.empty}", "fail": None})
-    if not out:  # a PDF without a page
-        out.append({**_plain(path), "fail": f"{path}: the PDF has no pages"})
-    return out
-
-
 def discover(inputs: Sequence[str | os.PathLike], results_dir: str | os.PathLike) -> tuple[list[Task], list[str]]:
     """The pages to analyse, sorted, each once; and notes about what was left out.
 
@@ -103,7 +52,8 @@ def discover(inputs: Sequence[str | os.PathLike], results_dir: str | os.PathLike
     (:func:`scanlab.core.io.containers.evidence_files`: image suffixes and PDFs,
     hidden files skipped); a file named explicitly is always analysed, whatever its
     suffix (a non-image becomes a ``failed`` row). PDFs and multi-page TIFFs give one
-    task per embedded image or page (:func:`expand_tasks`). Anything under
+    task per embedded image or page
+    (:func:`scanlab.services.batch_page.expand_tasks`). Anything under
     ``results_dir`` is skipped.
 
     Raises

@@ -32,6 +32,7 @@ import numpy as np
 
 import scanlab
 from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.io import containers
 from scanlab.core.io.imaging import sha256_file
 from scanlab.core.jobs import CancelToken
 from scanlab.services.batch_table import MAPS_DIR, TIMING_FIELDS, empty_row
@@ -70,6 +71,57 @@ class BatchParams:
     def key(self, model_sha256: str) -> str:
         """The resume identity of a row: model hash plus parameters."""
         return hashlib.sha256(f"{model_sha256}|{self.canonical()}".encode()).hexdigest()[:16]
+
+
+def _plain(path: Path) -> Task:
+    return {"input": str(path), "ref": str(path), "container": None, "container_sha256": None, "page": None,
+            "image_index": None, "skip": None, "fail": None}
+
+
+def _line(text: str, fallback: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else fallback
+
+
+def expand_tasks(path: Path) -> list[Task]:
+    """The tasks of one input file: one per embedded image of a PDF or page of a multi-page TIFF.
+
+    A container page without a scanned image is a task with ``skip`` (its one-line
+    reason); a container that cannot be opened (corrupt, encrypted, hostile) is one
+    task with ``fail`` (its one-line error). Never raises for a bad file.
+    """
+    if path.suffix.lower() not in containers.CONTAINER_SUFFIXES:
+        return [_plain(path)]
+    try:
+        items = containers.expand(path)
+    except ScanLabError as e:
+        return [{**_plain(path), "fail": _line(str(e), f"{path}: cannot read")}]
+    except Exception as e:  # noqa: BLE001 - one hostile file must never abort an archive run
+        return [{**_plain(path), "fail": _line(f"{path}: cannot read ({type(e).__name__}: {e})", str(path))}]
+    out = []
+    file_sha = next((it.container["sha256"] for it in items if it.container), None)
+    for it in items:
+        c = it.container
+        if c is not None:
+            out.append({"input": str(path), "ref": it.ref, "container": str(c["type"]).lower(),
+                        "container_sha256": c["sha256"], "page": int(c["page"]), "image_index": int(c["image"]),
+                        "skip": None, "fail": None})
+            continue
+        _, page, _ = containers.parse_ref(it.ref)
+        if page is None:  # a plain image (a one-page TIFF)
+            out.append(_plain(path))
+            continue
+        if file_sha is None:  # a container whose pages are all empty: hash it here, once
+            try:
+                file_sha = sha256_file(path)
+            except OSError:
+                file_sha = None
+        kind = "pdf" if path.suffix.lower() == ".pdf" else "tiff"
+        out.append({"input": str(path), "ref": it.ref, "container": kind, "container_sha256": file_sha,
+                    "page": page, "image_index": None, "skip": f"{it.ref}: {it.empty}", "fail": None})
+    if not out:  # a PDF without a page
+        out.append({**_plain(path), "fail": f"{path}: the PDF has no pages"})
+    return out
 
 
 def peak_rss_mb() -> float | None:
