@@ -213,6 +213,31 @@ def test_a_pdf_alone_maps_per_image_and_resume_by_container_hash(inputs: Path, r
     assert all(r["container_sha256"] == hashlib.sha256(doc.read_bytes()).hexdigest() for r in _table(out))
 
 
+def test_pages_of_one_pdf_load_from_one_read_and_a_changed_pdf_is_refused(inputs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pikepdf
+
+    from scanlab.core.errors import ScanLabError
+    from scanlab.core.io.containers import load_item
+    from scanlab.services.batch_page import _opened, expand_tasks, load_task
+
+    doc = tmp_path / "doc.pdf"
+    shutil.copy(inputs / "doc.pdf", doc)
+    tasks = [t for t in expand_tasks(doc) if not t["skip"]]
+    _opened.clear()
+    for t in tasks:  # the same pixels and hash as the reader on its own
+        got, want = load_task(t), load_item(t["ref"])
+        np.testing.assert_array_equal(got.pixels, want.pixels)
+        assert got.info.sha256 == want.info.sha256
+    assert len(_opened) == 1  # the PDF was expanded once for both images
+    with pikepdf.open(doc, allow_overwriting_input=True) as pdf:  # changed after the pages were listed
+        pdf.add_blank_page()
+        pdf.save(doc)
+    with pytest.raises(ScanLabError, match="changed since the run listed its pages"):
+        load_task(tasks[0])
+
+
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.Popen([sys.executable, "-m", "scanlab", "batch", *args], env=env,

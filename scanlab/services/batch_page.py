@@ -256,6 +256,36 @@ def failed_row(task: Task, model: Any, params: BatchParams, error: str) -> dict[
     return row
 
 
+_opened: dict[tuple[str, int, int], dict[str, Any]] = {}  # the last container this process opened
+
+
+def load_task(task: Task) -> Any:
+    """Decode a task's image (:func:`scanlab.core.io.containers.load_item` on its reference).
+
+    The pages of one container arrive one after another (tasks are sorted), so the
+    last container's expansion is kept: a PDF of N images is then read and parsed once,
+    not N times (each :func:`~scanlab.core.io.containers.expand` reads the whole file
+    and hashes every stream). The key is the file's path, size and modification time;
+    a container whose SHA-256 differs from the one discovery saw is an error (the file
+    changed during the run).
+    """
+    ref = task.get("ref") or task["input"]
+    if not task.get("container") or task.get("page") is None:
+        return containers.load_item(ref)
+    path = Path(task["input"])
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _opened:
+        _opened.clear()  # one container at a time: its bytes stay in memory while its pages run
+        _opened[key] = {it.ref: it for it in containers.expand(path)}
+    item = _opened[key].get(ref)
+    if item is None:
+        return containers.load_item(ref)  # not in the file as it is now: the reader says why
+    if item.container and item.container.get("sha256") != task.get("container_sha256"):
+        raise ScanLabError(f"{ref}: the file changed since the run listed its pages; run again with --resume")
+    return item.load()
+
+
 def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path, *,
                  cancel: CancelToken | None = None) -> dict[str, Any]:
     """Analyse one page and return its row; a bad input gives a ``failed`` row, never an exception.
@@ -277,7 +307,6 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
     Cancelled
         Only this: every other problem is recorded in the row.
     """
-    from scanlab.core.io.containers import load_item
     from scanlab.services.analysis import AnalysisRequest, run_analysis
 
     t0 = time.perf_counter()
@@ -291,7 +320,7 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
         try:
             _slow_hook()
             ref = task.get("ref") or task["input"]
-            scan = load_item(ref)  # a PDF image / TIFF page through the same reader as classify
+            scan = load_task(task)  # a PDF image / TIFF page through the same reader as classify
             _fill_scan(row, scan.info)
             timing["load_s"] = time.perf_counter() - t0
             req = AnalysisRequest(path=ref, model=model.path, sub=params.sub, stride=params.stride,
