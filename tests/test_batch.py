@@ -15,15 +15,41 @@ import numpy as np
 import pytest
 from PIL import Image
 from scanner_tree import scan
+from test_containers import _image_stream, _page_with
 
 from scanlab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 N_SCANS = 6
+N_ROWS = N_SCANS + 3 + 1 + 3  # plain scans, corrupt files, a corrupt PDF, the scanned PDF's 3 rows
+
+
+def _scanned_pdf(folder: Path, rng: np.random.Generator) -> Path:
+    """``doc.pdf``: page 1 a JPEG stream and a lossless (Flate) image, page 2 text only.
+
+    The JPEG it embeds is kept as ``folder.parent/src/page1.jpg`` (outside the inputs).
+    """
+    import zlib
+
+    import pikepdf
+
+    src = folder.parent / "src"
+    src.mkdir()
+    Image.fromarray(scan(1, rng, 144, 160)).save(src / "page1.jpg", quality=92)
+    flat = scan(2, rng, 128, 176)
+    pdf = pikepdf.Pdf.new()
+    jpeg = _image_stream(pdf, (src / "page1.jpg").read_bytes(), 160, 144, "DCTDecode")
+    lossless = _image_stream(pdf, zlib.compress(flat.tobytes()), 176, 128, "FlateDecode")
+    _page_with(pdf, {"/Im0": jpeg, "/Im1": lossless},
+               b"q 160 0 0 144 0 300 cm /Im0 Do Q q 176 0 0 128 0 0 cm /Im1 Do Q")
+    pdf.add_blank_page().Contents = pdf.make_stream(b"BT /F1 12 Tf 72 720 Td (text only) Tj ET")
+    pdf.save(folder / "doc.pdf")
+    return folder / "doc.pdf"
 
 
 def _make_inputs(folder: Path) -> Path:
-    """Six small scans (PNG, JPEG, TIFF, nested folders), three corrupt files and a PDF."""
+    """Six small scans (PNG, JPEG, TIFF, nested folders), three corrupt files, a corrupt PDF and a
+    scanned PDF (two embedded images on page 1, a text-only page 2)."""
     rng = np.random.default_rng(7)
     (folder / "a" / "b").mkdir(parents=True)
     for i in range(N_SCANS):
@@ -36,6 +62,7 @@ def _make_inputs(folder: Path) -> Path:
     (folder / "tiny.png").write_bytes(_png_bytes((20, 20, 3)))  # smaller than one 64x64 patch
     (folder / "a" / "bundle.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
     (folder / ".hidden.png").write_bytes(b"not analysed: hidden")
+    _scanned_pdf(folder, rng)
     return folder
 
 
@@ -84,24 +111,41 @@ def test_one_row_per_page_errors_are_rows_exit_3(inputs: Path, random_model: Pat
         assert rc == 3
         summary = json.loads(captured.out)
         rows = _table(out)
-        assert len(rows) == N_SCANS + 4 == summary["n_pages"]
+        assert len(rows) == N_ROWS == summary["n_pages"]
         assert not any("results" in Path(r["input"]).parts for r in rows)
         assert any("lies inside input" in n for n in summary["notes"])
-        by_name = {Path(r["input"]).name: r for r in rows}
+        by_name = {Path(r["input"]).name: r for r in rows if r["container"] is None}
         assert ".hidden.png" not in by_name
         for name in ("broken.png", "empty.jpg", "tiny.png"):
             r = by_name[name]
             assert r["status"] == "failed" and r["error"] and "\n" not in r["error"] and name in r["error"]
             assert r["verdict"] is None and r["suspicion"] is None
-        assert by_name["bundle.pdf"]["status"] == "skipped"
-        assert "PDF input not available" in by_name["bundle.pdf"]["error"]
-        assert by_name["bundle.pdf"]["container"] is None and by_name["bundle.pdf"]["page"] is None
+        bundle = by_name["bundle.pdf"]  # a corrupt PDF: one failed row, the run goes on
+        assert bundle["status"] == "failed" and "bundle.pdf" in bundle["error"] and "\n" not in bundle["error"]
+        assert bundle["page"] is None
+        doc = inputs / "doc.pdf"
+        pdf_rows = [r for r in rows if r["input"] == str(doc.resolve())]
+        assert [(r["container"], r["page"], r["image_index"], r["status"]) for r in pdf_rows] == [
+            ("pdf", 1, 1, "analysed"), ("pdf", 1, 2, "analysed"), ("pdf", 2, None, "skipped")]
+        doc_sha = hashlib.sha256(doc.read_bytes()).hexdigest()
+        assert all(r["container_sha256"] == doc_sha for r in pdf_rows)
+        src_jpeg = inputs.parent / "src" / "page1.jpg"
+        assert pdf_rows[0]["sha256"] == hashlib.sha256(src_jpeg.read_bytes()).hexdigest()  # the stream as stored
+        assert pdf_rows[0]["format"] == "JPEG" and pdf_rows[0]["jpeg"] is not None
+        assert pdf_rows[1]["format"] == "PDF" and pdf_rows[1]["sha256"] not in (None, doc_sha)
+        assert (pdf_rows[0]["width"], pdf_rows[0]["height"]) == (160, 144)
+        assert (pdf_rows[1]["width"], pdf_rows[1]["height"]) == (176, 128)
+        skipped = pdf_rows[2]
+        assert "doc.pdf#page=2" in skipped["error"] and "no scanned image" in skipped["error"]
+        assert "\n" not in skipped["error"] and skipped["verdict"] is None
         ok = [r for r in rows if r["status"] == "analysed"]
-        assert len(ok) == N_SCANS
+        assert len(ok) == N_SCANS + 2
         for r in ok:
             assert r["error"] is None and r["verdict"] in ("attributed", "inconclusive", "unknown")
-            assert r["sha256"] == hashlib.sha256(Path(r["input"]).read_bytes()).hexdigest()
-            assert r["dpi_x"] == pytest.approx(300, abs=0.01) and r["bit_depth"] == 8
+            if r["container"] is None:
+                assert r["sha256"] == hashlib.sha256(Path(r["input"]).read_bytes()).hexdigest()
+                assert r["dpi_x"] == pytest.approx(300, abs=0.01)
+            assert r["bit_depth"] == 8
             assert r["windows_evidence"] + r["windows_no_evidence"] > 0
             assert 0 <= r["low_fraction"] <= 1 and 0 <= r["no_evidence_fraction"] <= 1
             assert 0 <= r["suspicion"] <= 1 and r["n_regions"] >= 0
@@ -134,6 +178,64 @@ def test_same_table_as_reference_and_resume_with_new_parameters(inputs: Path, ra
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed"] == 0 and summary["n_pages"] == len(reference)
     assert all(json.loads(r["parameters"])["stride"] == [8, 8] for r in _table(out))
+
+
+def test_a_pdf_alone_maps_per_image_and_resume_by_container_hash(inputs: Path, random_model: Path,
+                                                                  reference: list[dict], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    doc = tmp_path / "doc.pdf"
+    shutil.copy(inputs / "doc.pdf", doc)
+    out = tmp_path / "out"
+    # a text-only page is skipped, not failed: exit 0 (as classify)
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps"]) == 0
+    rows = _table(out)
+    maps = [r["map_path"] for r in rows if r["status"] == "analysed"]
+    assert len(maps) == 2 == len(set(maps)) and all((out / m).is_file() for m in maps)
+    assert "_p1_i1_" in maps[0] and "_p1_i2_" in maps[1]
+    want = [r for r in reference if Path(r["input"]).name == "doc.pdf"]
+    for got, ref in zip(rows, want, strict=True):  # the same pages as inside the folder run
+        assert (got["page"], got["image_index"], got["sha256"], got["status"]) == (
+            ref["page"], ref["image_index"], ref["sha256"], ref["status"])
+    capsys.readouterr()
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps", "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed"] == 2  # same container, pages, model, parameters
+    # the container changes (re-saved with one more page): its pages are analysed again
+    import pikepdf
+
+    with pikepdf.open(doc, allow_overwriting_input=True) as pdf:
+        pdf.add_blank_page()
+        pdf.save(doc)
+    assert main(["batch", str(doc), "-o", str(out), "-m", str(random_model), "--maps", "--resume", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] == 0 and summary["analysed"] == 2 and summary["skipped"] == 2
+    assert all(r["container_sha256"] == hashlib.sha256(doc.read_bytes()).hexdigest() for r in _table(out))
+
+
+def test_pages_of_one_pdf_load_from_one_read_and_a_changed_pdf_is_refused(inputs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pikepdf
+
+    from scanlab.core.errors import ScanLabError
+    from scanlab.core.io.containers import load_item
+    from scanlab.services.batch_page import _opened, expand_tasks, load_task
+
+    doc = tmp_path / "doc.pdf"
+    shutil.copy(inputs / "doc.pdf", doc)
+    tasks = [t for t in expand_tasks(doc) if not t["skip"]]
+    _opened.clear()
+    for t in tasks:  # the same pixels and hash as the reader on its own
+        got, want = load_task(t), load_item(t["ref"])
+        np.testing.assert_array_equal(got.pixels, want.pixels)
+        assert got.info.sha256 == want.info.sha256
+    assert len(_opened) == 1  # the PDF was expanded once for both images
+    with pikepdf.open(doc, allow_overwriting_input=True) as pdf:  # changed after the pages were listed
+        pdf.add_blank_page()
+        pdf.save(doc)
+    with pytest.raises(ScanLabError, match="changed since the run listed its pages"):
+        load_task(tasks[0])
 
 
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
@@ -169,7 +271,8 @@ def test_kill9_then_resume_gives_the_uninterrupted_table(inputs: Path, random_mo
     assert 0 < summary["resumed"] < len(reference)  # killed half-way: some pages kept, the rest redone
     rows = _table(out)
     assert rows == reference
-    assert len({(r["input"], r["page"]) for r in rows}) == len(rows)
+    assert len({(r["input"], r["page"], r["image_index"]) for r in rows}) == len(rows)
+    assert sum(r["container"] == "pdf" for r in rows) == 3  # the PDF's pages survived the kill
     assert not list((out / "parts").glob("*"))  # merged
     assert _tree_state(inputs) == before
 

@@ -117,7 +117,8 @@ def cmd_batch(a: argparse.Namespace) -> int:
               f"{summary['skipped']} skipped ({summary['resumed']} from an earlier run) -> {summary['results']}")
         for p in summary["problems"]:
             print(f"  {p['status']}: {p['error']}")
-    return EXIT_SOME_FAILED if summary["failed"] or summary["skipped"] else 0
+    # a skipped page (a PDF page that draws no scanned image) is not a failure, as in classify
+    return EXIT_SOME_FAILED if summary["failed"] else 0
 
 
 def register(sp: Any) -> None:
@@ -125,7 +126,8 @@ def register(sp: Any) -> None:
     b = sp.add_parser("batch", help="archive triage: analyse every page, one results table",
                       description="Analyse every scan under INPUT (files and folders, recursive) and write "
                                   "RESULTS_DIR/results.parquet, one row per page. Exit 0: all analysed; "
-                                  "3: some pages failed or were skipped (rows with an error); 2: bad arguments.")
+                                  "3: some pages failed (rows with an error); 2: bad arguments. PDFs and multi-page "
+                                  "TIFFs give one row per embedded image; a page without one is a skipped row.")
     b.add_argument("inputs", nargs="+", metavar="INPUT")
     b.add_argument("-o", "--output", required=True, metavar="RESULTS_DIR", help="results folder")
     b.add_argument("-m", "--model", default=None, help="model file (default: the shipped model)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.io.containers import CONTAINER_SUFFIXES, expand, find_evidence
+from scanlab.core.io.containers import CONTAINER_SUFFIXES, expand, find_evidence, is_ref
 from scanlab.core.io.imaging import is_image_path
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 
@@ -131,7 +131,9 @@ def collect_paths(items: list[str | os.PathLike]) -> tuple[list[str], list[str]]
     messages: list[str] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        if is_ref(item):  # one page of a PDF / multi-page TIFF (e.g. from the triage table): load reports problems
+            files.append(str(item))
+        elif p.is_dir():
             found = find_evidence(p)
             if not found:
                 messages.append(f"{p}: folder contains no images (jpg, png, tif, bmp, pdf)")

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.core.io.containers import make_ref
 from scanlab.services.batch_table import read_columns
 
 # (column in the table, header, kind): kind "s" text, "f" float (3 decimals), "i" integer
@@ -41,12 +42,26 @@ _Index = QModelIndex | QPersistentModelIndex
 
 
 def load_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """The columns the view shows (plus ``input``), as arrays: object for text, float64 with NaN for null."""
-    want = ["input", "page", "status", "verdict", "label", "confidence", "suspicion", "unknown_score",
+    """The columns the view shows (plus ``input`` and ``ref``), as arrays: object for text, float64 with NaN for null.
+
+    ``ref`` is what opens the row's page: the file, or for a page inside a PDF or
+    multi-page TIFF its reference (``DOC.pdf#page=2&image=1``), which every loader reads.
+    """
+    want = ["input", "container", "image_index", "page", "status", "verdict", "label", "confidence", "suspicion", "unknown_score",
             "low_fraction", "region_area", "region_p_value", "error"]
     cols = read_columns(path, want)
     cols["name"] = np.asarray([Path(p).name for p in cols["input"]], dtype=object)
+    cols["ref"] = np.asarray([_ref(i, c, p, k) for i, c, p, k in
+                              zip(cols["input"], cols["container"], cols["page"], cols["image_index"], strict=True)],
+                             dtype=object)
     return cols
+
+
+def _ref(path: str, container: str | None, page: float, image: float) -> str:
+    """The reference of a row's page (a PDF names its image; a TIFF page is the page)."""
+    if not container or not np.isfinite(page):
+        return str(path)
+    return make_ref(path, int(page), int(image) if container == "pdf" and np.isfinite(image) else None)
 
 
 class TriageModel(QAbstractTableModel):
@@ -87,8 +102,8 @@ class TriageModel(QAbstractTableModel):
         return f"{v:.3f}" if kind == "f" else str(int(v))
 
     def input_at(self, row: int) -> str:
-        """The input path of visible row ``row``."""
-        return str(self.cols["input"][self.order[row]])
+        """What opens visible row ``row``: its file, or its reference inside a PDF / multi-page TIFF."""
+        return str(self.cols["ref"][self.order[row]])
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort = (column, order)

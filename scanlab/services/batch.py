@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from scanlab.core.errors import ScanLabError
-from scanlab.core.io.imaging import find_images, sha256_file
+from scanlab.core.io import containers
+from scanlab.core.io.imaging import sha256_file
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.services.batch_page import BatchParams, Task, analyse_page, failed_row
+from scanlab.services.batch_page import BatchParams, Task, analyse_page, expand_tasks, failed_row
 from scanlab.services.batch_table import (
     TABLE_NAME,
     PartWriter,
@@ -36,9 +37,7 @@ from scanlab.services.batch_table import (
     stored_rows,
 )
 
-PDF_UNAVAILABLE = "PDF input not available in this build"
 WORKER_DIED = "the worker process died analysing this page (killed by the system, e.g. out of memory, or a crash)"
-CONTAINER_SUFFIXES = (".pdf",)
 RowFn = Callable[[dict[str, Any]], None]
 
 
@@ -46,17 +45,16 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _hidden(p: Path, root: Path) -> bool:
-    return any(s.startswith(".") for s in p.relative_to(root).parts)
-
-
 def discover(inputs: Sequence[str | os.PathLike], results_dir: str | os.PathLike) -> tuple[list[Task], list[str]]:
     """The pages to analyse, sorted, each once; and notes about what was left out.
 
-    Folders are searched recursively (image suffixes and PDFs, hidden files
-    skipped); a file named explicitly is always a page, whatever its suffix (a
-    non-image becomes a ``failed`` row). Anything under ``results_dir`` is skipped.
-    PDFs are listed as ``skipped`` rows until the container reader lands.
+    Folders are searched recursively with the finder classify and train use
+    (:func:`scanlab.core.io.containers.evidence_files`: image suffixes and PDFs,
+    hidden files skipped); a file named explicitly is always analysed, whatever its
+    suffix (a non-image becomes a ``failed`` row). PDFs and multi-page TIFFs give one
+    task per embedded image or page
+    (:func:`scanlab.services.batch_page.expand_tasks`). Anything under
+    ``results_dir`` is skipped.
 
     Raises
     ------
@@ -65,7 +63,7 @@ def discover(inputs: Sequence[str | os.PathLike], results_dir: str | os.PathLike
     """
     out_dir = Path(results_dir).resolve()
     notes: list[str] = []
-    found: dict[str, Task] = {}
+    found: dict[tuple[str, int, int], Task] = {}
     for spec in inputs:
         p = Path(spec)
         if not p.exists():
@@ -76,24 +74,28 @@ def discover(inputs: Sequence[str | os.PathLike], results_dir: str | os.PathLike
                 raise ScanLabError(f"{p}: input folder is the results folder (or inside it)")
             if _inside(out_dir, rp):
                 notes.append(f"results folder {out_dir} lies inside input {p}: skipped, not analysed")
-            files = set(find_images(rp))
-            files |= {q for q in rp.rglob("*") if q.suffix.lower() in CONTAINER_SUFFIXES and q.is_file()
-                      and not _hidden(q, rp)}
-            paths = sorted(q.resolve() for q in files if not _inside(q.resolve(), out_dir))
+            # the finder classify, train and the app use, so batch accepts the same files
+            paths = [q.resolve() for q in containers.evidence_files(rp)]
+            paths = [q for q in paths if not _inside(q, out_dir)]
         else:
             if _inside(rp, out_dir):
                 notes.append(f"{p}: inside the results folder; skipped")
                 continue
             paths = [rp]
         for q in paths:
-            skip = f"{q}: {PDF_UNAVAILABLE}" if q.suffix.lower() == ".pdf" else None
-            found[str(q)] = {"input": str(q), "container": None, "page": None, "image_index": None, "skip": skip}
+            for t in expand_tasks(q):
+                found[row_key(t)] = t
     tasks = sorted(found.values(), key=row_key)
     return tasks, notes
 
 
 def _pending(tasks: list[Task], done: dict[tuple[str, int, int], dict[str, Any]], key: str) -> list[Task]:
-    """Tasks whose stored row is missing, not ``analysed``, from another model/parameters or another file."""
+    """Tasks whose stored row is missing, not ``analysed``, from another model/parameters or another file.
+
+    The file identity is the input file's SHA-256: the container's for a page inside a
+    PDF or TIFF (hashed once by :func:`discover`), so a row is kept only for the same
+    container, page, image, model and parameters.
+    """
     hashes: dict[str, str | None] = {}
     todo = []
     for t in tasks:
@@ -101,12 +103,16 @@ def _pending(tasks: list[Task], done: dict[tuple[str, int, int], dict[str, Any]]
         if r is None or r.get("status") != "analysed" or r.get("params_key") != key:
             todo.append(t)
             continue
-        if t["input"] not in hashes:
-            try:
-                hashes[t["input"]] = sha256_file(t["input"])
-            except OSError:
-                hashes[t["input"]] = None
-        if hashes[t["input"]] is None or hashes[t["input"]] != file_sha256(r):
+        if t.get("container"):
+            now = t.get("container_sha256")
+        else:
+            if t["input"] not in hashes:
+                try:
+                    hashes[t["input"]] = sha256_file(t["input"])
+                except OSError:
+                    hashes[t["input"]] = None
+            now = hashes[t["input"]]
+        if now is None or now != file_sha256(r) or (r.get("container") or None) != t.get("container"):
             todo.append(t)  # the file changed since (or cannot be read now): analyse again
     return todo
 
@@ -193,7 +199,7 @@ def _run_pool(tasks: list[Task], model: Any, params: BatchParams, results_dir: P
                 elif isinstance(exc, BrokenProcessPool):
                     broken = True
                     if alone:
-                        on_row(failed_row(t, model, params, f"{t['input']}: {WORKER_DIED}"))
+                        on_row(failed_row(t, model, params, f"{t.get('ref') or t['input']}: {WORKER_DIED}"))
                     else:
                         suspects.append(t)
                 else:

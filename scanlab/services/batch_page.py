@@ -32,13 +32,18 @@ import numpy as np
 
 import scanlab
 from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.io import containers
 from scanlab.core.io.imaging import sha256_file
 from scanlab.core.jobs import CancelToken
 from scanlab.services.batch_table import MAPS_DIR, TIMING_FIELDS, empty_row
 
 Task = dict[str, Any]
-"""One unit of work: ``input`` (resolved path), ``container``, ``page``, ``image_index``
-(null for a plain file) and ``skip`` (a reason not to analyse it, or null)."""
+"""One unit of work (plain JSON, so it travels to pool workers and Ray actors):
+``input`` (the resolved file), ``ref`` (what is loaded: the file, or a reference such
+as ``DOC.pdf#page=2&image=1``), ``container`` (``"pdf"``/``"tiff"``),
+``container_sha256``, ``page``, ``image_index`` (1-based, null for a plain file),
+``skip`` (a reason not to analyse it) and ``fail`` (the one-line error of a container
+that could not be opened), each null when not set."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,57 @@ class BatchParams:
         return hashlib.sha256(f"{model_sha256}|{self.canonical()}".encode()).hexdigest()[:16]
 
 
+def _plain(path: Path) -> Task:
+    return {"input": str(path), "ref": str(path), "container": None, "container_sha256": None, "page": None,
+            "image_index": None, "skip": None, "fail": None}
+
+
+def _line(text: str, fallback: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else fallback
+
+
+def expand_tasks(path: Path) -> list[Task]:
+    """The tasks of one input file: one per embedded image of a PDF or page of a multi-page TIFF.
+
+    A container page without a scanned image is a task with ``skip`` (its one-line
+    reason); a container that cannot be opened (corrupt, encrypted, hostile) is one
+    task with ``fail`` (its one-line error). Never raises for a bad file.
+    """
+    if path.suffix.lower() not in containers.CONTAINER_SUFFIXES:
+        return [_plain(path)]
+    try:
+        items = containers.expand(path)
+    except ScanLabError as e:
+        return [{**_plain(path), "fail": _line(str(e), f"{path}: cannot read")}]
+    except Exception as e:  # noqa: BLE001 - one hostile file must never abort an archive run
+        return [{**_plain(path), "fail": _line(f"{path}: cannot read ({type(e).__name__}: {e})", str(path))}]
+    out = []
+    file_sha = next((it.container["sha256"] for it in items if it.container), None)
+    for it in items:
+        c = it.container
+        if c is not None:
+            out.append({"input": str(path), "ref": it.ref, "container": str(c["type"]).lower(),
+                        "container_sha256": c["sha256"], "page": int(c["page"]), "image_index": int(c["image"]),
+                        "skip": None, "fail": None})
+            continue
+        _, page, _ = containers.parse_ref(it.ref)
+        if page is None:  # a plain image (a one-page TIFF)
+            out.append(_plain(path))
+            continue
+        if file_sha is None:  # a container whose pages are all empty: hash it here, once
+            try:
+                file_sha = sha256_file(path)
+            except OSError:
+                file_sha = None
+        kind = "pdf" if path.suffix.lower() == ".pdf" else "tiff"
+        out.append({"input": str(path), "ref": it.ref, "container": kind, "container_sha256": file_sha,
+                    "page": page, "image_index": None, "skip": f"{it.ref}: {it.empty}", "fail": None})
+    if not out:  # a PDF without a page
+        out.append({**_plain(path), "fail": f"{path}: the PDF has no pages"})
+    return out
+
+
 def peak_rss_mb() -> float | None:
     """This process's peak resident memory in MiB (None where ``resource`` is missing)."""
     try:
@@ -85,7 +141,7 @@ def _one_line(e: BaseException) -> str:
 
 def _base_row(task: Task, model: Any, params: BatchParams) -> dict[str, Any]:
     row = empty_row()
-    row.update({k: task.get(k) for k in ("input", "container", "page", "image_index")})
+    row.update({k: task.get(k) for k in ("input", "container", "container_sha256", "page", "image_index")})
     row["model_name"] = model.name
     row["model_sha256"] = model.manifest.get("_file_sha256")
     row["parameters"] = params.canonical()
@@ -153,6 +209,8 @@ def map_name(task: Task) -> str:
     key = f"{task['input']}|{task.get('page')}|{task.get('image_index')}"
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(task["input"]).stem)[:60]
     page = f"_p{task['page']}" if task.get("page") is not None else ""
+    if task.get("image_index") is not None and task.get("container") == "pdf":
+        page += f"_i{task['image_index']}"
     return f"{stem}{page}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.h5"
 
 
@@ -168,7 +226,8 @@ def _write_map(row: dict[str, Any], result: Any, task: Task, results_dir: Path) 
     meta = {"path": result.scan.path, "sha256": result.scan.sha256, "label": result.json_label,
             "map_label": result.map_label, "what": "reliability", "sub": list(g.sub), "stride": list(g.stride),
             "engine": result.analysis.engine, "device": result.device, "shape": list(result.reliability.shape),
-            "container": task.get("container"), "page": task.get("page"),
+            "container": task.get("container"), "container_sha256": task.get("container_sha256"),
+            "page": task.get("page"), "image_index": task.get("image_index"), "ref": task.get("ref"),
             "verdict": result.verdict.to_json() if result.verdict else None, "model": model_json(result.model),
             "scan": result.scan.scan_json()}
     (results_dir / MAPS_DIR).mkdir(parents=True, exist_ok=True)
@@ -197,6 +256,36 @@ def failed_row(task: Task, model: Any, params: BatchParams, error: str) -> dict[
     return row
 
 
+_opened: dict[tuple[str, int, int], dict[str, Any]] = {}  # the last container this process opened
+
+
+def load_task(task: Task) -> Any:
+    """Decode a task's image (:func:`scanlab.core.io.containers.load_item` on its reference).
+
+    The pages of one container arrive one after another (tasks are sorted), so the
+    last container's expansion is kept: a PDF of N images is then read and parsed once,
+    not N times (each :func:`~scanlab.core.io.containers.expand` reads the whole file
+    and hashes every stream). The key is the file's path, size and modification time;
+    a container whose SHA-256 differs from the one discovery saw is an error (the file
+    changed during the run).
+    """
+    ref = task.get("ref") or task["input"]
+    if not task.get("container") or task.get("page") is None:
+        return containers.load_item(ref)
+    path = Path(task["input"])
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _opened:
+        _opened.clear()  # one container at a time: its bytes stay in memory while its pages run
+        _opened[key] = {it.ref: it for it in containers.expand(path)}
+    item = _opened[key].get(ref)
+    if item is None:
+        return containers.load_item(ref)  # not in the file as it is now: the reader says why
+    if item.container and item.container.get("sha256") != task.get("container_sha256"):
+        raise ScanLabError(f"{ref}: the file changed since the run listed its pages; run again with --resume")
+    return item.load()
+
+
 def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path, *,
                  cancel: CancelToken | None = None) -> dict[str, Any]:
     """Analyse one page and return its row; a bad input gives a ``failed`` row, never an exception.
@@ -218,7 +307,6 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
     Cancelled
         Only this: every other problem is recorded in the row.
     """
-    from scanlab.core.io.imaging import load_scan
     from scanlab.services.analysis import AnalysisRequest, run_analysis
 
     t0 = time.perf_counter()
@@ -226,13 +314,16 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
     timing = dict.fromkeys(TIMING_FIELDS)
     if task.get("skip"):
         row["status"], row["error"] = "skipped", str(task["skip"])
+    elif task.get("fail"):  # a container that could not be opened: one row for the whole file
+        row["status"], row["error"] = "failed", str(task["fail"])
     else:
         try:
             _slow_hook()
-            scan = load_scan(task["input"])
+            ref = task.get("ref") or task["input"]
+            scan = load_task(task)  # a PDF image / TIFF page through the same reader as classify
             _fill_scan(row, scan.info)
             timing["load_s"] = time.perf_counter() - t0
-            req = AnalysisRequest(path=task["input"], model=model.path, sub=params.sub, stride=params.stride,
+            req = AnalysisRequest(path=ref, model=model.path, sub=params.sub, stride=params.stride,
                                   engine=params.engine, device=params.device, with_map=True)
             r = run_analysis(req, model=model, scan=scan, cancel=cancel)
             timing["compute_s"] = r.compute_s
@@ -254,11 +345,11 @@ def analyse_page(task: Task, model: Any, params: BatchParams, results_dir: Path,
         except Cancelled:
             raise
         except MemoryError:
-            row["status"], row["error"] = "failed", f"{task['input']}: out of memory"
+            row["status"], row["error"] = "failed", f"{task.get('ref') or task['input']}: out of memory"
         except ScanLabError as e:
             row["status"], row["error"] = "failed", _one_line(e)
         except Exception as e:  # noqa: BLE001 - one bad page must never abort an archive run
-            row["status"], row["error"] = "failed", f"{task['input']}: internal error ({type(e).__name__}: {_one_line(e)})"
+            row["status"], row["error"] = "failed", f"{task.get('ref') or task['input']}: internal error ({type(e).__name__}: {_one_line(e)})"
     if row["status"] != "analysed":
         # keep what was measured before the failure out of the verdict columns, but hash the file
         if row["sha256"] is None and not task.get("container"):

@@ -148,3 +148,38 @@ def test_add_selected_pages_to_the_open_case(qtbot, gui_settings, tiny_model, ma
     # the two real pages are in the case; the three synthetic paths failed with a message each
     assert sorted(Path(e.info["path"]).name for e in win.cases.case.evidence.values()) == ["p0.png", "p1.png"]
     win.close()
+
+
+def test_double_clicking_a_pdf_row_opens_that_image_inside_the_pdf(qtbot, gui_settings, tiny_model,
+                                                                   tmp_path: Path) -> None:
+    import zlib
+
+    import pikepdf
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_containers import _image_stream, _page_with
+
+    from scanlab.core.io.imaging import load_scan
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.batch_table import schema_with_version
+
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(2))
+    pdf = pikepdf.Pdf.new()
+    _page_with(pdf, {"/Im0": _image_stream(pdf, zlib.compress(a.tobytes()), 128, 96, "FlateDecode"),
+                     "/Im1": _image_stream(pdf, zlib.compress(b.tobytes()), 128, 96, "FlateDecode")},
+               b"q 128 0 0 96 0 0 cm /Im0 Do Q q 128 0 0 96 0 200 cm /Im1 Do Q")
+    doc = tmp_path / "doc.pdf"
+    pdf.save(doc)
+    p = write_synthetic_table(tmp_path / "results.parquet", 4)
+    t = pq.read_table(p).to_pylist()
+    t[0].update(input=str(doc), container="pdf", page=1, image_index=2)  # the second image of page 1
+    pq.write_table(pa.Table.from_pylist(t, schema=schema_with_version()), p)
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    view = win.open_batch(str(p))
+    want = f"{doc}#page=1&image=2"
+    row = [view.model.input_at(r) for r in range(4)].index(want)
+    view.table.doubleClicked.emit(view.model.index(row, 0))
+    assert [d.path for d in win.documents] == [want]
+    np.testing.assert_array_equal(load_scan(win.documents[0].path).pixels, b)  # that image, not page 1's first

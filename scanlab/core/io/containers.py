@@ -192,23 +192,29 @@ def item_sha256(ref: str | os.PathLike) -> str:
     return items[0].container["sha256_item"] if items[0].container else sha256_file(items[0].path)
 
 
+def evidence_files(folder: str | os.PathLike) -> list[Path]:
+    """The files below ``folder`` that may hold evidence (image suffixes and PDFs), sorted, hidden ones left out.
+
+    Containers are not opened: :func:`find_evidence` expands them, ``scanlab batch``
+    expands them itself so that an empty page or a bad file becomes a row.
+    """
+    from scanlab.core.io.imaging import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    return [p for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+            and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == ".pdf")]
+
+
 def find_evidence(folder: str | os.PathLike) -> list[Path]:
     """Every piece of evidence below ``folder``: image files, PDF items and TIFF pages as references.
 
     A container that cannot be read stays one plain path (loading it later gives its
     one-line error); pages without a scanned image are left out.
     """
-    from scanlab.core.io.imaging import IMAGE_SUFFIXES
-
-    root = Path(folder)
     out: list[Path] = []
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or any(s.startswith(".") for s in p.relative_to(root).parts):
-            continue
-        suf = p.suffix.lower()
-        if suf not in IMAGE_SUFFIXES and suf != ".pdf":
-            continue
-        if suf not in CONTAINER_SUFFIXES:
+    for p in evidence_files(folder):
+        if p.suffix.lower() not in CONTAINER_SUFFIXES:
             out.append(p)
             continue
         try:
