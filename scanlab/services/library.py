@@ -152,3 +152,32 @@ def delete_model(path: str | os.PathLike) -> None:
         p.unlink()
     except OSError as e:
         raise LibraryError(f"{p}: cannot delete ({e.strerror or e})") from None
+
+
+def evaluation_copy(src: str | os.PathLike, name: str) -> Path:
+    """A copy of the wizard's trained model, named after its content, for the main window.
+
+    The wizard writes every run to the same work file; the main window caches results
+    by model path, so a scan opened from the Evaluate page gets a copy whose name
+    carries the file's SHA-256 (``wizard-<name>-<hash8>.safetensors`` next to the work
+    file): a later run is a different model path, never a stale cached result.
+
+    Raises
+    ------
+    LibraryError
+        ``src`` cannot be read or the copy cannot be written.
+    """
+    import hashlib
+    import shutil
+
+    src = Path(src)
+    try:
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+        dest = src.parent / f"wizard-{_slug(name) or 'model'}-{digest}.safetensors"
+        if not dest.exists():
+            tmp = dest.with_suffix(".part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)  # never a half-written model under the final name
+    except OSError as e:
+        raise LibraryError(f"{src}: cannot copy the trained model ({e.strerror or e})") from None
+    return dest

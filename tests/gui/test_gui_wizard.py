@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from scanner_tree import make_tree  # noqa: E402
@@ -214,26 +215,98 @@ def test_models_dialog_rename_and_delete(qtbot, window, random_model):
     assert not any("renamed one" in t for t in _combo_texts(window))
 
 
-def test_misclassified_scan_opens_in_main_window(qtbot, window, make_scan, tmp_path):
+def _misclassified_manifest(root) -> dict:
+    cm = [[1, 1], [0, 2]]
+    return {"name": "lab refs", "classes": ["a", "b"], "training": {"data": {"root": str(root)}},
+            "metrics": {"test": {"n_images": 4, "n_patches": 40, "per_image_accuracy": 0.75,
+                                 "per_patch_accuracy": 0.7, "confusion_per_image": cm, "confusion_per_patch": cm,
+                                 "misclassified": [{"path": "b/x.png", "true": "a", "predicted": "b"}]}},
+            "calibration": {"calibrated": True, "method": "temperature", "temperature": 1.3, "ece_before": 0.08,
+                            "ece_after": 0.01, "fitted_on": "val", "n_images": 10}}
+
+
+def test_misclassified_scan_opens_with_the_evaluated_model_and_the_wizard_stays_in_front(
+        qtbot, window, make_scan, tmp_path, random_model, tiny_model, wait_settled):
+    from PySide6.QtWidgets import QApplication
+
+    scan = make_scan(tmp_path / "data" / "b" / "x.png")
+    trained = tmp_path / "work" / "last-run.safetensors"  # the wizard's work file
+    trained.parent.mkdir()
+    shutil.copyfile(random_model, trained)
+    wiz = window.models_menu.open_wizard()
+    qtbot.addWidget(wiz)
+    wiz.state.manifest = _misclassified_manifest(tmp_path / "data")
+    wiz.state.trained_path = str(trained)
+    page = wiz.page_named("evaluate")
+    page.initializePage()
+    assert "ECE 0.080 before, 0.010 after" in page.calib.text()
+    assert "Unknown-scanner threshold:</b> not available" in page.calib.text()
+    window.activateWindow()  # the main window has the focus before the click
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5_000)
+    qtbot.mouseClick(page.wrong.viewport(), Qt.MouseButton.LeftButton,
+                     pos=page.wrong.visualItemRect(page.wrong.item(0)).center())
+    assert [d.path for d in window.documents] == [str(scan)]
+    # analysed with a content-named copy of the evaluated model, not the shipped/previous one
+    spec = window.state.model
+    assert spec != tiny_model and Path(spec).parent == trained.parent and Path(spec).name.startswith("wizard-lab-refs-")
+    assert Path(spec).read_bytes() == trained.read_bytes()
+    assert window.controls.model_combo.currentText() == Path(spec).stem + " (file)"
+    said = window.messages.item(window.messages.count() - 1).text()
+    assert "x.png: analysed with the model the wizard evaluated" in said and spec in said
+    wait_settled(window)
+    assert window.documents[0].result.model.path == spec
+    # the wizard is still shown and in front, so the analyst can go on clicking
+    assert wiz.isVisible() and QApplication.activeWindow() is wiz
+    # a later training run (new weights in the same work file) gets its own copy: no stale cached result
+    from scanlab.services.library import evaluation_copy
+
+    trained.write_bytes(trained.read_bytes() + b" ")
+    assert str(evaluation_copy(trained, "lab refs")) != spec
+    wiz.close()
+
+
+def test_misclassified_scan_without_a_trained_file_says_which_model(qtbot, window, make_scan, tmp_path, tiny_model):
     from scanlab.gui.wizard.pages_result import EvaluatePage
     from scanlab.gui.wizard.state import WizardState
 
     scan = make_scan(tmp_path / "data" / "b" / "x.png")
-    cm = [[1, 1], [0, 2]]
-    man = {"classes": ["a", "b"], "training": {"data": {"root": str(tmp_path / "data")}},
-           "metrics": {"test": {"n_images": 4, "n_patches": 40, "per_image_accuracy": 0.75,
-                                "per_patch_accuracy": 0.7, "confusion_per_image": cm, "confusion_per_patch": cm,
-                                "misclassified": [{"path": "b/x.png", "true": "a", "predicted": "b"}]}},
-           "calibration": {"calibrated": True, "method": "temperature", "temperature": 1.3, "ece_before": 0.08,
-                           "ece_after": 0.01, "fitted_on": "val", "n_images": 10}}
-    page = EvaluatePage(WizardState(manifest=man))
+    page = EvaluatePage(WizardState(manifest=_misclassified_manifest(tmp_path / "data")))
     qtbot.addWidget(page)
     page.open_scan_requested.connect(window.models_menu._on_wizard_open_scan_requested)
     page.initializePage()
-    assert "ECE 0.080 before, 0.010 after" in page.calib.text()
-    assert "Unknown-scanner threshold:</b> not available" in page.calib.text()
     page._on_wrong_item_activated(page.wrong.item(0))
-    assert [d.path for d in window.documents] == [str(scan)]
+    assert [d.path for d in window.documents] == [str(scan)] and window.state.model == tiny_model
+    assert "holds no trained model file" in window.messages.item(window.messages.count() - 1).text()
+
+
+def test_split_page_says_what_the_validation_count_means(qtbot, collection, tmp_path):
+    from scanlab.core.evidence.fit import MIN_VAL_IMAGES_PER_CLASS
+    from scanlab.gui.wizard.wizard import TrainingWizard
+
+    wiz = TrainingWizard(str(collection))
+    qtbot.addWidget(wiz)
+    wiz.resize(1000, 720)
+    wiz.show()
+    qtbot.waitUntil(lambda: wiz.page_named("collection").isComplete(), timeout=30_000)
+    wiz.next()
+    split = wiz.page_named("split")
+    assert [split.table.item(0, k).text() for k in (1, 2, 3)] == ["2", "1", "2"]
+    note = split.val_note.text()
+    assert "only 1 image per scanner" in note and "scanner_0 (1), scanner_1 (1), scanner_2 (1)" in note
+    assert f"at least {MIN_VAL_IMAGES_PER_CLASS} per scanner" in note and "will not be calibrated" in note
+    assert "unknown-scanner threshold is still set" in note and "outlier designs held out" in note
+    split.grab().save(str(tmp_path / "split.png"))
+    # enough validation images: calibration is fitted, the threshold uses validation image scores
+    split.spins[0].setValue(1)
+    split.spins[1].setValue(3)
+    split.spins[2].setValue(1)
+    assert [split.table.item(0, k).text() for k in (1, 2, 3)] == ["1", "3", "1"]
+    note = split.val_note.text()
+    assert "will be calibrated" in note and "98% quantile of the validation images" in note
+    assert "only" not in note
+    split.spins[1].setValue(0)  # no validation at all: the split error, no note
+    assert split.val_note.text() == "" and split.error.text()
+    wiz.close()
 
 
 def _evaluate_manifest(calibration: dict) -> dict:

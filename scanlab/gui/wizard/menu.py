@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import QEvent, QObject, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QWidget
 
+from scanlab.core.errors import ScanLabError
+from scanlab.services.library import evaluation_copy
 from scanlab.services.viewstate import ViewState
 
 
@@ -19,6 +22,7 @@ class ModelsHost(Protocol):
     def refresh_models(self, current: str | None = None) -> None: ...
     def post_message(self, text: str, *, error: bool = False) -> None: ...
     def open_paths(self, paths: list[str]) -> object: ...
+    def use_model(self, path: str) -> None: ...
 
 
 class ModelsMenu(QObject):
@@ -81,10 +85,35 @@ class ModelsMenu(QObject):
         if self.dialog is not None:
             self.dialog.reload(select=path)
 
-    @Slot(str)
-    def _on_wizard_open_scan_requested(self, path: str) -> None:
+    @Slot(str, str)
+    def _on_wizard_open_scan_requested(self, path: str, model: str) -> None:
+        """Open a misclassified scan with the model the wizard evaluated; the wizard stays in front."""
+        name = Path(path).name
+        if model:
+            try:
+                copy = evaluation_copy(model, self._wizard_model_name())
+            except ScanLabError as e:
+                self.host.post_message(f"{name}: cannot use the wizard's model ({e}); not opened", error=True)
+                self._keep_wizard_in_front()
+                return
+            self.host.use_model(str(copy))  # selects it in Controls > Model: the window analyses with it
+            self.host.post_message(f"{name}: analysed with the model the wizard evaluated (not saved to the "
+                                   f"library yet), listed as {copy.stem!r} in Controls > Model: {copy}")
+        else:
+            self.host.post_message(f"{name}: the wizard holds no trained model file; analysed with the "
+                                   "model selected in Controls > Model", error=True)
         self.host.open_paths([path])
-        self.window.raise_()
+        self._keep_wizard_in_front()
+
+    def _wizard_model_name(self) -> str:
+        man = (self.wizard.state.manifest or {}) if self.wizard is not None else {}
+        return str(man.get("name") or "model")
+
+    def _keep_wizard_in_front(self) -> None:
+        # the analyst goes on clicking through the list: the wizard, not the window, keeps focus
+        if self.wizard is not None:
+            self.wizard.raise_()
+            self.wizard.activateWindow()
 
     @Slot(int)
     def _on_wizard_finished(self, _result: int) -> None:

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from scanlab.core.evidence.fit import MIN_VAL_IMAGES_PER_CLASS
+from scanlab.core.evidence.threshold import PSEUDO_WINDOWS
 from scanlab.core.training.dataset import DatasetError, discover, split_dataset
 from scanlab.gui.task_runner import Job, JobResult, TaskRunner
 from scanlab.gui.wizard.state import WizardState
@@ -252,9 +254,12 @@ class SplitPage(QWizardPage):
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b00020")
+        self.val_note = QLabel("")  # what the validation counts mean for calibration and the threshold
+        self.val_note.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.table, 1)
+        lay.addWidget(self.val_note)
         lay.addWidget(self.error)
         for sp in self.spins:
             sp.valueChanged.connect(self._on_value_changed)
@@ -279,6 +284,7 @@ class SplitPage(QWizardPage):
         st.seed = self.seed.value()
         st.holdout_unit = self.holdout.isChecked()
         self.error.setText("")
+        self.val_note.setText("")
         self._ok = False
         try:
             from scanlab.core.training.dataset import parse_split
@@ -297,8 +303,36 @@ class SplitPage(QWizardPage):
             for r, (c, v) in enumerate(counts.items()):
                 for k, val in enumerate([c, v["train"], v["val"], v["test"]]):
                     self.table.setItem(r, k, QTableWidgetItem(str(val)))
+            self.val_note.setText(validation_note({c: v["val"] for c, v in counts.items()}))
             self._ok = True
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:  # noqa: N802 - Qt override
         return self._ok
+
+
+def validation_note(val_counts: dict[str, int]) -> str:
+    """What the validation images per scanner mean for calibration and the unknown threshold.
+
+    The wizard always trains the "other scanner" output (``other-output``): its
+    threshold is set with any number of validation images (core/evidence/threshold.py),
+    while temperature calibration needs :data:`MIN_VAL_IMAGES_PER_CLASS` per scanner
+    (core/evidence/fit.py). The note names the rule that will apply.
+    """
+    if not val_counts:
+        return ""
+    need = MIN_VAL_IMAGES_PER_CLASS
+    short = {c: n for c, n in val_counts.items() if n < need}
+    if not short:
+        return (f"<b>Validation:</b> at least {need} images per scanner, so the confidences will be "
+                "calibrated (temperature scaling, fitted on them). The unknown-scanner threshold will lie "
+                "between the 98% quantile of the validation images' unknown scores and the scores of "
+                "outlier designs held out from training.")
+    few = min(short.values())
+    names = ", ".join(f"{c} ({n})" for c, n in short.items())
+    return (f"<b>Validation: only {few} image{'s' if few != 1 else ''} per scanner</b> for {names}. "
+            f"Calibration needs at least {need} per scanner, so <b>the confidences will not be calibrated</b> "
+            "(the Evaluate page and the model card will say so). The unknown-scanner threshold is still set: "
+            f"from pseudo-images of {PSEUDO_WINDOWS} validation windows each (the known end) and the scores of "
+            "outlier designs held out from training (the outlier end), as these do not need "
+            f"{need} images per scanner. For calibrated confidences raise the val ratio or add scans.")

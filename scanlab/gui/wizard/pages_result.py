@@ -141,14 +141,14 @@ def _ece(cal: dict[str, Any], key: str, bins: list[dict]) -> float:
 class EvaluatePage(QWizardPage):
     """Accuracy, both confusion matrices, precision/recall, misclassified scans, calibration."""
 
-    open_scan_requested = Signal(str)
+    open_scan_requested = Signal(str, str)  # scan path, model file evaluated here ("" when none)
 
     def __init__(self, state: WizardState) -> None:
         super().__init__()
         self.state = state
         self.setTitle("5. Evaluate")
         self.setSubTitle("Measured on the test split (images the model never saw during training). "
-                         "Click a misclassified scan to open it in the main window.")
+                         "Click a misclassified scan to open it in the main window, analysed with this model.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.cm_image = ConfusionHeatmap("Confusion per image")
@@ -220,7 +220,8 @@ class EvaluatePage(QWizardPage):
     def _on_wrong_item_activated(self, item: QListWidgetItem) -> None:
         path = item.data(256)
         if path:
-            self.open_scan_requested.emit(path)
+            model = self.state.trained_path
+            self.open_scan_requested.emit(path, model if model and Path(model).is_file() else "")
 
 
 def calibration_text(man: dict[str, Any]) -> str:

@@ -27,12 +27,13 @@ class TrainingWizard(QWizard):
     -------
     model_saved(str)
         Path of the model saved to the library.
-    open_scan_requested(str)
-        The analyst clicked a misclassified scan on the Evaluate page.
+    open_scan_requested(str, str)
+        The analyst clicked a misclassified scan on the Evaluate page: its path and
+        the model file evaluated there ("" when the wizard holds none).
     """
 
     model_saved = Signal(str)
-    open_scan_requested = Signal(str)
+    open_scan_requested = Signal(str, str)
 
     def __init__(self, data_dir: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,9 +67,9 @@ class TrainingWizard(QWizard):
     def _on_save_page_model_saved(self, path: str) -> None:
         self.model_saved.emit(path)
 
-    @Slot(str)
-    def _on_evaluate_open_scan_requested(self, path: str) -> None:
-        self.open_scan_requested.emit(path)
+    @Slot(str, str)
+    def _on_evaluate_open_scan_requested(self, path: str, model: str) -> None:
+        self.open_scan_requested.emit(path, model)
 
     def shutdown(self) -> None:
         """Cancel any job and stop the worker thread."""
