@@ -71,3 +71,17 @@ def test_library_save_rename_delete(tmp_path, random_model):
     assert random_model.exists()
     delete_model(q)
     assert list_library() == []
+
+
+def test_evaluation_copy_is_named_after_its_content(tmp_path, random_model):
+    from scanlab.services.library import LibraryError, evaluation_copy
+
+    work = tmp_path / "last-run.safetensors"
+    shutil.copyfile(random_model, work)
+    first = evaluation_copy(work, "lab refs")
+    assert first.parent == tmp_path and first.name.startswith("wizard-lab-refs-")
+    assert first.read_bytes() == work.read_bytes() and evaluation_copy(work, "lab refs") == first  # reused
+    work.write_bytes(work.read_bytes() + b" ")  # the next run's weights in the same work file
+    assert evaluation_copy(work, "lab refs") != first and first.read_bytes() != work.read_bytes()
+    with pytest.raises(LibraryError, match="cannot copy the trained model"):
+        evaluation_copy(tmp_path / "missing.safetensors", "x")
