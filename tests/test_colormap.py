@@ -15,6 +15,7 @@ from scanlab.core.colormap import (
     NO_EVIDENCE_HATCH,
     colorize,
     lut,
+    stripe_for,
 )
 from scanlab.core.errors import ScanLabError
 
@@ -53,12 +54,25 @@ def test_report_overlay_hatches_no_evidence_like_the_screen():
     rel[mask] = np.nan
     img = np.asarray(figs.overlay(None, rel, opacity=1.0, no_evidence=mask))
     right = {tuple(p) for p in img[:, 16:].reshape(-1, 3)}
-    assert right <= {NO_EVIDENCE_GREY, NO_EVIDENCE_HATCH} and len(right) == 2  # grey with hatching
+    # grey with the stripes the screen draws over this colour map (core.colormap.stripe_for)
+    assert right <= {NO_EVIDENCE_GREY, stripe_for()} and len(right) == 2
     assert tuple(img[0, 0]) == tuple(lut()[round(0.8 * 255)])
     bar = np.asarray(figs.colorbar(400, 150, cmap="viridis"))
     col = bar[20:300, 30]  # inside the colour strip
     assert tuple(lut(256, "viridis")[-1]) in {tuple(p) for p in col}
-    assert (bar.reshape(-1, 3) == NO_EVIDENCE_HATCH).all(axis=1).any()  # the legend swatch
+    assert (bar.reshape(-1, 3) == stripe_for("viridis")).all(axis=1).any()  # the legend swatch, same stripes
+    assert not (bar.reshape(-1, 3) == NO_EVIDENCE_HATCH).all(axis=1).any()  # never the neutral grey stripes
+
+
+def test_screen_png_export_and_report_draw_the_same_no_evidence_stripes():
+    from scanlab.services.exports import render_png
+
+    v = np.full((16, 16), 0.5, np.float32)
+    mask = np.zeros((16, 16), bool)
+    mask[:, 8:] = True
+    for name in ("inferno", "cividis", "viridis"):
+        png = np.asarray(Image.open(io.BytesIO(render_png(v, "reliability", mask, None, name))))[:, :, :3]
+        assert stripe_for(name) in {tuple(p) for p in png[:, 8:].reshape(-1, 3)}
 
 
 def test_png_export_uses_the_chosen_colour_map():

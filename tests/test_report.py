@@ -179,7 +179,7 @@ def test_unknown_verdict_is_not_called_a_confidence(tmp_path):
     assert f"{cl['confidence']:.3f} (calibrated probability of {cl['label']}; the verdict is unknown)" in text
     thr = cl["thresholds"]["unknown"]
     assert f"{cl['unknown_score']:.3f} (threshold {thr:.3f}; above it" in text
-    assert "DEMONSTRATION MODEL" in text and "viridis colour map" in text and "grey hatching: no evidence" in text
+    assert "DEMONSTRATION MODEL" in text and "viridis colour map" in text and "hatched grey with coloured stripes, as on screen: no evidence" in text
     assert "unless the model detects unknown scanners" not in text
     assert "is answered 'unknown' when its unknown score is above the model's threshold" in text
     assert f"verdict unknown; top known class (not an attribution) {cl['label']}" in text

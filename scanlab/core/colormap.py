@@ -76,7 +76,7 @@ def colorize(values: np.ndarray, alpha: int = 255, name: str = DEFAULT_COLORMAP)
 
 
 NO_EVIDENCE_GREY = (150, 150, 150)
-NO_EVIDENCE_HATCH = (105, 105, 105)  # neutral stripes (PNG export); the app passes no_evidence_stripe(...)
+NO_EVIDENCE_HATCH = (105, 105, 105)  # neutral stripes, only where no colour map is known
 STRIPE_CANDIDATES = ((0, 190, 255), (255, 0, 255), (0, 255, 0), (255, 255, 255))
 
 
@@ -90,6 +90,18 @@ def no_evidence_stripe(table: np.ndarray) -> tuple[int, int, int]:
     t = np.asarray(table, float)[:, :3]
     dist = [float(np.min(np.linalg.norm(t - np.asarray(c, float), axis=1))) for c in STRIPE_CANDIDATES]
     return STRIPE_CANDIDATES[int(np.argmax(dist))]
+
+
+def stripe_for(name: str | None = DEFAULT_COLORMAP) -> tuple[int, int, int]:
+    """The no-evidence stripe colour drawn over colour map ``name`` (None: the class colours).
+
+    Screen, PNG export and report all take it from here, so the hatching is the same
+    wherever the analyst sees it.
+    """
+    return no_evidence_stripe(class_colors(20) if name is None else lut(256, name))
+
+
+NO_EVIDENCE_WORDS = "hatched (grey with coloured stripes): no evidence"
 
 
 # categorical colours for per-region attribution (tab20-like; repeats past 20 classes)

@@ -32,7 +32,8 @@ def no_evidence_legend(colormap: str) -> str:
     """The legend line of the no-evidence hatching, in the stripe colour drawn over ``colormap``."""
     r, g, b = hatch_colour_for(colormap)
     return (f'<span style="color:#{r:02x}{g:02x}{b:02x}; background:#969696">&#9639;&#9639;</span> '
-            "striped grey: no evidence (no sensor signal: clipped, flat or blank), not low reliability")
+            "hatched grey with coloured stripes: no evidence (no sensor signal: clipped, flat or blank), "
+            "not low reliability")
 
 
 def threshold_text(map_label: str | None) -> str:

@@ -18,15 +18,15 @@ from scanlab.core.colormap import (
     DEFAULT_COLORMAP,
     colorize_classes,
     hatch_no_evidence,
-    no_evidence_stripe,
+    stripe_for,
 )
 from scanlab.gui.pyramid import build_pyramid, pick_level
 
 """Colormaps offered for the heatmap (perceptual ones first; CET-D1 is diverging)."""
 
 def hatch_colour_for(colormap: str) -> tuple[int, int, int]:
-    """Stripe colour of the no-evidence hatching over ``colormap`` (core.colormap.no_evidence_stripe)."""
-    return no_evidence_stripe(pg.colormap.get(colormap).getLookupTable(nPts=256, alpha=False))
+    """Stripe colour of the no-evidence hatching over ``colormap`` (the same as the PNG export and the report)."""
+    return stripe_for(colormap)
 BLINK_INTERVAL_MS = 500
 CROP_MIN_PIXELS = 4_000_000
 """Pyramid levels larger than this are drawn around the visible area only."""

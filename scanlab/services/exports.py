@@ -35,7 +35,8 @@ def _attr(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
 
 
-def _legend(entries: list[tuple[str, tuple[int, int, int] | None]], height: int) -> Any:
+def _legend(entries: list[tuple[str, tuple[int, int, int] | None]], height: int,
+            stripe: tuple[int, int, int]) -> Any:
     """A legend column (PIL image): colour swatch + name per entry; None = the no-evidence hatch."""
     from PIL import Image, ImageDraw
 
@@ -45,7 +46,8 @@ def _legend(entries: list[tuple[str, tuple[int, int, int] | None]], height: int)
     width = 12 + 22 + 7 * max(len(n) for n, _ in entries) + 8
     img = Image.new("RGBA", (width, max(height, row * len(entries) + 12)), (255, 255, 255, 255))
     d = ImageDraw.Draw(img)
-    swatch = hatch_no_evidence(np.zeros((13, 15, 4), np.uint8), np.ones((13, 15), bool), period=5)
+    swatch = hatch_no_evidence(np.zeros((13, 15, 4), np.uint8), np.ones((13, 15), bool), period=5,
+                               stripe_colour=stripe)
     for i, (name, col) in enumerate(entries):
         y = 6 + i * row
         if col is None:
@@ -61,21 +63,28 @@ def render_png(values: np.ndarray, what: str, no_evidence: np.ndarray | None, cl
     """PNG bytes of a map: ``colormap`` (reliability, unknown; the app's maps) or class colours with a legend."""
     from PIL import Image
 
-    from scanlab.core.colormap import class_colors, colorize, colorize_classes, hatch_no_evidence
+    from scanlab.core.colormap import (
+        class_colors,
+        colorize,
+        colorize_classes,
+        hatch_no_evidence,
+        stripe_for,
+    )
 
     if what == "class":
         names = class_names or []
         rgba = colorize_classes(values.astype(np.int64), len(names))
     else:
         rgba = colorize(values.astype(np.float32), name=colormap)
+    stripe = stripe_for(None if what == "class" else colormap)  # as on screen and in the report
     if no_evidence is not None:
-        hatch_no_evidence(rgba, no_evidence)
+        hatch_no_evidence(rgba, no_evidence, stripe_colour=stripe)
     img = Image.fromarray(rgba, "RGBA")
     if what == "class":
         cols = class_colors(len(names))
         present = sorted(set(np.unique(values[values >= 0]).tolist()))
         entries = [(names[k], tuple(cols[k])) for k in present] + [("no evidence", None)]
-        leg = _legend(entries, img.height)
+        leg = _legend(entries, img.height, stripe)
         canvas = Image.new("RGBA", (img.width + leg.width, max(img.height, leg.height)), (0, 0, 0, 0))
         canvas.paste(img, (0, 0))
         canvas.paste(leg, (img.width, 0))

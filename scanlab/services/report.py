@@ -158,7 +158,7 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any, cmap: str) -> N
                  f" - the verdict is {c.get('verdict')}: this is the fit to a scanner the verdict does not name")
     ne = no_evidence_fraction(e)
     story.append(_p(f"Reliability of {run.info['map_label']} ({cmap} colour map: 0 = does not fit, 1 = fits){not_named}; "
-                    f"grey hatching: no evidence (no sub-image there carries sensor signal"
+                    f"hatched grey with coloured stripes, as on screen: no evidence (no sub-image there carries sensor signal"
                     + ("" if ne is None else f"; {pct(ne)} of the windows") + "); "
                     "ROIs outlined in magenta with their numbers.", ss["Small"]))
     card = (run.info.get("model") or {}).get("card") or {}

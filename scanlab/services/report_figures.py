@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from scanlab.core.case.rois import ROI
-from scanlab.core.colormap import DEFAULT_COLORMAP, colorize, hatch_no_evidence, lut
+from scanlab.core.colormap import DEFAULT_COLORMAP, colorize, hatch_no_evidence, lut, stripe_for
 
 ROI_COLOR = (255, 0, 255)  # magenta: visible on every colour of the reliability ramp
 MAX_SIDE = 1400  # pixels of the page figure; enough for print at the size it is shown
@@ -39,7 +39,7 @@ def overlay(rgb: np.ndarray | None, rel: np.ndarray, opacity: float = 0.55, *, c
     alpha = int(255 * opacity)
     col = colorize(rel, alpha=alpha, name=cmap)
     if no_evidence is not None and no_evidence.any():
-        hatch_no_evidence(col, no_evidence)
+        hatch_no_evidence(col, no_evidence, stripe_colour=stripe_for(cmap))
         # a little more opaque than the colours, so the hatch reads on any content
         col[no_evidence, 3] = min(255, alpha + 60)
     base = Image.fromarray(rgb, "RGB").convert("RGBA") if rgb is not None else \
@@ -86,7 +86,8 @@ def colorbar(height: int = 600, width: int = 150, *, cmap: str = DEFAULT_COLORMA
         d.line((50, y, 60, y), fill=(0, 0, 0), width=2)
         d.text((64, y - fsize // 2), f"{v:.2f}", fill=(0, 0, 0), font=font)
     y0 = 20 + bar_h + 12
-    sw = hatch_no_evidence(np.zeros((legend_h - 12, 40, 4), np.uint8), np.ones((legend_h - 12, 40), bool))
+    sw = hatch_no_evidence(np.zeros((legend_h - 12, 40, 4), np.uint8), np.ones((legend_h - 12, 40), bool),
+                           stripe_colour=stripe_for(cmap))
     img.paste(Image.fromarray(sw[..., :3], "RGB"), (10, y0))
     d.text((56, y0), "no\nevidence", fill=(0, 0, 0), font=font)
     return img

@@ -152,7 +152,7 @@ def test_no_evidence_hatching_uses_a_colour_the_map_never_draws(qtbot, window):
         assert len(stripes), name
         nearest = min(float(np.min(np.linalg.norm(lut - s, axis=1))) for s in np.unique(stripes, axis=0))
         assert nearest > 150, f"{name}: no-evidence stripes look like a value of the map"
-        assert "striped grey: no evidence" in window.controls.legend.text()
+        assert "hatched grey with coloured stripes: no evidence" in window.controls.legend.text()
 
 
 def test_a_verdict_other_than_attributed_does_not_highlight_the_top_class(qtbot, window, tmp_path, make_scan):
