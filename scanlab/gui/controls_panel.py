@@ -28,12 +28,18 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPEN_MODEL = "__open__"  # combo data of the "Open model file..." entry
 
 
-def no_evidence_legend(colormap: str) -> str:
-    """The legend line of the no-evidence hatching, in the stripe colour drawn over ``colormap``."""
+def no_evidence_legend(colormap: str, *, short: bool = False) -> str:
+    """The legend line of the no-evidence hatching, in the stripe colour drawn over ``colormap``.
+
+    ``short``: one line that fits under a list of classes (a wrapped last line of a
+    rich-text label in a form layout is cut off).
+    """
     r, g, b = hatch_colour_for(colormap)
-    return (f'<span style="color:#{r:02x}{g:02x}{b:02x}; background:#969696">&#9639;&#9639;</span> '
-            "hatched grey with coloured stripes: no evidence (no sensor signal: clipped, flat or blank), "
-            "not low reliability")
+    swatch = f'<span style="color:#{r:02x}{g:02x}{b:02x}; background:#969696">&#9639;&#9639;</span> '
+    if short:
+        return swatch + "hatched: no evidence"
+    return (swatch + "hatched grey with coloured stripes: no evidence (no sensor signal: clipped, flat or "
+            "blank), not low reliability")
 
 
 def threshold_text(map_label: str | None) -> str:
@@ -312,7 +318,8 @@ class ControlsPanel(QWidget):
             cols = class_colors(len(classes))
             rows = [f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {c}'
                     for c, (r, g, b) in zip(classes, cols, strict=True)]
-        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "") + no_evidence_legend(self.state.colormap))
+        self.legend.setText(("<br>".join(rows) + "<br>" if rows else "")
+                            + no_evidence_legend(self.state.colormap, short=bool(rows)))
 
     def threshold(self) -> float | None:
         """The threshold, or ``None`` when off."""

@@ -60,6 +60,8 @@ def test_map_of_offers_every_class_and_the_attribution_map(qtbot, window, half_b
     idx = res.class_index_map()
     assert (img[idx < 0][:, 3] == 0).all() and (img[idx >= 0][:, 3] == 255).all()
     assert all(c in window.controls.legend.text() for c in set(res.classes[k] for k in np.unique(idx[idx >= 0])))
+    # under a list of classes the no-evidence entry is one short line: a wrapped last line was cut off
+    assert window.controls.legend.text().endswith("hatched: no evidence")
 
 
 def test_demonstration_model_shows_the_notice(qtbot, window, tmp_path, half_blank):
