@@ -66,7 +66,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
         try:
             with progress_bar(Path(path).name, a.json) as bar:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
-            images.append(r.to_json())
+            images.append({**r.to_json(), **_layer_summaries(a, scan)})
             if not a.json:
                 v = r.verdict
                 for w in v.warnings:  # input gating: said before the verdict line
@@ -92,10 +92,13 @@ def cmd_map(a: argparse.Namespace) -> int:
     from scanlab.core.io.fileio import refuse_overwrite
     from scanlab.core.io.imaging import load_scan
     from scanlab.services.exports import check_map_output, write_map
+    from scanlab.services.layers import get_layer
 
     out = check_map_output(a.output)
     image = check_input(a.image, "image")
     refuse_overwrite(out, [image], "the evidence file")
+    if not get_layer(getattr(a, "what", None) or "reliability").needs_model:
+        return _map_without_model(a, out, load_scan(image))
     refuse_overwrite(out, [model_path(a.model)], "the model file")
     scan = load_scan(image)  # decoded before torch is imported: bad scans fail in milliseconds
 
@@ -163,6 +166,35 @@ def cmd_map(a: argparse.Namespace) -> int:
     return 0
 
 
+def _map_without_model(a: argparse.Namespace, out: Path, scan: Any) -> int:
+    """``map --what copymove``: a layer computed from the pixels alone (no model, no torch)."""
+    from scanlab.services.copymove import analyse_copymove, copymove_json, write_copymove
+
+    with progress_bar("copy-move", a.json) as bar:
+        res = analyse_copymove(scan, progress=bar)
+    meta = {"path": scan.info.path, "sha256": scan.info.sha256, "what": a.what, "shape": list(res.score.shape),
+            "output": str(out.resolve()), "timing": {"compute_s": res.compute_s}, "scan": scan.info.scan_json(),
+            "copymove": copymove_json(res)}
+    write_copymove(out, res, scan.pixels, meta)
+    if a.json:
+        print(json.dumps(meta, indent=2))
+    else:
+        print(f"{a.image}: {len(res.pairs)} copy-move pair(s) "
+              f"({res.n_candidates} candidates tested); {a.what} map -> {out} ({res.compute_s:.2f}s)")
+    return 0
+
+
+def _layer_summaries(a: argparse.Namespace, scan: Any) -> dict[str, Any]:
+    """The blocks ``classify --layers`` asks for, keyed by layer name."""
+    from scanlab.services.copymove import analyse_copymove
+
+    out: dict[str, Any] = {}
+    for name in getattr(a, "layers", None) or []:
+        if name == "copymove":
+            out["copymove"] = analyse_copymove(scan).summary()
+    return out
+
+
 def cmd_card(a: argparse.Namespace) -> int:
     from scanlab.core.modelfile.store import model_card, read_manifest
     from scanlab.services.models import resolve_model_path
@@ -171,8 +203,21 @@ def cmd_card(a: argparse.Namespace) -> int:
     return 0
 
 
+def _layers_arg(text: str) -> list[str]:
+    from scanlab.services.layers import LAYERS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if LAYERS.get(n) is None or LAYERS[n].summary_in_classify != "on request"]
+    if bad:
+        choices = [n for n, x in LAYERS.items() if x.summary_in_classify == "on request"]
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: not a layer classify can add (choices: {', '.join(choices)})")
+    return names
+
+
 def register(sp: Any) -> None:
     """Add this group's commands to the top-level sub-parsers."""
+    from scanlab.services.layers import LAYERS, layer_names
+
     e = sp.add_parser("evaluate", help="score every image under a folder-per-scanner tree")
     e.add_argument("data_dir", metavar="DATA_DIR")
     add_common(e)
@@ -180,6 +225,8 @@ def register(sp: Any) -> None:
 
     c = sp.add_parser("classify", help="which scanner made these scans")
     c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("--layers", default=[], type=_layers_arg, metavar="NAME[,NAME]",
+                   help="extra per-image blocks in --json: copymove (costly: seconds per page, so only on request)")
     add_common(c)
     c.set_defaults(func=cmd_classify)
 
@@ -189,8 +236,8 @@ def register(sp: Any) -> None:
     m.add_argument("--sub", default="64", help="sub-image size N or NxM (>= 64)")
     m.add_argument("--stride", default="4", help="stride N or NxM (>= 1)")
     m.add_argument("--label", default=None, help="map this class instead of the predicted one")
-    m.add_argument("--what", default="reliability", choices=["reliability", "class", "unknown"],
-                   help="reliability of one class (default), per-pixel attribution (class), or unknown score")
+    m.add_argument("--what", default="reliability", choices=layer_names(),
+                   help="; ".join(f"{x.name}: {x.title.lower()}" for x in LAYERS.values()) + " (default reliability)")
     add_common(m)
     m.set_defaults(func=cmd_map)
 
