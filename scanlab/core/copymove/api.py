@@ -198,22 +198,26 @@ def detect_copymove(
         np.maximum(hint[sl], np.clip(rb, 0, 1), out=hint[sl])
     # same-content null at the pair level: the components of the content candidates,
     # nearly all repeated glyphs and words printed once (see detect's module docstring)
-    # one value per displacement (the strongest), so one large copy split into many
-    # components counts once, and a component is never compared with its own displacement
-    def _key(c: dt.Component) -> tuple[int, int]:
-        return int(round(c.transform[0, 2] / 4)), int(round(c.transform[1, 2] / 4))
-
+    # the null: content components, one value per displacement (the strongest), so that
+    # a large copy split into many components counts once; a component is never
+    # compared with displacements within 4 px of its own
     per: dict[tuple[int, int], float] = {}
     for c in comps:
         if c.cand.origin == "content":
-            per[_key(c)] = max(per.get(_key(c), -np.inf), c.z_raw / inflation)
+            key = (int(round(c.transform[0, 2])), int(round(c.transform[1, 2])))
+            per[key] = max(per.get(key, -np.inf), c.z_raw / inflation)
+    keys = np.array(list(per.keys()), dtype=np.float64).reshape(-1, 2)
+    vals = np.array(list(per.values()))
     pairs = []
     for comp in comps:
         z = comp.z_raw / inflation
-        null = np.array([v for k_, v in per.items() if k_ != _key(comp)])
+        if z < dt.Z_PAIR_MIN or comp.rho < dt.RHO_MIN:
+            continue
+        far = np.abs(keys - comp.transform[:, 2][None, :]).max(axis=1) > 4 if len(keys) else np.zeros(0, bool)
+        null = vals[far]
         bar = dt.empirical_threshold(null)
-        p = max(dt.p_value(z, n_tests), (1.0 + float((null >= z).sum())) / (1.0 + null.size) if null.size else 0.0)
-        if z < bar or p > alpha or comp.rho < dt.RHO_MIN:
+        p = dt.p_value(dt.standardise(z, null), n_tests)
+        if z < bar or p > alpha:
             continue
         pair = _pair(comp, z, p, (h, w))
         if pair is not None and pair.area >= dt.MIN_AREA and int(pair.source_mask.sum()) >= dt.MIN_AREA:
@@ -228,7 +232,7 @@ def detect_copymove(
     report(progress, total, total)
     no_ev = np.isnan(score)
     return CopyMoveResult(score, no_ev, pairs, len(cands) + len(peaks), n_tests, inflation, res.noise_level,
-                          time.perf_counter() - t0, dt.empirical_threshold(np.array(list(per.values()))))
+                          time.perf_counter() - t0, dt.empirical_threshold(vals))
 
 
 def _pair(comp: dt.Component, z: float, p: float, shape: tuple[int, int]) -> CopyMovePair | None:
@@ -236,7 +240,6 @@ def _pair(comp: dt.Component, z: float, p: float, shape: tuple[int, int]) -> Cop
     h, w = shape
     cy, cx = np.nonzero(comp.cells)
     ty0, tx0 = (comp.stats.y0 + cy.min()) * dt.CELL, (comp.stats.x0 + cx.min()) * dt.CELL
-    ty1, tx1 = (comp.stats.y0 + cy.max() + 1) * dt.CELL, (comp.stats.x0 + cx.max() + 1) * dt.CELL
     cells = comp.cells[cy.min() : cy.max() + 1, cx.min() : cx.max() + 1]
     tmask = np.repeat(np.repeat(cells, dt.CELL, 0), dt.CELL, 1)[: h - ty0, : w - tx0]
     a = comp.transform

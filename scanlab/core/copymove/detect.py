@@ -201,6 +201,14 @@ def empirical_threshold(null: np.ndarray) -> float:
     return max(Z_PAIR_MIN, med + 6.0 * max(robust_spread(null) if null.size >= 50 else float(np.std(null)), 0.5))
 
 
+def standardise(z: float, null: np.ndarray) -> float:
+    """``z`` in units of the same-content null's spread above its median (unchanged when the null is small or tight)."""
+    if null.size < 20:
+        return z
+    spread = max(1.0, robust_spread(null) if null.size >= 50 else float(np.std(null)))
+    return min(z, (z - float(np.median(null))) / spread)
+
+
 def p_value(z: float, n_tests: int) -> float:
     """One-sided normal tail of ``z`` times ``n_tests`` (Bonferroni), at most 1."""
     return float(min(1.0, ndtr(-z) * max(1, n_tests)))

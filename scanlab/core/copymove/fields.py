@@ -56,7 +56,7 @@ class Residual:
     noise_level: float  # 8-bit levels: median local residual RMS
 
 
-def residual(g: np.ndarray, top: float = 255.0, rows: bool = False, cols: bool = False, grid: bool = True, floor: float = NOISE_FLOOR) -> Residual:
+def residual(g: np.ndarray, top: float = 255.0, rows: bool = False, cols: bool = True, grid: bool = True, floor: float = NOISE_FLOOR) -> Residual:
     """Normalised noise residual of the grey image ``g`` (see module docstring)."""
     r = g - ndimage.uniform_filter(g, 3, mode="nearest")
     local = np.sqrt(ndimage.uniform_filter(r * r, 7, mode="nearest"))
