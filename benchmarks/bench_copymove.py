@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--big", type=int, default=4096)
     ap.add_argument("--no-big", action="store_true")
+    ap.add_argument("--real", type=int, default=8, help="how many of the real pages (default all 8)")
     a = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# bench_copymove  commit {commit}  {platform.processor() or platform.machine()}  n={a.n} size={a.size}")
@@ -92,7 +93,7 @@ def main() -> None:
     print(f"\nauthentic text pages: {len(fa)}, flagged pixels mean {100 * fr.mean():.3f}% max {100 * fr.max():.3f}%, "
           f"pages with a pair {sum(1 for _, n in fa if n)}")
     print(f"mean copy-move time per {a.size}x{a.size} page: {np.mean(times):.2f}s")
-    real = find_images(REAL) if REAL.is_dir() else []
+    real = (find_images(REAL) if REAL.is_dir() else [])[: a.real]
     for p in real:
         s = load_scan(p)
         t0 = time.perf_counter()
