@@ -87,7 +87,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
         try:
             with progress_bar(Path(path).name, a.json) as bar:
                 r = run_analysis(_request(a, path, with_map=False), progress=bar, model=lm, scan=scan)
-            images.append(r.to_json() | {"timing": {"decode": decode_s, **r.timing}})
+            images.append({**r.to_json(), "timing": {"decode": decode_s, **r.timing}, **_layer_summaries(a, scan)})
             if not a.json:
                 v = r.verdict
                 for w in v.warnings:  # input gating: said before the verdict line
@@ -117,11 +117,14 @@ def cmd_map(a: argparse.Namespace) -> int:
     from scanlab.core.io.fileio import refuse_overwrite
     from scanlab.core.io.imaging import load_scan
     from scanlab.services.exports import check_map_output, write_map
+    from scanlab.services.layers import get_layer
 
     out = check_map_output(a.output)
     image = check_input(parse_ref(a.image)[0], "image")
     refuse_overwrite(out, [image], "the evidence file")
-    refuse_overwrite(out, [model_path(a.model)], "the model file")
+    layer = get_layer(getattr(a, "what", None) or "reliability")
+    if layer.needs_model:
+        refuse_overwrite(out, [model_path(a.model)], "the model file")
     t = time.perf_counter()
     items = [it for it in _items(a.image) if it.empty is None]
     if len(items) > 1:  # a PDF or multi-page TIFF: the map is of one image, named by its reference
@@ -129,6 +132,10 @@ def cmd_map(a: argparse.Namespace) -> int:
                            "('scanlab classify' lists them all)")
     scan = items[0].load() if items else load_scan(a.image)  # decoded before torch: bad scans fail in ms
     decode_s = time.perf_counter() - t
+    if layer.experimental:
+        eprint(f"scanlab: warning: the {layer.name} layer is experimental: {layer.experimental}")
+    if not layer.needs_model:
+        return _map_without_model(a, out, scan)
 
     import numpy as np
 
@@ -196,6 +203,38 @@ def cmd_map(a: argparse.Namespace) -> int:
     return 0
 
 
+def _map_without_model(a: argparse.Namespace, out: Path, scan: Any) -> int:
+    """``map --what copymove``: a layer computed from the pixels alone (no model, no torch)."""
+    from scanlab.services.copymove import analyse_copymove, copymove_json, write_copymove
+
+    with progress_bar("copy-move", a.json) as bar:
+        res = analyse_copymove(scan, progress=bar)
+    meta = {"path": scan.info.path, "sha256": scan.info.sha256, "what": a.what, "shape": list(res.score.shape),
+            "output": str(out.resolve()), "timing": {"compute_s": res.compute_s}, "scan": scan.info.scan_json(),
+            "copymove": copymove_json(res)}
+    write_copymove(out, res, scan.pixels, meta)
+    if a.json:
+        print(json.dumps(meta, indent=2))
+    else:
+        print(f"{a.image}: {len(res.pairs)} copy-move pair(s) "
+              f"({res.n_candidates} candidates tested); {a.what} map -> {out} ({res.compute_s:.2f}s)")
+    return 0
+
+
+def _layer_summaries(a: argparse.Namespace, scan: Any) -> dict[str, Any]:
+    """The blocks ``classify --layers`` asks for, keyed by layer name."""
+    from scanlab.services.copymove import analyse_copymove
+
+    out: dict[str, Any] = {}
+    for name in getattr(a, "layers", None) or []:
+        if name == "copymove":
+            from scanlab.services.layers import get_layer
+
+            # the caveat travels with the figures: 'no pair' from this layer is not yet evidence
+            out["copymove"] = {**analyse_copymove(scan).summary(), "experimental": get_layer(name).experimental}
+    return out
+
+
 def cmd_card(a: argparse.Namespace) -> int:
     from scanlab.core.modelfile.store import model_card, read_manifest
     from scanlab.services.models import resolve_model_path
@@ -204,8 +243,21 @@ def cmd_card(a: argparse.Namespace) -> int:
     return 0
 
 
+def _layers_arg(text: str) -> list[str]:
+    from scanlab.services.layers import LAYERS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if LAYERS.get(n) is None or LAYERS[n].summary_in_classify != "on request"]
+    if bad:
+        choices = [n for n, x in LAYERS.items() if x.summary_in_classify == "on request"]
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: not a layer classify can add (choices: {', '.join(choices)})")
+    return names
+
+
 def register(sp: Any) -> None:
     """Add this group's commands to the top-level sub-parsers."""
+    from scanlab.services.layers import LAYERS, layer_names
+
     e = sp.add_parser("evaluate", help="score every image under a folder-per-scanner tree")
     e.add_argument("data_dir", metavar="DATA_DIR")
     add_common(e)
@@ -213,6 +265,8 @@ def register(sp: Any) -> None:
 
     c = sp.add_parser("classify", help="which scanner made these scans")
     c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("--layers", default=[], type=_layers_arg, metavar="NAME[,NAME]",
+                   help="extra per-image blocks in --json: copymove (costly: seconds per page, so only on request)")
     add_common(c)
     c.set_defaults(func=cmd_classify)
 
@@ -222,8 +276,8 @@ def register(sp: Any) -> None:
     m.add_argument("--sub", default="64", help="sub-image size N or NxM (>= 64)")
     m.add_argument("--stride", default="4", help="stride N or NxM (>= 1)")
     m.add_argument("--label", default=None, help="map this class instead of the predicted one")
-    m.add_argument("--what", default="reliability", choices=["reliability", "class", "unknown"],
-                   help="reliability of one class (default), per-pixel attribution (class), or unknown score")
+    m.add_argument("--what", default="reliability", choices=layer_names(),
+                   help="; ".join(f"{x.name}: {x.title.lower()}" for x in LAYERS.values()) + " (default reliability)")
     from scanlab.core.colormap import COLORMAPS, DEFAULT_COLORMAP
 
     m.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=COLORMAPS,

@@ -45,7 +45,7 @@ def cmd_forge(a: argparse.Namespace) -> int:
     with progress_bar("forge") as bar:
         manifest = write_forgeries(
             a.out, a.n, a.kind, seed=a.seed, bank_name=a.bank, size=a.size, n_scanners=a.scanners,
-            force=a.force, progress=bar,
+            force=a.force, copy=a.copy, progress=bar,
         )
     if a.json:
         print(json.dumps({"out": a.out, "n": len(manifest), "kind": a.kind, "manifest": "manifest.json"}))
@@ -91,6 +91,10 @@ def register(subparsers: Any) -> None:
     f.add_argument("out", metavar="OUT", help="output folder (images/, masks/, manifest.json)")
     f.add_argument("--n", type=_positive_int, default=10, help="number of forgeries (default 10)")
     f.add_argument("--kind", choices=("splice", "copymove"), default="splice")
+    f.add_argument("--copy", default="region", choices=("region", "digit", "word", "stamp", "blank", "doc"),
+                   help="copy-move style: region (default: a large region of any page) or a document forgery "
+                   "(a duplicated digit or word, a copied stamp/signature, blank paper over a word; doc = all four "
+                   "in turn), re-saved as JPEG 75/85/95, in part rotated or scaled")
     f.add_argument("--seed", type=int, default=0, help="content seed (default 0)")
     f.add_argument("--bank", default="default", help="bank name (default: default)")
     f.add_argument("--scanners", type=_positive_int, default=10, help="scanners of the bank to use (default 10)")

@@ -35,6 +35,7 @@ from scanlab.core.synth.dsp import rng_for
 from scanlab.core.synth.scanner import bank, decode, encode
 
 KINDS = ("splice", "copymove")
+COPY_STYLES = ("region", "digit", "word", "stamp", "blank", "doc")
 
 
 @dataclass
@@ -189,10 +190,16 @@ def write_forgeries(
     size: int = 768,
     n_scanners: int = 10,
     force: bool = False,
+    copy: str = "region",
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
 ) -> list[dict]:
     """Write ``n`` forgeries to ``out/images``, masks to ``out/masks`` and ``out/manifest.json``.
+
+    ``copy`` (copy-moves only): ``region`` (a large region of any page, the host's
+    format), or document forgeries (:mod:`scanlab.core.synth.docforge`): ``digit``,
+    ``word``, ``stamp``, ``blank``, or ``doc`` (the four in turn); these also write
+    ``masks/<stem>_source.png`` and name it ``source_mask`` in the manifest.
 
     Returns
     -------
@@ -206,6 +213,10 @@ def write_forgeries(
     if kind not in KINDS:
         raise ScanLabError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
     check_size(size)
+    if copy != "region" and kind != "copymove":
+        raise ScanLabError(f"--copy {copy}: only for --kind copymove")
+    if copy not in COPY_STYLES:
+        raise ScanLabError(f"--copy {copy!r}: expected one of {', '.join(COPY_STYLES)}")
     root = prepare_output(out, force)
     (root / "images").mkdir(exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
@@ -213,6 +224,10 @@ def write_forgeries(
     report(progress, 0, n)
     for k in range(n):
         check(cancel)
+        if copy != "region":
+            manifest.append(_write_doc(root, k, copy, bank_name=bank_name, seed=seed, size=size, n_scanners=n_scanners))
+            report(progress, k + 1, n)
+            continue
         f = forge_one(k, kind, bank_name=bank_name, seed=seed, size=size, n_scanners=n_scanners)
         stem = f"{kind}_{k:04d}"
         img_rel = f"images/{stem}{f.extension}"
@@ -223,6 +238,20 @@ def write_forgeries(
         report(progress, k + 1, n)
     write_atomic(root / "manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+def _write_doc(root: Path, k: int, copy: str, **kw: object) -> dict:
+    """One document copy-move (image, target and source masks); its manifest entry."""
+    from scanlab.core.synth.docforge import doc_scan, doc_style_for
+
+    style = doc_style_for(k, copy)
+    f = doc_scan(k, style, **kw)  # type: ignore[arg-type]
+    stem = f"copymove_{style}_{k:04d}"
+    rel = {"image": f"images/{stem}.jpg", "mask": f"masks/{stem}_mask.png", "source_mask": f"masks/{stem}_source.png"}
+    write_atomic(root / rel["image"], f.data)
+    write_atomic(root / rel["mask"], mask_png(f.target))
+    write_atomic(root / rel["source_mask"], mask_png(f.source))
+    return {**rel, "bank": kw["bank_name"], "seed": kw["seed"], **f.record}
 
 
 def mask_png(mask: np.ndarray) -> bytes:

@@ -1,0 +1,9 @@
+"""Copy-move detection: regions duplicated inside one scan, told apart from repeated glyphs.
+
+See :mod:`scanlab.core.copymove.api` for the layer's contract and
+:mod:`scanlab.core.copymove.detect` for the noise-residual test.
+"""
+
+from scanlab.core.copymove.api import CopyMovePair, CopyMoveResult, detect_copymove, pair_masks
+
+__all__ = ["CopyMovePair", "CopyMoveResult", "detect_copymove", "pair_masks"]

@@ -1,0 +1,116 @@
+"""The copy-move layer as a service: analyse one scan, write its map (.npy, .h5, .png).
+
+No model and no torch: the layer works on the decoded pixels alone
+(:func:`scanlab.core.copymove.detect_copymove`). Formats (docs/formats.md,
+"Copy-move maps"): ``.npy`` the H x W float32 score map (NaN = no evidence);
+``.h5`` the map, ``/no_evidence`` and one group per pair under ``/pairs``;
+``.png`` the scan (greyed) with both ends of each pair outlined in the pair's colour
+and a line between their centres.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanlab.core.copymove import CopyMoveResult, detect_copymove
+from scanlab.core.io.fileio import atomic_write, atomic_write_bytes
+from scanlab.core.io.imaging import Scan
+from scanlab.core.jobs import CancelToken, ProgressFn
+from scanlab.services.exports import check_map_output
+
+_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
+
+
+def analyse_copymove(scan: Scan, *, cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> CopyMoveResult:
+    """Run the copy-move layer on a decoded scan (see :func:`scanlab.core.copymove.detect_copymove`)."""
+    return detect_copymove(scan.pixels, cancel=cancel, progress=progress)
+
+
+def copymove_json(result: CopyMoveResult) -> dict[str, Any]:
+    """Everything about a result except the map: summary, every pair, the test's parameters."""
+    return {
+        **result.summary(),
+        "pairs": [p.to_json() for p in result.pairs],
+        "n_tests": result.n_tests,
+        "inflation": round(result.inflation, 3),
+        "z_bar": round(result.z_bar, 2),
+        "noise_level": round(result.noise_level, 3),
+        "no_evidence_fraction": float(result.no_evidence.mean()),
+    }
+
+
+def render_pairs_png(pixels: np.ndarray, result: CopyMoveResult) -> bytes:
+    """The scan, greyed, with each pair's ends outlined in one colour and linked."""
+    from PIL import Image, ImageDraw
+
+    g = pixels.astype(np.float32)
+    if g.ndim == 3:
+        g = g.mean(axis=2)
+    g = g * (255.0 / max(1.0, float(g.max())))
+    base = (96 + 0.6 * g).clip(0, 255).astype(np.uint8)
+    img = Image.fromarray(np.repeat(base[:, :, None], 3, axis=2), "RGB")
+    d = ImageDraw.Draw(img)
+    width = max(2, min(img.size) // 300)
+    for i, p in enumerate(result.pairs):
+        col = _COLOURS[i % len(_COLOURS)]
+        centres = []
+        for (y, x, h, w), m in ((p.source_box, p.source_mask), (p.target_box, p.target_mask)):
+            edge = m & ~_erode(m)
+            ey, ex = np.nonzero(edge)
+            for k in range(width):  # a few px thick: visible on a 16 MP page shrunk to a screen
+                d.point(list(zip((ex + x + k).tolist(), (ey + y).tolist(), strict=True)), fill=col)
+            d.rectangle([x - width, y - width, x + w + width, y + h + width], outline=col, width=1)
+            centres.append((x + w / 2, y + h / 2))
+        d.line(centres, fill=col, width=max(1, width // 2))
+        d.text((centres[1][0] + 4, centres[1][1] + 4), f"{i + 1}", fill=col)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _erode(m: np.ndarray) -> np.ndarray:
+    p = np.pad(m, 1)
+    return p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+
+
+def write_copymove(path: str | os.PathLike, result: CopyMoveResult, pixels: np.ndarray, meta: dict[str, Any]) -> Path:
+    """Write the copy-move map atomically; the format follows the suffix (module docstring)."""
+    out = check_map_output(path)
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        atomic_write(out, lambda t: np.save(t, result.score.astype(np.float32)))
+    elif suffix == ".h5":
+        import h5py
+
+        def _h5(t: str) -> None:
+            with h5py.File(t, "w") as f:
+                f.attrs["format"] = "scanlab-map"
+                f.attrs["format_version"] = 1
+                for k, v in meta.items():
+                    if v is not None:
+                        f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+                f.create_dataset("copymove", data=result.score.astype(np.float32), compression="gzip", chunks=True)
+                f.create_dataset("no_evidence", data=result.no_evidence.astype(np.uint8), compression="gzip", chunks=True)
+                grp = f.create_group("pairs")
+                for i, p in enumerate(result.pairs):
+                    g = grp.create_group(f"{i:03d}")
+                    g.create_dataset("source_mask", data=p.source_mask.astype(np.uint8), compression="gzip")
+                    g.create_dataset("target_mask", data=p.target_mask.astype(np.uint8), compression="gzip")
+                    g.create_dataset("transform", data=np.asarray(p.transform, np.float64))
+                    for k, v in p.to_json().items():
+                        if k != "transform":
+                            g.attrs[k] = json.dumps(v) if isinstance(v, list) else v
+
+        atomic_write(out, _h5)
+    else:
+        atomic_write_bytes(out, render_pairs_png(pixels, result))
+    return out
+
+
+__all__ = ["analyse_copymove", "copymove_json", "render_pairs_png", "write_copymove"]

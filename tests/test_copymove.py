@@ -1,0 +1,128 @@
+"""The copy-move layer: detection on a forged page, no pair on authentic text, the map contract, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scanlab.core.copymove import detect_copymove, pair_masks
+from scanlab.core.errors import ScanLabError
+from scanlab.core.synth.docforge import doc_scan
+from scanlab.core.synth.forge import forge_one
+from scanlab.core.synth.scanner import decode
+
+
+@pytest.fixture(scope="module")
+def moved_block():
+    """A lossless scan (vscan-04, PNG) with a large region copied elsewhere in it."""
+    f = forge_one(0, "copymove", size=512, host_index=3)
+    px = decode(f.data)
+    sy, sx, rh, rw = f.record["regions"][0]["source_box"]
+    source = np.zeros(f.mask.shape, bool)
+    source[sy : sy + rh, sx : sx + rw] = True
+    return px, f.mask, source, detect_copymove(px)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_moved_block_is_found(moved_block) -> None:
+    px, target, source, r = moved_block
+    assert len(r.pairs) >= 1
+    src, tgt = pair_masks(r, px.shape[:2])
+    found = src | tgt
+    # the test cannot say which end is the original: compare with both ends together
+    assert _iou(found, target | (source & ~target)) > 0.4
+    best = max(r.pairs, key=lambda p: p.z)
+    assert best.correlation > 0.5 and best.p_value < 1e-3
+    # the transform maps the target end onto the source end: a pure shift here
+    assert np.allclose(best.transform[:, :2], np.eye(2), atol=0.02)
+
+
+def test_map_contract(moved_block) -> None:
+    px, _, _, r = moved_block
+    s = r.score
+    assert s.shape == px.shape[:2] and s.dtype == np.float32
+    ok = ~np.isnan(s)
+    assert (s[ok] >= 0).all() and (s[ok] <= 1).all()
+    src, tgt = pair_masks(r, px.shape[:2])
+    ends = src | tgt
+    assert (s[ends] >= 0.5).all()  # >= 0.5 on every reported pixel ...
+    assert not (s[~ends & ok] >= 0.5).any()  # ... and nowhere else
+    assert np.array_equal(np.isnan(s), r.no_evidence)
+
+
+def test_flat_clipped_page_has_no_evidence() -> None:
+    px = np.full((256, 256, 3), 255, np.uint8)
+    r = detect_copymove(px)
+    assert np.isnan(r.score).all() and not r.pairs
+
+
+def test_authentic_text_page_reports_no_pair() -> None:
+    # a document page full of repeated glyphs and words, scanned once, saved as JPEG 85
+    f = doc_scan(1, "word", forge=False)
+    r = detect_copymove(f.pixels)
+    assert r.n_candidates > 100  # the content matcher did see many repeated glyphs ...
+    assert r.pairs == []  # ... and the noise test rejected them all
+    assert float((np.nan_to_num(r.score) >= 0.5).mean()) == 0.0
+
+
+def test_doc_forgery_masks_are_exact() -> None:
+    f = doc_scan(0, "blank")
+    ty, tx, h, w = f.record["target_box"]
+    sy, sx, _, _ = f.record["source_box"]
+    assert f.target.sum() == h * w and f.source.sum() == h * w
+    au = doc_scan(0, "blank", forge=False)
+    assert not au.target.any() and au.record["jpeg_quality"] == f.record["jpeg_quality"]
+
+
+def test_bad_input_is_one_line_error() -> None:
+    with pytest.raises(ScanLabError, match="at least 64x64"):
+        detect_copymove(np.zeros((10, 500, 3), np.uint8))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scanlab", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_npy_h5_png(tmp_path: Path, moved_block) -> None:
+    import h5py
+
+    px = moved_block[0]
+    img = tmp_path / "forged.png"
+    Image.fromarray(px).save(img)
+    before = img.read_bytes()
+    for suffix in (".npy", ".h5", ".png"):
+        out = tmp_path / f"cm{suffix}"
+        p = _cli("map", str(img), "--what", "copymove", "-o", str(out))
+        assert p.returncode == 0, p.stderr
+        assert out.is_file()
+    arr = np.load(tmp_path / "cm.npy")
+    assert arr.shape == px.shape[:2] and np.nanmax(arr) >= 0.5
+    with h5py.File(tmp_path / "cm.h5") as f:
+        assert f["copymove"].shape == px.shape[:2]
+        assert len(f["pairs"]) >= 1
+        g = f["pairs"]["000"]
+        assert g["source_mask"].ndim == 2 and g["transform"].shape == (2, 3) and float(g.attrs["p_value"]) < 1e-3
+    with Image.open(tmp_path / "cm.png") as im:
+        assert im.size == (px.shape[1], px.shape[0])
+    assert img.read_bytes() == before  # the evidence file is never touched
+
+
+def test_cli_bad_input(tmp_path: Path) -> None:
+    p = _cli("map", str(tmp_path / "missing.png"), "--what", "copymove", "-o", str(tmp_path / "x.npy"))
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "no such image" in p.stderr
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(small)
+    p = _cli("map", str(small), "--what", "copymove", "-o", str(tmp_path / "x.npy"))
+    assert p.returncode == 2 and "smaller than 64" in p.stderr and p.stderr.strip().count("\n") == 0
+    p = _cli("map", str(small), "--what", "copymove", "-o", str(tmp_path / "x.txt"))
+    assert p.returncode == 2
+    p = _cli("classify", str(small), "--layers", "nonsense")
+    assert p.returncode == 2 and "not a layer" in p.stderr
