@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -84,6 +85,36 @@ def _table(out: Path) -> list[dict]:
 
     rows = pq.read_table(out / "results.parquet").to_pylist()
     return [{k: v for k, v in r.items() if k != "timing"} for r in rows]
+
+
+class _Close(float):
+    """A float that equals another within float32 rounding.
+
+    A pool of N workers runs torch with cores // N threads each, so its sums run in
+    another order than one process's: the same page gives the same figures to about
+    1e-7, not bit for bit (seen in CI without OMP_NUM_THREADS).
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, float) and (math.isclose(self, other, rel_tol=1e-5, abs_tol=1e-6)
+                                             or (math.isnan(self) and math.isnan(other)))
+
+    __hash__ = float.__hash__
+
+
+def _approx(v):
+    if isinstance(v, float):
+        return _Close(v)
+    if isinstance(v, dict):
+        return {k: _approx(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_approx(x) for x in v]
+    return v
+
+
+def _same(rows: list[dict], reference: list[dict]) -> bool:
+    """Every column but timing equal, floats within float32 rounding (see :class:`_Close`)."""
+    return _approx(rows) == reference
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +201,7 @@ def test_same_table_as_reference_and_resume_with_new_parameters(inputs: Path, ra
                                                                 capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model)]) == 3
-    assert _table(out) == reference  # deterministic, sorted
+    assert _same(_table(out), reference)  # deterministic, sorted
     capsys.readouterr()
     # other parameters: nothing of the old run is reused, every row is redone
     assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model), "--stride", "8",
@@ -270,7 +301,7 @@ def test_kill9_then_resume_gives_the_uninterrupted_table(inputs: Path, random_mo
     summary = json.loads(capsys.readouterr().out)
     assert 0 < summary["resumed"] < len(reference)  # killed half-way: some pages kept, the rest redone
     rows = _table(out)
-    assert rows == reference
+    assert _same(rows, reference)
     assert len({(r["input"], r["page"], r["image_index"]) for r in rows}) == len(rows)
     assert sum(r["container"] == "pdf" for r in rows) == 3  # the PDF's pages survived the kill
     assert not list((out / "parts").glob("*"))  # merged
@@ -290,7 +321,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(inputs: Path, random_model:
     assert "Resume with: scanlab batch" in err and "--resume" in err
     assert "Traceback" not in err
     assert main(["batch", str(inputs), "-o", str(out), "-m", str(random_model), "--resume"]) == 3
-    assert _table(out) == reference  # a pool of 2 workers, interrupted and resumed: the same table
+    assert _same(_table(out), reference)  # a pool of 2 workers, interrupted and resumed: the same table
 
 
 @pytest.mark.slow
@@ -307,7 +338,7 @@ def test_a_page_that_kills_its_worker_is_a_failed_row(inputs: Path, random_model
             assert got["status"] == "failed" and "worker process died" in got["error"]
             assert got["sha256"] == want["sha256"] and got["verdict"] is None
         else:
-            assert got == want  # the pages in flight with it were analysed again, alone
+            assert _same([got], [want])  # the pages in flight with it were analysed again, alone
     assert any("worker process died" in p["error"] for p in json.loads(capsys.readouterr().out)["problems"])
 
 
@@ -353,7 +384,7 @@ def test_ray_engine_gives_the_local_table(inputs: Path, random_model: Path, tmp_
     finally:
         ray.shutdown()
     assert summary["engine"] == "ray" and summary["n_pages"] == len(reference)
-    assert _table(tmp_path / "out") == reference
+    assert _same(_table(tmp_path / "out"), reference)
 
 
 def _fake_result(rel: np.ndarray):

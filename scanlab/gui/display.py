@@ -161,7 +161,10 @@ class DocumentDisplay(QObject):
         if v is not None and v.verdict != "attributed" and self._view_map_of not in (None, ATTRIBUTION, UNKNOWN):
             # the fit to a scanner the verdict does not name: say so on the colour bar itself
             label += f" (verdict: {v.short(None)})"
-        self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label)
+        if self._view_map_of == UNKNOWN:
+            label += " (dark = fits no known scanner)"  # the scale runs the other way: dark is suspicious
+        self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label,
+                          high_is_suspicious=self._view_map_of == UNKNOWN)
         self.controls.set_legend(result.classes if attribution else None)
         self.state.update(map_label=self._view_map_of)
         self.status_label.setText(self.status_text(doc))  # the status line names the map now drawn

@@ -107,6 +107,7 @@ class ScanView(pg.GraphicsLayoutWidget):
         self._opacity = 0.6
         self._threshold: float | None = None
         self._colormap = DEFAULT_COLORMAP
+        self._reversed = False
         self._overlay_on = True
         self.heat.setOpacity(self._opacity)
 
@@ -157,16 +158,23 @@ class ScanView(pg.GraphicsLayoutWidget):
         self._render_base()
 
     def set_map(
-        self, rel: np.ndarray | None, *, categorical: int | None = None, label: str = "reliability"
+        self, rel: np.ndarray | None, *, categorical: int | None = None, label: str = "reliability",
+        high_is_suspicious: bool = False,
     ) -> None:
         """Show a map of the scan's shape (``None`` hides the overlay).
 
         ``categorical``: the map holds class indices (NaN = none) of that many
         classes, drawn in class colours instead of the 0..1 colour scale.
         ``label``: what the values are, written along the colour bar.
+        ``high_is_suspicious``: high values are the suspicious ones (the unknown score),
+        so the colour scale runs the other way: on every map dark means "does not fit".
         """
         self._rel = rel
         self._categorical = categorical
+        if high_is_suspicious != self._reversed:
+            self._reversed = high_is_suspicious
+            self.colorbar.setColorMap(self._cmap())
+            self.colorbar.setLevels((0.0, 1.0))
         self.colorbar.getAxis("left").setLabel(label)
         self.colorbar.setVisible(not categorical)  # class colours have their legend in the controls
         self._render_heat()
@@ -230,7 +238,7 @@ class ScanView(pg.GraphicsLayoutWidget):
         else:
             shown = thresholded(self._rel[r0:r1:f, c0:c1:f], self._threshold)
             self.heat.setImage(shown, levels=(0.0, 1.0), autoLevels=False)
-            self.heat.setColorMap(pg.colormap.get(self._colormap))
+            self.heat.setColorMap(self._cmap())
         self.heat.setRect(QRectF(c0, r0, shown.shape[1] * f, shown.shape[0] * f))
         self.heat.setVisible(self._overlay_on)
         if self._noev_mask is None:
@@ -292,10 +300,21 @@ class ScanView(pg.GraphicsLayoutWidget):
         """Name of the heatmap colormap."""
         return self._colormap
 
+    @property
+    def scale_reversed(self) -> bool:
+        """True while a map whose high values are suspicious (the unknown score) is drawn."""
+        return self._reversed
+
+    def _cmap(self) -> pg.ColorMap:
+        cm = pg.colormap.get(self._colormap)
+        if self._reversed:  # a new map: pg.colormap.get caches, so reversing in place would change every user
+            cm = pg.ColorMap(1.0 - np.flip(np.asarray(cm.pos)), np.flip(np.asarray(cm.color), axis=0))
+        return cm
+
     def set_colormap(self, name: str) -> None:
         """Use one of :data:`COLORMAPS` (any pyqtgraph colormap name works)."""
         self._colormap = name
-        self.colorbar.setColorMap(pg.colormap.get(name))  # also re-colours self.heat
+        self.colorbar.setColorMap(self._cmap())  # also re-colours self.heat
         self.colorbar.setLevels((0.0, 1.0))
         self._render_heat()  # the hatching's stripes change with the colour map
 

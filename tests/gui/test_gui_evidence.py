@@ -129,11 +129,18 @@ def test_cursor_readout_and_colour_bar_say_what_the_map_shows(qtbot, window, hal
     score = res.unknown_map()[evidence]
     assert readout(evidence).endswith(f"unknown score {score:.3f}")
     assert "reliability" not in readout(evidence)
-    assert window.view.colorbar_label == "unknown score"
+    # high unknown scores are the suspicious ones: the scale runs the other way, so that on
+    # every map dark means "does not fit" (issue 16: bright meant suspicious on this map only)
+    assert window.view.colorbar_label == "unknown score (dark = fits no known scanner)"
+    assert window.view.scale_reversed
+    top = window.view._cmap().map(np.array([1.0]), mode="byte")[0][:3]
+    bottom = window.view._cmap().map(np.array([0.0]), mode="byte")[0][:3]
+    assert int(top.astype(int).sum()) < int(bottom.astype(int).sum())  # score 1 is drawn dark
     assert readout(blank).endswith("no evidence")
 
     _choose_map(qtbot, window, ATTRIBUTION)
     best = res.classes[int(res.class_index_map()[evidence])]
     assert readout(evidence).endswith(f"best fit: {best}")
     assert "reliability" not in readout(evidence) and readout(blank).endswith("no evidence")
+    assert not window.view.scale_reversed  # only the unknown-score map runs the other way
     window.grab().save(str(Path(half_blank).with_name("window.png")))
