@@ -308,7 +308,8 @@ class ScanView(pg.GraphicsLayoutWidget):
     def _cmap(self) -> pg.ColorMap:
         cm = pg.colormap.get(self._colormap)
         if self._reversed:  # a new map: pg.colormap.get caches, so reversing in place would change every user
-            cm = pg.ColorMap(1.0 - np.flip(np.asarray(cm.pos)), np.flip(np.asarray(cm.color), axis=0))
+            table = cm.getLookupTable(nPts=256, alpha=True, mode="byte")[::-1].copy()
+            cm = pg.ColorMap(np.linspace(0.0, 1.0, 256), table)
         return cm
 
     def set_colormap(self, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 import torch
 from conftest import CLASSES, write_scan
@@ -136,6 +137,8 @@ def test_cursor_readout_and_colour_bar_say_what_the_map_shows(qtbot, window, hal
     top = window.view._cmap().map(np.array([1.0]), mode="byte")[0][:3]
     bottom = window.view._cmap().map(np.array([0.0]), mode="byte")[0][:3]
     assert int(top.astype(int).sum()) < int(bottom.astype(int).sum())  # score 1 is drawn dark
+    plain = pg.colormap.get(window.view.colormap).map(np.array([0.0, 1.0]), mode="byte")[:, :3]
+    assert (bottom == plain[1]).all() and (top == plain[0]).all()  # the same colours, the other way round
     assert readout(blank).endswith("no evidence")
 
     _choose_map(qtbot, window, ATTRIBUTION)
