@@ -29,6 +29,26 @@ def configure_pyqtgraph() -> None:
     _configured = True
 
 
+_collector: object | None = None
+
+
+def collect_garbage_in_gui_thread() -> object:
+    """Run Python's cyclic garbage collector only in the GUI thread, on a timer.
+
+    Left automatic, a collection can start in the task runner's thread (an analysis
+    allocates a lot) and free Qt widgets of a closed window or wizard there: Qt
+    crashes (seen: a segmentation fault in a worker thread, "Garbage-collecting",
+    while the wizard's tests ran). pyqtgraph's GarbageCollector disables the automatic
+    collector and collects on a main-thread timer instead. Installed once.
+    """
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=1.0)
+    return _collector
+
+
 def ensure_app() -> object:
     """The QApplication (an existing instance is reused, e.g. under pytest-qt)."""
     from PySide6.QtWidgets import QApplication
@@ -40,6 +60,7 @@ def ensure_app() -> object:
         app.setOrganizationName("ScanLab")
         app.setApplicationName("ScanLab")
         _set_window_icon(app)
+    collect_garbage_in_gui_thread()
     return app
 
 

@@ -20,6 +20,22 @@ from scanlab.core.modelfile.store import make_manifest, save_model  # noqa: E402
 CLASSES = ["Canon LiDE", "Epson V39", "HP ScanJet"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _garbage_collected_in_the_gui_thread(qapp):
+    """As in the app (scanlab.gui.app.collect_garbage_in_gui_thread): no collection may
+    start in a runner thread and free a previous test's widgets there (a segfault seen
+    in CI). Restored after each module, with one collection here, in the main thread."""
+    import gc
+
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    collector = GarbageCollector(interval=0.5)
+    yield
+    collector.timer.stop()
+    gc.enable()
+    gc.collect()
+
+
 def write_scan(path: Path, shape: tuple[int, int] = (192, 224), seed: int = 0) -> Path:
     """A small colourful RGB scan with a noisy pasted block."""
     rng = np.random.default_rng(seed)
