@@ -149,6 +149,43 @@ class _JobWorker(QObject):
             self.job_succeeded.emit(job_id, value)
 
 
+class _Reaper(QObject):
+    """Keeps a worker thread that outlived its runner until the thread has finished.
+
+    A QThread destroyed while it runs aborts the process ("QThread: Destroyed while
+    thread is still running"). When :meth:`TaskRunner.shutdown` times out (a job that
+    does not check cancel, a loaded machine), the thread and its workers are parked
+    here and let go from the thread's own ``finished``, in the GUI thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parked: dict[int, tuple[QThread, QObject, QObject]] = {}
+
+    def park(self, thread: QThread, *workers: QObject) -> None:
+        self._parked[id(thread)] = (thread, *workers)
+        thread.finished.connect(self._on_finished)
+        if thread.isFinished():  # finished between the wait and the connect
+            self._parked.pop(id(thread), None)
+
+    @Slot()
+    def _on_finished(self) -> None:
+        for key, (thread, *_) in list(self._parked.items()):
+            if thread.isFinished():
+                del self._parked[key]
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+
+_reaper: _Reaper | None = None
+
+
+def parked_threads() -> int:
+    """How many worker threads outlived their runner and still run (tests)."""
+    return 0 if _reaper is None else len(_reaper)
+
+
 class TaskRunner(QObject):
     """Runs one analysis at a time off the GUI thread; the latest request wins.
 
@@ -265,7 +302,11 @@ class TaskRunner(QObject):
         self._thread.quit()
         ok = bool(self._thread.wait(timeout_ms))
         if not ok:
-            log.warning("analysis thread did not stop within %d ms", timeout_ms)
+            global _reaper
+            log.warning("analysis thread did not stop within %d ms; it is kept until it ends", timeout_ms)
+            if _reaper is None:
+                _reaper = _Reaper()
+            _reaper.park(self._thread, self._worker, self._jobs)
         return ok
 
     # -- worker slots (GUI thread) ----------------------------------------------------

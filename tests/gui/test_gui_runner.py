@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from scanlab.services.analysis import AnalysisRequest
@@ -139,3 +141,24 @@ def test_scan_is_delivered_before_its_result(qtbot, runner, scan, tiny_model):
     (req, pixels, pyramid), (result, pyramid2) = order.calls
     assert req.request_id == result.request.request_id
     assert pixels is result.pixels and pyramid2 is pyramid  # built once, in the worker
+
+
+def test_a_thread_that_outlives_shutdown_is_kept_until_it_ends(qtbot):
+    """A runner torn down while a job still runs must not destroy its running thread.
+
+    Before, the QThread was freed with its runner (by the garbage collector, in CI)
+    while the job ran: "QThread: Destroyed while thread is still running", an abort.
+    """
+    import gc
+    import time as _time
+
+    from scanlab.gui.task_runner import TaskRunner, parked_threads
+
+    r = TaskRunner()
+    r.submit_job(functools.partial(_time.sleep, 1.5))  # a job that never looks at cancel
+    qtbot.wait(100)
+    assert not r.shutdown(50)  # it did not stop in time...
+    assert parked_threads() == 1  # ...so the thread is kept
+    del r
+    gc.collect()  # the runner is gone; its thread runs on without it
+    qtbot.waitUntil(lambda: parked_threads() == 0, timeout=10_000)
