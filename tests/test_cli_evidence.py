@@ -110,8 +110,12 @@ def test_map_what_class_and_no_evidence_in_every_format(capsys, tmp_path, traine
     rc, _, _ = run(capsys, "map", img, "-m", trained_model, "--stride", "8", "--what", "class", "-o", tmp_path / "c.png")
     png = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
     assert png.shape[1] > 272  # legend to the right
-    grey = png[:, 240:272]
-    assert (np.abs(grey.astype(int) - grey.mean(axis=2, keepdims=True)).max() < 2)  # neutral grey hatch
+    hatch = {tuple(int(c) for c in p) for p in png[:, 240:272].reshape(-1, 3)}
+    # grey with the stripes the screen and the report draw (a colour no class colour is near)
+    from scanlab.core.colormap import NO_EVIDENCE_GREY, class_colors, stripe_for
+
+    assert hatch == {NO_EVIDENCE_GREY, stripe_for(None)}
+    assert stripe_for(None) not in {tuple(int(c) for c in k) for k in class_colors(20)}
 
 
 def test_map_unknown_needs_an_open_set_model(capsys, tmp_path, random_model, fresh_tree):
