@@ -21,6 +21,7 @@ Design (see ``shared/research/style-anchors.md`` §3 and §4.3):
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import time
@@ -181,9 +182,28 @@ class _Reaper(QObject):
 _reaper: _Reaper | None = None
 
 
+def _keep_until_finished(thread: QThread, *workers: QObject) -> None:
+    """Every runner's thread is held here until it has finished, whatever happens to the
+    runner (collected without shutdown, or a shutdown that timed out); at exit the
+    threads still running are stopped and waited for, so none is destroyed running."""
+    global _reaper
+    if _reaper is None:
+        _reaper = _Reaper()
+        atexit.register(_stop_all_at_exit)
+    _reaper.park(thread, *workers)
+
+
+def _stop_all_at_exit() -> None:
+    if _reaper is None:
+        return
+    for thread, *_ in list(_reaper._parked.values()):
+        thread.quit()
+        thread.wait(5_000)
+
+
 def parked_threads() -> int:
-    """How many worker threads outlived their runner and still run (tests)."""
-    return 0 if _reaper is None else len(_reaper)
+    """How many runner threads are still running (tests)."""
+    return 0 if _reaper is None else sum(1 for th, *_ in _reaper._parked.values() if not th.isFinished())
 
 
 class TaskRunner(QObject):
@@ -246,6 +266,7 @@ class TaskRunner(QObject):
         self._jobs.job_succeeded.connect(self._on_job_succeeded)
         self._jobs.job_failed.connect(self._on_job_failed)
         self._thread.start()
+        _keep_until_finished(self._thread, self._worker, self._jobs)
 
     # -- public API -----------------------------------------------------------------
 
@@ -302,11 +323,7 @@ class TaskRunner(QObject):
         self._thread.quit()
         ok = bool(self._thread.wait(timeout_ms))
         if not ok:
-            global _reaper
             log.warning("analysis thread did not stop within %d ms; it is kept until it ends", timeout_ms)
-            if _reaper is None:
-                _reaper = _Reaper()
-            _reaper.park(self._thread, self._worker, self._jobs)
         return ok
 
     # -- worker slots (GUI thread) ----------------------------------------------------

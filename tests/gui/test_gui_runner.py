@@ -154,11 +154,16 @@ def test_a_thread_that_outlives_shutdown_is_kept_until_it_ends(qtbot):
 
     from scanlab.gui.task_runner import TaskRunner, parked_threads
 
+    n0 = parked_threads()
     r = TaskRunner()
     r.submit_job(functools.partial(_time.sleep, 1.5))  # a job that never looks at cancel
     qtbot.wait(100)
     assert not r.shutdown(50)  # it did not stop in time...
-    assert parked_threads() == 1  # ...so the thread is kept
+    assert parked_threads() == n0 + 1  # ...so the thread is kept
     del r
     gc.collect()  # the runner is gone; its thread runs on without it
-    qtbot.waitUntil(lambda: parked_threads() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: parked_threads() == n0, timeout=10_000)
+    never_shut = TaskRunner()  # a runner collected without shutdown: its idle thread is kept too
+    del never_shut
+    gc.collect()
+    assert parked_threads() == n0 + 1
