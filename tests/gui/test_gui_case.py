@@ -13,26 +13,6 @@ from scanlab.core.case.rois import ROI
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def case_path(tmp_path: Path, tiny_model: str, make_scan) -> Path:
-    """A saved case holding one scan analysed with the tiny model."""
-    from scanlab.core.case.casefile import new_case, save_case
-    from scanlab.services.cases import add_evidence
-
-    scan = make_scan(tmp_path / "q.png", (256, 256))
-    c = new_case("Contract 7", "A. Analyst")
-    add_evidence(c, scan, user="A. Analyst", model=tiny_model, stride=(16, 16))
-    return save_case(c, tmp_path / "c.scanlab")
-
-
-@pytest.fixture
-def opened(qtbot, window, wait_settled, case_path):
-    assert window.cases.open_case_at(str(case_path))
-    wait_settled(window)
-    qtbot.waitUntil(lambda: window.cases.layer.enabled, timeout=10_000)
-    return window
-
-
 def _wait_stats(qtbot, layer, roi_id: int) -> None:
     qtbot.waitUntil(lambda: bool((layer.roi(roi_id) or ROI(0, "rect", [(0, 0), (1, 1)])).stats), timeout=15_000)
 

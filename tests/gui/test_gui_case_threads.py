@@ -8,7 +8,6 @@ happen on the GUI thread. Adding the scan on screen records the run the analyst 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -16,25 +15,6 @@ from scanlab.core.case.casefile import Case, load_case, verify_chain
 from scanlab.core.case.rois import ROI
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def case_path(tmp_path: Path, tiny_model: str, make_scan) -> Path:
-    from scanlab.core.case.casefile import new_case, save_case
-    from scanlab.services.cases import add_evidence
-
-    scan = make_scan(tmp_path / "q.png", (256, 256))
-    c = new_case("Threads", "A. Analyst")
-    add_evidence(c, scan, user="A. Analyst", model=tiny_model, stride=(16, 16))
-    return save_case(c, tmp_path / "c.scanlab")
-
-
-@pytest.fixture
-def opened(qtbot, window, wait_settled, case_path):
-    assert window.cases.open_case_at(str(case_path))
-    wait_settled(window)
-    qtbot.waitUntil(lambda: window.cases.layer.enabled, timeout=10_000)
-    return window
 
 
 @pytest.fixture

@@ -102,7 +102,8 @@ def is_ref(ref: str | os.PathLike) -> bool:
     return parse_ref(ref)[1] is not None
 
 
-def _read(p: Path) -> bytes:
+def read_file(p: Path) -> bytes:
+    """The bytes of one input file, read once, with one-line errors (folder, device, missing, empty)."""
     name = str(p)
     try:
         if p.is_dir():
@@ -134,7 +135,7 @@ def expand(path: str | os.PathLike, *, data: bytes | None = None) -> list[Eviden
     if data is None and page is None and p.suffix.lower() in (".tif", ".tiff") and _tiff_pages(p) == 1:
         return [EvidenceItem(str(p), p)]  # the usual case: a one-page TIFF is read from its header only
     if data is None and (page is not None or p.suffix.lower() in CONTAINER_SUFFIXES):
-        data = _read(p)
+        data = read_file(p)
     if data is None:
         return [EvidenceItem(str(p), p)]
     kind = sniff(data)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,19 +241,7 @@ def load_scan(path: str | os.PathLike, *, max_pixels: int | None = None, min_sid
     p = Path(path)
     name = str(p)
     limit = pixel_limit(max_pixels)
-    try:
-        if p.is_dir():
-            raise ImageLoadError(f"{name}: is a folder, not an image")
-        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or /dev/zero would block or never end
-            raise ImageLoadError(f"{name}: not a regular file (a device, pipe or socket)")
-        with open(p, "rb") as f:  # read-only, once: hash and decode the same bytes
-            data = f.read()
-    except FileNotFoundError:
-        raise ImageLoadError(f"{name}: no such file") from None
-    except OSError as e:
-        raise ImageLoadError(f"{name}: cannot read ({e.strerror or e})") from None
-    if not data:
-        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    data = containers.read_file(p)  # read-only, once: hash and decode the same bytes
     if sniff(data) == "PDF":  # a PDF with one embedded scan loads as that scan; several must be named
         return containers.load_item(p, data=data, min_side=min_side)
     return decode_bytes(data, name, resolved=str(p.resolve()), max_pixels=limit, min_side=min_side)
