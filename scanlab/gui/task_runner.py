@@ -154,9 +154,9 @@ class _Reaper(QObject):
     """Keeps a worker thread that outlived its runner until the thread has finished.
 
     A QThread destroyed while it runs aborts the process ("QThread: Destroyed while
-    thread is still running"). When :meth:`TaskRunner.shutdown` times out (a job that
-    does not check cancel, a loaded machine), the thread and its workers are parked
-    here and let go from the thread's own ``finished``, in the GUI thread.
+    thread is still running"). Every runner parks its thread and workers here when it
+    starts them; they are let go from the thread's own ``finished``, in the GUI thread,
+    whether the runner was shut down, timed out shutting down, or was collected.
     """
 
     def __init__(self) -> None:
@@ -174,9 +174,6 @@ class _Reaper(QObject):
         for key, (thread, *_) in list(self._parked.items()):
             if thread.isFinished():
                 del self._parked[key]
-
-    def __len__(self) -> int:
-        return len(self._parked)
 
 
 _reaper: _Reaper | None = None
