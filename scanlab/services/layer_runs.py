@@ -47,6 +47,19 @@ class LayerRun:
         return int(self.score.shape[0]), int(self.score.shape[1])
 
 
+LAYER_KEY = "__layer__:"  # prefix of a "Map of" value that names a model-free layer (beside class names)
+
+
+def layer_key(name: str) -> str:
+    """The "Map of" value of layer ``name`` (never a class name: classes are folder names)."""
+    return LAYER_KEY + name
+
+
+def layer_of(key: str | None) -> str | None:
+    """The layer a "Map of" value names, or ``None`` for class, attribution and unknown maps."""
+    return key[len(LAYER_KEY):] if isinstance(key, str) and key.startswith(LAYER_KEY) else None
+
+
 def model_free_layers() -> list[Layer]:
     """Registered layers the app can compute without the scanner model, in registration order."""
     return [lay for lay in LAYERS.values() if not lay.needs_model and lay.service]
@@ -107,4 +120,5 @@ def copymove_run(scan: Scan, *, cancel: CancelToken | None = None, progress: Pro
                     res.no_evidence, pairs, summary, get_layer("copymove").experimental)
 
 
-__all__ = ["LayerRun", "copymove_run", "mask_outline", "model_free_layers", "run_layer"]
+__all__ = ["LAYER_KEY", "LayerRun", "copymove_run", "layer_key", "layer_of", "mask_outline", "model_free_layers",
+           "run_layer"]
