@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.imaging import Scan
@@ -54,6 +54,9 @@ class LayerMaps(QObject):
         runner.succeeded.connect(self._on_runner_succeeded)
         runner.failed.connect(self._on_runner_failed)
         runner.cancelled.connect(self._on_runner_cancelled)
+        # "Add current scan to case" ends as a job: a run made before the scan was evidence is stored then
+        self._waiting: list[tuple[ScanDocument, str]] = []
+        runner.job_succeeded.connect(self._on_runner_job_succeeded)
 
     def running(self, doc: ScanDocument, name: str) -> bool:
         """Whether ``name`` runs for ``doc`` now (as the runner's latest request)."""
@@ -77,11 +80,15 @@ class LayerMaps(QObject):
         """The run's pairs become suggested ROIs when the scan is evidence in the open case (once per run)."""
         run, cases = doc.layers.get(name), self.cases
         case = getattr(cases, "case", None)
-        if run is None or case is None or case.read_only:
+        if run is None:
             return
-        e = case.evidence.get(evidence_id(run.sha256))
-        key = (id(case), evidence_id(run.sha256), name, id(run))
-        if e is None or key in self._stored:
+        e = case.evidence.get(evidence_id(run.sha256)) if case is not None else None
+        if e is None or case.read_only:
+            if (doc, name) not in self._waiting:
+                self._waiting.append((doc, name))  # tried again when a case job (an add) has ended
+            return
+        key = (id(case), e.eid, name, id(run))
+        if key in self._stored:
             return
         self._stored.add(key)
         try:
@@ -92,6 +99,17 @@ class LayerMaps(QObject):
         self.note.emit(f"{doc.name}: {len(run.pairs)} {get_layer(name).title.lower()} pair(s) stored in the case "
                        f"as suggested regions ({', '.join(str(r.id) for r in rois) or 'none'})")
         cases.refresh()
+
+    @Slot(int, object)
+    def _on_runner_job_succeeded(self, _job: int, _value: object) -> None:
+        if self._waiting:  # after the case controller's own slot has stored the run
+            QTimer.singleShot(0, self._store_waiting)
+
+    @Slot()
+    def _store_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for doc, name in waiting:
+            self.store(doc, name)
 
     @Slot(object, object)
     def _on_runner_succeeded(self, result: object, _pyramid: object) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QGraphicsSceneHoverEvent
+from PySide6.QtCore import QPoint
+from PySide6.QtTest import QTest
 
 from scanlab.core.synth.forge import forge_one
 from scanlab.services.layer_runs import layer_key, model_free_layers
@@ -31,11 +31,9 @@ def _choose(win, key: str) -> None:
     combo.setCurrentIndex(idx)
 
 
-def _hover(item, kind: QEvent.Type) -> None:
-    """A hover event delivered through the scene, as the pointer would."""
-    ev = QGraphicsSceneHoverEvent(kind)
-    ev.setScenePos(item.mapToScene(item.path().boundingRect().center()))
-    item.scene().sendEvent(item, ev)
+def _point_at(win, item) -> None:
+    """Move the pointer (a real mouse move on the view) onto the middle of ``item``."""
+    QTest.mouseMove(win.view.viewport(), win.view.mapFromScene(item.mapToScene(item.path().boundingRect().center())))
 
 
 def test_map_of_offers_registered_layers_with_caveat(qtbot, window, wait_settled, forged):
@@ -71,12 +69,17 @@ def test_copymove_runs_on_runner_and_draws_linked_pairs(qtbot, window, wait_sett
     assert y <= tr <= y + h and x <= tc <= x + w
     assert src.pen().color() == tgt.pen().color()
     assert not pl.is_lit(src) and not pl.is_lit(tgt)
+    QTest.mouseMove(window.view.viewport(), QPoint(2, 2))  # off the page
     with qtbot.waitSignal(pl.hovered) as hovered:
-        _hover(tgt, QEvent.Type.GraphicsSceneHoverEnter)
+        _point_at(window, tgt)
     assert hovered.args == [1]
     assert pl.is_lit(src) and pl.is_lit(tgt)  # hovering the target lights up its source too
-    _hover(tgt, QEvent.Type.GraphicsSceneHoverLeave)
-    assert not pl.is_lit(src)
+    with qtbot.waitSignal(pl.hovered) as hovered:
+        QTest.mouseMove(window.view.viewport(), QPoint(2, 2))
+    assert hovered.args == [None] and not pl.is_lit(src) and not pl.is_lit(tgt)
+    with qtbot.waitSignal(pl.hovered) as hovered:
+        _point_at(window, src)  # and the other way round
+    assert hovered.args == [1] and pl.is_lit(tgt)
     # back to the reliability map: no pair outlines
     window.controls.class_combo.setCurrentIndex(0)
     assert pl.pairs == [] and window.view.reliability is not run.score
@@ -112,3 +115,25 @@ def test_pairs_become_suggested_rois_in_open_case(qtbot, window, wait_settled, f
     window.controls.class_combo.setCurrentIndex(0)
     _choose(window, layer_key("copymove"))
     assert len([r for r in window.cases.current_evidence().rois if r.stats.get("layer")]) == len(ends)
+
+
+def test_pairs_stored_when_the_scan_is_added_to_the_case_later(qtbot, window, wait_settled, forged, tmp_path):
+    window.open_paths([forged])
+    wait_settled(window)
+    with qtbot.waitSignal(window.display.layers.ready, timeout=60_000):
+        _choose(window, layer_key("copymove"))
+    window.cases.new_case_at(str(tmp_path / "n.scanlab"), "Later", "A")
+    assert window.cases.current_evidence() is None
+    window.cases.add_current_scan()  # a job on the runner; the pairs follow once the evidence is stored
+
+    def stored() -> None:
+        e = window.cases.current_evidence()
+        assert e is not None and any(r.stats.get("layer") == "copymove" for r in e.rois)
+
+    qtbot.waitUntil(stored, timeout=60_000)
+    e = window.cases.current_evidence()
+    n = len(window.current_document().layers["copymove"].pairs)
+    assert sum(1 for r in e.rois if r.stats.get("layer") == "copymove") == 2 * n
+    table = window.cases.panel.table  # the Review dock names the pair and its end
+    texts = [table.item(i, 1).text() for i in range(table.rowCount())]
+    assert "pair 1 (source)" in texts and "pair 1 (target)" in texts
