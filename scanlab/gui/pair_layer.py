@@ -141,7 +141,7 @@ class PairLayer(QObject):
         label.update()
 
     def centre(self, index: int, end: str) -> tuple[float, float]:
-        """(row, col) of the centre of one end's outline (tests, and the view's 'go to partner')."""
+        """(row, col) of the centre of one end's outline."""
         item = self.ends(index)[0 if end == "source" else 1]
         c = item.path().boundingRect().center()
         return float(c.y()), float(c.x())

@@ -80,11 +80,15 @@ def pair_figure(rgb: np.ndarray | None, shape: tuple[int, int], source: ROI, tar
     return out
 
 
+def _box(b: list[int] | None) -> str:
+    """A [y, x, h, w] box in words."""
+    return "-" if not b else f"rows {b[0]}-{b[0] + b[2]}, cols {b[1]}-{b[1] + b[3]}"
+
+
 def pair_rows(source: ROI, target: ROI | None) -> list[list[str]]:
     """The statistics table of one pair (docs/formats.md section 5b) and the two ROIs' verdicts."""
     p = pair_of(source)
     tf = p.get("transform")
-    box = lambda b: "-" if not b else f"rows {b[0]}-{b[0] + b[2]}, cols {b[1]}-{b[1] + b[3]}"  # noqa: E731
     ends = [source] + ([target] if target is not None else [])
     return [
         ["noise-residual correlation", num(p.get("correlation"), ".3f")],
@@ -95,7 +99,7 @@ def pair_rows(source: ROI, target: ROI | None) -> list[list[str]]:
          "; ".join("[" + ", ".join(f"{v:g}" for v in row) + "]" for row in tf)],
         ["rotation, scale", f"{num(p.get('rotation_deg'), '.1f')} deg, {num(p.get('scale'), '.3f')}"],
         ["copied area (pixels)", str(p.get("area"))],
-        ["source box / target box", f"{box(p.get('source_box'))} / {box(p.get('target_box'))}"],
+        ["source box / target box", f"{_box(p.get('source_box'))} / {_box(p.get('target_box'))}"],
         ["found by", str(p.get("found_by", "-"))],
         ["verdicts", "; ".join(f"ROI {r.id}: {r.verdict or 'NOT REVIEWED'}" for r in ends)],
     ]
