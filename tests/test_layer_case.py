@@ -97,3 +97,9 @@ def test_report_has_a_section_per_pair(case_file: Path, tmp_path: Path) -> None:
     assert "noise-residual correlation" in text and "Experimental layer" in text
     assert f"{src.stats['copymove']['correlation']:.3f}" in text
     assert json.loads(json.dumps(src.stats))  # plain JSON in the case file
+
+
+def test_case_show_names_pair_and_partner(case_file: Path, capsys) -> None:
+    assert main(["case", "show", str(case_file)]) == 0
+    out = capsys.readouterr().out
+    assert "copymove pair 1 source, partner ROI" in out and "copymove pair 1 target, partner ROI" in out

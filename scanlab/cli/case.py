@@ -139,9 +139,12 @@ def cmd_case_show(a: argparse.Namespace) -> int:
         for r in e["rois"]:
             st = r["stats"].get("inside") or {}
             mean = st.get("mean")
+            pair = r["stats"].get(r["stats"].get("layer") or "", {})  # a layer pair's end (copy-move)
+            link = (f"  {r['stats']['layer']} pair {pair.get('pair')} {pair.get('end')}, partner ROI "
+                    f"{pair.get('partner')}, correlation {pair.get('correlation')}" if pair else "")
             print(f"      ROI {r['id']:>3} {r['kind']:<7} {'suggested' if r['suggested'] else 'drawn':<9} "
                   f"{r['verdict'] or 'unreviewed':<14} area {r['stats'].get('area')}, mean reliability "
-                  f"{'n/a' if mean is None else f'{mean:.3f}'}  {r['note']}")
+                  f"{'n/a' if mean is None else f'{mean:.3f}'}{link}  {r['note']}")
     print(f"audit: {s['audit']['entries']} entries, head {s['audit']['head'][:16]}"
           f"{'  CHAIN BROKEN' if s['audit']['problems'] else ''}")
     if case.meta.get("signoff"):
