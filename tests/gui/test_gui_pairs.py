@@ -50,9 +50,11 @@ def test_map_of_offers_registered_layers_with_caveat(qtbot, window, wait_settled
 def test_copymove_runs_on_runner_and_draws_linked_pairs(qtbot, window, wait_settled, forged):
     window.open_paths([forged])
     wait_settled(window)
-    with qtbot.waitSignal(window.display.layers.ready, timeout=60_000):
+    # on the runner, with its progress in the status bar and Cancel offered, as the reliability map
+    with qtbot.waitSignals([window.display.layers.ready, window.runner.progressed], timeout=60_000):
         _choose(window, layer_key("copymove"))
-        assert window.runner.is_busy() and window.status.cancel_button.isVisibleTo(window)  # on the runner
+        assert window.runner.is_busy() and window.status.cancel_button.isVisibleTo(window)
+        assert window.status.progress.isVisibleTo(window)
     doc = window.current_document()
     run = doc.layers["copymove"]
     assert run.pairs and window.view.reliability is run.score  # the score map is the heatmap
