@@ -22,8 +22,9 @@ from pathlib import Path
 
 
 def _app_shot(page: str, out: Path, size: tuple[int, int] = (1280, 800)) -> None:
-    from PySide6.QtCore import QEvent, QSettings
-    from PySide6.QtWidgets import QApplication, QGraphicsSceneHoverEvent
+    from PySide6.QtCore import QSettings
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
 
     from scanlab.gui.main_window import MainWindow
     from scanlab.gui.settings import GuiSettings
@@ -49,14 +50,13 @@ def _app_shot(page: str, out: Path, size: tuple[int, int] = (1280, 800)) -> None
     combo.setCurrentIndex(combo.findData(layer_key("copymove")))
     wait(lambda: "copymove" in win.current_document().layers)
     pl = win.display.pairs
-    if pl.pairs:  # the pointer on the target end: both ends light up
+    if pl.pairs:  # the pointer (a real mouse move on the view) on the target end: both ends light up
         tgt = pl.ends(1)[1]
-        ev = QGraphicsSceneHoverEvent(QEvent.Type.GraphicsSceneHoverEnter)
-        tgt.scene().sendEvent(tgt, ev)
+        QTest.mouseMove(win.view.viewport(), win.view.mapFromScene(tgt.mapToScene(tgt.path().boundingRect().center())))
     t = time.time()
     wait(lambda: time.time() - t > 0.8)
     win.grab().save(str(out), "PNG")
-    print(out, f"{len(pl.pairs)} pair(s)")
+    print(out, f"{len(pl.pairs)} pair(s), pair lit: {pl.lit}")
     win.close()
     tmp.cleanup()
 
