@@ -110,6 +110,7 @@ def cmd_case_add(a: argparse.Namespace) -> int:
                 e = add_evidence(case, img, user=user, model=a.model, sub=sub, stride=stride, engine=a.engine,
                                  device=a.device, embed=a.embed, progress=bar)
             c = e.runs[-1].info["classify"]
+            _add_layers(case, img, a.layers, user)
             n_sugg = sum(1 for r in e.rois if r.suggested and not r.reviewed)
             print(f"{img}\tevidence {e.eid}\t{c.get('label')}\t{c.get('verdict', '')}\t"
                   f"{n_sugg} unreviewed suggested regions")
@@ -138,15 +139,44 @@ def cmd_case_show(a: argparse.Namespace) -> int:
         for r in e["rois"]:
             st = r["stats"].get("inside") or {}
             mean = st.get("mean")
+            pair = r["stats"].get(r["stats"].get("layer") or "", {})  # a layer pair's end (copy-move)
+            link = (f"  {r['stats']['layer']} pair {pair.get('pair')} {pair.get('end')}, partner ROI "
+                    f"{pair.get('partner')}, correlation {pair.get('correlation')}" if pair else "")
             print(f"      ROI {r['id']:>3} {r['kind']:<7} {'suggested' if r['suggested'] else 'drawn':<9} "
                   f"{r['verdict'] or 'unreviewed':<14} area {r['stats'].get('area')}, mean reliability "
-                  f"{'n/a' if mean is None else f'{mean:.3f}'}  {r['note']}")
+                  f"{'n/a' if mean is None else f'{mean:.3f}'}{link}  {r['note']}")
     print(f"audit: {s['audit']['entries']} entries, head {s['audit']['head'][:16]}"
           f"{'  CHAIN BROKEN' if s['audit']['problems'] else ''}")
     if case.meta.get("signoff"):
         so = case.meta["signoff"]
         print(f"signed off by {so['analyst']} at {so['time']}")
     return 0
+
+
+def _add_layers(case: Any, img: str, names: list[str], user: str) -> None:
+    """``case add --layers``: run each model-free layer on ``img``; its pairs become suggested ROIs."""
+    from scanlab.services.layer_cases import suggest_layer_pairs
+    from scanlab.services.layer_runs import run_layer
+    from scanlab.terminal import progress_bar
+
+    for name in names:
+        with progress_bar(f"{Path(img).name} ({name})", False) as bar:
+            run = run_layer(name, img, progress=bar)
+        if run.experimental:  # said on every use, as map --what says it
+            print(f"scanlab: note: the {name} layer is experimental: {run.experimental}", file=sys.stderr)
+        rois = suggest_layer_pairs(case, run, user=user)
+        print(f"{img}\t{name}\t{len(run.pairs)} pair(s)\tROIs {', '.join(str(r.id) for r in rois) or '-'}")
+
+
+def _layer_names(text: str) -> list[str]:
+    from scanlab.services.layer_runs import model_free_layers
+
+    offered = [lay.name for lay in model_free_layers()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in offered]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: not a layer case add can run (choices: {', '.join(offered)})")
+    return names
 
 
 def _parse_points(items: list[str]) -> list[tuple[float, float]]:
@@ -307,6 +337,8 @@ def register(sp: Any) -> None:
     ad.add_argument("--engine", default=None, choices=["dense", "naive"])
     ad.add_argument("--device", default="auto")
     ad.add_argument("--embed", action="store_true", help="also store a copy of the evidence bytes in the case")
+    ad.add_argument("--layers", default=[], type=_layer_names, metavar="NAME[,NAME]",
+                    help="also run these model-free layers (copymove); their pairs become suggested ROIs")
     _user(ad)
     ad.set_defaults(func=cmd_case_add)
 

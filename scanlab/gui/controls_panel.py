@@ -22,6 +22,7 @@ from scanlab.core.engine.engines import available_devices
 from scanlab.core.errors import ScanLabError
 from scanlab.gui.scan_view import COLORMAPS, DEFAULT_COLORMAP, hatch_colour_for
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
+from scanlab.services.layer_runs import layer_key, layer_of, model_free_layers
 from scanlab.services.viewstate import ANALYSIS_FIELDS, OVERLAY_FIELDS, ViewState
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,6 +49,8 @@ def threshold_text(map_label: str | None) -> str:
         return "Show only unknown-scanner score above"
     if map_label == ATTRIBUTION:
         return "Threshold (not used on the attribution map)"
+    if layer_of(map_label) is not None:
+        return "Show only score below"
     return "Show only reliability below"
 
 
@@ -305,6 +308,11 @@ class ControlsPanel(QWidget):
             self.class_combo.addItem("attribution: best-fitting scanner per region", ATTRIBUTION)
             if unknown_map:
                 self.class_combo.addItem("unknown-scanner score per window", UNKNOWN)
+            for layer in model_free_layers():  # the registry's layers that need no model (copy-move...)
+                self.class_combo.addItem(layer.title + (" (experimental)" if layer.experimental else ""),
+                                         layer_key(layer.name))
+                tip = layer.computes + (f". Experimental: {layer.experimental}" if layer.experimental else "")
+                self.class_combo.setItemData(self.class_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.class_combo.setCurrentIndex(
             max(0, self.class_combo.findData(current)) if current else 0
         )

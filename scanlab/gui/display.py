@@ -17,14 +17,21 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
 from scanlab.gui.class_maps import ClassMapLoader
 from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.documents import ScanDocument
+from scanlab.gui.layer_maps import LayerMaps
+from scanlab.gui.pair_layer import PairLayer
 from scanlab.gui.results_panel import ResultsPanel, map_quantity, pixel_readout
 from scanlab.gui.scan_view import ScanView
+from scanlab.gui.task_runner import TaskRunner
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN
+from scanlab.services.layer_runs import layer_of
+from scanlab.services.layers import LAYERS
 from scanlab.services.viewstate import ViewState
 
 
 def _map_name(label: str | None) -> str:
     """Words for a "Map of" choice in the status bar."""
+    if layer_of(label) in LAYERS:
+        return f"the {LAYERS[layer_of(label)].title.lower()} layer"
     return {ATTRIBUTION: "attribution (best-fitting scanner per region)",
             UNKNOWN: "the unknown-scanner score"}.get(label or "", str(label))
 
@@ -72,10 +79,19 @@ class DocumentDisplay(QObject):
 
     def __init__(self, *, view: ScanView, results: ResultsPanel, controls: ControlsPanel, status: QLabel,
                  state: ViewState, class_maps: ClassMapLoader, current: Callable[[], ScanDocument | None],
-                 parent: QObject) -> None:
+                 parent: QObject, runner: TaskRunner, busy: Callable[[], None],
+                 post: Callable[..., None]) -> None:
         super().__init__(parent)
         self.view, self.results, self.controls, self.status_label = view, results, controls, status
         self.state, self.class_maps, self.current = state, class_maps, current
+        # model-free layers (copy-move) run on the window's runner; their pairs are drawn linked
+        self.layers = LayerMaps(runner, busy, self)
+        self.layers.ready.connect(self._on_layer_ready)
+        self.post = post  # the window's messages panel: post(text, error=False)
+        self.layers.note.connect(self._on_layer_note)
+        self.layers.problem.connect(self._on_layer_problem)
+        self.pairs = PairLayer(view)
+        self._noev_of_layer = False  # the hatching drawn is a layer's no-evidence mask
         self._view_map_of: str | None = None  # the "Map of" choice whose map the view draws
         state.subscribe(self._on_state_changed)
         self._on_state_changed(frozenset({"opacity", "colormap", "threshold", "overlay"}))
@@ -107,15 +123,17 @@ class DocumentDisplay(QObject):
             self.results.show_result(None, None if doc is None else "analysis failed" if failed else "analysing...",
                                      error=failed)
             self.controls.set_classes([], None, None)
+            self.pairs.set_pairs(None)
             self._view_map_of = None
             self.state.update(map_label=None)
             return
         self.view.set_scan(result.pixels, pyramid=doc.pyramid)
         self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
+        self._noev_of_layer = False
         shown = doc.shown_map()
         self._set_view_map(doc, shown)
         if shown is None and doc.shown_label() is not None:
-            self.class_maps.request(doc, doc.shown_label())
+            self._request_map(doc, doc.shown_label())
         self.results.show_result(result)
         self.controls.set_classes(result.classes, result.label, doc.map_label,
                                   unknown_map=result.unknown_grid is not None)
@@ -143,7 +161,27 @@ class DocumentDisplay(QObject):
             self._set_view_map(doc, shown)
         else:  # computed off the GUI thread; the old map stays until it arrives
             self.status_label.setText(f"{doc.name}: computing the map of {_map_name(label)}...")
-            self.class_maps.request(doc, doc.shown_label())
+            self._request_map(doc, doc.shown_label())
+
+    def _request_map(self, doc: ScanDocument, label: str) -> None:
+        """A map not computed yet: a layer on the task runner, another class's map on the class-map thread."""
+        if layer_of(label) is not None:
+            self.layers.request(doc, layer_of(label))
+        else:
+            self.class_maps.request(doc, label)
+
+    @Slot(str)
+    def _on_layer_note(self, text: str) -> None:
+        self.post(text)
+
+    @Slot(str)
+    def _on_layer_problem(self, text: str) -> None:
+        self.post(text, error=True)
+
+    @Slot(object, str)
+    def _on_layer_ready(self, doc: ScanDocument, name: str) -> None:
+        if doc is self.current() and layer_of(doc.shown_label()) == name:
+            self._set_view_map(doc, doc.shown_map())
 
     @Slot(object, str, object)
     def _on_class_maps_ready(self, doc: ScanDocument, label: str, rel: object) -> None:
@@ -163,8 +201,19 @@ class DocumentDisplay(QObject):
             label += f" (verdict: {v.short(None)})"
         if self._view_map_of == UNKNOWN:
             label += " (dark = fits no known scanner)"  # the scale runs the other way: dark is suspicious
+        layer = layer_of(self._view_map_of)
+        run = doc.layers.get(layer) if layer is not None and arr is not None else None
+        if run is not None:
+            label += " (dark = copied; experimental)" if run.experimental else " (dark = copied)"
+            self.view.set_no_evidence(run.no_evidence)  # the layer's own no-evidence rule
+            self._noev_of_layer = True
+            self.layers.store(doc, layer)
+        elif self._noev_of_layer and result is not None:
+            self.view.set_no_evidence(result.no_evidence_mask() if result.reliability is not None else None)
+            self._noev_of_layer = False
+        self.pairs.set_pairs(run.pairs if run is not None else None)
         self.view.set_map(arr, categorical=len(result.classes) if attribution else None, label=label,
-                          high_is_suspicious=self._view_map_of == UNKNOWN)
+                          high_is_suspicious=self._view_map_of == UNKNOWN or run is not None)
         self.controls.set_legend(result.classes if attribution else None)
         self.state.update(map_label=self._view_map_of)
         self.status_label.setText(self.status_text(doc))  # the status line names the map now drawn

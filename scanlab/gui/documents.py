@@ -17,6 +17,7 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.io.containers import CONTAINER_SUFFIXES, expand, find_evidence, is_ref
 from scanlab.core.io.imaging import is_image_path
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
+from scanlab.services.layer_runs import LayerRun, layer_of
 
 ParamsKey = tuple[str | None, int, int, str]
 """(model spec, sub-image size, stride, device): what a result depends on."""
@@ -36,6 +37,9 @@ class ScanDocument:
     pyramid: list[np.ndarray] = field(default_factory=list, repr=False)  # display levels
     preview: np.ndarray | None = field(default=None, repr=False)  # decoded scan before its result
     _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # model-free layers computed on this scan, by registry name (they depend on the pixels only,
+    # so a new analysis with other parameters keeps them)
+    layers: dict[str, LayerRun] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -60,7 +64,8 @@ class ScanDocument:
         self._maps = {}
         if result.reliability is not None:
             self._maps[result.map_label] = result.reliability
-        if self.map_label is not None and self.map_label not in result.classes + [ATTRIBUTION, UNKNOWN]:
+        if self.map_label is not None and self.map_label not in result.classes + [ATTRIBUTION, UNKNOWN] \
+                and layer_of(self.map_label) is None:
             self.map_label = None
 
     def set_preview(self, pixels: np.ndarray, pyramid: list[np.ndarray]) -> None:
@@ -82,6 +87,9 @@ class ScanDocument:
     def shown_map(self) -> np.ndarray | None:
         """Reliability map of :meth:`shown_label` if it is computed already, else ``None``."""
         label = self.shown_label()
+        if layer_of(label) is not None:
+            run = self.layers.get(layer_of(label))
+            return None if run is None else run.score
         return None if label is None else self._maps.get(label)
 
     def map_of(self, label: str) -> np.ndarray | None:

@@ -100,9 +100,9 @@ class MainWindow(QMainWindow):
         self.scheduler = AnalysisScheduler(self.runner, self.state, self.documents, self.current_document, self)
         self.display = DocumentDisplay(view=self.view, results=self.results, controls=self.controls,
                                        status=self.status_label, state=self.state, class_maps=self.class_maps,
-                                       current=self.current_document, parent=self)
-
-        self.cases = CaseController(self, self.view, self.runner, self.state, self)
+                                       current=self.current_document, parent=self, runner=self.runner,
+                                       busy=self.status.busy, post=self.post_message)
+        self.cases = self.display.layers.cases = CaseController(self, self.view, self.runner, self.state, self)
         review = self._add_dock("Review", "review", self.cases.panel, left=False)
         self.tabifyDockWidget(self.docks["results"], review)  # full height, one click away
         self.docks["results"].raise_()

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
+from scanlab.services.layer_runs import layer_of
+from scanlab.services.layers import LAYERS
 
 DEMO_NOTICE = (
     "Demonstration model: trained only on simulated (virtual) scanners. It has never seen a real "
@@ -48,6 +50,9 @@ def map_quantity(what: str | None) -> str:
         return "unknown score"
     if what == ATTRIBUTION:
         return "best-fitting scanner"
+    if layer_of(what) is not None:
+        layer = LAYERS.get(layer_of(what))
+        return f"{layer.title.lower() if layer else layer_of(what)} score"
     return f"reliability of {what}" if what else "reliability"
 
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from scanlab.core.case.rois import ROI, VERDICTS
+from scanlab.services.layer_cases import pair_of
 
 TOOL_LABELS = (("select", "Select (V)"), ("rect", "Rect (R)"), ("polygon", "Polygon (P)"), ("lasso", "Lasso (L)"))
 UNREVIEWED = "(not reviewed)"
@@ -42,7 +43,7 @@ def stats_text(r: ROI) -> str:
     bs = s.get("best_scanner") or {}
     wt = s.get("window_test") or {}
     p = wt.get("p_value")
-    return (f"area {s.get('area')} px; reliability inside mean {_fmt(ins.get('mean'))}, median "
+    return (_pair_text(r) + f"area {s.get('area')} px; reliability inside mean {_fmt(ins.get('mean'))}, median "
             f"{_fmt(ins.get('median'))}, min {_fmt(ins.get('min'))}\n"
             f"ring of equal area: mean {_fmt(ring.get('mean'))}, median {_fmt(ring.get('median'))}\n"
             f"below {s.get('threshold')}: {_fmt(100 * s['below_threshold_fraction'], '.1f') if s.get('below_threshold_fraction') is not None else '-'}%, "
@@ -50,6 +51,17 @@ def stats_text(r: ROI) -> str:
             f"best-fitting scanner: {bs.get('label', '-')}\n"
             f"Mann-Whitney (windows {wt.get('n_inside', 0)} in / {wt.get('n_outside', 0)} out): "
             + (f"p = {p:.3g}" if p is not None else "too few windows"))
+
+
+def _pair_text(r: ROI) -> str:
+    """The first line of a layer pair's end (copy-move): which pair, its partner, the test's figures."""
+    p = pair_of(r)
+    if not p:
+        return ""
+    pv = p.get("p_value")
+    return (f"{r.stats['layer']} pair {p.get('pair')}, {p.get('end')} end; partner ROI {p.get('partner')}; "
+            f"noise correlation {_fmt(p.get('correlation'))}, p = {pv:.3g}\n" if isinstance(pv, (int, float)) else
+            f"{r.stats['layer']} pair {p.get('pair')}, {p.get('end')} end; partner ROI {p.get('partner')}\n")
 
 
 class ReviewPanel(QWidget):
@@ -156,7 +168,8 @@ class ReviewPanel(QWidget):
         for i, r in enumerate(rois):
             ins = (r.stats.get("inside") or {}).get("mean")
             ring = (r.stats.get("ring") or {}).get("mean")
-            vals = [str(r.id), "suggested" if r.suggested else r.kind, r.verdict or UNREVIEWED, _fmt(ins), _fmt(ring)]
+            kind = f"pair {pair_of(r)['pair']} ({pair_of(r)['end']})" if pair_of(r) else "suggested"
+            vals = [str(r.id), kind if r.suggested else r.kind, r.verdict or UNREVIEWED, _fmt(ins), _fmt(ring)]
             for j, v in enumerate(vals):
                 self.table.setItem(i, j, QTableWidgetItem(v))
         self.table.resizeColumnsToContents()

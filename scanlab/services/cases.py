@@ -319,7 +319,8 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
                 rel: np.ndarray | None = None) -> list[ROI]:
     """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map)."""
     rel = run_map(e) if rel is None else rel
-    keep = [r for r in e.rois if not r.suggested or r.reviewed]
+    # a layer's suggestions (copy-move pairs, scanlab.services.layer_cases) are replaced by that layer only
+    keep = [r for r in e.rois if not r.suggested or r.reviewed or r.stats.get("layer")]
     new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
     e.rois = keep + new
     case.log(user, "regions_suggested", [r.to_dict() for r in new], f"{e.eid}: {len(new)} suggested regions")
@@ -339,7 +340,8 @@ def compute_stats(e: Evidence | None, roi: ROI, threshold: float = DEFAULT_THRES
         rel = reliability_from_windows(run.windows, run.info["map_label"], (h, w))
     mask = rasterize(roi, rel.shape)
     s = roi_stats(mask, rel, threshold=threshold, windows=run.windows, label=run.info["map_label"])
-    keep = {k: roi.stats[k] for k in ("score", "contrast") if k in roi.stats}
+    layer = roi.stats.get("layer")  # a layer ROI keeps its pair statistics (services/layer_cases.py)
+    keep = {k: roi.stats[k] for k in ("score", "contrast", "layer", layer) if k and k in roi.stats}
     return {**s, **keep}
 
 

@@ -26,6 +26,9 @@ class Layer:
     needs_model: bool = True
     summary_in_classify: str = "always"  # "always", "on request" (classify --layers NAME) or "never"
     experimental: str = ""  # non-empty: why its answers are not yet to be relied on (said on every use)
+    # model-free layers: "module:function" turning a decoded Scan into a LayerRun
+    # (scanlab.services.layer_runs); the app, the case and the report run the layer through it
+    service: str = ""
 
 
 LAYERS: dict[str, Layer] = {}
@@ -75,7 +78,7 @@ register_layer(Layer(
     "regions copied inside the scan whose noise residuals match: >= 0.5 on both ends of every reported pair",
     "H x W float32 in [0, 1], NaN = no evidence", "/copymove, /no_evidence, /pairs/NNN (boxes, masks, transform, statistics)",
     "the scan, each pair's two ends outlined in one colour per pair and linked",
-    needs_model=False, summary_in_classify="on request",
+    needs_model=False, summary_in_classify="on request", service="scanlab.services.layer_runs:copymove_run",
     experimental=("on the benchmark's re-compressed document forgeries it reported no pair (pixel AUC 0.61, "
                   "BENCHMARKS.md), so 'no pair' is not evidence that nothing was copied; it can take minutes "
                   "on a full page"),

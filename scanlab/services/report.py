@@ -32,6 +32,8 @@ from scanlab.services.cases import (
     run_map,
     run_no_evidence,
 )
+from scanlab.services.layer_cases import is_layer_roi
+from scanlab.services.report_pairs import pair_sections
 from scanlab.services.report_text import (
     ATTRIBUTION,
     limitations,
@@ -170,6 +172,8 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any, cmap: str) -> N
         for k, v in sorted(c["probabilities"].items(), key=lambda kv: -kv[1])]
     story += [Spacer(1, 6), _table(rows, [130, 90, 60])]
     for roi in e.rois:
+        if is_layer_roi(roi):
+            continue  # one section per pair below, both ends side by side
         st = roi.stats or {}
         story += [Spacer(1, 10), KeepTogether([
             _p(f"ROI {roi.id} ({roi.kind}, {'suggested' if roi.suggested else 'drawn'}): "
@@ -177,6 +181,7 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any, cmap: str) -> N
             _image(figs.with_colorbar(figs.crops(rgb, over, roi), cmap=cmap), 470, 200),
             _table(roi_rows(st), [150, 150, 170]),
             _p(f"Note: {roi.note or '(none)'}", ss["Small"])])]
+    story += pair_sections(rgb, tuple(run.info["shape"]), e.rois, ss, image=_image, table=_table, para=_p)
 
 
 def _versions(case: Case) -> list[list[str]]:
