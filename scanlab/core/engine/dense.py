@@ -48,7 +48,16 @@ from scanlab.core.engine.network import PATCH, STRIDE, ScannerNet
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
-OtherHead = tuple[np.ndarray, float]  # (weight (C,), bias): one more row of the last linear layer
+# (weight (C,), bias): one more row of the last linear layer, whose output is P(other) (softmax over
+# the Ns + 1 logits); or (weight (k, C), bias (k,)) with k > 1: k more rows, output raw (the
+# ``gauss-image`` open set's whitening projection, core/evidence/gauss.py).
+OtherHead = tuple[np.ndarray, float] | tuple[np.ndarray, np.ndarray]
+
+
+def head_rows(other: OtherHead) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (k, C), bias (k,)) float32 of an extra head (one row or several)."""
+    w = np.atleast_2d(np.asarray(other[0], np.float32))
+    return w, np.atleast_1d(np.asarray(other[1], np.float32)).reshape(len(w))
 
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
@@ -316,16 +325,16 @@ class DenseEngine:
         xs = _check_corners(xs, w, "column")
         device = torch.device(device)
         out = np.empty((len(ys), len(xs), net.n_classes), dtype=np.float32)
-        p_other = None if other is None else np.empty((len(ys), len(xs)), dtype=np.float32)
+        p_other, extra = None, None
+        if other is not None:
+            ow, ob = head_rows(other)
+            p_other = np.empty((len(ys), len(xs)) + ((len(ow),) if len(ow) > 1 else ()), dtype=np.float32)
+            extra = (torch.from_numpy(ow), torch.from_numpy(ob))
         if out.size == 0:
             return out, p_other
         per_tile = self.cells_per_tile(device)
         rows, cols = _chunks(ys, per_tile), _chunks(xs, per_tile)
         jobs = [(qy, iy, qx, ix) for qy, iy in rows for qx, ix in cols]
-        extra = None
-        if other is not None:
-            extra = (torch.as_tensor(np.asarray(other[0], np.float32))[None],
-                     torch.tensor([float(other[1])], dtype=torch.float32))
         trunk = FusedTrunk(net, device, extra=extra)
 
         def run(job: tuple[int, np.ndarray, int, np.ndarray]) -> None:
@@ -384,7 +393,9 @@ class DenseEngine:
                         z = logits.index_select(1, li).index_select(2, lj)
                         p = torch.softmax(z[:ns].float(), dim=0).permute(1, 2, 0).cpu().numpy()
                         out[np.ix_(iy[sel_y], ix[sel_x])] = p
-                        if p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
+                        if p_other is not None and p_other.ndim == 3:  # k raw rows (pooled like the logits)
+                            p_other[np.ix_(iy[sel_y], ix[sel_x])] = z[ns:].permute(1, 2, 0).float().cpu().numpy()
+                        elif p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
                             # (on the CPU: MPS has no float64; z holds only the requested windows)
                             po = torch.softmax(z.cpu().double(), dim=0)[ns].float().numpy()
                             p_other[np.ix_(iy[sel_y], ix[sel_x])] = po
