@@ -169,9 +169,10 @@ def fit_evidence_model(
     )
     # The temperature is one number: the validation *windows* fit it when every class has
     # MIN_CAL_WINDOWS_PER_CLASS of them, even from one image (a 512 px scan has 64).
-    if len(probs) == 0 or win_counts.min() < MIN_CAL_WINDOWS_PER_CLASS:
-        updates["calibration"] = {"calibrated": False, "reason": why if few_images else
-                                  f"fewer than {MIN_CAL_WINDOWS_PER_CLASS} validation windows with evidence in some class"}
+    if len(probs) == 0 or (few_images and win_counts.min() < MIN_CAL_WINDOWS_PER_CLASS):
+        updates["calibration"] = {"calibrated": False, "reason": why if len(probs) == 0 else
+                                  f"{why}, and fewer than {MIN_CAL_WINDOWS_PER_CLASS} validation windows with "
+                                  "evidence in some class"}
         if method in (openset.OTHER_METHOD, openset.GAUSS_METHOD) and len(probs):  # thresholds need no 3 per class
             updates["open_set"], extras = _open_set_of(method, net, other, feats, ids, img_class, outliers,
                                                        negatives, device, train_images, len(classes), cancel)
