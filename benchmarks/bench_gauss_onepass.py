@@ -6,6 +6,7 @@ interleaved (``--repeats`` rounds) so the three are measured side by side; the
 minimum of each is reported, with ratios to the pass without extra rows.
 
     python benchmarks/bench_gauss_onepass.py --model lab10.safetensors --size 2048
+    python benchmarks/bench_gauss_onepass.py --model lab10.safetensors --size 1024 --map-stride 4
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a model file with open_set.gauss_proj (scanlab train)")
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--map-stride", type=int, default=None, help="also compute a 64-px map at this stride (as `map`)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     lm = load_model(a.model)
@@ -40,10 +42,11 @@ def main() -> None:
     for _ in range(a.repeats):
         for k, h in heads.items():
             t = time.perf_counter()
-            analyze_image(lm.net, img, vote_sub=64, other=h)
+            analyze_image(lm.net, img, vote_sub=64, other=h, map_sub=64 if a.map_stride else None,
+                          map_stride=a.map_stride or 64)
             times[k].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
-    print(json.dumps({"size": a.size, "torch_threads": 1, "min_s": {k: round(v, 3) for k, v in best.items()},
+    print(json.dumps({"size": a.size, "map_stride": a.map_stride, "torch_threads": 1, "min_s": {k: round(v, 3) for k, v in best.items()},
                       "ratio_to_none": {k: round(v / best["none"], 3) for k, v in best.items()}}))
 
 
