@@ -12,7 +12,11 @@ images in some class) gives ``calibration.calibrated = false`` with the reason. 
 k-NN scorers then get no method either (their thresholds would rest on one or two
 images); the ``other-output`` scorer, which every ``scanlab train`` run now trains,
 sets its threshold from the validation windows and the held-out outlier designs
-(:mod:`scanlab.core.evidence.threshold`) and records the rule and its sample sizes.
+(:mod:`scanlab.core.evidence.threshold`) and records the rule and its sample sizes; so
+does ``gauss-image`` (what ``scanlab train`` uses), fitted on the training windows and
+cross-fitted over the training images. The temperature is fitted from
+:data:`MIN_CAL_WINDOWS_PER_CLASS` validation windows per class when there are fewer than
+3 validation images.
 """
 
 from __future__ import annotations

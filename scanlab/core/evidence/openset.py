@@ -40,6 +40,12 @@ reference the tests compare with. The k-NN scorers still run the trunk once more
 over the windows with evidence (:func:`window_features`): the dense pass pools
 its class logits, not the 96 features, at the window grid.
 
+Method ``gauss-image`` (what ``scanlab train`` writes, :mod:`scanlab.core.evidence.gauss`):
+the Mahalanobis distance of the image's *mean* window feature from the nearest class
+mean of the training windows; its whitening projection is C more rows of the last
+layer, pooled at the vote windows in the vote's pass (the engines' ``other=`` with a
+(C, C) weight returns the raw rows), so it too never runs the trunk again.
+
 The rotation check (:func:`turned_window_score`) scores a bounded, deterministic
 sample of at most :data:`ROTATION_SAMPLE` windows with evidence, each turned.
 """
