@@ -71,7 +71,7 @@ def _train(data: Path, out: Path, cache: Path, open_set: bool, epochs: int | Non
                                                 file=sys.stderr, flush=True))
     return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1),
             "open_set": {k: man["open_set"].get(k) for k in ("method", "thresholds", "threshold_rule",
-                                                              "threshold_samples")},
+                                                              "threshold_samples", "params")},
             "outlier_exposure": {k: (man["training"].get("outlier_exposure") or {}).get(k)
                                  for k in ("steps", "seconds", "seconds_precompute", "last_steps")},
             "counts": man["training"]["data"]["counts"]}

@@ -119,6 +119,15 @@ def _wrong_other_output(m, s):
     return {**m, "weights_sha256": weights_digest(s)}, s
 
 
+def _wrong_gauss(m, s):
+    import torch
+
+    from scanlab.core.modelfile.store import weights_digest
+
+    s = {**s, "open_set.gauss_proj": torch.zeros(7, 7), "open_set.gauss_centres": torch.zeros(3, 7)}
+    return {**m, "weights_sha256": weights_digest(s)}, s
+
+
 def _pickle_model(suffix: str):
     def make(inp: Path) -> Path:
         return _write(inp / f"evil{suffix}", bf.pickle_payload(str(inp.parent / "PWNED")))
@@ -311,6 +320,8 @@ CASES.update({
     "model/wrong-tensor-shapes": Case(_model_case(_rewritten_model("shape.safetensors", _wrong_shape)), "do not fit"),
     "model/other-output-wrong-size": Case(_model_case(_rewritten_model("other.safetensors", _wrong_other_output)),
                                           "do not fit the network"),
+    "model/gauss-image-wrong-size": Case(_model_case(_rewritten_model("gauss.safetensors", _wrong_gauss)),
+                                         "do not fit the network"),
     "model/nan-weights-recomputed-hash": Case(_model_case(_rewritten_model("nan.safetensors", _nan_weights)), "NaN or infinite"),
     "model/edited-weights": Case(_model_case(_rewritten_model("edit.safetensors", lambda m, s: (m, {**s, "fc.bias": s["fc.bias"] + 1}))), "do not match"),
     "model/architecture-is-a-list": Case(_model_case(_rewritten_model("s1.safetensors", _set(["architecture"], [1, 2]))), "manifest invalid"),

@@ -27,10 +27,12 @@ KEYS = {"verdict", "confidence", "calibrated", "vote_fraction", "vote_interval",
 def test_small_collection_gives_an_uncalibrated_model_and_says_so(capsys, trained_model, fresh_tree):
     from scanlab.core.modelfile.store import model_card, read_manifest
 
-    m = read_manifest(trained_model)  # 1 validation image per class: below the minimum of 3
+    m = read_manifest(trained_model)  # 1 validation image per class (16 windows): below both minimums
     assert m["calibration"]["calibrated"] is False and "at least 3" in m["calibration"]["reason"]
+    assert "fewer than 32 validation windows" in m["calibration"]["reason"]
     # the open set does not need 3 per class: its threshold comes from windows and outliers
-    assert m["open_set"]["method"] == "other-output" and "pseudo-images" in m["open_set"]["threshold_rule"]
+    # (gauss-image: fitted on the training windows, its threshold from the cross-fitted training images)
+    assert m["open_set"]["method"] == "gauss-image" and "cross-fitted" in m["open_set"]["threshold_rule"]
     assert "Uncalibrated" in model_card(m)
     img = sorted(fresh_tree.glob("scanner_1/*.png"))[0]
     rc, out, _ = run(capsys, "classify", img, "-m", trained_model, "--json")

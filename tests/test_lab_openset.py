@@ -1,4 +1,4 @@
-"""Every ``scanlab train`` run trains the "other scanner" output and sets its threshold
+"""Every ``scanlab train`` run trains the "other scanner" output, scores with ``gauss-image`` and sets its threshold
 without needing 3 validation images per class; ``_other`` holds negatives, not a class;
 the rendered outlier windows are cached and reused."""
 
@@ -45,12 +45,13 @@ def test_one_validation_image_per_class_still_gets_an_open_set(lab, tmp_path):
     assert lm.classes == ["scanner_0", "scanner_1", "scanner_2"]  # _other is not a class
     assert all(c["val"] == 1 for c in m["training"]["data"]["counts"].values())
     os_ = m["open_set"]
-    assert os_["method"] == "other-output"
+    assert os_["method"] == "gauss-image"
     assert 0 < os_["thresholds"]["unknown"] < 1
-    assert "pseudo-images" in os_["threshold_rule"]  # the few-references rule, not the 3-per-class quantile
+    assert "cross-fitted" in os_["threshold_rule"]  # the training images, left out one at a time
     s = os_["threshold_samples"]
-    assert s["n_val_images"] == 3 and s["n_val_windows"] > 0 and s["n_outlier_designs"] > 0
-    assert {"open_set.other_weight", "open_set.other_bias"} <= set(lm.extras)
+    assert s["n_val_images"] == 3 and s["n_crossfit_images"] == 6 and s["n_outlier_designs"] > 0
+    assert {"open_set.gauss_proj", "open_set.gauss_centres", "open_set.other_weight", "open_set.other_bias"} <= set(
+        lm.extras)
     # the lab's negatives: every second one exposed, the other checks the threshold
     oe = m["training"]["outlier_exposure"]
     assert oe["steps"] == 3 and oe["negatives"]["n_images"] == 2 and oe["negatives"]["exposure_windows"] > 0
@@ -67,7 +68,7 @@ def test_outlier_windows_are_rendered_once(lab, tmp_path):
     assert _train(lab, b, tmp_path / "c", "--seed", "2") == 0
     assert outlier_cache.renders == before  # the second run read the cache
     assert all(f.stat().st_mtime_ns == t for f, t in stamps.items())
-    assert load_model(b).manifest["open_set"]["method"] == "other-output"
+    assert load_model(b).manifest["open_set"]["method"] == "gauss-image"
 
 
 def test_other_folder_option_and_bad_other(lab, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """A tiny model trained through ``scanlab train`` says ``unknown`` for a scanner it never saw
-(its "other scanner" output, trained by outlier exposure on virtual designs)."""
+(the ``gauss-image`` scorer: Mahalanobis distance of the image's mean feature from the
+training windows' class means; the "other scanner" output alone did not reject it)."""
 
 from __future__ import annotations
 
@@ -55,16 +56,21 @@ def test_training_fits_calibration_and_thresholds(open_set_model):
     lm = load_model(model)
     m = lm.manifest
     assert m["calibration"]["calibrated"] is True and m["calibration"]["temperature"] > 0
-    # every run trains the "other scanner" output; 3 validation images per class: their 98% quantile
-    assert m["open_set"]["method"] == "other-output" and 0 < m["open_set"]["thresholds"]["unknown"] < 1
-    assert m["open_set"]["threshold_rule"].split(";")[0].endswith("98% quantile of the validation image scores)") or (
-        m["open_set"]["threshold_rule"].startswith("98% quantile of the validation image scores"))
-    assert m["open_set"]["negatives"]["n_images"] == 2  # every second of the 4 checks the threshold
+    # every run trains the "other scanner" output and scores with gauss-image: a Gaussian fitted on the
+    # training windows, its threshold from the cross-fitted training images and the validation images
+    os_ = m["open_set"]
+    assert os_["method"] == "gauss-image" and 0 < os_["thresholds"]["unknown"] < 1
+    assert "cross-fitted" in os_["threshold_rule"] and "validation image scores" in os_["threshold_rule"]
+    s = os_["threshold_samples"]
+    assert s["n_crossfit_images"] == 15 and s["n_val_images"] == 9  # split 5:3:2 of 3 x 10
+    assert os_["params"]["ref"] > 0 and os_["params"]["train_windows"] > 0
+    assert os_["negatives"]["n_images"] == 2  # every second of the 4 checks the threshold
     assert "_other" not in load_model(model).classes
-    assert set(lm.extras) == {"open_set.other_weight", "open_set.other_bias"}
+    assert set(lm.extras) == {"open_set.gauss_proj", "open_set.gauss_centres", "open_set.other_weight",
+                              "open_set.other_bias"}
     assert m["demonstration"] is False and m["training_input"]["bit_depths"] == [8]
     card = model_card(m)
-    assert "ECE" in card and "other-output" in card
+    assert "ECE" in card and "gauss-image" in card
 
 
 def test_training_records_the_reliability_bins(open_set_model):
@@ -81,10 +87,6 @@ def test_training_records_the_reliability_bins(open_set_model):
     assert abs(ece_of_bins(after) - c["ece_after"]) < 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known regression of issue 17 item 2: the 'other scanner' output (tests: 20 virtual outlier designs, "
-    "~15 steps, plus 2 toy negatives) does not reject the toy period-4 scanner that the k-NN feature "
-    "scorer used to reject; the lead decides between more exposure and a k-NN fallback"))
 def test_unseen_scanner_comes_out_unknown(open_set_model, capsys):
     model, unseen, fresh_root = open_set_model
     files = sorted(str(p) for p in unseen.glob("*.png"))

@@ -25,6 +25,7 @@ from scanlab.core.engine.reliability import (
 )
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.gating import input_warnings, rotation_warning
+from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
     LOGIT_METHOD,
     OtherScorer,
@@ -220,7 +221,8 @@ def run_analysis(
         progress=progress,
         temperature=cfg.temperature,
         # the "other scanner" logit is one more row of the last layer: same pass as the vote
-        other=cfg.scorer.head() if isinstance(cfg.scorer, OtherScorer) else None,
+        # (and the gauss-image open set's whitening projection is k more rows of it)
+        other=cfg.scorer.head() if isinstance(cfg.scorer, (OtherScorer, GaussScorer)) else None,
     )
     t1 = time.perf_counter()
     cls = res.classification
@@ -298,6 +300,11 @@ def unknown_scores(
         ev = g.evidence_mask()
         grid = np.where(ev, g.other, np.nan).astype(np.float32)
         return image_score(np.nan_to_num(grid), ev), grid, g.ys, g.xs
+    if g is not None and g.other is not None and isinstance(cfg.scorer, GaussScorer) and g.other.ndim == 3:
+        ev = g.evidence_mask()
+        grid = np.full(ev.shape, np.nan, dtype=np.float32)
+        grid[ev] = cfg.scorer.window_scores_of(g.other[ev].astype(np.float64))
+        return cfg.scorer.image_score_of(g.other[ev].astype(np.float64)), grid, g.ys, g.xs
     if window_probs is None and analysis is not None and analysis.vote.sub == (64, 64):
         window_probs = analysis.vote.probs
     if cfg.open_set_method == LOGIT_METHOD and window_probs is None:

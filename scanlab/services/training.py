@@ -26,7 +26,7 @@ from scanlab.core.engine.engines import select_device
 from scanlab.core.engine.network import build_model
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
-from scanlab.core.evidence.openset import OTHER_METHOD, OtherScorer
+from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError
 from scanlab.core.io.jpegfacts import input_summary
@@ -59,6 +59,9 @@ from scanlab.services.paths import cache_dir
 OE_SHARE = 1.0
 OE_MIN_STEPS = 100
 OE_MAX_STEPS = 400
+# The unknown-scanner scorer of every trained model: chosen on development banks over the mean
+# P(other) of the extra output, per-window Mahalanobis and k-NN (core/evidence/gauss.py, BENCHMARKS.md).
+OPEN_SET_METHOD = GAUSS_METHOD
 
 
 @dataclass(frozen=True)
@@ -266,8 +269,8 @@ def run_training(
             net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
             demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
             dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
-            **({} if oe is None else {"method": OTHER_METHOD, "other": oe.scorer, "outliers": oe.heldout,
-                                     "negatives": oe.negatives_check}),
+            **({} if oe is None else {"method": OPEN_SET_METHOD, "other": oe.scorer, "outliers": oe.heldout,
+                                     "negatives": oe.negatives_check, "train_images": iter_images(train)}),
         )
         # formats and JPEG qualities of the training scans (headers only): the input gating compares
         # each questioned scan's JPEG facts with them

@@ -302,7 +302,7 @@ def test_split_page_says_what_the_validation_count_means(qtbot, collection, tmp_
     split.spins[2].setValue(1)
     assert [split.table.item(0, k).text() for k in (1, 2, 3)] == ["1", "3", "1"]
     note = split.val_note.text()
-    assert "will be calibrated" in note and "98% quantile of the validation images" in note
+    assert "will be calibrated" in note and "cross-fitted scores" in note
     assert "only" not in note
     split.spins[1].setValue(0)  # no validation at all: the split error, no note
     assert split.val_note.text() == "" and split.error.text()
@@ -355,6 +355,24 @@ def test_evaluate_page_draws_the_reliability_diagram_from_the_stored_bins(qtbot,
     assert "Unknown-scanner threshold</b> (knn-features" in page.calib.text() and "0.87" in page.calib.text()
     page.grab().save(str(tmp_path / "evaluate.png"))
     assert (tmp_path / "evaluate.png").stat().st_size > 10_000
+
+
+def test_evaluate_page_shows_the_measured_rejection_rates():
+    from scanlab.gui.wizard.pages_result import calibration_text, rejection_text
+
+    osd = {"method": "gauss-image", "fitted_on": "train (cross-fitted) + val + held-out outlier designs",
+           "thresholds": {"unknown": 0.75}, "threshold_rule": "the larger of ...",
+           "threshold_samples": {"n_crossfit_images": 18, "n_val_images": 3, "n_outlier_designs": 80,
+                                 "outlier_rejected_at_threshold": 0.8375, "known_rejected_at_threshold": 0.0476},
+           "negatives": {"n_images": 2, "rejected": 0.5}}
+    line = rejection_text(osd)
+    assert "84% of 80 held-out virtual outlier designs rejected" in line
+    assert "50% of your 2 held-out negative scans rejected" in line
+    assert "5% of 21 of your own scanners' images rejected" in line
+    man = _evaluate_manifest({"calibrated": False, "reason": "few"})
+    man["open_set"] = osd
+    assert "Measured at this threshold:</b> 84% of 80" in calibration_text(man)
+    assert rejection_text({"method": "knn-features", "thresholds": {"unknown": 0.8}}) is None  # nothing measured
 
 
 def test_evaluate_page_says_the_diagram_is_not_available_for_older_models(qtbot):

@@ -48,7 +48,30 @@ from scanlab.core.engine.network import PATCH, STRIDE, ScannerNet
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
-OtherHead = tuple[np.ndarray, float]  # (weight (C,), bias): one more row of the last linear layer
+# (weight (C,), bias): one more row of the last linear layer, whose output is P(other) (softmax over
+# the Ns + 1 logits); or (weight (k, C), bias (k,)) with k > 1: k more rows, output raw (the
+# ``gauss-image`` open set's whitening projection, core/evidence/gauss.py).
+OtherHead = tuple[np.ndarray, float] | tuple[np.ndarray, np.ndarray]
+
+
+def _pooled_rows(f: torch.Tensor, ny: np.ndarray, nx: np.ndarray, fp: int,
+                 rows: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    """``rows`` applied to the features (C, h, w) pooled over the footprint of the cells ``ny x nx``.
+
+    The same numbers as the head's 1x1 product followed by the footprint pool (both
+    linear) up to float rounding, computed for the requested windows only: row bands
+    first, then column bands of those.
+    """
+    band = torch.stack([f[:, int(r) : int(r) + fp, :].mean(dim=1) for r in ny], dim=1)  # (C, nr, w)
+    box = torch.stack([band[:, :, int(c) : int(c) + fp].mean(dim=2) for c in nx], dim=2)  # (C, nr, nc)
+    w, b = rows
+    return (torch.einsum("kc,cij->ijk", w, box.float()) + b).cpu().numpy()
+
+
+def head_rows(other: OtherHead) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (k, C), bias (k,)) float32 of an extra head (one row or several)."""
+    w = np.atleast_2d(np.asarray(other[0], np.float32))
+    return w, np.atleast_1d(np.asarray(other[1], np.float32)).reshape(len(w))
 
 HALO = PATCH - STRIDE  # overlap of consecutive tiles: a window reaches 60 px past its corner's cell
 GAP = PATCH // STRIDE  # corners further apart than this (in cells of 4 px) go to separate tiles
@@ -316,23 +339,28 @@ class DenseEngine:
         xs = _check_corners(xs, w, "column")
         device = torch.device(device)
         out = np.empty((len(ys), len(xs), net.n_classes), dtype=np.float32)
-        p_other = None if other is None else np.empty((len(ys), len(xs)), dtype=np.float32)
+        p_other, extra = None, None
+        if other is not None:
+            ow, ob = head_rows(other)
+            p_other = np.empty((len(ys), len(xs)) + ((len(ow),) if len(ow) > 1 else ()), dtype=np.float32)
+            extra = (torch.from_numpy(ow), torch.from_numpy(ob))
+        raw_rows = None
+        if p_other is not None and p_other.ndim == 3:
+            # k raw rows are pooled at the requested windows only (_pooled_rows), not over the
+            # whole footprint field: k = 96 rows in the head cost +29% of a 4 MP vote pass
+            raw_rows, extra = (extra[0].to(device), extra[1].to(device)), None
         if out.size == 0:
             return out, p_other
         per_tile = self.cells_per_tile(device)
         rows, cols = _chunks(ys, per_tile), _chunks(xs, per_tile)
         jobs = [(qy, iy, qx, ix) for qy, iy in rows for qx, ix in cols]
-        extra = None
-        if other is not None:
-            extra = (torch.as_tensor(np.asarray(other[0], np.float32))[None],
-                     torch.tensor([float(other[1])], dtype=torch.float32))
         trunk = FusedTrunk(net, device, extra=extra)
 
         def run(job: tuple[int, np.ndarray, int, np.ndarray]) -> None:
             qy, iy, qx, ix = job
             # inference_mode is thread-local: enter it in whichever thread runs the tile.
             with torch.inference_mode():
-                self._tile(trunk, src, ys[iy], xs[ix], qy, qx, (out, p_other), iy, ix, cancel)
+                self._tile(trunk, src, ys[iy], xs[ix], qy, qx, (out, p_other, raw_rows), iy, ix, cancel)
 
         workers = self.workers if self.workers is not None else default_workers(device)
         with _exact_fp32(device):
@@ -353,13 +381,13 @@ class DenseEngine:
         tx: np.ndarray,
         qy: int,
         qx: int,
-        outs: tuple[np.ndarray, np.ndarray | None],
+        outs: tuple[np.ndarray, np.ndarray | None, tuple[torch.Tensor, torch.Tensor] | None],
         iy: np.ndarray,
         ix: np.ndarray,
         cancel: CancelToken | None,
     ) -> None:
         """Compute one tile's requested windows into ``out[iy][:, ix]`` (and P(other) likewise)."""
-        out, p_other = outs
+        out, p_other, rows = outs
         ns = trunk.n_classes
         h, w = src.shape
         ry, rx = ty % STRIDE, tx % STRIDE  # residues
@@ -376,7 +404,8 @@ class DenseEngine:
                 a = trunk.stage1(stem, int(p1y), int(p1x))
                 for p2y in np.unique(ry[ry % 2 == p1y] // 2):
                     for p2x in np.unique(rx[rx % 2 == p1x] // 2):
-                        logits = trunk.head(trunk.stage2(a, int(p2y), int(p2x)))[0]
+                        f2 = trunk.stage2(a, int(p2y), int(p2x))
+                        logits = trunk.head(f2)[0]
                         sel_y = ry == p1y + 2 * p2y
                         sel_x = rx == p1x + 2 * p2x
                         li = torch.from_numpy(ny[sel_y]).to(logits.device)
@@ -384,7 +413,10 @@ class DenseEngine:
                         z = logits.index_select(1, li).index_select(2, lj)
                         p = torch.softmax(z[:ns].float(), dim=0).permute(1, 2, 0).cpu().numpy()
                         out[np.ix_(iy[sel_y], ix[sel_x])] = p
-                        if p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
+                        if rows is not None:  # k raw rows, at the requested windows only
+                            p_other[np.ix_(iy[sel_y], ix[sel_x])] = _pooled_rows(
+                                f2[0], ny[sel_y], nx[sel_x], trunk.footprint, rows)
+                        elif p_other is not None:  # softmax over the Ns + 1 logits, in double like OtherScorer
                             # (on the CPU: MPS has no float64; z holds only the requested windows)
                             po = torch.softmax(z.cpu().double(), dim=0)[ns].float().numpy()
                             p_other[np.ix_(iy[sel_y], ix[sel_x])] = po

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from scanlab.core.engine.dense import DenseEngine, OtherHead
+from scanlab.core.engine.dense import DenseEngine, OtherHead, head_rows
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.imaging import as_float_chw
@@ -109,14 +109,17 @@ class NaiveEngine:
         """Probabilities and, with ``other``, P(other) per window (see :meth:`DenseEngine.window_outputs`)."""
         ny, nx = len(ys), len(xs)
         out = np.empty((ny * nx, net.n_classes), dtype=np.float32)
-        p_other = None if other is None else np.empty(ny * nx, dtype=np.float32)
+        p_other = None
+        if other is not None:
+            ow_np, ob_np = head_rows(other)
+            p_other = np.empty((ny * nx,) + ((len(ow_np),) if len(ow_np) > 1 else ()), dtype=np.float32)
         total = ny * nx
         img = torch.from_numpy(np.ascontiguousarray(as_float_chw(image)))
         net = net.to(device).eval()
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         yy, xx = yy.ravel(), xx.ravel()
         if other is not None:
-            ow = torch.as_tensor(np.asarray(other[0], np.float32)).to(device)
+            ow, ob = torch.from_numpy(ow_np).to(device), torch.from_numpy(ob_np).to(device)
         with torch.inference_mode():
             for start in range(0, total, self.batch_size):
                 check(cancel)
@@ -127,12 +130,14 @@ class NaiveEngine:
                 f = net.trunk(batch).mean(dim=(2, 3))  # what forward() does, keeping the features
                 z = net.fc(f).float()
                 out[start:stop] = torch.softmax(z, dim=1).cpu().numpy()
-                if p_other is not None:
-                    zo = (f.float() @ ow + float(other[1]))[:, None]
+                if p_other is not None and p_other.ndim == 2:  # k raw rows
+                    p_other[start:stop] = (f.float() @ ow.T + ob).cpu().numpy()
+                elif p_other is not None:
+                    zo = (f.float() @ ow.T + ob)
                     zz = torch.cat([z, zo], 1).cpu().double()  # on the CPU: MPS has no float64
                     p_other[start:stop] = torch.softmax(zz, dim=1)[:, -1].float().numpy()
                 report(progress, stop, total)
-        return out.reshape(ny, nx, net.n_classes), None if p_other is None else p_other.reshape(ny, nx)
+        return out.reshape(ny, nx, net.n_classes), None if p_other is None else p_other.reshape(ny, nx, *p_other.shape[1:])
 
 
 def window_outputs(

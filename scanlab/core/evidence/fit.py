@@ -12,11 +12,16 @@ images in some class) gives ``calibration.calibrated = false`` with the reason. 
 k-NN scorers then get no method either (their thresholds would rest on one or two
 images); the ``other-output`` scorer, which every ``scanlab train`` run now trains,
 sets its threshold from the validation windows and the held-out outlier designs
-(:mod:`scanlab.core.evidence.threshold`) and records the rule and its sample sizes.
+(:mod:`scanlab.core.evidence.threshold`) and records the rule and its sample sizes; so
+does ``gauss-image`` (what ``scanlab train`` uses), fitted on the training windows and
+cross-fitted over the training images. The temperature is fitted from
+:data:`MIN_CAL_WINDOWS_PER_CLASS` validation windows per class when there are fewer than
+3 validation images.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,12 +32,13 @@ from scanlab.core.engine.engines import Engine, get_engine
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.engine.reliability import apply_temperature, subimage_probs_multi
 from scanlab.core.evidence import calibration as cal
-from scanlab.core.evidence import openset
-from scanlab.core.evidence.threshold import KNOWN_QUANTILE, other_output_threshold
+from scanlab.core.evidence import gauss, openset
+from scanlab.core.evidence.threshold import KNOWN_QUANTILE, gauss_threshold, other_output_threshold
 from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_VAL_IMAGES_PER_CLASS = 3
+MIN_CAL_WINDOWS_PER_CLASS = 32  # validation windows per class that fit the temperature (one number)
 UNKNOWN_MARGIN = 0.01  # added to the largest held-out known image score (k-NN methods)
 # other-output with >= MIN_VAL_IMAGES_PER_CLASS validation images per class: the known end of
 # the threshold keeps this share of them (see scanlab.core.evidence.threshold).
@@ -110,6 +116,7 @@ def fit_evidence_model(
     other: openset.OtherScorer | None = None,
     outliers: tuple[np.ndarray, np.ndarray] | None = None,
     negatives: Iterable[np.ndarray] | None = None,
+    train_images: Iterable[tuple[np.ndarray, int]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit temperature, open-set scorer and thresholds on the validation images.
 
@@ -139,6 +146,9 @@ def fit_evidence_model(
     negatives : iterable of decoded scans, optional
         The lab's own scans of other scanners held out from training: their image
         scores check the threshold (``open_set.negatives``).
+    train_images : iterable of (pixels, class index), optional
+        The training split: ``gauss-image`` fits its class means and covariance on
+        their windows (cross-fitted for the threshold); required by that method.
 
     Returns
     -------
@@ -155,16 +165,22 @@ def fit_evidence_model(
         "training_input": {"dpi": dpi_range, "bit_depths": sorted(depths) or [8], "modes": ["RGB"]},
     }
     counts = np.bincount(np.asarray(img_class, dtype=int), minlength=len(classes)) if img_class else np.zeros(len(classes), int)
-    if counts.min() < MIN_VAL_IMAGES_PER_CLASS or len(probs) == 0:
-        short = [f"{c} ({int(n)})" for c, n in zip(classes, counts, strict=True) if n < MIN_VAL_IMAGES_PER_CLASS]
-        why = (
-            f"too few validation images to calibrate or set thresholds: need at least "
-            f"{MIN_VAL_IMAGES_PER_CLASS} per class, short: {', '.join(short) or 'no windows with evidence'}"
-        )
-        updates["calibration"] = {"calibrated": False, "reason": why}
-        if method == openset.OTHER_METHOD and len(probs):  # its threshold does not need 3 per class
-            os_block, extras = _other_open_set(net, other, feats, ids, img_class, outliers, negatives, device)
-            updates["open_set"] = os_block
+    win_counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+    few_images = counts.min() < MIN_VAL_IMAGES_PER_CLASS
+    short = [f"{c} ({int(n)})" for c, n in zip(classes, counts, strict=True) if n < MIN_VAL_IMAGES_PER_CLASS]
+    why = (
+        f"too few validation images to calibrate or set thresholds: need at least "
+        f"{MIN_VAL_IMAGES_PER_CLASS} per class, short: {', '.join(short) or 'no windows with evidence'}"
+    )
+    # The temperature is one number: the validation *windows* fit it when every class has
+    # MIN_CAL_WINDOWS_PER_CLASS of them, even from one image (a 512 px scan has 64).
+    if len(probs) == 0 or (few_images and win_counts.min() < MIN_CAL_WINDOWS_PER_CLASS):
+        updates["calibration"] = {"calibrated": False, "reason": why if len(probs) == 0 else
+                                  f"{why}, and fewer than {MIN_CAL_WINDOWS_PER_CLASS} validation windows with "
+                                  "evidence in some class"}
+        if method in (openset.OTHER_METHOD, openset.GAUSS_METHOD) and len(probs):  # thresholds need no 3 per class
+            updates["open_set"], extras = _open_set_of(method, net, other, feats, ids, img_class, outliers,
+                                                       negatives, device, train_images, len(classes), cancel)
             return updates, extras
         updates["open_set"] = {"method": None, "thresholds": dict(DEFAULT_THRESHOLDS), "reason": why}
         return updates, {}
@@ -179,15 +195,24 @@ def fit_evidence_model(
         "n_bins": cal.N_BINS, "fitted_on": "val", "n_images": int(len(img_class)), "n_windows": int(len(labels)),
         "level": "64x64 windows with evidence", "reason": None,
         "bins": cal.bins_block(bins_before, bins_after),
+        "rule": (f"temperature minimising the NLL of the {len(labels)} validation windows with evidence"
+                 + (f" (fewer than {MIN_VAL_IMAGES_PER_CLASS} validation images in some class: "
+                    f"at least {MIN_CAL_WINDOWS_PER_CLASS} windows in every class suffice for one number)"
+                    if few_images else "")),
+        "min_windows_per_class": int(win_counts.min()),
     }
     if diagram:  # drawn from the stored bins, the same data the wizard's Evaluate page plots
         stored = cal.bins_from_block(updates["calibration"])
         cal.draw_reliability_diagram(*stored, diagram, title=f"validation windows, T = {t:.2f}")
+    if method in (openset.OTHER_METHOD, openset.GAUSS_METHOD):
+        updates["open_set"], extras = _open_set_of(method, net, other, feats, ids, img_class, outliers,
+                                                   negatives, device, train_images, len(classes), cancel)
+        return updates, extras
+    if few_images:  # the k-NN thresholds rest on held-out validation images
+        updates["open_set"] = {"method": None, "thresholds": dict(DEFAULT_THRESHOLDS), "reason": why}
+        return updates, {}
     check(cancel)
     thr = dict(DEFAULT_THRESHOLDS)
-    if method == openset.OTHER_METHOD:
-        updates["open_set"], extras = _other_open_set(net, other, feats, ids, img_class, outliers, negatives, device)
-        return updates, extras
     vectors = openset.logit_features(calibrated) if method == openset.LOGIT_METHOD else feats
     scorer, held_scores = openset.fit_knn(vectors, ids, labels)
     extras = scorer.extras()
@@ -219,6 +244,81 @@ def stack_features(net: ScannerNet, windows: np.ndarray, *, batch: int = 256,
             w = np.ascontiguousarray(windows[s : s + batch].transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
             out[s : s + len(w)] = net.trunk(torch.from_numpy(w).to(dev)).mean(dim=(2, 3)).float().cpu().numpy()
     return out
+
+
+def _open_set_of(
+    method: str, net: ScannerNet, other: openset.OtherScorer | None, feats: np.ndarray, ids: np.ndarray,
+    img_class: list[int], outliers: tuple[np.ndarray, np.ndarray] | None, negatives: Iterable[np.ndarray] | None,
+    device: torch.device | None, train_images: Iterable[tuple[np.ndarray, int]] | None, n_classes: int,
+    cancel: CancelToken | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The ``open_set`` block and extra tensors of the two scorers whose thresholds need no 3 images per class."""
+    if method == openset.GAUSS_METHOD:
+        return _gauss_open_set(net, feats, ids, outliers, negatives, device, train_images, n_classes, other, cancel)
+    return _other_open_set(net, other, feats, ids, img_class, outliers, negatives, device)
+
+
+def _gauss_open_set(
+    net: ScannerNet, feats: np.ndarray, ids: np.ndarray, outliers: tuple[np.ndarray, np.ndarray] | None,
+    negatives: Iterable[np.ndarray] | None, device: torch.device | None,
+    train_images: Iterable[tuple[np.ndarray, int]] | None, n_classes: int, other: openset.OtherScorer | None,
+    cancel: CancelToken | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``gauss-image``: Gaussian fitted on the training windows, threshold from cross-fitting (gauss.py)."""
+    if train_images is None:
+        raise ValueError("the gauss-image method needs the training images (train_images=)")
+    t0 = time.perf_counter()
+    tf, tl, ti = [], [], []
+    for i, (px, lab) in enumerate(train_images):
+        check(cancel)
+        ys, xs, ev = openset.feature_windows(px)
+        iy, ix = np.nonzero(ev)
+        if len(iy) > gauss.MAX_WINDOWS_PER_IMAGE:  # evenly spread, deterministic: bounds the cost on big scans
+            pick = np.linspace(0, len(iy) - 1, gauss.MAX_WINDOWS_PER_IMAGE).round().astype(np.int64)
+            iy, ix = iy[pick], ix[pick]
+        tf.append(openset.window_features(net, px, np.stack([ys[iy], xs[ix]], axis=1), device=device))
+        tl.append(np.full(len(iy), int(lab)))
+        ti.append(np.full(len(iy), i))
+    f_tr, l_tr, i_tr = np.concatenate(tf), np.concatenate(tl), np.concatenate(ti)
+    scorer, cf_scores, _ = gauss.fit_gauss(f_tr, l_tr, i_tr, n_classes)
+    val_scores = np.array([scorer.image_score(feats[ids == i]) for i in np.unique(ids)])
+    out_scores = None
+    if outliers is not None and len(outliers[0]):
+        of = stack_features(net, outliers[0], device=device)
+        out_scores = np.array([scorer.image_score(of[outliers[1] == g]) for g in np.unique(outliers[1])])
+    thr_u, rec = gauss_threshold(cf_scores, val_scores, out_scores)
+    thr = dict(DEFAULT_THRESHOLDS)
+    thr["unknown"] = thr_u
+    block: dict[str, Any] = {
+        "method": openset.GAUSS_METHOD,
+        "params": {"feature": "pooled penultimate features of 64x64 windows, whitened (open_set.gauss_proj)",
+                   "image_score": "d2 / (d2 + ref), d2 = smallest squared Mahalanobis distance (/ C) of the mean "
+                                  "feature of the windows with evidence to a class mean",
+                   "window_score": "the same with the window's own feature and ref_window",
+                   "ref": round(scorer.ref, 6), "ref_window": round(scorer.ref_window, 6),
+                   "shrinkage": gauss.SHRINK, "train_windows": int(len(f_tr)),
+                   "train_images": int(len(np.unique(i_tr))), "windows": "64x64, non-overlapping grid",
+                   "fit_seconds": round(time.perf_counter() - t0, 2)},
+        "thresholds": thr,
+        "threshold_rule": rec.pop("threshold_rule"),
+        "threshold_samples": rec,
+        "fitted_on": "train (cross-fitted) + val" + ("" if out_scores is None else " + held-out outlier designs"),
+        "n_images": int(len(np.unique(ids))), "reason": None,
+    }
+    if negatives is not None:
+        neg_scores = []
+        for px in negatives:
+            _, nf, _, _, _, _ = collect_windows(net, [(px, 0)], device=device)
+            if len(nf):
+                neg_scores.append(float(scorer.image_score(nf)))
+        if neg_scores:
+            block["negatives"] = {"n_images": len(neg_scores),
+                                  "rejected": round(float(np.mean(np.array(neg_scores) > thr_u)), 4),
+                                  "scores": [round(x, 4) for x in neg_scores]}
+    tensors = dict(scorer.extras())
+    if other is not None:  # the trained "other scanner" row stays in the file (not the scorer; for comparison)
+        tensors.update(other.extras())
+    return block, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
 
 
 def _other_open_set(

@@ -40,6 +40,12 @@ reference the tests compare with. The k-NN scorers still run the trunk once more
 over the windows with evidence (:func:`window_features`): the dense pass pools
 its class logits, not the 96 features, at the window grid.
 
+Method ``gauss-image`` (what ``scanlab train`` writes, :mod:`scanlab.core.evidence.gauss`):
+the Mahalanobis distance of the image's *mean* window feature from the nearest class
+mean of the training windows; its whitening projection is C more rows of the last
+layer, pooled at the vote windows in the vote's pass (the engines' ``other=`` with a
+(C, C) weight returns the raw rows), so it too never runs the trunk again.
+
 The rotation check (:func:`turned_window_score`) scores a bounded, deterministic
 sample of at most :data:`ROTATION_SAMPLE` windows with evidence, each turned.
 """
@@ -52,12 +58,14 @@ import numpy as np
 import torch
 
 from scanlab.core.engine.network import PATCH, ScannerNet
+from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.io.imaging import full_scale
 
 METHOD = "knn-features"
 LOGIT_METHOD = "knn-logits"  # same scorer on the centred log-probabilities of the windows
 OTHER_METHOD = "other-output"  # extra "other scanner" output trained with outlier exposure
-METHODS = (METHOD, LOGIT_METHOD, OTHER_METHOD)
+GAUSS_METHOD = "gauss-image"  # Mahalanobis distance of the image's mean feature (core/evidence/gauss.py)
+METHODS = (METHOD, LOGIT_METHOD, OTHER_METHOD, GAUSS_METHOD)
 K = 10
 BANK_MAX = 1024  # windows kept in the bank (96 floats each: ~400 kB in the model file)
 N_QUANTILES = 1001
@@ -203,7 +211,7 @@ class OtherScorer:
         return cls(w, float(b[0]))
 
 
-def scorer_from_model(method: str | None, extras: dict, params: dict) -> KnnScorer | OtherScorer | None:
+def scorer_from_model(method: str | None, extras: dict, params: dict) -> KnnScorer | OtherScorer | GaussScorer | None:
     """The scorer a model file describes (None when the method is unknown or its tensors are missing).
 
     Tensor sizes were checked against the network when the file was loaded
@@ -211,6 +219,8 @@ def scorer_from_model(method: str | None, extras: dict, params: dict) -> KnnScor
     """
     if method == OTHER_METHOD:
         return OtherScorer.from_extras(extras)
+    if method == GAUSS_METHOD:
+        return GaussScorer.from_extras(extras, params)
     if method in (METHOD, LOGIT_METHOD):
         return KnnScorer.from_extras(extras, params)
     return None
@@ -273,7 +283,7 @@ def feature_windows(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def score_image(
-    scorer: KnnScorer | OtherScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None,
+    scorer: KnnScorer | OtherScorer | GaussScorer, net: ScannerNet, image: np.ndarray, *, device: torch.device | None = None,
     method: str = METHOD, window_probs: np.ndarray | None = None,
 ) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
     """Image unknown score and the per-window scores (NaN without evidence) on the 64-px grid.
@@ -293,6 +303,8 @@ def score_image(
         else:
             f = window_features(net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
             grid[iy, ix] = scorer.window_scores(f, net) if isinstance(scorer, OtherScorer) else scorer.window_scores(f)
+            if isinstance(scorer, GaussScorer):  # its image score is that of the mean feature
+                return scorer.image_score(f), grid, ys, xs
     return image_score(np.nan_to_num(grid), ev), grid, ys, xs
 
 
@@ -312,7 +324,7 @@ def sample_windows(evidence: np.ndarray, limit: int = ROTATION_SAMPLE) -> tuple[
 
 
 def turned_window_score(
-    scorer: KnnScorer | OtherScorer, net: ScannerNet, image: np.ndarray, corners: np.ndarray, k: int, *,
+    scorer: KnnScorer | OtherScorer | GaussScorer, net: ScannerNet, image: np.ndarray, corners: np.ndarray, k: int, *,
     method: str = METHOD, temperature: float = 1.0, device: torch.device | None = None,
 ) -> float | None:
     """Mean unknown score of the 64x64 windows at ``corners``, each turned by ``k`` quarter turns.
@@ -335,6 +347,8 @@ def turned_window_score(
     if not floating:
         x /= np.float32(full_scale(image.dtype))
     f = fused_window_features(net, x, device=device)
+    if isinstance(scorer, GaussScorer):  # the sample's mean feature, as for the image score
+        return scorer.image_score(f)
     if isinstance(scorer, OtherScorer):
         u = scorer.window_scores(f, net)
     elif method == LOGIT_METHOD:

@@ -119,3 +119,46 @@ def other_output_threshold(
     rec["known_val_rejected_at_threshold"] = round(float((img_scores > thr).mean()), 4)
     rec["threshold_rule"] = rule
     return round(min(MAX_THRESHOLD, thr), 4), rec
+
+
+def gauss_threshold(
+    crossfit_scores: np.ndarray, val_scores: np.ndarray, outlier_scores: np.ndarray | None
+) -> tuple[float, dict[str, Any]]:
+    """The unknown threshold of the ``gauss-image`` scorer (:mod:`scanlab.core.evidence.gauss`).
+
+    Known end: the larger of the :data:`KNOWN_QUANTILE` quantile of the training
+    images' cross-fitted scores (each scored by a Gaussian fitted without it) and the
+    largest validation image score (images the network never trained on). Outlier
+    end and the combination as in :func:`other_output_threshold`.
+    """
+    parts, known = [], 0.0
+    if len(crossfit_scores):
+        known = float(np.quantile(crossfit_scores, KNOWN_QUANTILE))
+        parts.append(f"the {KNOWN_QUANTILE:.0%} quantile of {len(crossfit_scores)} training images' "
+                     "cross-fitted scores (leave one image out)")
+    if len(val_scores):
+        known = max(known, float(np.max(val_scores)))
+        parts.append(f"the largest of {len(val_scores)} validation image scores")
+    known_rule = "the larger of " + " and ".join(parts) if len(parts) > 1 else (parts[0] if parts else "none")
+    rec: dict[str, Any] = {"n_crossfit_images": int(len(crossfit_scores)), "n_val_images": int(len(val_scores)),
+                           "known_end": round(known, 6)}
+    if outlier_scores is None or len(outlier_scores) == 0:
+        thr, rule = known, known_rule
+    else:
+        out_end = float(np.quantile(outlier_scores, OUTLIER_QUANTILE))
+        rec.update({"outlier_end": round(out_end, 6), "n_outlier_designs": int(len(outlier_scores)),
+                    "separable": bool(known < out_end)})
+        if known < out_end:
+            thr = float(1 / (1 + np.exp(-(_logit(known) + _logit(out_end)) / 2)))
+            rule = (f"midpoint on the logit scale between the known end ({known_rule}) and the outlier end "
+                    f"({OUTLIER_QUANTILE:.0%} quantile of {len(outlier_scores)} held-out outlier designs)")
+        else:
+            thr = known
+            rule = (f"{known_rule}; the held-out outlier designs overlap it ({OUTLIER_QUANTILE:.0%} quantile "
+                    f"{out_end:.3f}), so known scans are kept attributed")
+        rec["outlier_rejected_at_threshold"] = round(float((outlier_scores > thr).mean()), 4)
+    all_known = np.concatenate([crossfit_scores, val_scores])
+    rec["known_val_rejected_at_threshold"] = round(float((np.asarray(val_scores) > thr).mean()), 4) if len(val_scores) else None
+    rec["known_rejected_at_threshold"] = round(float((all_known > thr).mean()), 4) if len(all_known) else None
+    rec["threshold_rule"] = rule
+    return round(min(MAX_THRESHOLD, thr), 4), rec

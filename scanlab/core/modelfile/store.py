@@ -314,6 +314,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
     if (ow is not None and ow.numel() != net.feature_channels) or (ob is not None and ob.numel() != 1):
         raise ModelFileError(f"{p}: the open_set.other_* tensors do not fit the network "
                              f"({net.feature_channels} features, one bias)")
+    gp, gc = extras.get("open_set.gauss_proj"), extras.get("open_set.gauss_centres")
+    c, ns = net.feature_channels, net.n_classes
+    if (gp is not None and tuple(gp.shape) != (c, c)) or (gc is not None and tuple(gc.shape) != (ns, c)):
+        raise ModelFileError(f"{p}: the open_set.gauss_* tensors do not fit the network "
+                             f"({c} x {c} projection, {ns} x {c} centres)")
     man["_file_sha256"] = hashlib.sha256(data).hexdigest()
     return LoadedModel(net.to(device).eval(), man, str(p.resolve()), extras)
 

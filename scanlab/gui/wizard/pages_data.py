@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from scanlab.core.evidence.fit import MIN_VAL_IMAGES_PER_CLASS
-from scanlab.core.evidence.threshold import PSEUDO_WINDOWS
+from scanlab.core.evidence.fit import MIN_CAL_WINDOWS_PER_CLASS, MIN_VAL_IMAGES_PER_CLASS
 from scanlab.core.training.dataset import DatasetError, discover, split_dataset
 from scanlab.gui.task_runner import Job, JobResult, TaskRunner
 from scanlab.gui.wizard.state import WizardState
@@ -314,10 +313,11 @@ class SplitPage(QWizardPage):
 def validation_note(val_counts: dict[str, int]) -> str:
     """What the validation images per scanner mean for calibration and the unknown threshold.
 
-    The wizard always trains the "other scanner" output (``other-output``): its
+    The wizard scores unknown scanners with ``gauss-image`` (core/evidence/gauss.py): its
     threshold is set with any number of validation images (core/evidence/threshold.py),
-    while temperature calibration needs :data:`MIN_VAL_IMAGES_PER_CLASS` per scanner
-    (core/evidence/fit.py). The note names the rule that will apply.
+    while temperature calibration needs :data:`MIN_VAL_IMAGES_PER_CLASS` per scanner, or
+    :data:`MIN_CAL_WINDOWS_PER_CLASS` validation windows (core/evidence/fit.py). The note
+    names the rule that will apply.
     """
     if not val_counts:
         return ""
@@ -326,13 +326,14 @@ def validation_note(val_counts: dict[str, int]) -> str:
     if not short:
         return (f"<b>Validation:</b> at least {need} images per scanner, so the confidences will be "
                 "calibrated (temperature scaling, fitted on them). The unknown-scanner threshold will lie "
-                "between the 98% quantile of the validation images' unknown scores and the scores of "
-                "outlier designs held out from training.")
+                "between the known scans' scores (98% quantile of the training images' cross-fitted scores, "
+                "and the validation images) and the scores of outlier designs held out from training.")
     few = min(short.values())
     names = ", ".join(f"{c} ({n})" for c, n in short.items())
     return (f"<b>Validation: only {few} image{'s' if few != 1 else ''} per scanner</b> for {names}. "
-            f"Calibration needs at least {need} per scanner, so <b>the confidences will not be calibrated</b> "
-            "(the Evaluate page and the model card will say so). The unknown-scanner threshold is still set: "
-            f"from pseudo-images of {PSEUDO_WINDOWS} validation windows each (the known end) and the scores of "
-            "outlier designs held out from training (the outlier end), as these do not need "
-            f"{need} images per scanner. For calibrated confidences raise the val ratio or add scans.")
+            f"Calibration needs at least {need} per scanner, or {MIN_CAL_WINDOWS_PER_CLASS} validation windows "
+            "of 64 px per scanner (a 512 px scan has 64); with smaller scans <b>the confidences will not be "
+            "calibrated</b> (the Evaluate page and the model card will say so). The unknown-scanner threshold is "
+            "still set: from the training images' cross-fitted scores and the validation images (the known end) "
+            "and the scores of outlier designs held out from training (the outlier end), as these do not need "
+            f"{need} images per scanner. For more reliable figures raise the val ratio or add scans.")

@@ -250,7 +250,34 @@ def calibration_text(man: dict[str, Any]) -> str:
             import html
 
             lines.append(f"Rule: {html.escape(str(osd['threshold_rule']))}")
+        measured = rejection_text(osd)
+        if measured:
+            lines.append(measured)
     return "<br>".join(lines)
+
+
+def rejection_text(osd: dict[str, Any]) -> str | None:
+    """The rejection rates measured when the threshold was set (manifest ``open_set``), in one line.
+
+    Held-out outlier designs (never trained on) and the lab's held-out negatives
+    stand for scanners the model never saw; the validation images (and, for
+    ``gauss-image``, the cross-fitted training images) for its own.
+    """
+    s = osd.get("threshold_samples") or {}
+    parts = []
+    if isinstance(s.get("outlier_rejected_at_threshold"), (int, float)):
+        parts.append(f"{100 * s['outlier_rejected_at_threshold']:.0f}% of {s.get('n_outlier_designs')} held-out "
+                     "virtual outlier designs rejected")
+    neg = osd.get("negatives") or {}
+    if isinstance(neg.get("rejected"), (int, float)):
+        parts.append(f"{100 * neg['rejected']:.0f}% of your {neg.get('n_images')} held-out negative scans rejected")
+    known = s.get("known_rejected_at_threshold", s.get("known_val_rejected_at_threshold"))
+    if isinstance(known, (int, float)):
+        n = (s.get("n_crossfit_images") or 0) + (s.get("n_val_images") or 0)
+        parts.append(f"{100 * known:.0f}% of {n} of your own scanners' images rejected")
+    if not parts:
+        return None
+    return "<b>Measured at this threshold:</b> " + "; ".join(parts) + "."
 
 
 def _pct(v: float) -> str:
