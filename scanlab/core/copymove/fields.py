@@ -107,8 +107,8 @@ def work_factor(h: int, w: int) -> int:
     return max(1, int(round(np.sqrt(h * w / WORK_PIXELS))))
 
 
-def block_features(g: np.ndarray) -> BlockFeatures:
-    """Features of every textured block (see module docstring)."""
+def block_features(g: np.ndarray, stride: int = STRIDE) -> BlockFeatures:
+    """Features of every textured block on the ``stride`` grid (see module docstring)."""
     f = work_factor(*g.shape)
     h, w = (g.shape[0] // f) * f, (g.shape[1] // f) * f
     work = g[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3)) if f > 1 else g
@@ -117,8 +117,8 @@ def block_features(g: np.ndarray) -> BlockFeatures:
     ii = _integral(work)
     ii2 = _integral(work * work)
     hh, ww = work.shape
-    ys = np.arange(0, hh - BLOCK + 1, STRIDE)
-    xs = np.arange(0, ww - BLOCK + 1, STRIDE)
+    ys = np.arange(0, hh - BLOCK + 1, stride)
+    xs = np.arange(0, ww - BLOCK + 1, stride)
     yy, xx = (a.ravel() for a in np.meshgrid(ys, xs, indexing="ij"))
     n = float(BLOCK * BLOCK)
     mean = _box_sum(ii, yy, xx, BLOCK) / n
