@@ -35,10 +35,12 @@ from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_OFFSET = 12  # px: a digit copied just after its own line's last digit lies one advance away
-MARGIN = 0.2  # a candidate's q must be below MARGIN x the lowest q of its class's null
-MAX_Q = 0.005  # ... and below this whatever the null (a copy differs by the re-save alone)
+MARGIN = 0.16  # a candidate's q must be below MARGIN x the lowest q of its class's null
+MAX_Q = 0.011  # ... and below this whatever the null (a copy differs by the re-save alone)
 MIN_NULL = 20  # a class null smaller than this borrows the pooled null of all classes
 MIN_AREA = 64  # px: smaller ends are not reported
+GROW = 48  # px: how far beyond its matched blocks a pair's mask may reach
+TEXTURE = 25.0  # mean squared gradient (8-bit levels^2 per px^2) above which a region is textured
 
 
 @dataclass
@@ -187,7 +189,7 @@ def detect_copymove(
             null = qs[other]
         q0 = float(null.min()) if null.size else np.inf
         y0, x0, y1, x1 = c.box
-        v = np.float32(0.49 * q0 / (c.q + q0)) if np.isfinite(q0) else np.float32(0.49)
+        v = np.float32(0.49 * q0 / max(c.q + q0, 1e-12)) if np.isfinite(q0) else np.float32(0.49)
         np.maximum(hint[y0:y1, x0:x1], v, out=hint[y0:y1, x0:x1])
         if null.size >= MIN_NULL:
             q_bar = min(q_bar, MARGIN * q0)
@@ -237,25 +239,29 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
     for grp in groups:
         best, q0, p = grp[0]
         dy, dx = best.dy, best.dx
-        y0 = max(0, min(c.box[0] for c, _, _ in grp) - 4, -dy)
-        x0 = max(0, min(c.box[1] for c, _, _ in grp) - 4, -dx)
-        y1 = min(h, max(c.box[2] for c, _, _ in grp) + 4, h - dy)
-        x1 = min(w, max(c.box[3] for c, _, _ in grp) + 4, w - dx)
+        # a window around the matched blocks: a copy may reach beyond the blocks that matched
+        y0 = max(0, min(c.box[0] for c, _, _ in grp) - GROW, -dy)
+        x0 = max(0, min(c.box[1] for c, _, _ in grp) - GROW, -dx)
+        y1 = min(h, max(c.box[2] for c, _, _ in grp) + GROW, h - dy)
+        x1 = min(w, max(c.box[3] for c, _, _ in grp) + GROW, w - dx)
         if y1 - y0 < 8 or x1 - x0 < 8:
             continue
         t = g[y0:y1, x0:x1]
         s = g[y0 + dy : y1 + dy, x0 + dx : x1 + dx]
-        content = ndimage.binary_dilation((grad2[y0:y1, x0:x1] > edge_thr) | (grad2[y0 + dy : y1 + dy, x0 + dx : x1 + dx] > edge_thr), iterations=3)
+        gmax = np.maximum(grad2[y0:y1, x0:x1], grad2[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
+        # content: strong edges (dilated a little) or texture; blank paper is neither, so a
+        # copy's mask does not spread over the paper around it, which matches anyway
+        content = ndimage.binary_dilation(gmax > edge_thr, iterations=3) | (ndimage.uniform_filter(gmax, 7) > TEXTURE)
         local = ndimage.uniform_filter((t - s) ** 2, 5)
-        g2 = ndimage.uniform_filter(np.maximum(grad2[y0:y1, x0:x1], grad2[y0 + dy : y1 + dy, x0 + dx : x1 + dx]), 5)
-        same = local <= 4.0 * best.level * np.maximum(g2, 1.0)
-        m = ndimage.binary_fill_holes(ndimage.binary_closing(content & same, np.ones((5, 5)), border_value=0))
+        same = local <= 4.0 * max(best.level, 1e-3) * np.maximum(ndimage.uniform_filter(gmax, 5), 1.0)
+        seed = np.zeros_like(same)
+        for c, _, _ in grp:  # the matched blocks
+            seed[max(0, c.box[0] - y0) : c.box[2] - y0, max(0, c.box[1] - x0) : c.box[3] - x0] = True
+        # (bit-identical neighbourhoods count whatever their content: paper never repeats exactly)
+        m = ndimage.binary_closing(same & (content | (local < 1e-6)), np.ones((5, 5)), border_value=0)
         lab, n = ndimage.label(m)
-        if n == 0:
-            continue
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        m = lab == int(np.argmax(sizes))
+        keep = np.unique(lab[seed & m])
+        m = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
         if m.sum() < MIN_AREA:
             continue
         ys, xs = np.nonzero(m)

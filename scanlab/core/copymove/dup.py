@@ -54,7 +54,6 @@ class DupCandidate:
     votes: int
     q: float = np.inf  # the test statistic (module docstring); inf when not testable
     level: float = np.inf  # SSD at the best shift / mean squared gradient of the samples
-    phase: tuple[float, float] = (0.5, 0.5)  # sub-pixel position of the SSD minimum (y, x)
 
 
 def candidates(g: np.ndarray, min_offset: int) -> tuple[list[DupCandidate], int]:
@@ -143,11 +142,6 @@ def _ssd(g: np.ndarray, py: np.ndarray, px: np.ndarray, t: np.ndarray, sy: np.nd
     return d
 
 
-def _parabola(a: float, b: float, c: float) -> float:
-    den = a + c - 2.0 * b
-    return 0.5 * (a - c) / den if den > 1e-9 else 0.5
-
-
 _N8 = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)])
 
 
@@ -171,7 +165,8 @@ def test_candidates(
         gb = grad2[y0:y1, x0:x1]
         if gb.size < 16:
             continue
-        flat = gb.ravel()
+        # clipped pixels (solid ink at 0, paper at full scale) are identical in any two regions
+        flat = np.where((g[y0:y1, x0:x1] > 0.5) & (g[y0:y1, x0:x1] < 254.5), gb, 0.0).ravel()
         n = min(N_SAMPLES, flat.size)
         top = np.argpartition(flat, flat.size - n)[flat.size - n :]
         py, px = np.divmod(top, x1 - x0)
@@ -187,16 +182,13 @@ def test_candidates(
         by, bx = by + int(fy[k]), bx + int(fx[k])
         if by * by + bx * bx < min_offset * min_offset:
             continue
-        nb = _ssd(g, py, px, t, by + _N8[:, 0], bx + _N8[:, 1])
-        best = float(d[k])
-        g2 = max(float(grad2[py, px].mean()), 1e-6)
         c.dy, c.dx = by, bx
-        if float(nb.min()) < MIN_STRUCTURE * g2:
-            continue  # a straight edge (table rule) or a periodic pattern: shifting along it changes nothing
-        c.q = best / float(nb.min())
+        best = float(d[k])
+        nb = _ssd(g, py, px, t, by + _N8[:, 0], bx + _N8[:, 1])
+        g2 = max(float(grad2[py, px].mean()), 1e-6)
+        # nb.min tiny: a straight edge (table rule) or a periodic pattern, which any shift along it keeps
+        c.q = best / float(nb.min()) if float(nb.min()) >= MIN_STRUCTURE * g2 else 1.0
         c.level = best / g2
-        # sub-pixel offset of the SSD minimum along each axis (3-point parabola): 0 for a copy
-        c.phase = (_parabola(nb[1], best, nb[6]), _parabola(nb[3], best, nb[4]))
 
 
 __all__ = ["DupCandidate", "candidates", "test_candidates"]
