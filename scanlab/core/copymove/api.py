@@ -192,7 +192,7 @@ def detect_copymove(
         v = np.float32(0.49 * q0 / max(c.q + q0, 1e-12)) if np.isfinite(q0) else np.float32(0.49)
         np.maximum(hint[y0:y1, x0:x1], v, out=hint[y0:y1, x0:x1])
         if null.size >= MIN_NULL:
-            q_bar = min(q_bar, MARGIN * q0)
+            q_bar = min(q_bar, MAX_Q, MARGIN * q0)
         p = float((1 + np.count_nonzero(null <= c.q)) / (1 + null.size))
         if null.size >= MIN_NULL and c.q <= min(MAX_Q, MARGIN * q0) and p <= max(alpha, 1.0 / (1 + null.size)):
             accepted.append((c, q0, p))
