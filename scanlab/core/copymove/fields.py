@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from scanlab.core.io.imaging import full_scale
 
-WORK_PIXELS = 1_500_000  # block features are computed on an image reduced to about this size
+WORK_PIXELS = 600_000  # block features are computed on an image reduced to about this size
 BLOCK = 16  # block side (work pixels)
 STRIDE = 4  # block grid stride (work pixels)
 MIN_CONTRAST = 6.0  # 8-bit levels (block std): below it a block is blank paper
