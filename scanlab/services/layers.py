@@ -78,7 +78,7 @@ register_layer(Layer(
     needs_model=False, summary_in_classify="on request",
     experimental=("on the benchmark's re-compressed document forgeries it found 1 copy in 12 (pixel AUC 0.69, "
                   "F1 0.02; blank-paper patches are not examined; BENCHMARKS.md), so 'no pair' is not evidence "
-                  "that nothing was copied; it takes seconds to a minute per page on a CPU"),
+                  "that nothing was copied"),
 ))
 
 __all__ = ["LAYERS", "Layer", "get_layer", "layer_names", "register_layer"]
