@@ -1,15 +1,21 @@
 """Copy-move layer benchmark: document forgeries, authentic twins, real pages, a 16 MP scan.
 
-    python benchmarks/bench_copymove.py [--n 3] [--size 768] [--big 4096] [--no-big]
+    nice -n 5 python benchmarks/bench_copymove.py [--n 3] [--seed 0] [--size 768] [--big 4096] [--no-big]
+                                                  [--real-dir DIR] [--real 8]
+
+The benchmark set is seed 0 (the default). The detector's thresholds were tuned on
+dev sets with other seeds (7 and 11); score seed 0 once, at the end.
 
 * Forged set: ``--n`` document forgeries per style (digit, word, stamp, blank) from
   :func:`scanlab.core.synth.docforge.doc_scan` (JPEG 75/85/95 by index, 40% of
   digit/word/stamp rotated or scaled). Positives: source and target pixels (the test
   cannot tell which end is the original). Pixel AUC of the score map (NaN = 0) and
-  F1 of ``score >= 0.5``, per style and per JPEG quality, pooled over pixels.
+  F1 of ``score >= 0.5``, per style, per JPEG quality and per style x quality,
+  pooled over pixels.
 * False alarms: the authentic twin of every forged page (same page, same unit, same
   JPEG quality, no copy): fraction of pixels >= 0.5; and the real pages in
-  ``../shared/data/real_scans``: number of pairs reported.
+  ``--real-dir`` (default ``../shared/data/real_scans`` beside the repository; a git
+  worktree elsewhere must pass it): number of pairs reported.
 * Time: a ``--big`` x ``--big`` document scan (16 MP at 4096), copy-move vs the
   reliability map (shipped model, dense engine, 64/4) of the same scan, one run each.
 """
@@ -60,47 +66,54 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=4096)
     ap.add_argument("--no-big", action="store_true")
     ap.add_argument("--real", type=int, default=8, help="how many of the real pages (default all 8)")
+    ap.add_argument("--real-dir", type=Path, default=REAL, help="folder of real scanned pages")
+    ap.add_argument("--seed", type=int, default=0, help="forgery seed (0: the benchmark set; tune on others)")
     a = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# bench_copymove  commit {commit}  {platform.processor() or platform.machine()}  n={a.n} size={a.size}")
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").is_file() else "?"
+    print(f"# bench_copymove  commit {commit}  {platform.processor() or platform.machine()}  n={a.n} seed={a.seed} size={a.size}  load {load}")
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     fa, times, found = [], [], []
     for style in DOC_STYLES:
         for k in range(a.n):
-            f = doc_scan(k, style, size=a.size)
+            f = doc_scan(k, style, seed=a.seed, size=a.size)
             t0 = time.perf_counter()
             r = detect_copymove(f.pixels)
             times.append(time.perf_counter() - t0)
             truth = f.target | f.source
             q = f.record["jpeg_quality"]
             geo = "geo" if (f.record["rotation_deg"] or f.record["scale"] != 1.0) else "shift"
-            for key in (style, f"q{q}", geo, "all"):
+            for key in (style, f"q{q}", f"{style} q{q}", geo, "all"):
                 groups.setdefault(key, []).append((r.score, truth))
             found.append(len(r.pairs))
-            au = doc_scan(k, style, size=a.size, forge=False)
+            au = doc_scan(k, style, seed=a.seed, size=a.size, forge=False)
             ra = detect_copymove(au.pixels)
             fa.append((float((np.nan_to_num(ra.score) >= 0.5).mean()), len(ra.pairs)))
             print(f"{style:6s} k={k} q={q} {geo:5s} pairs={len(r.pairs)} auc={auc(r.score, truth):.3f} "
                   f"f1={f1(r.score, truth):.3f} | authentic pairs={len(ra.pairs)} t={times[-1]:.1f}s", flush=True)
-    print("\n| set | pages | pixel AUC | F1 (score >= 0.5) |\n|---|---|---|---|")
-    for key in [*DOC_STYLES, *(f"q{q}" for q in QUALITIES), "shift", "geo", "all"]:
+    print("\n| set | pages | pages with a hit | pixel AUC | F1 (score >= 0.5) |\n|---|---|---|---|---|")
+    keys = [*DOC_STYLES, *(f"q{q}" for q in QUALITIES), *(f"{st} q{q}" for st in DOC_STYLES for q in QUALITIES)]
+    for key in [*keys, "shift", "geo", "all"]:
         if key not in groups:
             continue
         s = np.concatenate([x.ravel() for x, _ in groups[key]])
         t = np.concatenate([y.ravel() for _, y in groups[key]])
-        print(f"| {key} | {len(groups[key])} | {auc(s, t):.3f} | {f1(s, t):.3f} |")
+        npairs = sum(1 for x, y in groups[key] if ((np.nan_to_num(x) >= 0.5) & y).any())
+        print(f"| {key} | {len(groups[key])} | {npairs} | {auc(s, t):.3f} | {f1(s, t):.3f} |")
     fr = np.array([x for x, _ in fa])
     print(f"\nauthentic text pages: {len(fa)}, flagged pixels mean {100 * fr.mean():.3f}% max {100 * fr.max():.3f}%, "
           f"pages with a pair {sum(1 for _, n in fa if n)}")
     print(f"mean copy-move time per {a.size}x{a.size} page: {np.mean(times):.2f}s")
-    real = (find_images(REAL) if REAL.is_dir() else [])[: a.real]
+    if not a.real_dir.is_dir():
+        print(f"real pages: {a.real_dir} not found (pass --real-dir)")
+    real = (find_images(a.real_dir) if a.real_dir.is_dir() else [])[: a.real]
     for p in real:
         s = load_scan(p)
         t0 = time.perf_counter()
         r = detect_copymove(s.pixels)
         print(f"real {p.name}: {s.pixels.shape[1]}x{s.pixels.shape[0]} pairs={len(r.pairs)} t={time.perf_counter() - t0:.1f}s")
     if not a.no_big:
-        big = doc_scan(0, "stamp", size=a.big)
+        big = doc_scan(0, "stamp", seed=a.seed, size=a.big)
         t0 = time.perf_counter()
         r = detect_copymove(big.pixels)
         t_cm = time.perf_counter() - t0

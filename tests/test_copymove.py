@@ -40,7 +40,8 @@ def test_moved_block_is_found(moved_block) -> None:
     # the test cannot say which end is the original: compare with both ends together
     assert _iou(found, target | (source & ~target)) > 0.4
     best = max(r.pairs, key=lambda p: p.z)
-    assert best.correlation > 0.5 and best.p_value < 1e-3
+    # identical before the save: far more alike at the copy's shift than any same-content pair
+    assert best.correlation > 0.5 and best.q < 0.5 * best.q_null and best.p_value < 0.05
     # the transform maps the target end onto the source end: a pure shift here
     assert np.allclose(best.transform[:, :2], np.eye(2), atol=0.02)
 
@@ -71,6 +72,23 @@ def test_authentic_text_page_reports_no_pair() -> None:
     assert r.n_candidates > 100  # the content matcher did see many repeated glyphs ...
     assert r.pairs == []  # ... and the noise test rejected them all
     assert float((np.nan_to_num(r.score) >= 0.5).mean()) == 0.0
+
+
+def test_document_word_copy_is_found() -> None:
+    # a word copied to the end of a form line, the page re-saved as JPEG 85 (a dev-set seed,
+    # not the benchmark's): both ends are found, the copy overlaps the truth with IoU > 0.5
+    f = doc_scan(1, "word", seed=7)
+    r = detect_copymove(f.pixels)
+    assert len(r.pairs) == 1
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    assert _iou(src | tgt, f.source | f.target) > 0.5
+    p = r.pairs[0]
+    sy, sx, _, _ = f.record["source_box"]
+    ty, tx, _, _ = f.record["target_box"]
+    # the displacement is the copy's, exactly (either end may be called the source)
+    assert {(int(p.transform[0, 2]), int(p.transform[1, 2]))} & {(sy - ty, sx - tx), (ty - sy, tx - sx)}
+    au = doc_scan(1, "word", seed=7, forge=False)  # the same page, scanned and saved alike, no copy
+    assert detect_copymove(au.pixels).pairs == []
 
 
 def test_doc_forgery_masks_are_exact() -> None:
@@ -109,7 +127,7 @@ def test_cli_writes_npy_h5_png(tmp_path: Path, moved_block) -> None:
         assert f["copymove"].shape == px.shape[:2]
         assert len(f["pairs"]) >= 1
         g = f["pairs"]["000"]
-        assert g["source_mask"].ndim == 2 and g["transform"].shape == (2, 3) and float(g.attrs["p_value"]) < 1e-3
+        assert g["source_mask"].ndim == 2 and g["transform"].shape == (2, 3) and float(g.attrs["p_value"]) < 0.05
     with Image.open(tmp_path / "cm.png") as im:
         assert im.size == (px.shape[1], px.shape[0])
     assert img.read_bytes() == before  # the evidence file is never touched

@@ -75,13 +75,13 @@ register_layer(Layer(
 ))
 register_layer(Layer(
     "copymove", "Copy-move",
-    "regions copied inside the scan whose noise residuals match: >= 0.5 on both ends of every reported pair",
+    "regions copied inside the scan, identical up to the last save: >= 0.5 on both ends of every reported pair",
     "H x W float32 in [0, 1], NaN = no evidence", "/copymove, /no_evidence, /pairs/NNN (boxes, masks, transform, statistics)",
     "the scan, each pair's two ends outlined in one colour per pair and linked",
     needs_model=False, summary_in_classify="on request", service="scanlab.services.layer_runs:copymove_run",
-    experimental=("on the benchmark's re-compressed document forgeries it reported no pair (pixel AUC 0.61, "
-                  "BENCHMARKS.md), so 'no pair' is not evidence that nothing was copied; it can take minutes "
-                  "on a full page"),
+    experimental=("on the benchmark's re-compressed document forgeries it found 1 copy in 12 (pixel AUC 0.69, "
+                  "F1 0.02; blank-paper patches are not examined; BENCHMARKS.md), so 'no pair' is not evidence "
+                  "that nothing was copied"),
 ))
 
 __all__ = ["LAYERS", "Layer", "get_layer", "layer_names", "register_layer"]

@@ -1,7 +1,7 @@
 """Copy-move detection: regions duplicated inside one scan, told apart from repeated glyphs.
 
 See :mod:`scanlab.core.copymove.api` for the layer's contract and
-:mod:`scanlab.core.copymove.detect` for the noise-residual test.
+:mod:`scanlab.core.copymove.dup` for the exact-duplication test.
 """
 
 from scanlab.core.copymove.api import CopyMovePair, CopyMoveResult, detect_copymove, pair_masks

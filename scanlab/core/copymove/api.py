@@ -1,17 +1,22 @@
 """The copy-move layer: one function from a scan's pixels to a score map and a list of pairs.
 
-:func:`detect_copymove` runs the steps of this package in order: the normalised
-noise residual and the block features (:mod:`.fields`), the candidates
-(:mod:`.candidates`), the inflation of the null measured on the scan, the
-noise-residual test of every candidate (:mod:`.detect`), and the merge of
-duplicate findings into pairs.
+:func:`detect_copymove` runs the steps of :mod:`.dup` in order: block-match
+candidates on a reduced work image, the exact-duplication test of every candidate at
+full resolution (``q``: SSD at the best integer shift over SSD one pixel away), the
+scan's own null of same-content pairs, and the merge of accepted candidates into pairs.
+
+The null is conditioned on the displacement's phase against JPEG's 8x8 grid: two
+regions whose displacement is a multiple of 8 along an axis were quantised in the same
+block phase along it, so repeated glyphs there are nearly as identical as a copy. A
+candidate is compared only with the scan's other candidates of its class (aligned or
+not, per axis), never with those at its own displacement (its own copy's other parts).
 
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window
-covering the pixel (flat or clipped paper carries no noise to compare);
-``0.5 + 0.5 * rho`` on both ends of every reported pair (so >= 0.5 exactly there);
-elsewhere ``0.49 * max(0, rho)`` of the best tested candidate window, a hint that
-never reaches the reporting level.
+covering the pixel; ``0.5 + 0.5 * strength`` on both ends of every reported pair (so
+>= 0.5 exactly there); elsewhere ``0.49 * q_null / (q + q_null)`` of the best tested
+candidate covering the pixel, a hint that never reaches the reporting level.
+Blank paper carries no content for the candidate search and is not examined.
 """
 
 from __future__ import annotations
@@ -22,19 +27,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from scanlab.core.copymove import detect as dt
-from scanlab.core.copymove.candidates import Candidate, content_candidates, noise_peaks
-from scanlab.core.copymove.fields import block_features, grey, residual
+from scanlab.core.copymove import dup
+from scanlab.core.copymove.fields import grey
 from scanlab.core.engine.nosignal import DEFAULT_RULE, EvidenceRule, window_evidence
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
-MIN_OFFSET = 24  # px: nearer displacements are texture, not a copy the test can tell
-MAX_CANDIDATES = 1500
-MAX_PEAKS = 12
-PEAK_Z = 6.0
-_NULL_OFFSETS = ((57, 131), (-93, 71), (211, -37), (13, 263))
+MIN_OFFSET = 12  # px: a digit copied just after its own line's last digit lies one advance away
+MARGIN = 0.16  # a candidate's q must be below MARGIN x the lowest q of its class's null
+MAX_Q = 0.011  # ... and below this whatever the null (a copy differs by the re-save alone)
+MIN_NULL = 20  # a class null smaller than this borrows the pooled null of all classes
+MIN_AREA = 64  # px: smaller ends are not reported
+GROW = 48  # px: how far beyond its matched blocks a pair's mask may reach
+TEXTURE = 25.0  # mean squared gradient (8-bit levels^2 per px^2) above which a region is textured
 
 
 @dataclass
@@ -54,6 +60,8 @@ class CopyMovePair:
     z: float = 0.0
     p_value: float = 1.0
     origin: str = "content"
+    q: float = 1.0  # SSD at the copy's shift / SSD one pixel off (see .dup): ~0 for a copy
+    q_null: float = 1.0  # the lowest q of the scan's same-content null of the pair's class
 
     @property
     def area(self) -> int:
@@ -69,7 +77,7 @@ class CopyMovePair:
             "rotation_deg": float(np.degrees(np.arctan2(a[0, 1], a[0, 0]))),
             "scale": float(np.sqrt(abs(np.linalg.det(a[:, :2])))),
             "correlation": round(self.correlation, 4), "z": round(self.z, 2), "p_value": self.p_value,
-            "found_by": self.origin,
+            "found_by": self.origin, "q": round(self.q, 5), "q_null": round(self.q_null, 5),
         }
 
 
@@ -124,7 +132,7 @@ def detect_copymove(
     image: np.ndarray,
     *,
     rule: EvidenceRule = DEFAULT_RULE,
-    alpha: float = dt.ALPHA,
+    alpha: float = 1e-3,
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
 ) -> CopyMoveResult:
@@ -137,7 +145,7 @@ def detect_copymove(
     rule : EvidenceRule
         The no-signal rule that decides where the map is NaN.
     alpha : float
-        Family-wise level of the pair test (Bonferroni over the components examined).
+        Largest empirical p-value (rank of ``q`` in the scan's own null) of a reported pair.
     cancel, progress
         Cooperative cancel token and ``progress(done, total)`` callback.
 
@@ -149,116 +157,126 @@ def detect_copymove(
     if image.ndim not in (2, 3) or image.shape[0] < 64 or image.shape[1] < 64:
         raise ScanLabError(f"copy-move: need an image of at least 64x64 pixels, got shape {tuple(image.shape)}")
     h, w = image.shape[:2]
-    total = 6
+    total = 4
     report(progress, 0, total)
     g = grey(image)
-    res = residual(g, 255.0)
     ev = evidence_pixels(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, 2), rule)
     check(cancel)
     report(progress, 1, total)
-    bf = block_features(g)
-    cands = content_candidates(bf, (h, w), MIN_OFFSET, MAX_CANDIDATES)
-    # rotated or scaled copies: their displacements spread over several fine bins, so
-    # coarse groups are fitted again and kept only when the fit is not a translation
-    cands += content_candidates(bf, (h, w), MIN_OFFSET, 15, bin_size=24, tile=256, min_votes=12,
-                                affine_only=True)
+    cands, f = dup.candidates(g, MIN_OFFSET)
     check(cancel)
     report(progress, 2, total)
-    peaks = noise_peaks(res.field, MIN_OFFSET, MAX_PEAKS, PEAK_Z) if res.noise_level > 0 else []
+    gy, gx = np.gradient(g)
+    grad2 = gy * gy + gx * gx
+    del gy, gx
+    # the coarse search steps by f pixels: a box of f pixels keeps its SSD smooth at that step
+    blur = ndimage.uniform_filter(g, f + 1) if f > 1 else ndimage.uniform_filter(g, 2)
+    dup.test_candidates(g, grad2, blur, cands, f, MIN_OFFSET, cancel=cancel)
+    del blur
     report(progress, 3, total)
-    # the null's spread: fixed displacements of the whole scan, then every content candidate
-    null_z = []
-    for dy, dx in _NULL_OFFSETS:
-        if abs(dy) < h // 2 and abs(dx) < w // 2:
-            c = Candidate((max(0, -dy), max(0, -dx), min(h, h - dy), min(w, w - dx)), np.array([[1.0, 0, dy], [0, 1.0, dx]]), 0, "null")
-            cs = dt.cell_stats(res.field, res.weight, c.transform, c.box)
-            if cs is not None:
-                null_z.append(cs.boxed()[1][::2, ::2].ravel())
-    tested: list[tuple[Candidate, np.ndarray, dt.CellStats, tuple[np.ndarray, np.ndarray]]] = []
-    factor = bf.factor
-    for k, c in enumerate(cands + peaks):
-        if k % 64 == 0:
-            check(cancel)
-        a = dt.refine(res.field, res.weight, c, factor + 1) if c.origin == "content" else c.transform
-        cs = dt.cell_stats(res.field, res.weight, a, c.box)
-        if cs is None:
-            continue
-        boxed = cs.boxed()
-        tested.append((c, a, cs, boxed))
-        if c.origin == "content":
-            null_z.append(boxed[1].ravel())
+    tested = [c for c in cands if np.isfinite(c.q)]
+    qs = np.array([c.q for c in tested])
+    cls = np.array([_grid_class(c) for c in tested], dtype=np.int64).reshape(-1)
+    dyx = np.array([(c.dy, c.dx) for c in tested], dtype=np.int64).reshape(-1, 2)
+    accepted: list[tuple[dup.DupCandidate, float, float]] = []
+    hint = np.zeros((h, w), np.float32)
+    q_bar = np.inf
+    for i, c in enumerate(tested):
+        # the null: the scan's other candidates of the same JPEG-grid class, never this displacement
+        other = np.abs(dyx - dyx[i]).max(axis=1) > 2
+        null = qs[other & (cls == cls[i])]
+        if null.size < MIN_NULL:
+            null = qs[other]
+        q0 = float(null.min()) if null.size else np.inf
+        y0, x0, y1, x1 = c.box
+        v = np.float32(0.49 * q0 / max(c.q + q0, 1e-12)) if np.isfinite(q0) else np.float32(0.49)
+        np.maximum(hint[y0:y1, x0:x1], v, out=hint[y0:y1, x0:x1])
+        if null.size >= MIN_NULL:
+            q_bar = min(q_bar, MAX_Q, MARGIN * q0)
+        p = float((1 + np.count_nonzero(null <= c.q)) / (1 + null.size))
+        if null.size >= MIN_NULL and c.q <= min(MAX_Q, MARGIN * q0) and p <= max(alpha, 1.0 / (1 + null.size)):
+            accepted.append((c, q0, p))
+    pairs = _pairs(g, grad2, accepted, (h, w))
     report(progress, 4, total)
-    zs = np.concatenate(null_z) if null_z else np.zeros(0)
-    inflation = max(1.0, dt.robust_spread(zs))
-    comps = [comp for c, a, cs, bx in tested for comp in dt.components(cs, c, a, inflation, bx)]
-    n_tests = max(1, len(comps))
-    hint = np.zeros((h // dt.CELL + 1, w // dt.CELL + 1), np.float32)
-    for _c, _a, cs, (rb, _z) in tested:
-        sl = (slice(cs.y0, cs.y0 + rb.shape[0]), slice(cs.x0, cs.x0 + rb.shape[1]))
-        np.maximum(hint[sl], np.clip(rb, 0, 1), out=hint[sl])
-    # same-content null at the pair level: the components of the content candidates,
-    # nearly all repeated glyphs and words printed once (see detect's module docstring)
-    # the null: content components, one value per displacement (the strongest), so that
-    # a large copy split into many components counts once; a component is never
-    # compared with displacements within 4 px of its own
-    per: dict[tuple[int, int], float] = {}
-    for c in comps:
-        if c.cand.origin == "content":
-            key = (int(round(c.transform[0, 2])), int(round(c.transform[1, 2])))
-            per[key] = max(per.get(key, -np.inf), c.z_raw / inflation)
-    keys = np.array(list(per.keys()), dtype=np.float64).reshape(-1, 2)
-    vals = np.array(list(per.values()))
-    pairs = []
-    for comp in comps:
-        z = comp.z_raw / inflation
-        if z < dt.Z_PAIR_MIN or comp.rho < dt.RHO_MIN:
-            continue
-        far = np.abs(keys - comp.transform[:, 2][None, :]).max(axis=1) > 4 if len(keys) else np.zeros(0, bool)
-        null = vals[far]
-        bar = dt.empirical_threshold(null)
-        p = dt.p_value(dt.standardise(z, null), n_tests)
-        if z < bar or p > alpha:
-            continue
-        pair = _pair(comp, z, p, (h, w))
-        if pair is not None and pair.area >= dt.MIN_AREA and int(pair.source_mask.sum()) >= dt.MIN_AREA:
-            pairs.append(pair)
-    pairs = _merge(pairs)
-    report(progress, 5, total)
-    score = np.where(ev, 0.49 * np.repeat(np.repeat(hint, dt.CELL, 0), dt.CELL, 1)[:h, :w], np.nan).astype(np.float32)
+    score = np.where(ev, hint, np.nan).astype(np.float32)
     for pr in pairs:
         for (y, x, bh, bw), m in ((pr.target_box, pr.target_mask), (pr.source_box, pr.source_mask)):
             sl = score[y : y + bh, x : x + bw]
-            sl[m] = np.float32(0.5 + 0.5 * max(0.0, pr.correlation))
+            sl[m] = np.float32(0.5 + 0.5 * min(1.0, pr.z / 4.0))
     report(progress, total, total)
     no_ev = np.isnan(score)
-    return CopyMoveResult(score, no_ev, pairs, len(cands) + len(peaks), n_tests, inflation, res.noise_level,
-                          time.perf_counter() - t0, dt.empirical_threshold(vals))
+    noise = float(np.median(np.abs(g[1::4, 1::4] - g[::4, ::4]))) if h > 8 and w > 8 else 0.0
+    return CopyMoveResult(score, no_ev, pairs, len(cands), len(tested), 1.0, noise,
+                          time.perf_counter() - t0, float(q_bar) if np.isfinite(q_bar) else 0.0)
 
 
-def _pair(comp: dt.Component, z: float, p: float, shape: tuple[int, int]) -> CopyMovePair | None:
-    """Pixel masks of both ends of a component (target cells, mapped through the transform)."""
+def _grid_class(c: dup.DupCandidate) -> int:
+    """0..3: whether the displacement is a multiple of 8 (JPEG's block) along y, along x."""
+    return int(c.dy % 8 == 0) * 2 + int(c.dx % 8 == 0)
+
+
+def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, int]) -> list[CopyMovePair]:
+    """Merge accepted candidates that share a displacement into pairs and cut their masks.
+
+    The mask of a target end is where, inside the union of its candidates' boxes, the
+    content (the gradient, dilated by a few pixels) of either end lies and the aligned
+    difference stays at the level of the accepted samples: the copied glyph or stamp and
+    the paper just around it, not the whole matched blocks.
+    """
     h, w = shape
-    cy, cx = np.nonzero(comp.cells)
-    ty0, tx0 = (comp.stats.y0 + cy.min()) * dt.CELL, (comp.stats.x0 + cx.min()) * dt.CELL
-    cells = comp.cells[cy.min() : cy.max() + 1, cx.min() : cx.max() + 1]
-    tmask = np.repeat(np.repeat(cells, dt.CELL, 0), dt.CELL, 1)[: h - ty0, : w - tx0]
-    a = comp.transform
-    yy, xx = np.nonzero(tmask)
-    sy = a[0, 0] * (yy + ty0) + a[0, 1] * (xx + tx0) + a[0, 2]
-    sx = a[1, 0] * (yy + ty0) + a[1, 1] * (xx + tx0) + a[1, 2]
-    sy, sx = np.rint(sy).astype(int), np.rint(sx).astype(int)
-    ok = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
-    if not ok.any():
-        return None
-    sy, sx = sy[ok], sx[ok]
-    sy0, sx0 = int(sy.min()), int(sx.min())
-    smask = np.zeros((int(sy.max()) - sy0 + 1, int(sx.max()) - sx0 + 1), bool)
-    smask[sy - sy0, sx - sx0] = True
-    smask = ndimage.binary_closing(smask, np.ones((3, 3)), border_value=0) | smask  # fill resampling holes
-    return CopyMovePair(
-        (sy0, sx0, smask.shape[0], smask.shape[1]), (int(ty0), int(tx0), tmask.shape[0], tmask.shape[1]),
-        smask, tmask.astype(bool), a, comp.rho, float(z), p, comp.cand.origin,
-    )
+    groups: list[list] = []
+    for item in sorted(accepted, key=lambda t: t[0].q):
+        c = item[0]
+        for grp in groups:
+            g0 = grp[0][0]
+            if abs(g0.dy - c.dy) <= 1 and abs(g0.dx - c.dx) <= 1:
+                grp.append(item)
+                break
+        else:
+            groups.append([item])
+    out = []
+    edge_thr = float(np.percentile(grad2[::4, ::4], 90))
+    for grp in groups:
+        best, q0, p = grp[0]
+        dy, dx = best.dy, best.dx
+        # a window around the matched blocks: a copy may reach beyond the blocks that matched
+        y0 = max(0, min(c.box[0] for c, _, _ in grp) - GROW, -dy)
+        x0 = max(0, min(c.box[1] for c, _, _ in grp) - GROW, -dx)
+        y1 = min(h, max(c.box[2] for c, _, _ in grp) + GROW, h - dy)
+        x1 = min(w, max(c.box[3] for c, _, _ in grp) + GROW, w - dx)
+        if y1 - y0 < 8 or x1 - x0 < 8:
+            continue
+        t = g[y0:y1, x0:x1]
+        s = g[y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+        gmax = np.maximum(grad2[y0:y1, x0:x1], grad2[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
+        # content: strong edges (dilated a little) or texture; blank paper is neither, so a
+        # copy's mask does not spread over the paper around it, which matches anyway
+        content = ndimage.binary_dilation(gmax > edge_thr, iterations=3) | (ndimage.uniform_filter(gmax, 7) > TEXTURE)
+        local = ndimage.uniform_filter((t - s) ** 2, 5)
+        same = local <= 4.0 * max(best.level, 1e-3) * np.maximum(ndimage.uniform_filter(gmax, 5), 1.0)
+        seed = np.zeros_like(same)
+        for c, _, _ in grp:  # the matched blocks
+            seed[max(0, c.box[0] - y0) : c.box[2] - y0, max(0, c.box[1] - x0) : c.box[3] - x0] = True
+        # (bit-identical neighbourhoods count whatever their content: paper never repeats exactly)
+        m = ndimage.binary_closing(same & (content | (local < 1e-6)), np.ones((5, 5)), border_value=0)
+        lab, n = ndimage.label(m)
+        keep = np.unique(lab[seed & m])
+        m = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
+        if m.sum() < MIN_AREA:
+            continue
+        ys, xs = np.nonzero(m)
+        by0, bx0, by1, bx1 = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+        mm = m[by0:by1, bx0:bx1]
+        ty, tx = y0 + by0, x0 + bx0
+        a = np.array([[1.0, 0.0, float(dy)], [0.0, 1.0, float(dx)]])
+        ts, ss = t[m] - ndimage.uniform_filter(t, 3)[m], s[m] - ndimage.uniform_filter(s, 3)[m]
+        rho = float(ts @ ss / np.sqrt(max(float(ts @ ts) * float(ss @ ss), 1e-12)))
+        strength = float(np.log2(q0 / max(best.q, 1e-9)))
+        box_t = (ty, tx, mm.shape[0], mm.shape[1])
+        box_s = (ty + dy, tx + dx, mm.shape[0], mm.shape[1])
+        out.append(CopyMovePair(box_s, box_t, mm.copy(), mm.copy(), a, rho, strength, p, "content",
+                                q=float(best.q), q_null=float(q0)))
+    return _merge(out)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -1,23 +1,12 @@
-"""The two fields the copy-move detector works on: the noise residual and block features.
-
-**Noise residual.** A digital copy carries the noise of its source pixel for pixel
-(up to the re-compression after the edit); two glyphs printed once and scanned once
-share their shape but not their noise. The residual ``r = g - box3x3(g)`` of the grey
-image (8-bit levels) holds both noise and the edges of the content; to keep the
-content out of the comparison, pixels whose local residual energy is more than
-``EDGE_FACTOR`` times the page's noise level (glyph edges, halftone dots) get weight
-0, clipped pixels too, and the rest is divided by the noise level and clipped to
-+-3. The per-column and per-row means are then removed: a scanner's sensor column
-pattern repeats down every row and its motor banding along every row, so without
-this any two regions in the same columns would "share noise".
+"""Block features for the copy-move candidates, and the grey image they are computed on.
 
 **Block features** (candidates for copies of textured content: glyphs, words, stamps).
 On a grey image reduced to about ``WORK_PIXELS`` and blurred, every block of
-``BLOCK`` x ``BLOCK`` work pixels on a stride-``STRIDE`` grid is described by its 4x4
+``BLOCK`` x ``BLOCK`` work pixels on a grid of the caller's stride is described by its 4x4
 grid of cell means, less the block mean, divided by the block's contrast. Such
 low-frequency features survive JPEG re-compression, and small rotations (a few
 degrees) or scalings (0.9-1.1) move them by a fraction of a cell; blocks without
-contrast (blank paper) carry no feature and are left to the noise path.
+contrast (blank paper) carry no feature and are not examined.
 """
 
 from __future__ import annotations
@@ -29,9 +18,7 @@ from scipy import ndimage
 
 from scanlab.core.io.imaging import full_scale
 
-NOISE_FLOOR = 0.5  # 8-bit levels: local residual RMS below this is quantisation, not noise
-EDGE_FACTOR = 3.0  # local residual RMS above this many noise levels: content, not noise
-WORK_PIXELS = 1_500_000  # block features are computed on an image reduced to about this size
+WORK_PIXELS = 600_000  # block features are computed on an image reduced to about this size
 BLOCK = 16  # block side (work pixels)
 STRIDE = 4  # block grid stride (work pixels)
 MIN_CONTRAST = 6.0  # 8-bit levels (block std): below it a block is blank paper
@@ -45,51 +32,6 @@ def grey(image: np.ndarray) -> np.ndarray:
     if np.issubdtype(image.dtype, np.floating):  # the engines' (3, H, W) layout
         return image.mean(axis=0, dtype=np.float32) * scale
     return image.mean(axis=2, dtype=np.float32) * scale
-
-
-@dataclass
-class Residual:
-    """The normalised noise residual of a scan and its weights."""
-
-    field: np.ndarray  # (H, W) float32: normalised residual (0 where weight is 0)
-    weight: np.ndarray  # (H, W) bool: the pixel's residual is noise (not edge, not clipped)
-    noise_level: float  # 8-bit levels: median local residual RMS
-
-
-def residual(g: np.ndarray, top: float = 255.0, rows: bool = False, cols: bool = True, grid: bool = True, floor: float = NOISE_FLOOR) -> Residual:
-    """Normalised noise residual of the grey image ``g`` (see module docstring)."""
-    r = g - ndimage.uniform_filter(g, 3, mode="nearest")
-    local = np.sqrt(ndimage.uniform_filter(r * r, 7, mode="nearest"))
-    sample = local[::4, ::4]
-    sample = sample[sample > 1e-3]
-    sigma = float(np.median(sample)) if sample.size else 0.0
-    if sigma <= 1e-3:
-        z = np.zeros_like(g)
-        return Residual(z, np.zeros(g.shape, bool), sigma)
-    clipped = (g <= 0.0) | (g >= top - 1e-3)
-    clipped = ndimage.maximum_filter(clipped, 3)
-    weight = (local < EDGE_FACTOR * sigma) & (local >= floor) & ~clipped
-    # JPEG's 8x8 grid: the residual next to a block edge is the step between two blocks'
-    # quantised coefficients, the same wherever the content is alike; drop those rows/cols
-    for axis in ((0, 1) if grid else ()):
-        prof = np.abs(r).mean(axis=1 - axis)
-        n8 = (len(prof) // 8) * 8
-        if n8 >= 64:
-            phase = prof[:n8].reshape(-1, 8).mean(axis=0)
-            if phase.max() > 1.15 * np.median(phase):
-                edge = int(np.argmax(phase))  # the step sits between positions edge and edge+1
-                idx = np.arange(g.shape[axis]) % 8
-                bad = (idx == edge) | (idx == (edge + 1) % 8)
-                weight &= ~bad[:, None] if axis == 0 else ~bad[None, :]
-    f = np.clip(r / np.float32(sigma), -3.0, 3.0) * weight
-    # remove the sensor column pattern and the motor's row pattern (see module docstring)
-    if cols:
-        n = weight.sum(axis=0)
-        f -= (f.sum(axis=0) / np.maximum(n, 1))[None, :] * weight
-    if rows:
-        n = weight.sum(axis=1)
-        f -= (f.sum(axis=1) / np.maximum(n, 1))[:, None] * weight
-    return Residual(f.astype(np.float32, copy=False), weight, sigma)
 
 
 @dataclass
@@ -107,8 +49,8 @@ def work_factor(h: int, w: int) -> int:
     return max(1, int(round(np.sqrt(h * w / WORK_PIXELS))))
 
 
-def block_features(g: np.ndarray) -> BlockFeatures:
-    """Features of every textured block (see module docstring)."""
+def block_features(g: np.ndarray, stride: int = STRIDE) -> BlockFeatures:
+    """Features of every textured block on the ``stride`` grid (see module docstring)."""
     f = work_factor(*g.shape)
     h, w = (g.shape[0] // f) * f, (g.shape[1] // f) * f
     work = g[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3)) if f > 1 else g
@@ -117,8 +59,8 @@ def block_features(g: np.ndarray) -> BlockFeatures:
     ii = _integral(work)
     ii2 = _integral(work * work)
     hh, ww = work.shape
-    ys = np.arange(0, hh - BLOCK + 1, STRIDE)
-    xs = np.arange(0, ww - BLOCK + 1, STRIDE)
+    ys = np.arange(0, hh - BLOCK + 1, stride)
+    xs = np.arange(0, ww - BLOCK + 1, stride)
     yy, xx = (a.ravel() for a in np.meshgrid(ys, xs, indexing="ij"))
     n = float(BLOCK * BLOCK)
     mean = _box_sum(ii, yy, xx, BLOCK) / n
