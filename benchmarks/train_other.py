@@ -19,6 +19,18 @@ manifest's file list (default bank, content seed of the bank).
 
     python benchmarks/train_other.py --model trained_models/scanlab-default.safetensors \\
         -o /tmp/other.pt --steps 4000
+
+Robust to the delivery chain (issue 17 item 3): ``--chain-p P`` sends each known scan
+and each outlier scan, with probability P, through one random delivery path
+(:func:`scanlab.core.io.delivery.delivered`: tone, resampling, JPEG re-compression)
+applied to the *whole* scan, as a questioned file really arrives; a known scan keeps
+its scanner label. The known pool is transformed again every round. ``--train
+last-block`` fine-tunes only the last inception block, the class rows and the extra
+row (batch-norm statistics fixed), and ``--init-other`` starts the extra row from the
+model file's own, so the shipped model is fine-tuned rather than retrained:
+
+    python benchmarks/train_other.py -o /tmp/chain.pt --chain-p 0.5 --train last-block \\
+        --init-other --steps 3000 --lr 0.003 --oe-designs 200 --round-steps 300 --oe-bank oe-chain
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from evidence_data import resimulate  # noqa: E402
 
 from scanlab.core.engine.network import PATCH  # noqa: E402
+from scanlab.core.io.delivery import delivered  # noqa: E402
 from scanlab.core.modelfile.store import load_model  # noqa: E402
 from scanlab.core.synth.bank import synth_scan  # noqa: E402
 from scanlab.core.synth.scanner import decode, design  # noqa: E402
@@ -48,9 +61,18 @@ def _known(rel: str) -> np.ndarray:
     return decode(resimulate(rel))
 
 
-def _outlier(args: tuple[str, int, int]) -> np.ndarray:
-    bank_name, index, size = args
-    return decode(synth_scan(design(bank_name, index), 0, seed=7, size=size).data)
+def _outlier(args: tuple[str, int, int, float]) -> np.ndarray:
+    bank_name, index, size, chain_p = args
+    img = decode(synth_scan(design(bank_name, index), 0, seed=7, size=size).data)
+    rng = np.random.default_rng([index, size, 11])
+    return delivered(img, rng)[0] if rng.random() < chain_p else img
+
+
+def _deliver(args: tuple[np.ndarray, int, float]) -> np.ndarray:
+    """A known scan as it may arrive (with probability ``chain_p``), the same scanner label."""
+    img, seed, chain_p = args
+    rng = np.random.default_rng(seed)
+    return delivered(img, rng)[0] if rng.random() < chain_p else img
 
 
 def _patches(images: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
@@ -78,6 +100,12 @@ def main() -> None:
     ap.add_argument("--other-bias", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chain-p", type=float, default=0.0,
+                    help="probability that a known or outlier scan goes through the delivery chain")
+    ap.add_argument("--train", choices=["all", "last-block"], default="all",
+                    help="last-block: only the last inception block and the head learn (batch norm fixed)")
+    ap.add_argument("--init-other", action="store_true", help="start the extra row from the model file's")
+    ap.add_argument("--keep-every", type=int, default=0, help="also keep a checkpoint every N steps (-sN.pt)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -95,7 +123,16 @@ def main() -> None:
     fc = net.fc
     w_other = torch.nn.Parameter(torch.zeros(1, fc.in_features))
     b_other = torch.nn.Parameter(torch.full((1,), a.other_bias))
-    params = list(net.parameters()) + [w_other, b_other]
+    if a.init_other:
+        w_other.data[0] = lm.extras["open_set.other_weight"].float().reshape(-1)
+        b_other.data[:] = lm.extras["open_set.other_bias"].float().reshape(-1)
+    last_block = a.train == "last-block"
+    frozen = torch.nn.Sequential(net.stem, net.pool1, net.inc1, net.pool2)
+    if last_block:  # the lower layers run without gradients: a step costs about half as much
+        for p in frozen.parameters():
+            p.requires_grad = False
+    params = [p for p in net.parameters() if p.requires_grad] + [w_other, b_other]
+    as_scanned = known
     opt = torch.optim.SGD(params, lr=a.lr, momentum=0.9, weight_decay=1e-4)
     hist = []
     outliers: list[np.ndarray] = []
@@ -106,18 +143,29 @@ def main() -> None:
             rnd = step // a.round_steps
             t2 = time.time()
             with ProcessPoolExecutor(a.threads) as ex:
-                outliers = list(ex.map(_outlier, [(f"{a.oe_bank}-r{rnd}", i, a.oe_size) for i in range(a.oe_designs)],
-                                       chunksize=8))
+                outliers = list(ex.map(_outlier, [(f"{a.oe_bank}-r{rnd}", i, a.oe_size, a.chain_p)
+                                                  for i in range(a.oe_designs)], chunksize=8))
+                if a.chain_p > 0:  # a new delivery path for every known scan each round
+                    jobs = [(im, a.seed * 1_000_003 + rnd * 10_007 + k, a.chain_p) for k, im in enumerate(as_scanned)]
+                    known = list(ex.map(_deliver, jobs, chunksize=16))
             print(f"round {rnd}: {len(outliers)} outlier designs ({time.time() - t2:.0f}s)", file=sys.stderr, flush=True)
         lr = 0.5 * a.lr * (1 + math.cos(math.pi * step / a.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        net.train()
+        if last_block:
+            net.eval()  # batch-norm statistics stay those of the as-scanned training
+        else:
+            net.train()
         ik = rng.integers(0, len(known), a.batch)
         io = rng.integers(0, len(outliers), a.batch)
         x = torch.cat([_patches(known, ik, rng), _patches(outliers, io, rng)])
         y = torch.cat([torch.from_numpy(labels[ik]), torch.full((a.batch,), ns)])
-        feats = net.trunk(x).mean(dim=(2, 3))
+        if last_block:
+            with torch.no_grad():
+                h = frozen(x)
+            feats = net.inc2(h).mean(dim=(2, 3))
+        else:
+            feats = net.trunk(x).mean(dim=(2, 3))
         z = torch.cat([fc(feats), F.linear(feats, w_other, b_other)], dim=1)
         loss_each = F.cross_entropy(z, y, reduction="none")
         loss = loss_each.mean()
@@ -138,9 +186,12 @@ def main() -> None:
             hist.append(rec)
             print(json.dumps(rec), file=sys.stderr, flush=True)
             run = {"k_loss": 0.0, "o_loss": 0.0, "k_acc": 0.0, "o_acc": 0.0, "n": 0}
-        if (step + 1) % 500 == 0 or step + 1 == a.steps:
-            torch.save({"state": net.state_dict(), "other_weight": w_other.detach()[0].clone(),
-                        "other_bias": b_other.detach().clone(), "history": hist, "args": vars(a)}, a.output)
+        if (step + 1) % 500 == 0 or step + 1 == a.steps or (a.keep_every and (step + 1) % a.keep_every == 0):
+            ck = {"state": net.state_dict(), "other_weight": w_other.detach()[0].clone(),
+                  "other_bias": b_other.detach().clone(), "history": hist, "args": vars(a)}
+            torch.save(ck, a.output)
+            if a.keep_every and (step + 1) % a.keep_every == 0:
+                torch.save(ck, str(Path(a.output).with_suffix("")) + f"-s{step + 1}.pt")
     net.eval()
     print(json.dumps({"steps": a.steps, "seconds": round(time.time() - t0, 1), "output": a.output}))
 
