@@ -180,3 +180,20 @@ def test_gating_knows_the_qualities_training_recompressed_to():
     (w,) = input_warnings(_Info({"quality": 40, "recompressed": True, "recompression_score": 0.9}), ti, _MEASURED)
     assert w["code"] == "jpeg_quality_unseen" and "re-compressed scans at quality 60-98" in w["message"]
     assert "attribution still measured at 60%" in w["message"]
+
+
+def test_gating_text_comes_from_the_model_file(random_model):
+    """The shipped file carries measured figures and the warning quotes them; a file without them says so."""
+    from scanlab.core.evidence.gating import input_warnings
+    from scanlab.core.evidence.verdict import EvidenceConfig
+    from scanlab.core.modelfile.store import read_manifest
+    from scanlab.services.paths import default_model_path
+
+    ti = {"formats": {"JPEG": 30}, "jpeg_quality": [85, 95], "bit_depths": [8]}
+    low = _Info({"quality": 72, "recompressed": True, "recompression_score": 0.9})
+    shipped = read_manifest(default_model_path())
+    row = shipped["delivery_chain_measured"]["rows"]["jpeg-q75"]  # measured by benchmarks/bench_delivery.py
+    (w,) = input_warnings(low, ti, EvidenceConfig.from_model(shipped).delivery_measured)
+    assert f"attribution still measured at {100 * row['known_right']:.0f}%" in w["message"]
+    (w,) = input_warnings(low, ti, EvidenceConfig.from_model(read_manifest(random_model)).delivery_measured)
+    assert "not measured for this model" in w["message"]
