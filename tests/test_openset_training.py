@@ -81,10 +81,6 @@ def test_training_records_the_reliability_bins(open_set_model):
     assert abs(ece_of_bins(after) - c["ece_after"]) < 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known regression of issue 17 item 2: the 'other scanner' output (tests: 20 virtual outlier designs, "
-    "~15 steps, plus 2 toy negatives) does not reject the toy period-4 scanner that the k-NN feature "
-    "scorer used to reject; the lead decides between more exposure and a k-NN fallback"))
 def test_unseen_scanner_comes_out_unknown(open_set_model, capsys):
     model, unseen, fresh_root = open_set_model
     files = sorted(str(p) for p in unseen.glob("*.png"))
