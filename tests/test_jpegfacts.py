@@ -144,3 +144,56 @@ def test_card_names_the_training_formats():
     m = {"training_input": {"dpi": None, "bit_depths": [8], "formats": {"JPEG": 4, "PNG": 2},
                             "jpeg_quality": [85, 95], "jpeg_subsampling": ["4:2:0"]}}
     assert any("JPEG 4, PNG 2; JPEG quality 85-95 (4:2:0)" in line for line in _evidence_card(m))
+
+
+_MEASURED = {"known_scans": 20, "unseen_scans": 20, "rows": {
+    "as scanned": {"kind": "none", "parameter": None, "known_right": 1.0, "known_wrong": 0.0, "unseen_rejected": 0.95},
+    "jpeg-q90": {"kind": "jpeg", "parameter": 90, "known_right": 0.85, "known_wrong": 0.0, "unseen_rejected": 1.0},
+    "jpeg-q75": {"kind": "jpeg", "parameter": 75, "known_right": 0.6, "known_wrong": 0.05, "unseen_rejected": 1.0},
+}}
+
+
+def test_gating_quotes_the_attribution_measured_through_recompression():
+    """The warning carries the model file's own figure for the nearest measured quality, or says none was measured."""
+    from scanlab.core.evidence.gating import input_warnings
+
+    ti = {"formats": {"JPEG": 30}, "jpeg_quality": [85, 95], "bit_depths": [8]}
+    low = {"quality": 72, "recompressed": True, "recompression_score": 0.9}
+    (w,) = input_warnings(_Info(low), ti, _MEASURED)
+    assert w["code"] == "jpeg_quality_unseen"
+    assert "attribution still measured at 60%" in w["message"] and "quality 75" in w["message"]
+    assert "5% attributed to a wrong scanner" in w["message"]
+    (w,) = input_warnings(_Info({"quality": 88, "recompressed": True, "recompression_score": 0.9}), ti, _MEASURED)
+    assert w["code"] == "recompressed" and "attribution still measured at 85%" in w["message"]
+    for measured in (None, {"rows": {"as scanned": _MEASURED["rows"]["as scanned"]}}):
+        (w,) = input_warnings(_Info(low), ti, measured)
+        assert "not measured for this model" in w["message"] and "%" not in w["message"]
+
+
+def test_gating_knows_the_qualities_training_recompressed_to():
+    """A model trained through the delivery chain covers re-compression down to its recorded quality, not below."""
+    from scanlab.core.evidence.gating import input_warnings
+
+    ti = {"formats": {"JPEG": 30}, "jpeg_quality": [85, 95], "bit_depths": [8],
+          "recompressed_in_training": True, "recompressed_quality": [60, 98]}
+    assert input_warnings(_Info({"quality": 72, "recompressed": True, "recompression_score": 0.9}), ti) == []
+    (w,) = input_warnings(_Info({"quality": 40, "recompressed": True, "recompression_score": 0.9}), ti, _MEASURED)
+    assert w["code"] == "jpeg_quality_unseen" and "re-compressed scans at quality 60-98" in w["message"]
+    assert "attribution still measured at 60%" in w["message"]
+
+
+def test_gating_text_comes_from_the_model_file(random_model):
+    """The shipped file carries measured figures and the warning quotes them; a file without them says so."""
+    from scanlab.core.evidence.gating import input_warnings
+    from scanlab.core.evidence.verdict import EvidenceConfig
+    from scanlab.core.modelfile.store import read_manifest
+    from scanlab.services.paths import default_model_path
+
+    ti = {"formats": {"JPEG": 30}, "jpeg_quality": [85, 95], "bit_depths": [8]}
+    low = _Info({"quality": 72, "recompressed": True, "recompression_score": 0.9})
+    shipped = read_manifest(default_model_path())
+    row = shipped["delivery_chain_measured"]["rows"]["jpeg-q75"]  # measured by benchmarks/bench_delivery.py
+    (w,) = input_warnings(low, ti, EvidenceConfig.from_model(shipped).delivery_measured)
+    assert f"attribution still measured at {100 * row['known_right']:.0f}%" in w["message"]
+    (w,) = input_warnings(low, ti, EvidenceConfig.from_model(read_manifest(random_model)).delivery_measured)
+    assert "not measured for this model" in w["message"]

@@ -105,3 +105,26 @@ def test_budget_sets_patches_per_epoch_and_prints_the_estimate_first(lab, tmp_pa
     assert b["measured"]["t_step"] > 0 and b["measured"]["t_oe"] > 0
     assert load_model(out).manifest["training"]["recipe"]["max_batches"] == b["batches_per_epoch"]
     assert "estimate" in err and err.index("estimate") < err.index("[training]")
+
+
+def test_frozen_maps_are_the_trunks_own():
+    """The last block on the frozen part's maps gives the network's own logits (the trunk centres its input first)."""
+    import torch
+
+    from scanlab.core.engine.network import build_model
+    from scanlab.core.training.other import _frozen_maps, frozen_layers
+
+    torch.manual_seed(0)
+    net = build_model(4).eval()
+    for m in net.modules():  # batch norm with non-trivial statistics, as in a trained network
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    windows = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(windows.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    with torch.no_grad():
+        exact = net.inc2(frozen_layers(net)(x))
+        assert torch.allclose(exact, net.trunk(x), atol=1e-5), float((exact - net.trunk(x)).abs().max())
+        maps = _frozen_maps(frozen_layers(net), windows, torch.device("cpu")).float()  # stored as float16
+        via_maps, direct = net.fc(net.inc2(maps).mean(dim=(2, 3))), net(x)
+    assert (via_maps.argmax(1) == direct.argmax(1)).all()

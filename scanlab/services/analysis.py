@@ -233,7 +233,7 @@ def run_analysis(
         u_grid = (scores, uy, ux)
         check(cancel)
     t2 = time.perf_counter()
-    warnings = input_warnings(scan.info, cfg.training_input)
+    warnings = input_warnings(scan.info, cfg.training_input, cfg.delivery_measured)
     if u_grid is not None:
         turned = rotation_warning(turned_scorer(lm, cfg, image, device, u_grid), u, cfg.thresholds.get("unknown"))
         warnings += [turned] if turned else []

@@ -9,7 +9,11 @@ changing it:
 * ``jpeg_unseen``, ``jpeg_quality_unseen``, ``recompressed`` (:func:`jpeg_warnings`): a
   JPEG scan (its ``scan.jpeg`` facts, :mod:`scanlab.core.io.jpegfacts`) when the model saw
   no JPEG in training, a quality outside the training JPEGs' range
-  (``training_input.jpeg_quality``), or a file that looks re-compressed;
+  (``training_input.jpeg_quality``, widened by ``recompressed_quality`` when training
+  re-compressed its scans), or a file that looks re-compressed; the message quotes the
+  attribution rate measured through JPEG re-compression (the manifest's
+  ``delivery_chain_measured``, written by ``benchmarks/bench_delivery.py``), or says
+  that none was measured;
 * ``rotated_90`` (:func:`rotation_warning`): the scan does not fit the known
   scanners as it is (unknown score above the threshold) but does once turned by
   90 degrees either way. Asked of the model itself: the line-sensor traces the
@@ -32,8 +36,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dict[str, str]]:
-    """Input-gating warnings for one decoded scan (``info``: a ScanInfo, or anything with ``dpi``/``bit_depth``)."""
+def input_warnings(
+    info: Any, training_input: dict[str, Any] | None, measured: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """Input-gating warnings for one decoded scan (``info``: a ScanInfo, or anything with ``dpi``/``bit_depth``).
+
+    ``measured``: the manifest's ``delivery_chain_measured`` (None: not measured).
+    """
     out: list[dict[str, str]] = []
     ti = training_input or {}
     dpi = getattr(info, "dpi", None)
@@ -49,14 +58,39 @@ def input_warnings(info: Any, training_input: dict[str, Any] | None) -> list[dic
     if depths and bd is not None and int(bd) not in [int(x) for x in depths]:
         out.append({"code": "bit_depth_unseen",
                     "message": f"{bd}-bit scan; the model was trained on {', '.join(map(str, depths))}-bit scans"})
-    return out + jpeg_warnings(getattr(info, "jpeg", None), ti)
+    return out + jpeg_warnings(getattr(info, "jpeg", None), ti, measured)
 
 
-def jpeg_warnings(facts: dict[str, Any] | None, ti: dict[str, Any]) -> list[dict[str, str]]:
+def measured_jpeg_note(measured: dict[str, Any] | None, quality: int | None) -> str:
+    """"attribution still measured at X% ..." from the model's own measurement, or "not measured".
+
+    The row is the measured JPEG re-compression nearest to ``quality`` (the lowest measured
+    quality when the file's is unknown). Never a figure the model file does not carry.
+    """
+    rows = [r for r in ((measured or {}).get("rows") or {}).values()
+            if isinstance(r, dict) and r.get("kind") == "jpeg" and isinstance(r.get("parameter"), (int, float))
+            and isinstance(r.get("known_right"), (int, float))]
+    if not rows:
+        return "attribution of re-compressed scans was not measured for this model"
+    row = min(rows, key=lambda r: (abs(r["parameter"] - quality) if quality is not None else r["parameter"]))
+    n = measured.get("known_scans")  # type: ignore[union-attr]
+    text = (f"attribution still measured at {100 * row['known_right']:.0f}% (fresh scans of its known scanners "
+            f"re-saved at JPEG quality {row['parameter']:g}{f', n = {n}' if n else ''}")
+    if isinstance(row.get("known_wrong"), (int, float)):
+        text += f"; {100 * row['known_wrong']:.0f}% attributed to a wrong scanner"
+    if isinstance(row.get("unseen_rejected"), (int, float)):
+        text += f"; unseen scanners rejected {100 * row['unseen_rejected']:.0f}%"
+    return text + ")"
+
+
+def jpeg_warnings(
+    facts: dict[str, Any] | None, ti: dict[str, Any], measured: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
     """Warnings when a questioned JPEG lies outside the JPEG qualities the model was trained on.
 
     ``facts``: the scan's ``scan.jpeg`` block; ``ti``: the manifest's ``training_input``
-    (models trained before ``formats`` was recorded get no JPEG warning).
+    (models trained before ``formats`` was recorded get no JPEG warning); ``measured``:
+    the manifest's ``delivery_chain_measured``, quoted in the message.
     """
     if not facts or "formats" not in ti:
         return []
@@ -69,14 +103,19 @@ def jpeg_warnings(facts: dict[str, Any] | None, ti: dict[str, Any]) -> list[dict
         return [{"code": "jpeg_unseen",
                  "message": f"{what}; this model was trained on {seen} scans only, never on JPEG: "
                             "its figures do not cover this file"}]
-    if q is not None and qr and (int(q) < int(qr[0]) or int(q) > int(qr[1])):
-        return [{"code": "jpeg_quality_unseen",
-                 "message": f"{what}; this model was trained on JPEG quality {qr[0]}-{qr[1]}: "
-                            "its figures do not cover this file"}]
+    rq = ti.get("recompressed_quality") if ti.get("recompressed_in_training") else None
+    note = measured_jpeg_note(measured, q)
+
+    def outside(r: Any) -> bool:
+        return not r or int(q) < int(r[0]) or int(q) > int(r[1])  # type: ignore[arg-type]
+
+    if q is not None and qr and outside(qr) and outside(rq):
+        seen = f"JPEG quality {qr[0]}-{qr[1]}" + (f" and re-compressed scans at quality {rq[0]}-{rq[1]}" if rq else "")
+        return [{"code": "jpeg_quality_unseen", "message": f"{what}; this model was trained on {seen}: {note}"}]
     if again and not ti.get("recompressed_in_training"):  # set by training that augments with re-compression
         return [{"code": "recompressed",
                  "message": f"{what} (double-quantisation test score {facts.get('recompression_score')}): the file "
-                            "went through a second JPEG compression after the scanner; attribution may be weaker"}]
+                            f"went through a second JPEG compression after the scanner; {note}"}]
     return []
 
 

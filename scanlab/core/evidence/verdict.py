@@ -167,6 +167,7 @@ class EvidenceConfig:
     demonstration: bool = False
     training_input: dict[str, Any] | None = None
     open_set_method: str | None = None
+    delivery_measured: dict[str, Any] | None = None  # manifest's delivery_chain_measured, quoted by gating
 
     @classmethod
     def from_model(cls, manifest: dict[str, Any], extras: dict | None = None) -> EvidenceConfig:
@@ -189,4 +190,5 @@ class EvidenceConfig:
             demonstration=bool(manifest.get("demonstration", False)),
             training_input=manifest.get("training_input"),
             open_set_method=os_.get("method") if scorer is not None else None,
+            delivery_measured=manifest.get("delivery_chain_measured"),
         )

@@ -41,3 +41,33 @@ def delivery_chain(img: np.ndarray, rng: np.random.Generator, p: float = 0.25) -
     if rng.random() < p:
         img = jpeg_again(img, rng)
     return img
+
+
+def tone(img: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float] = (0.8, 1.25),
+         contrast: tuple[float, float] = (0.85, 1.15)) -> np.ndarray:
+    """Mild gamma and contrast change of uint8 (H, W, 3), as a viewer's "auto levels" or a copier does."""
+    g = float(np.exp(rng.uniform(np.log(gamma[0]), np.log(gamma[1]))))
+    c = float(rng.uniform(*contrast))
+    lut = np.arange(256, dtype=np.float32) / 255.0
+    lut = np.clip((lut**g - 0.5) * c + 0.5, 0.0, 1.0)
+    return np.rint(lut * 255.0).astype(np.uint8)[img]
+
+
+def delivered(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """One random path a scan takes to the lab: some of tone, resampling, JPEG re-compression.
+
+    Tone change (probability 0.3, gamma 0.8-1.25 and contrast 0.85-1.15), resampling
+    (0.5, x0.7-1.3 with a random filter) and JPEG re-compression (0.7, quality 60-98,
+    4:4:4 or 4:2:0), in that order (a document system re-encodes last); at least one of
+    them is always applied. Returns the pixels and the steps taken, for the record.
+    """
+    steps = [name for name, p in (("tone", 0.3), ("resample", 0.5), ("jpeg", 0.7)) if rng.random() < p]
+    if not steps:
+        steps = ["jpeg"]
+    if "tone" in steps:
+        img = tone(img, rng)
+    if "resample" in steps:
+        img = resample(img, rng)
+    if "jpeg" in steps:
+        img = jpeg_again(img, rng)
+    return img, steps

