@@ -36,8 +36,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--max-batches must be at least 1")
     if a.oe_steps is not None and a.oe_steps < 1:
         raise ScanLabError("--oe-steps must be at least 1")
-    if a.distributed < 1:
-        raise ScanLabError("--distributed must be at least 1")
+    if a.distributed != 1:
+        from scanlab.services.training_ddp import check_request
+
+        check_request(a.distributed, a.batch_size)
     if a.ray is not None:
         from scanlab.services.training_ddp import require_ray
 
