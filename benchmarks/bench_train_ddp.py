@@ -38,7 +38,7 @@ from scanner_tree import make_tree  # noqa: E402
 
 from scanlab.core.engine.network import build_model  # noqa: E402
 from scanlab.core.training.config import TrainConfig  # noqa: E402
-from scanlab.core.training.dataset import ImageCache, discover, split_dataset  # noqa: E402
+from scanlab.core.training.dataset import ImageCache, discover, parse_split, split_dataset  # noqa: E402
 from scanlab.core.training.loop import _n_subimages, fit  # noqa: E402
 from scanlab.services.training import _cache_split  # noqa: E402
 from scanlab.services.training_ddp import distributed_fit  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         root = make_tree(Path(tmp) / "bank", n_classes=3, n_images=a.images, size=a.size, seed=0)
-        ds = split_dataset(discover(root, min_classes=2), (6, 1, 3), 0)
+        ds = split_dataset(discover(root, min_classes=2), parse_split("6:1:3"), 0)
         cache = ImageCache(Path(tmp) / "cache")
         train = _cache_split(ds, "train", cache, None, None, [])
         val = _cache_split(ds, "val", cache, None, None, [])

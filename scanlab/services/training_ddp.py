@@ -21,6 +21,7 @@ calibration, saving) once, exactly as after a single-process ``fit``.
 
 from __future__ import annotations
 
+import copy
 import queue as queue_mod
 import socket
 import tempfile
@@ -86,7 +87,10 @@ def _job(net: torch.nn.Module, train: CachedImages, val: CachedImages, cfg: Any,
 def _train_rank(job: dict[str, Any], ctx: ddp.DistContext, device: torch.device,
                 send: Callable[[tuple], None] | None) -> dict[str, Any]:
     """One process's share of the run; rank 0 returns the best weights and the history."""
-    net = job["net"]
+    # Private copies: spawn hands tensors over in shared memory, so without copying, every
+    # process would step the same parameter (and momentum) storage: N updates per step.
+    net = copy.deepcopy(job["net"])
+    resume_from = copy.deepcopy(job["resume_from"])
     kw: dict[str, Any] = {}
     if ctx.is_main and send is not None:
         last = [0.0]
@@ -100,7 +104,7 @@ def _train_rank(job: dict[str, Any], ctx: ddp.DistContext, device: torch.device,
         kw = {"progress": progress, "on_epoch": lambda rec: send(("epoch", rec))}
     hist = fit(net, CachedImages(*job["train"]), CachedImages(*job["val"]), job["cfg"], device=device,
                engine=job["engine"], checkpoint=job["checkpoint"] if ctx.is_main else None,
-               resume_from=job["resume_from"], fingerprint=job["fingerprint"], dist=ctx, **kw)
+               resume_from=resume_from, fingerprint=job["fingerprint"], dist=ctx, **kw)
     return {"state": {k: v.cpu() for k, v in net.state_dict().items()}, "hist": hist} if ctx.is_main else {}
 
 
