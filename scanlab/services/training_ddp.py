@@ -17,6 +17,11 @@ calibration, saving) once, exactly as after a single-process ``fit``.
   path must be visible at the same path on every node (one machine, or a shared file
   system: pass ``--cache DIR``). Per-batch progress is not streamed back from Ray
   workers; the history arrives with the result.
+
+Local processes are started with ``spawn``: a script that calls
+:func:`scanlab.services.training.run_training` with ``distributed > 1`` must guard its
+entry point with ``if __name__ == "__main__":`` (each process imports the main module).
+A cancel (Ctrl-C) terminates the processes; the last checkpoint stays for ``--resume``.
 """
 
 from __future__ import annotations
