@@ -86,7 +86,7 @@ def load_stored_result(map_path: str | Path, ref: str, model: LoadedModel, *, mo
             a = f.attrs
             if a.get("format") != "scanlab-map" or "windows" not in f or "reliability" not in f:
                 raise StoredMapUnusable(f"{p}: not a batch map with a window grid")
-            meta = {k: _json_attr(a, k) for k in ("sha256", "label", "map_label", "verdict", "model", "engine",
+            meta = {k: _json_attr(a, k) for k in ("sha256", "label", "map_label", "verdict", "model", "engine", "device",
                                                   "probabilities", "votes", "n_patches", "compute_s")}
             windows = read_windows(f["windows"])
             reliability = np.asarray(f["reliability"][()], dtype=np.float32)
@@ -125,6 +125,7 @@ def load_stored_result(map_path: str | Path, ref: str, model: LoadedModel, *, mo
     return AnalysisResult(
         request=request, scan=scan.info, pixels=scan.pixels, model=model, analysis=analysis, label=top,
         map_label=str(meta["map_label"] or top), reliability=reliability, compute_s=analysis.compute_s,
-        device="stored", verdict=verdict, evidence=EvidenceConfig.from_model(model.manifest, model.extras),
+        device=f"{meta['device'] or '?'}, stored by the batch", verdict=verdict,
+        evidence=EvidenceConfig.from_model(model.manifest, model.extras),
         unknown_grid=unknown_grid, no_evidence=no_evidence,
     )
