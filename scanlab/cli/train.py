@@ -36,6 +36,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--max-batches must be at least 1")
     if a.oe_steps is not None and a.oe_steps < 1:
         raise ScanLabError("--oe-steps must be at least 1")
+    if a.distributed != 1:
+        from scanlab.services.training_ddp import check_request
+
+        check_request(a.distributed, a.batch_size)
+    if a.ray is not None:
+        from scanlab.services.training_ddp import require_ray
+
+        require_ray()  # one line naming the extra, before any data is read
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
         sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
@@ -50,7 +58,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
         engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
         holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files, other=a.other,
-        budget_s=budget_s,
+        budget_s=budget_s, distributed=a.distributed, ray=a.ray,
     )
 
     def on_epoch(r: dict) -> None:
@@ -79,6 +87,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         "open_set": {k: (man.get("open_set") or {}).get(k) for k in ("method", "thresholds", "threshold_rule",
                                                                        "threshold_samples", "negatives")},
         "budget": man["training"].get("budget"),
+        "distributed": man["training"].get("distributed"),
     }
     for sk in summary["skipped_files"]:
         eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
@@ -148,5 +157,9 @@ def register(sp: Any) -> None:
     t.add_argument("--budget", default=None, metavar="TIME",
                    help="time budget like 15m or 1h: patches per epoch are set from a measured throughput "
                         "(the estimate is printed before training starts)")
+    t.add_argument("--distributed", type=int, default=1, metavar="N",
+                   help="train with N data-parallel (DDP) processes: gloo on CPU, nccl with one GPU each")
+    t.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help='run the --distributed N processes as Ray Train workers (needs pip install "scanlab[cluster]")')
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

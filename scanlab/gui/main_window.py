@@ -33,6 +33,7 @@ from scanlab.gui.controls_panel import ControlsPanel
 from scanlab.gui.display import DocumentDisplay, StatusArea
 from scanlab.gui.documents import ParamsKey, ScanDocument, collect_paths
 from scanlab.gui.menus import build_menus
+from scanlab.gui.pyramid import build_pyramid
 from scanlab.gui.results_panel import ResultsPanel
 from scanlab.gui.scan_view import ScanView
 from scanlab.gui.scheduler import AnalysisScheduler
@@ -40,6 +41,7 @@ from scanlab.gui.selftest_action import SelftestController
 from scanlab.gui.settings import GuiSettings, remembered_model, restore_view_state, save_view_state
 from scanlab.gui.task_runner import TaskRunner
 from scanlab.gui.wizard.menu import ModelsMenu
+from scanlab.services.analysis import AnalysisResult
 from scanlab.services.models import model_entries
 from scanlab.services.paths import sample_scans, samples_dir
 from scanlab.services.viewstate import ANALYSIS_FIELDS, ViewState
@@ -288,6 +290,7 @@ class MainWindow(QMainWindow):
         # a child of the window (deleted with it) shown as a window of its own
         view.setWindowFlag(Qt.WindowType.Window, True)
         view.page_requested.connect(self._on_triage_page_requested)
+        view.stored_page_requested.connect(self._on_triage_stored_page_requested)
         view.add_to_case_requested.connect(self._on_triage_add_to_case)
         self.triage_views.append(view)
         view.resize(1000, 700)
@@ -297,6 +300,40 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_triage_page_requested(self, path: str) -> None:
         self.open_paths([path])
+
+    @Slot(str, str)
+    def _on_triage_stored_page_requested(self, path: str, map_path: str) -> None:
+        from scanlab.gui.triage import stored_result
+
+        result, problem = stored_result(path, map_path, self.state)
+        if result is None:  # an older map, another model, a changed file: analyse as without --maps
+            self.post_message(f"{problem}; analysing the page instead")
+            self.open_paths([path])
+            return
+        self.show_result(result)
+        self.post_message(f"{Path(map_path).name}: the map stored by the batch (not analysed again)")
+
+    def show_result(self, result: AnalysisResult) -> ScanDocument:
+        """Open ``result.request.path`` showing ``result`` (computed elsewhere); no analysis starts.
+
+        The view's sub-image and stride become the result's, so the scheduler sees
+        nothing to recompute; changing them later re-analyses as usual.
+        """
+        self.state.update(sub=result.request.sub[0], stride=result.request.stride[0])
+        doc = next((d for d in self.documents if d.path == result.request.path), None)
+        if doc is None:
+            doc = ScanDocument(path=result.request.path)
+            self.documents.append(doc)
+            item = QListWidgetItem(doc.name)
+            item.setToolTip(doc.path)
+            self.scan_list.addItem(item)
+        self.scheduler.forget(doc)
+        doc.set_result(result, self.scheduler.key(), build_pyramid(result.pixels))
+        if self.current_document() is doc:
+            self._show_document(doc)
+        else:
+            self.scan_list.setCurrentRow(self.documents.index(doc))
+        return doc
 
     @Slot(list)
     def _on_triage_add_to_case(self, paths: list) -> None:

@@ -4,7 +4,8 @@ The table can hold 10^5-10^6 rows, so nothing here is per-row Python at open tim
 the columns shown are read once into NumPy arrays (:func:`load_columns`), sorting is
 one ``argsort`` and filtering one boolean mask over them, and the Qt model only maps
 visible row numbers to positions (a QSortFilterProxyModel would call back into Python
-O(n log n) times per sort). Double-clicking a row asks the main window to open the page.
+O(n log n) times per sort). Double-clicking a row asks the main window to open the page:
+with the map the batch stored for it (``batch --maps``) when there is one, else to analyse it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.core.errors import ScanLabError
 from scanlab.core.io.containers import make_ref
+from scanlab.services.analysis import AnalysisResult
 from scanlab.services.batch_table import read_columns
 
 # (column in the table, header, kind): kind "s" text, "f" float (3 decimals), "i" integer
@@ -48,7 +51,7 @@ def load_columns(path: str | Path) -> dict[str, np.ndarray]:
     multi-page TIFF its reference (``DOC.pdf#page=2&image=1``), which every loader reads.
     """
     want = ["input", "container", "image_index", "page", "status", "verdict", "label", "confidence", "suspicion", "unknown_score",
-            "low_fraction", "region_area", "region_p_value", "error"]
+            "low_fraction", "region_area", "region_p_value", "error", "map_path"]
     cols = read_columns(path, want)
     cols["name"] = np.asarray([Path(p).name for p in cols["input"]], dtype=object)
     cols["ref"] = np.asarray([_ref(i, c, p, k) for i, c, p, k in
@@ -105,6 +108,14 @@ class TriageModel(QAbstractTableModel):
         """What opens visible row ``row``: its file, or its reference inside a PDF / multi-page TIFF."""
         return str(self.cols["ref"][self.order[row]])
 
+    def map_at(self, row: int, results_dir: Path) -> Path | None:
+        """The stored map of visible row ``row`` (``batch --maps``), when it was written and still exists."""
+        rel = self.cols["map_path"][self.order[row]]
+        if not rel:
+            return None
+        p = results_dir / str(rel)
+        return p if p.is_file() else None
+
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort = (column, order)
         self._apply()
@@ -140,12 +151,16 @@ class TriageView(QWidget):
     Signals
     -------
     page_requested(str)
-        The input path of a double-clicked row (the main window opens it).
+        The input path of a double-clicked row without a stored map (the main window opens and analyses it).
+    stored_page_requested(str, str)
+        The input path and the stored ``.h5`` map of a double-clicked row (the main window
+        shows that map and does not analyse).
     add_to_case_requested(list)
         The input paths of the selected rows ("Add to case").
     """
 
     page_requested = Signal(str)
+    stored_page_requested = Signal(str, str)
     add_to_case_requested = Signal(list)
 
     def __init__(self, path: str | Path, parent: QWidget | None = None) -> None:
@@ -227,7 +242,11 @@ class TriageView(QWidget):
 
     @Slot(QModelIndex)
     def _on_double_clicked(self, index: QModelIndex) -> None:
-        self.page_requested.emit(self.model.input_at(index.row()))
+        stored = self.model.map_at(index.row(), self.path.parent)
+        if stored is not None:
+            self.stored_page_requested.emit(self.model.input_at(index.row()), str(stored))
+        else:
+            self.page_requested.emit(self.model.input_at(index.row()))
 
     def selected_inputs(self) -> list[str]:
         """Input paths of the selected rows, in view order, each once."""
@@ -240,6 +259,22 @@ class TriageView(QWidget):
         if paths:
             self.add_to_case_requested.emit(paths)
 
+
+
+def stored_result(path: str, map_path: str, state: Any) -> tuple[AnalysisResult | None, str]:
+    """The page ``path`` with its stored batch map, for the app's current model (no network run).
+
+    Returns ``(result, "")``, or ``(None, reason)`` when the map cannot stand for an
+    analysis (an older map, another model, a changed file): the caller analyses then.
+    """
+    from scanlab.services.models import get_model
+    from scanlab.services.stored_maps import load_stored_result
+
+    try:
+        model = get_model(state.model)
+        return load_stored_result(map_path, path, model, model_spec=state.model, device=state.device), ""
+    except ScanLabError as e:
+        return None, str(e)
 
 def _counts(values: np.ndarray, status: np.ndarray | None = None) -> str:
     """"attributed 12, unknown 3, failed 1": counts of each value (a null verdict counts as its status)."""

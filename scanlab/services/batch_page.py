@@ -229,7 +229,10 @@ def _write_map(row: dict[str, Any], result: Any, task: Task, results_dir: Path) 
             "container": task.get("container"), "container_sha256": task.get("container_sha256"),
             "page": task.get("page"), "image_index": task.get("image_index"), "ref": task.get("ref"),
             "verdict": result.verdict.to_json() if result.verdict else None, "model": model_json(result.model),
-            "scan": result.scan.scan_json()}
+            "scan": result.scan.scan_json(),
+            # the vote, so the app can show this page from its map without analysing it again
+            "probabilities": result.probabilities(), "votes": result.votes(),
+            "n_patches": int(result.analysis.classification.n_patches), "compute_s": result.compute_s}
     (results_dir / MAPS_DIR).mkdir(parents=True, exist_ok=True)
     write_map(results_dir / rel_path, result.reliability, meta, no_evidence=result.no_evidence_mask(),
               windows=windows, unknown_windows=result.unknown_grid, class_names=result.classes)

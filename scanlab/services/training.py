@@ -87,6 +87,8 @@ class TrainRequest:
     open_set: bool = True  # False: no "other scanner" output (benchmarks that measure its cost)
     outlier_cache: str | None = None  # outlier-window cache folder; None: <per-user cache>/outliers
     budget_s: float | None = None  # time budget: patches per epoch from a measured throughput (services.budget)
+    distributed: int = 1  # DDP processes (services.training_ddp); 1: this process alone
+    ray: str | None = None  # "auto", "local" or a Ray address: the DDP processes are Ray Train workers
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -101,6 +103,8 @@ def _fingerprint(req: TrainRequest, folder_hash: str) -> str:
     """Data + recipe + split + base: a checkpoint only resumes the run that made it."""
     d = {"data": folder_hash, "recipe": req.config.recipe(), "split": req.split, "base": req.base,
          "units": req.units, "holdout_unit": req.holdout_unit}
+    if req.distributed > 1 or req.ray is not None:  # another world size draws other batches per process
+        d["distributed"] = req.distributed
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -242,7 +246,12 @@ def run_training(
             cfg = replace(cfg, max_batches=budget["batches_per_epoch"])
         stage("training")
         fp = _fingerprint(req, ds.folder_hash)
-        hist = fit(
+        fit_fn = fit
+        if req.distributed > 1 or req.ray is not None:
+            from scanlab.services.training_ddp import distributed_fit
+
+            fit_fn = distributed_fit(req.distributed, req.ray)
+        hist = fit_fn(
             net, train, val, cfg, device=device, engine=req.engine, cancel=cancel, progress=progress,
             on_epoch=on_epoch, on_batch=on_batch, checkpoint=ckpt, resume_from=resume, fingerprint=fp,
         )
@@ -307,6 +316,8 @@ def run_training(
             training["outlier_exposure"] = oe.record
         if budget is not None:
             training["budget"] = budget
+        if "distributed" in hist:
+            training["distributed"] = hist["distributed"]
     name = req.name or Path(req.output).stem
     manifest = make_manifest(net.cpu(), ds.classes, name=name, training=training, metrics=metrics, parent=parent)
     manifest.update(extra_manifest)

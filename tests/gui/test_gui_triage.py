@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,53 @@ def test_double_clicking_a_pdf_row_opens_that_image_inside_the_pdf(qtbot, gui_se
     view.table.doubleClicked.emit(view.model.index(row, 0))
     assert [d.path for d in win.documents] == [want]
     np.testing.assert_array_equal(load_scan(win.documents[0].path).pixels, b)  # that image, not page 1's first
+
+
+def test_double_click_on_a_batch_page_with_a_stored_map_shows_that_map(qtbot, gui_settings, tiny_model, make_scan,
+                                                                       tmp_path: Path, monkeypatch) -> None:
+    """``batch --maps``: the row opens with the stored ``.h5`` map; no analysis runs (issue 18 item 4)."""
+    import h5py
+
+    from scanlab.gui.main_window import MainWindow
+    from scanlab.services.batch import run_batch
+    from scanlab.services.batch_page import BatchParams
+
+    (tmp_path / "in").mkdir()
+    pages = [str(make_scan(tmp_path / "in" / f"p{i}.png", (192, 224), seed=i)) for i in range(2)]
+    # stride 8, not the window's 4: the view takes the stored map's parameters
+    run_batch([tmp_path / "in"], tmp_path / "out", model=tiny_model, workers=1,
+              params=BatchParams(stride=(8, 8), maps=True))
+    win = MainWindow(settings=gui_settings, model=tiny_model)
+    qtbot.addWidget(win)
+    submitted: list = []
+    monkeypatch.setattr(win.runner, "submit", submitted.append)  # any analysis would go through here
+    view = win.open_batch(str(tmp_path / "out" / "results.parquet"))
+    row = [view.model.input_at(r) for r in range(view.model.rowCount())].index(pages[1])
+    with qtbot.waitSignal(view.stored_page_requested, timeout=2000) as sig:
+        view.table.doubleClicked.emit(view.model.index(row, 0))
+    map_file = Path(sig.args[1])
+    assert map_file.parent == tmp_path / "out" / "maps" and map_file.suffix == ".h5"
+    (doc,) = win.documents
+    assert doc.path == pages[1] and doc is win.current_document()
+    qtbot.wait(600)  # past the scheduler's recompute delay: the parameter change must not start an analysis
+    assert submitted == []
+    with h5py.File(map_file, "r") as f:
+        stored = f["reliability"][()]
+        label = f.attrs["label"]
+    np.testing.assert_array_equal(doc.shown_map(), stored)
+    np.testing.assert_array_equal(win.view._rel, stored)  # what the view draws
+    assert doc.result.label == label and doc.result.request.stride == (8, 8)
+    assert (win.state.sub, win.state.stride) == (64, 8)
+    assert win.results.label_value.text() == label
+    shot = Path(os.environ.get("SCANLAB_SHOT_DIR", tmp_path)) / "stored_map.png"
+    win.resize(1200, 800)
+    win.grab().save(str(shot))
+    assert shot.stat().st_size > 0
+    # a page changed since the batch: its stored map no longer stands for it, the page is analysed
+    make_scan(Path(pages[0]), (192, 224), seed=7)
+    row0 = [view.model.input_at(r) for r in range(view.model.rowCount())].index(pages[0])
+    view.table.doubleClicked.emit(view.model.index(row0, 0))
+    assert [d.path for d in win.documents] == pages[::-1]
+    assert submitted and {r.path for r in submitted} == {pages[0]}  # (the mock never runs it, so it may be re-asked)
+    assert "changed since the batch" in win.messages.item(win.messages.count() - 1).text()
+    win.close()

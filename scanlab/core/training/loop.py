@@ -40,7 +40,9 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.io.fileio import atomic_write_bytes
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
+from scanlab.core.training import distributed as ddp
 from scanlab.core.training.config import TrainConfig
+from scanlab.core.training.distributed import DistContext
 
 CHECKPOINT_VERSION = 1
 
@@ -293,6 +295,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume_from: dict[str, Any] | None = None,
     fingerprint: str = "",
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` in place and leave it holding the best validation weights.
 
@@ -314,12 +317,17 @@ def fit(
         A checkpoint from :func:`load_checkpoint`; training continues after its epoch.
     fingerprint : str
         Identifies data + recipe; a checkpoint with another fingerprint is refused.
+    dist : DistContext, optional
+        Set in each process of a DDP run (:mod:`scanlab.core.training.distributed`):
+        every process trains its shard of each global batch; only rank 0 validates,
+        writes the checkpoint and calls ``on_epoch``; only rank 0 ends with the best weights.
 
     Returns
     -------
     dict
         ``history`` (list of epoch dicts), ``best_epoch``, ``epochs_run``,
-        ``stop_reason``, ``val`` metrics of the best weights, ``resumed_from``, ``batches_per_epoch``.
+        ``stop_reason``, ``val`` metrics of the best weights, ``resumed_from``, ``batches_per_epoch``;
+        with ``dist`` also ``params_sha256`` (every rank's last-epoch parameters, rank order).
     """
     device = device or torch.device("cpu")
     seed_everything(cfg.seed)
@@ -328,6 +336,7 @@ def fit(
         for name, prm in net.named_parameters():
             prm.requires_grad = name.startswith("fc.")
     params = [p for p in net.parameters() if p.requires_grad]
+    main = dist is None or dist.is_main
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (constant or cosine)")
@@ -336,6 +345,8 @@ def fit(
     n_classes = net.n_classes
     n_per_epoch = sum(_n_subimages(s, cfg.sub) for s in train.shapes)
     batches = math.ceil(n_per_epoch / cfg.batch_size)
+    if dist is not None:  # the sharded sampler's global batches (a too-small last one is dropped)
+        batches = ddp.sharded_batches(n_per_epoch, cfg.batch_size, dist.world_size)
     if cfg.max_batches is not None:
         batches = min(batches, cfg.max_batches)
     total = batches * cfg.epochs
@@ -365,14 +376,18 @@ def fit(
     if history and best_epoch and history[-1]["epoch"] - best_epoch >= cfg.patience:
         stop_reason = f"early stop (no validation gain for {cfg.patience} epochs)"
         first = cfg.epochs + 1
+    ddp_net = ddp.wrap(net, device) if dist is not None else None  # after resuming: same start everywhere
     for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        loader = DataLoader(
-            PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True, generator=gen,
-            num_workers=cfg.workers, pin_memory=device.type == "cuda",
-        )
+        if dist is None:
+            loader = DataLoader(
+                PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                num_workers=cfg.workers, pin_memory=device.type == "cuda",
+            )
+        else:
+            loader = ddp.sharded_loader(PatchDataset(train.files, corners), cfg, dist, gen, device)
         lr = opt.param_groups[0]["lr"]
         b_in_epoch = 0
 
@@ -387,13 +402,19 @@ def fit(
                           "patches_per_s": b_in_epoch * cfg.batch_size / max(dt, 1e-9)})
 
         tl, ta, seen = train_one_epoch(
-            net, opt, loader, device, epoch=epoch, amp=cfg.amp, scaler=scaler, max_batches=cfg.max_batches,
-            cancel=cancel, on_batch=tick,
+            ddp_net or net, opt, loader, device, epoch=epoch, amp=cfg.amp, scaler=scaler,
+            max_batches=cfg.max_batches, cancel=cancel, on_batch=tick if main else None,
         )
         t_train = time.perf_counter() - t0
         if sched is not None:
             sched.step()
         release_freed_heap()  # the epoch's freed batch buffers, before validation allocates its own
+        if dist is not None:
+            tl, ta, seen = ddp.reduce_epoch(tl, ta, seen, dist)
+            if not dist.is_main:  # rank 0 validates and decides; the others wait for its decision
+                if ddp.broadcast_object(None, dist):
+                    break
+                continue
         vm = evaluate_arrays(net, val, val.labels, n_classes, engine=engine, device=device, cancel=cancel)
         key = (vm["per_patch_accuracy"], -vm["loss"])
         improved = best_key is None or key > best_key
@@ -413,7 +434,7 @@ def fit(
             "best": improved,
         }
         history.append(rec)
-        if checkpoint is not None:
+        if checkpoint is not None and main:
             save_checkpoint(checkpoint, {
                 "version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "epoch": epoch,
                 "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -423,10 +444,16 @@ def fit(
             })
         if on_epoch is not None:
             on_epoch(rec)
-        if epoch - best_epoch >= cfg.patience:
+        stop = epoch - best_epoch >= cfg.patience
+        if dist is not None:
+            ddp.broadcast_object(stop, dist)
+        if stop:
             stop_reason = f"early stop (no validation gain for {cfg.patience} epochs)"
             report(progress, total, total)
             break
+    extra: dict[str, Any] = {}
+    if dist is not None:  # before the best weights: DDP's guarantee is about the trained ones
+        extra["params_sha256"] = ddp.gather_objects(ddp.params_sha256(net), dist)
     net.load_state_dict(best_state)
     net.eval()
     return {
@@ -437,4 +464,5 @@ def fit(
         "val": best_val,
         "resumed_from": (first - 1) if resume_from is not None else None,
         "batches_per_epoch": batches,
+        **extra,
     }
