@@ -52,7 +52,9 @@ def test_pairs_become_linked_suggested_rois_with_stats(case_file: Path) -> None:
         assert r.suggested and not r.reviewed and r.kind == "polygon"
         assert by_id[p["partner"]].stats["copymove"]["partner"] == r.id  # linked both ways
         assert {p["end"], pair_of(by_id[p["partner"]])["end"]} == {"source", "target"}
-        assert p["correlation"] > 0.5 and p["p_value"] < 1e-3 and len(p["transform"]) == 2
+        # the exact-duplication test: q far below the scan's own same-content null; the empirical
+        # p is bounded by the null's size, (1 + 0) / (1 + #null)
+        assert p["q"] < 0.5 * p["q_null"] and p["p_value"] < 0.05 and len(p["transform"]) == 2
         assert "inside" in r.stats  # the region's reliability statistics sit beside the pair's
     assert len({r.id for r in e.rois}) == len(e.rois)  # one allocator
     actions = [a["action"] for a in c.audit]
@@ -94,8 +96,8 @@ def test_report_has_a_section_per_pair(case_file: Path, tmp_path: Path) -> None:
     assert text.count("Copy-move pair") == n_pairs
     src = next(r for r in ends if r.stats["copymove"]["end"] == "source")
     assert f"Copy-move pair 1: ROI {src.id} and ROI {src.stats['copymove']['partner']}" in text
-    assert "noise-residual correlation" in text and "Experimental layer" in text
-    assert f"{src.stats['copymove']['correlation']:.3f}" in text
+    assert "same-content null" in text and "Experimental layer" in text
+    assert f"{src.stats['copymove']['q']:.4f}" in text and f"{src.stats['copymove']['q_null']:.4f}" in text
     assert json.loads(json.dumps(src.stats))  # plain JSON in the case file
 
 

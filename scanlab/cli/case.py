@@ -141,7 +141,7 @@ def cmd_case_show(a: argparse.Namespace) -> int:
             mean = st.get("mean")
             pair = r["stats"].get(r["stats"].get("layer") or "", {})  # a layer pair's end (copy-move)
             link = (f"  {r['stats']['layer']} pair {pair.get('pair')} {pair.get('end')}, partner ROI "
-                    f"{pair.get('partner')}, correlation {pair.get('correlation')}" if pair else "")
+                    f"{pair.get('partner')}, q {pair.get('q')} (null {pair.get('q_null')})" if pair else "")
             print(f"      ROI {r['id']:>3} {r['kind']:<7} {'suggested' if r['suggested'] else 'drawn':<9} "
                   f"{r['verdict'] or 'unreviewed':<14} area {r['stats'].get('area')}, mean reliability "
                   f"{'n/a' if mean is None else f'{mean:.3f}'}{link}  {r['note']}")

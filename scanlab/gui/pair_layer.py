@@ -77,8 +77,8 @@ class PairLayer(QObject):
         p = next((q for q in self.pairs if q["index"] == index), {})
         other = "target" if end == "source" else "source"
         return (f"copy-move pair {index}, {end} end (its {other} end lights up with it)\n"
-                f"noise-residual correlation {p.get('correlation', float('nan')):.3f}, "
-                f"p = {p.get('p_value', float('nan')):.2g}; which end is the original is not decided")
+                f"q {p.get('q', float('nan')):.4f} against the null's lowest {p.get('q_null', float('nan')):.4f} "
+                f"(empirical p = {p.get('p_value', float('nan')):.2g}); which end is the original is not decided")
 
     def set_pairs(self, pairs: list[dict[str, Any]] | None) -> None:
         """Draw these pairs (``None`` or empty: none), replacing the ones drawn."""

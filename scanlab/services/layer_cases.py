@@ -3,7 +3,7 @@
 Each end of a pair (``source`` and ``target``, see :mod:`scanlab.services.layer_runs`)
 becomes one suggested polygon ROI whose ``stats`` carry ``layer`` (the registry name)
 and, under that name, the pair's statistics: ``pair`` (its 1-based number in the run),
-``end``, ``partner`` (the other end's ROI id), ``correlation``, ``z``, ``p_value``,
+``end``, ``partner`` (the other end's ROI id), ``q``, ``q_null``, ``correlation``, ``z``, ``p_value``,
 ``transform``, ``rotation_deg``, ``scale``, ``area``, ``found_by``, ``source_box``,
 ``target_box`` and ``colour``. The reliability statistics of the region (as for any ROI)
 sit beside them when the evidence has a stored run. Ids come from the evidence's one
@@ -23,7 +23,7 @@ from scanlab.core.errors import ScanLabError
 from scanlab.services.cases import compute_stats, evidence_id
 from scanlab.services.layer_runs import LayerRun
 
-PAIR_KEYS = ("correlation", "z", "p_value", "transform", "rotation_deg", "scale", "area", "found_by",
+PAIR_KEYS = ("q", "q_null", "correlation", "z", "p_value", "transform", "rotation_deg", "scale", "area", "found_by",
              "source_box", "target_box", "colour")
 
 

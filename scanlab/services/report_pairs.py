@@ -91,10 +91,12 @@ def pair_rows(source: ROI, target: ROI | None) -> list[list[str]]:
     tf = p.get("transform")
     ends = [source] + ([target] if target is not None else [])
     return [
-        ["noise-residual correlation", num(p.get("correlation"), ".3f")],
-        ["z (against this scan's same-content null)", num(p.get("z"), ".1f")],
-        ["p-value (Bonferroni over the components examined)", "n/a" if p.get("p_value") is None
+        ["q: difference at the shift / one pixel off (0 = identical)", num(p.get("q"), ".4f")],
+        ["lowest q of this scan's same-content null (repeated glyphs)", num(p.get("q_null"), ".4f")],
+        ["strength log2(q_null / q)", num(p.get("z"), ".1f")],
+        ["empirical p (rank of q among the null)", "n/a" if p.get("p_value") is None
          else f"{p['p_value']:.3g}"],
+        ["high-pass correlation of the two ends", num(p.get("correlation"), ".3f")],
         ["transform (source = T x target)", "-" if tf is None else
          "; ".join("[" + ", ".join(f"{v:g}" for v in row) + "]" for row in tf)],
         ["rotation, scale", f"{num(p.get('rotation_deg'), '.1f')} deg, {num(p.get('scale'), '.3f')}"],
@@ -117,9 +119,11 @@ def pair_sections(rgb: np.ndarray | None, shape: tuple[int, int], rois: list[ROI
         ids = f"ROI {src.id} and ROI {tgt.id}" if tgt is not None else f"ROI {src.id} (its partner was removed)"
         block = [para(f"{title} pair {k}: {ids}", ss["Heading3"]),
                  image(pair_figure(rgb, shape, src, tgt), 470, 240),
-                 para("Both ends share their noise residual pixel for pixel: one was copied from the other "
-                      "inside this scan. Which end is the original is not decided.", ss["Small"]),
-                 table(pair_rows(src, tgt), [200, 270], header=False)]
+                 para("The two ends are identical up to the last save, edges included, far more so than "
+                      "this scan's repeated glyphs are (q against the same-content null below): one was "
+                      "copied from the other inside this scan. Which end is the original is not decided.",
+                      ss["Small"]),
+                 table(pair_rows(src, tgt), [250, 220], header=False)]
         if layer is not None and layer.experimental:
             block.append(para(f"Experimental layer: {layer.experimental}.", ss["Small"]))
         story += [Spacer(1, 10), KeepTogether(block)]

@@ -1,6 +1,6 @@
 """Exact-duplication test: a copied region and its source were pixel-identical before the last save.
 
-Why this test and not the noise correlation of :mod:`.detect`: after a JPEG re-save
+Why this test and not a correlation of noise residuals (the first version of this layer): after a JPEG re-save
 at quality 75-95 the virtual scanners' noise is at or below the quantisation step, so
 the noise residual of flat paper carries almost nothing to correlate. What a copy
 keeps instead is *identity*: at the copy's integer displacement the two regions differ
