@@ -39,7 +39,7 @@ from scanner_tree import make_tree  # noqa: E402
 from scanlab.core.engine.network import build_model  # noqa: E402
 from scanlab.core.training.config import TrainConfig  # noqa: E402
 from scanlab.core.training.dataset import ImageCache, discover, parse_split, split_dataset  # noqa: E402
-from scanlab.core.training.loop import _n_subimages, fit  # noqa: E402
+from scanlab.core.training.loop import fit, n_subimages  # noqa: E402
 from scanlab.services.training import _cache_split  # noqa: E402
 from scanlab.services.training_ddp import distributed_fit  # noqa: E402
 
@@ -55,7 +55,7 @@ def one_run(world: int, train, val, cfg: TrainConfig) -> dict:
     h = hist["history"]
     steps = hist["batches_per_epoch"] * len(h)
     # patches per epoch: one per training sub-image (the DDP sampler may drop a tail of < 2N patches)
-    per_epoch = sum(_n_subimages(shape, cfg.sub) for shape in train.shapes)
+    per_epoch = sum(n_subimages(shape, cfg.sub) for shape in train.shapes)
     patches = per_epoch * len(h)
     train_s = sum(per_epoch / r["patches_per_s"] for r in h)  # the epochs' training time, validation excluded
     return {"world": world, "wall_s": round(wall, 2), "steps": steps, "patches": patches,

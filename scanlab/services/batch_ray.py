@@ -34,7 +34,7 @@ def require_ray() -> Any:
     return ray
 
 
-class _Analyser:
+class BatchAnalyser:
     """A Ray Data actor: holds the model, turns batches of tasks into batches of rows."""
 
     def __init__(self, model_path: str, params: BatchParams, results_dir: str, threads: int) -> None:
@@ -91,7 +91,7 @@ def run_ray(tasks: list[Task], model_path: str, params: BatchParams, results_dir
     ds = ray.data.from_items([{"task": json.dumps(t)} for t in tasks], override_num_blocks=min(len(tasks), 4 * n))
     p = params if not gpus else BatchParams(**{**params.__dict__, "device": "cuda"})
     ds = ds.map_batches(
-        _Analyser,
+        BatchAnalyser,
         fn_constructor_kwargs={"model_path": model_path, "params": p, "results_dir": str(results_dir),
                                "threads": threads},
         batch_size=1,

@@ -33,9 +33,9 @@ from scanlab.core.errors import ScanLabError
 from scanlab.core.training.config import TrainConfig
 from scanlab.core.training.loop import (
     PatchDataset,
-    _n_subimages,
     epoch_corners,
     evaluate_arrays,
+    n_subimages,
     train_one_epoch,
 )
 from scanlab.core.training.other import known_windows, train_other_output
@@ -102,7 +102,7 @@ def plan(
     oe_windows: int = 0,
 ) -> dict[str, Any]:
     """The batches per epoch that fit ``budget_s`` and the estimate for them."""
-    full = math.ceil(sum(_n_subimages(s, cfg.sub) for s in train.shapes) / cfg.batch_size)
+    full = math.ceil(sum(n_subimages(s, cfg.sub) for s in train.shapes) / cfg.batch_size)
     if cfg.max_batches is not None:
         full = min(full, cfg.max_batches)
 

@@ -24,7 +24,7 @@ from scanlab.core.io.imaging import Scan
 from scanlab.core.jobs import CancelToken, ProgressFn
 from scanlab.services.exports import check_map_output
 
-_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
+PAIR_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
 
 
 def analyse_copymove(scan: Scan, *, cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> CopyMoveResult:
@@ -58,7 +58,7 @@ def render_pairs_png(pixels: np.ndarray, result: CopyMoveResult) -> bytes:
     d = ImageDraw.Draw(img)
     width = max(2, min(img.size) // 300)
     for i, p in enumerate(result.pairs):
-        col = _COLOURS[i % len(_COLOURS)]
+        col = PAIR_COLOURS[i % len(PAIR_COLOURS)]
         centres = []
         for (y, x, h, w), m in ((p.source_box, p.source_mask), (p.target_box, p.target_mask)):
             edge = m & ~_erode(m)
@@ -113,4 +113,4 @@ def write_copymove(path: str | os.PathLike, result: CopyMoveResult, pixels: np.n
     return out
 
 
-__all__ = ["analyse_copymove", "copymove_json", "render_pairs_png", "write_copymove"]
+__all__ = ["PAIR_COLOURS", "analyse_copymove", "copymove_json", "render_pairs_png", "write_copymove"]

@@ -93,13 +93,13 @@ def run_layer(name: str, scan: Scan | str | os.PathLike, *, cancel: CancelToken 
 
 def mask_outline(mask: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> list[tuple[float, float]]:
     """Outline of a box-sized mask in image (row, col) coordinates (the box's rectangle when empty)."""
-    from scanlab.core.case.rois import _outline_of  # the outline the case's suggested regions use
+    from scanlab.core.case.rois import outline_of  # the outline the case's suggested regions use
 
     y, x, h, w = (int(v) for v in box)
     m = np.asarray(mask, bool)
     if m.sum() >= 4:
         try:
-            return [(r + y, c + x) for r, c in _outline_of(m)]
+            return [(r + y, c + x) for r, c in outline_of(m)]
         except ValueError:  # no closed contour (a one-pixel line): fall back to the box
             pass
     return [(float(y), float(x)), (float(y), float(x + w)), (float(y + h), float(x + w)), (float(y + h), float(x))]
@@ -107,12 +107,12 @@ def mask_outline(mask: np.ndarray, box: tuple[int, int, int, int] | list[int]) -
 
 def copymove_run(scan: Scan, *, cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> LayerRun:
     """The copy-move layer (:func:`scanlab.services.copymove.analyse_copymove`) as a :class:`LayerRun`."""
-    from scanlab.services.copymove import _COLOURS, analyse_copymove, copymove_json
+    from scanlab.services.copymove import PAIR_COLOURS, analyse_copymove, copymove_json
 
     res = analyse_copymove(scan, cancel=cancel, progress=progress)
     pairs = []
     for i, p in enumerate(res.pairs):
-        pairs.append({**p.to_json(), "index": i + 1, "colour": list(_COLOURS[i % len(_COLOURS)]),
+        pairs.append({**p.to_json(), "index": i + 1, "colour": list(PAIR_COLOURS[i % len(PAIR_COLOURS)]),
                       "source_outline": mask_outline(p.source_mask, p.source_box),
                       "target_outline": mask_outline(p.target_mask, p.target_box)})
     summary = {k: v for k, v in copymove_json(res).items() if k != "pairs"}

@@ -16,7 +16,7 @@ ROI_COLOR = (255, 0, 255)  # magenta: visible on every colour of the reliability
 MAX_SIDE = 1400  # pixels of the page figure; enough for print at the size it is shown
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def font_of_size(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the bitmap font
@@ -58,7 +58,7 @@ def annotated(img: Image.Image, rois: list[ROI]) -> Image.Image:
         if scale < 1 else img.copy()
     d = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
-    font = _font(max(14, round(max(out.size) / 40)))
+    font = font_of_size(max(14, round(max(out.size) / 40)))
     for roi in rois:
         pts = _scaled_outline(roi, scale)
         d.line(pts + [pts[0]], fill=ROI_COLOR, width=width, joint="curve")
@@ -75,7 +75,7 @@ def colorbar(height: int = 600, width: int = 150, *, cmap: str = DEFAULT_COLORMA
     fsize = max(12, height // 28)  # the figure is scaled to the page: text scales with it
     width = max(width, 64 + 5 * fsize)  # room for "evidence" beside the swatch
     img = Image.new("RGB", (width, height), (255, 255, 255))
-    font = _font(fsize)
+    font = font_of_size(fsize)
     legend_h = 3 * fsize + 10  # the hatch swatch and its two-line label
     bar_h = height - 40 - legend_h
     bar = np.repeat(lut(256, cmap)[::-1][:, None, :], 40, axis=1)

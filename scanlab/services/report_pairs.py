@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from scanlab.core.case.rois import ROI
 from scanlab.services.layer_cases import is_layer_roi, pair_of
 from scanlab.services.layers import LAYERS
-from scanlab.services.report_figures import _font
+from scanlab.services.report_figures import font_of_size
 from scanlab.services.report_text import num
 
 DEFAULT_COLOUR = (230, 25, 75)
@@ -56,7 +56,7 @@ def _crop(rgb: np.ndarray | None, shape: tuple[int, int], roi: ROI, colour: tupl
     d = ImageDraw.Draw(t)
     pts = [((c - box[0]) * scale, (r - box[1]) * scale) for r, c in roi.outline()]  # PIL wants (x, y)
     d.line(pts + [pts[0]], fill=colour, width=4, joint="curve")
-    font = _font(22)
+    font = font_of_size(22)
     head = Image.new("RGB", (t.width, 34), (255, 255, 255))
     ImageDraw.Draw(head).text((2, 6), title, fill=colour, font=font)
     out = Image.new("RGB", (t.width, t.height + head.height), (255, 255, 255))

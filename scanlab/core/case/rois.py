@@ -313,7 +313,7 @@ def _drop_collinear(pts: np.ndarray) -> np.ndarray:
     return pts[keep] if keep.sum() >= 3 else pts
 
 
-def _outline_of(component: np.ndarray) -> list[tuple[float, float]]:
+def outline_of(component: np.ndarray) -> list[tuple[float, float]]:
     """The outer outline of one connected component, in pixel-edge coordinates.
 
     Marching squares (contourpy, matplotlib's contouring library) at level 0.5 on a
@@ -365,7 +365,7 @@ def suggest_regions(reliability: np.ndarray, *, threshold: float = 0.5, min_area
         ring_vals = ring_vals[np.isfinite(ring_vals)]
         ring = float(ring_vals.mean()) if ring_vals.size else inside
         contrast = ring - inside
-        outline = [(r + sl[0].start, c + sl[1].start) for r, c in _outline_of(comp_crop)]
+        outline = [(r + sl[0].start, c + sl[1].start) for r, c in outline_of(comp_crop)]
         found.append((area * contrast, area, contrast, inside, ring, outline))
     found.sort(key=lambda t: -t[0])
     rois = []

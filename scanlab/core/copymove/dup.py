@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from scanlab.core.copymove.fields import BLOCK, STRIDE, _box_sum, _integral, block_features
+from scanlab.core.copymove.fields import BLOCK, STRIDE, block_features, box_sum, integral_image
 from scanlab.core.jobs import CancelToken, check
 
 K_NEIGHBOURS = 5
@@ -125,8 +125,8 @@ def bf_levels(g: np.ndarray, bf) -> np.ndarray:
     h, w = (g.shape[0] // f) * f, (g.shape[1] // f) * f
     work = g[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3)) if f > 1 else g
     n = float(BLOCK * BLOCK)
-    mean = _box_sum(_integral(work), bf.ys, bf.xs, BLOCK) / n
-    std = np.sqrt(np.maximum(_box_sum(_integral(work * work), bf.ys, bf.xs, BLOCK) / n - mean**2, 0.0))
+    mean = box_sum(integral_image(work), bf.ys, bf.xs, BLOCK) / n
+    std = np.sqrt(np.maximum(box_sum(integral_image(work * work), bf.ys, bf.xs, BLOCK) / n - mean**2, 0.0))
     return np.stack([mean, std], 1)
 
 

@@ -56,22 +56,22 @@ def block_features(g: np.ndarray, stride: int = STRIDE) -> BlockFeatures:
     work = g[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3)) if f > 1 else g
     work = ndimage.gaussian_filter(work, 1.0)
     c = BLOCK // 4
-    ii = _integral(work)
-    ii2 = _integral(work * work)
+    ii = integral_image(work)
+    ii2 = integral_image(work * work)
     hh, ww = work.shape
     ys = np.arange(0, hh - BLOCK + 1, stride)
     xs = np.arange(0, ww - BLOCK + 1, stride)
     yy, xx = (a.ravel() for a in np.meshgrid(ys, xs, indexing="ij"))
     n = float(BLOCK * BLOCK)
-    mean = _box_sum(ii, yy, xx, BLOCK) / n
-    std = np.sqrt(np.maximum(_box_sum(ii2, yy, xx, BLOCK) / n - mean**2, 0.0))
+    mean = box_sum(ii, yy, xx, BLOCK) / n
+    std = np.sqrt(np.maximum(box_sum(ii2, yy, xx, BLOCK) / n - mean**2, 0.0))
     keep = std >= MIN_CONTRAST
     yk, xk, mk, sk = yy[keep], xx[keep], mean[keep], std[keep]
     offs = np.arange(4) * c
     # cell (i, j) of the block at (y, x): the c x c mean whose corner is (y + i c, x + j c)
     cy = (yk[:, None, None] + offs[None, :, None]).repeat(4, axis=2)
     cx = (xk[:, None, None] + offs[None, None, :]).repeat(4, axis=1)
-    cells = _box_sum(ii, cy, cx, c) / float(c * c)
+    cells = box_sum(ii, cy, cx, c) / float(c * c)
     feats = (cells.reshape(len(yk), 16) - mk[:, None]) / sk[:, None]
     # the 8 lowest 2-D DCT frequencies of the 4x4 cell grid (DC excluded): the k-d tree
     # is far faster in 8 dimensions than in 16, and these carry the block's shape
@@ -91,12 +91,12 @@ def _dct_basis() -> np.ndarray:
 _DCT8 = _dct_basis()  # (16, 8)
 
 
-def _integral(a: np.ndarray) -> np.ndarray:
+def integral_image(a: np.ndarray) -> np.ndarray:
     ii = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
     ii[1:, 1:] = a.cumsum(0, dtype=np.float64).cumsum(1)
     return ii
 
 
-def _box_sum(ii: np.ndarray, y: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+def box_sum(ii: np.ndarray, y: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
     """Sums of the k x k boxes with top-left corners (y, x), from an integral image."""
     return ii[y + k, x + k] - ii[y, x + k] - ii[y + k, x] + ii[y, x]

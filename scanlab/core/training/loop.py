@@ -66,7 +66,7 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _n_subimages(shape: tuple[int, int], sub: Size) -> int:
+def n_subimages(shape: tuple[int, int], sub: Size) -> int:
     """Patches one epoch draws from one image (one per sub-image)."""
     n, m = min(sub[0], shape[0]), min(sub[1], shape[1])
     return len(grid_positions(shape[0], n, n)) * len(grid_positions(shape[1], m, m))
@@ -343,7 +343,7 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
     scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
     n_classes = net.n_classes
-    n_per_epoch = sum(_n_subimages(s, cfg.sub) for s in train.shapes)
+    n_per_epoch = sum(n_subimages(s, cfg.sub) for s in train.shapes)
     batches = math.ceil(n_per_epoch / cfg.batch_size)
     if dist is not None:  # the sharded sampler's global batches (a too-small last one is dropped)
         batches = ddp.sharded_batches(n_per_epoch, cfg.batch_size, dist.world_size)
