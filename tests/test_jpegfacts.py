@@ -197,3 +197,22 @@ def test_gating_text_comes_from_the_model_file(random_model):
     assert f"attribution still measured at {100 * row['known_right']:.0f}%" in w["message"]
     (w,) = input_warnings(low, ti, EvidenceConfig.from_model(read_manifest(random_model)).delivery_measured)
     assert "not measured for this model" in w["message"]
+
+
+def test_shipped_model_warns_on_a_resaved_jpeg_through_classify(tmp_path):
+    """The shipped file records its training formats, so a questioned JPEG below them is flagged end to end.
+
+    Before, its manifest had no ``formats`` and a JPEG re-saved at quality 75 (which the
+    shipped model attributes right only 10% of the time) came out with no warning at all.
+    """
+    from scanlab.core.modelfile.store import read_manifest
+    from scanlab.services.analysis import AnalysisRequest, run_analysis
+    from scanlab.services.paths import default_model_path
+
+    ti = read_manifest(default_model_path())["training_input"]
+    assert ti["formats"]["JPEG"] > 0 and ti["jpeg_quality"][0] > 75
+    f = tmp_path / "resaved.jpg"
+    f.write_bytes(_jpeg(_content(11, 256), 75))
+    r = run_analysis(AnalysisRequest(str(f), with_map=False))
+    codes = {w["code"]: w["message"] for w in r.verdict.warnings}
+    assert "jpeg_quality_unseen" in codes and "attribution still measured at" in codes["jpeg_quality_unseen"]
