@@ -59,6 +59,31 @@ def pseudo_image_scores(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _with_outlier_end(
+    known: float, known_rule: str, outlier_scores: np.ndarray | None, rec: dict[str, Any]
+) -> tuple[float, str]:
+    """Threshold and rule from the known end and, when there are held-out outlier designs, the outlier end.
+
+    Separable: the midpoint on the logit scale; overlapping: the known end (known scans
+    stay attributed). Records the outlier end, its sample size and the rejection rate in ``rec``.
+    """
+    if outlier_scores is None or len(outlier_scores) == 0:
+        return known, known_rule
+    out_end = float(np.quantile(outlier_scores, OUTLIER_QUANTILE))
+    rec.update({"outlier_end": round(out_end, 6), "n_outlier_designs": int(len(outlier_scores)),
+                "separable": bool(known < out_end)})
+    if known < out_end:
+        thr = float(1 / (1 + np.exp(-(_logit(known) + _logit(out_end)) / 2)))
+        rule = (f"midpoint on the logit scale between the known end ({known_rule}) and the outlier end "
+                f"({OUTLIER_QUANTILE:.0%} quantile of {len(outlier_scores)} held-out outlier designs)")
+    else:
+        thr = known
+        rule = (f"{known_rule}; the held-out outlier designs overlap it ({OUTLIER_QUANTILE:.0%} quantile "
+                f"{out_end:.3f}), so known scans are kept attributed")
+    rec["outlier_rejected_at_threshold"] = round(float((outlier_scores > thr).mean()), 4)
+    return thr, rule
+
+
 def other_output_threshold(
     window_scores: np.ndarray,
     image_ids: np.ndarray,
@@ -101,21 +126,7 @@ def other_output_threshold(
                       f"(fewer than {min_per_class} validation images in some class)")
         rec["n_pseudo_images"] = int(len(pseudo))
     rec["known_end"] = round(known, 6)
-    if outlier_scores is None or len(outlier_scores) == 0:
-        thr, rule = known, known_rule
-    else:
-        out_end = float(np.quantile(outlier_scores, OUTLIER_QUANTILE))
-        rec.update({"outlier_end": round(out_end, 6), "n_outlier_designs": int(len(outlier_scores)),
-                    "separable": bool(known < out_end)})
-        if known < out_end:
-            thr = float(1 / (1 + np.exp(-(_logit(known) + _logit(out_end)) / 2)))
-            rule = (f"midpoint on the logit scale between the known end ({known_rule}) and the outlier end "
-                    f"({OUTLIER_QUANTILE:.0%} quantile of {len(outlier_scores)} held-out outlier designs)")
-        else:
-            thr = known
-            rule = (f"{known_rule}; the held-out outlier designs overlap it ({OUTLIER_QUANTILE:.0%} quantile "
-                    f"{out_end:.3f}), so known scans are kept attributed")
-        rec["outlier_rejected_at_threshold"] = round(float((outlier_scores > thr).mean()), 4)
+    thr, rule = _with_outlier_end(known, known_rule, outlier_scores, rec)
     rec["known_val_rejected_at_threshold"] = round(float((img_scores > thr).mean()), 4)
     rec["threshold_rule"] = rule
     return round(min(MAX_THRESHOLD, thr), 4), rec
@@ -142,21 +153,7 @@ def gauss_threshold(
     known_rule = "the larger of " + " and ".join(parts) if len(parts) > 1 else (parts[0] if parts else "none")
     rec: dict[str, Any] = {"n_crossfit_images": int(len(crossfit_scores)), "n_val_images": int(len(val_scores)),
                            "known_end": round(known, 6)}
-    if outlier_scores is None or len(outlier_scores) == 0:
-        thr, rule = known, known_rule
-    else:
-        out_end = float(np.quantile(outlier_scores, OUTLIER_QUANTILE))
-        rec.update({"outlier_end": round(out_end, 6), "n_outlier_designs": int(len(outlier_scores)),
-                    "separable": bool(known < out_end)})
-        if known < out_end:
-            thr = float(1 / (1 + np.exp(-(_logit(known) + _logit(out_end)) / 2)))
-            rule = (f"midpoint on the logit scale between the known end ({known_rule}) and the outlier end "
-                    f"({OUTLIER_QUANTILE:.0%} quantile of {len(outlier_scores)} held-out outlier designs)")
-        else:
-            thr = known
-            rule = (f"{known_rule}; the held-out outlier designs overlap it ({OUTLIER_QUANTILE:.0%} quantile "
-                    f"{out_end:.3f}), so known scans are kept attributed")
-        rec["outlier_rejected_at_threshold"] = round(float((outlier_scores > thr).mean()), 4)
+    thr, rule = _with_outlier_end(known, known_rule, outlier_scores, rec)
     all_known = np.concatenate([crossfit_scores, val_scores])
     rec["known_val_rejected_at_threshold"] = round(float((np.asarray(val_scores) > thr).mean()), 4) if len(val_scores) else None
     rec["known_rejected_at_threshold"] = round(float((all_known > thr).mean()), 4) if len(all_known) else None
