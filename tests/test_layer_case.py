@@ -101,6 +101,11 @@ def test_report_has_a_section_per_pair(case_file: Path, tmp_path: Path) -> None:
     assert "same-content null" in text and "Experimental layer" in text
     assert f"{src.stats['copymove']['q']:.4f}" in text and f"{src.stats['copymove']['q_null']:.4f}" in text
     assert json.loads(json.dumps(src.stats))  # plain JSON in the case file
+    # the stored run the pair came from, as verify re-checks it: record id and map digest
+    (rec,) = e.layer_runs
+    flat = " ".join(text.split())
+    assert f"{src.stats['copymove']['run']}, {rec['time']}; map SHA-256 {rec['map']['sha256'][:16]}" in flat
+    assert f"{rec['map']['n_ge_half']} px >= 0.5" in flat
 
 
 def test_case_show_names_pair_and_partner(case_file: Path, capsys) -> None:
