@@ -112,6 +112,27 @@ def test_case_show_names_pair_and_partner(case_file: Path, capsys) -> None:
     assert main(["case", "show", str(case_file)]) == 0
     out = capsys.readouterr().out
     assert "copymove pair 1 source, partner ROI" in out and "copymove pair 1 target, partner ROI" in out
+    (e,) = load_case(case_file).evidence.values()
+    (rec,) = e.layer_runs
+    from scanlab.services.layer_records import record_id
+
+    assert (f"copymove layer run {rec['time']}: {len(rec['pairs'])} pair(s), record {record_id(rec)}, "
+            f"map digest {rec['map']['sha256'][:16]} (step 0.001, {rec['map']['n_ge_half']} px >= 0.5") in out
+    p = rec["pairs"][0]  # the figures the ROI lines print are the stored pair's
+    assert f"q {p['q']} (null {p['q_null']})" in out
+
+
+def test_damaged_layer_records_give_a_one_line_error(case_file: Path, tmp_path: Path, capsys) -> None:
+    import h5py
+
+    case = _copy(case_file, tmp_path)
+    with h5py.File(case, "r+") as f:
+        (g,) = f["evidence"].values()
+        del g["layer_runs"]
+        g.create_dataset("layer_runs", data='["not a record"]', dtype=h5py.string_dtype("utf-8"))
+    assert main(["verify", str(case)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "layer_runs is not a list of records" in err and len(err.splitlines()) == 1
 
 
 # ---------------------------------------------------------------- the stored record and its re-check

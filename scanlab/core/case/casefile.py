@@ -321,7 +321,9 @@ def load_case(path: str | os.PathLike) -> Case:
                     rg = g["runs"][name]
                     e.runs.append(Run(_json_attr(rg, "run"), read_windows(rg["windows"]) if "windows" in rg else None))
                 e.rois = [ROI.from_dict(d) for d in _json_dataset(g["rois"])]
-                e.layer_runs = list(_json_dataset(g["layer_runs"])) if "layer_runs" in g else []
+                e.layer_runs = _json_dataset(g["layer_runs"]) if "layer_runs" in g else []
+                if not isinstance(e.layer_runs, list) or not all(isinstance(r, dict) for r in e.layer_runs):
+                    raise ValueError(f"evidence {eid}: layer_runs is not a list of records")
                 case.evidence[eid] = e
             for sha, d in f["models"].items():
                 case.models[sha] = bytes(d[()].tobytes())
