@@ -180,7 +180,7 @@ def test_verify_reruns_the_layer_and_passes(case_file: Path, tmp_path: Path, cap
     case = _copy(case_file, tmp_path)
     assert main(["verify", str(case)]) == 0
     out = capsys.readouterr().out
-    assert "1 layer runs re-run" in out and "DIFFERENT" not in out
+    assert "1 layer runs re-checked" in out and "DIFFERENT" not in out
     res = verify_case(load_case(case))
     assert res["ok"] and res["checked"]["layer_runs"] == 1 and res["tolerance"]["layer_pairs"]["z"] == 0.01
 
@@ -292,4 +292,4 @@ def test_older_case_without_record_opens_and_verify_warns(case_file: Path, tmp_p
     assert c.evidence[e.eid].layer_runs == [] and not verify_chain(c.audit)
     assert main(["verify", str(case)]) == 0
     out = capsys.readouterr().out
-    assert "predates re-checking" in out and out.count("warning:") >= 1 and "0 layer runs re-run" in out
+    assert "predates re-checking" in out and out.count("warning:") >= 1 and "0 layer runs re-checked" in out

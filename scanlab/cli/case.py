@@ -308,7 +308,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
             print(f"warning: {w}")
         c = res["checked"]
         print(f"{'OK' if res['ok'] else 'FAILED'}: {c['evidence']} evidence, {c['runs']} runs re-analysed, "
-              f"{c.get('layer_runs', 0)} layer runs re-run, "
+              f"{c.get('layer_runs', 0)} layer runs re-checked, "
               f"{c['rois']} ROIs, {c['audit_entries']} audit entries; tolerance {res['tolerance']['probabilities']:g}"
               + ("; recorded in the audit log" if a.record else ""))
     return 0 if res["ok"] else 1

@@ -133,14 +133,20 @@ def _verify_layer_runs(case: Case, e: Evidence, checked: dict[str, int], *, canc
     diffs: list[str] = []
     warns: list[str] = []
     logged = {a["payload_sha256"] for a in case.audit if a.get("action") == "layer_run"}
+    fresh_of: dict[str, Any] = {}  # one re-run per layer: every record of it is compared with that
     for i, rec in enumerate(e.layer_runs):
         where = f"evidence {e.eid} {rec.get('layer')} layer run {i:03d}"
         if record_sha256(rec) not in logged:
             diffs.append(f"{where}: stored record does not match the audit log (edited after it was recorded)")
-        try:
-            fresh = run_layer(str(rec.get("layer")), e.info["path"], cancel=cancel, progress=progress)
-        except ScanLabError as err:
-            diffs.append(f"{where}: could not be re-run ({err})")
+        name = str(rec.get("layer"))
+        if name not in fresh_of:
+            try:
+                fresh_of[name] = run_layer(name, e.info["path"], cancel=cancel, progress=progress)
+            except ScanLabError as err:
+                fresh_of[name] = err
+        fresh = fresh_of[name]
+        if isinstance(fresh, ScanLabError):
+            diffs.append(f"{where}: could not be re-run ({fresh})")
             continue
         checked["layer_runs"] += 1
         d, w = compare_records(where, rec, layer_record(fresh, e.eid, str(rec.get("time"))))
