@@ -136,6 +136,11 @@ def cmd_case_show(a: argparse.Namespace) -> int:
         last = e["runs"][-1]["classify"] if e["runs"] else {}
         print(f"  {e['eid']}  {e['path']}  {last.get('label')} {last.get('verdict', '')}  "
               f"{len(e['runs'])} run(s), {len(e['rois'])} ROI(s)")
+        for lr in e.get("layer_runs", []):
+            mp = lr.get("map") or {}
+            print(f"      {lr.get('layer')} layer run {lr.get('time')}: {len(lr.get('pairs', []))} pair(s), "
+                  f"record {lr.get('id')}, map digest {str(mp.get('sha256'))[:16]} (step {mp.get('quantum')}, "
+                  f"{mp.get('n_ge_half')} px >= 0.5, {mp.get('n_nan')} px no evidence)")
         for r in e["rois"]:
             st = r["stats"].get("inside") or {}
             mean = st.get("mean")
@@ -303,6 +308,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
             print(f"warning: {w}")
         c = res["checked"]
         print(f"{'OK' if res['ok'] else 'FAILED'}: {c['evidence']} evidence, {c['runs']} runs re-analysed, "
+              f"{c.get('layer_runs', 0)} layer runs re-checked, "
               f"{c['rois']} ROIs, {c['audit_entries']} audit entries; tolerance {res['tolerance']['probabilities']:g}"
               + ("; recorded in the audit log" if a.record else ""))
     return 0 if res["ok"] else 1

@@ -78,7 +78,7 @@ class PairLayer(QObject):
         other = "target" if end == "source" else "source"
         return (f"copy-move pair {index}, {end} end (its {other} end lights up with it)\n"
                 f"q {p.get('q', float('nan')):.4f} against the null's lowest {p.get('q_null', float('nan')):.4f} "
-                f"(empirical p = {p.get('p_value', float('nan')):.2g}); which end is the original is not decided")
+                f"(empirical p = {p.get('p_value', float('nan')):.3g}); which end is the original is not decided")
 
     def set_pairs(self, pairs: list[dict[str, Any]] | None) -> None:
         """Draw these pairs (``None`` or empty: none), replacing the ones drawn."""

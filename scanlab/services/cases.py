@@ -370,6 +370,7 @@ def sign_off(case: Case, *, analyst: str, statement: str) -> dict[str, Any]:
 def case_summary(case: Case) -> dict[str, Any]:
     """The ``case show --json`` object."""
     from scanlab.core.case.casefile import FORMAT_VERSION, verify_chain
+    from scanlab.services.layer_records import record_id
 
     ev = []
     for e in case.evidence.values():
@@ -378,6 +379,7 @@ def case_summary(case: Case) -> dict[str, Any]:
                                                         "map_label", "classify")}
                             | {"model": {k: r.info["model"].get(k) for k in ("name", "sha256")}}
                             for r in e.runs],
+                   "layer_runs": [{"id": record_id(lr), **lr} for lr in e.layer_runs],
                    "rois": [r.to_dict() for r in e.rois]})
     return {"case": case.meta, "format_version": FORMAT_VERSION, "path": str(case.path) if case.path else None,
             "read_only": case.read_only, "evidence": ev, "models": sorted(case.models),

@@ -32,6 +32,47 @@ def analyse_copymove(scan: Scan, *, cancel: CancelToken | None = None, progress:
     return detect_copymove(scan.pixels, cancel=cancel, progress=progress)
 
 
+def detector_description() -> dict[str, Any]:
+    """What determines the layer's output, as a case records it beside each run.
+
+    ``function``; ``scanlab_version``; ``source_sha256``: SHA-256 over the source files of
+    the detector's modules (``files``, in that order; "unavailable" where the sources are
+    not on disk); ``parameters``: every numeric upper-case constant of those modules, the
+    default ``alpha`` and the no-signal rule.
+    """
+    import hashlib
+    import inspect
+    import math
+    from importlib import import_module
+
+    import scanlab
+    from scanlab.core.copymove import api
+    from scanlab.core.engine.nosignal import DEFAULT_RULE
+
+    names = ("scanlab.core.copymove.api", "scanlab.core.copymove.dup", "scanlab.core.copymove.fields",
+             "scanlab.core.engine.nosignal")
+    h = hashlib.sha256()
+    params: dict[str, Any] = {}
+    available = True
+    for name in names:
+        mod = import_module(name)
+        try:
+            h.update(name.encode() + b"\0" + Path(inspect.getfile(mod)).read_bytes() + b"\0")
+        except (OSError, TypeError):
+            available = False
+        short = name.rsplit(".", 1)[1]
+        for k, v in sorted(vars(mod).items()):
+            if k.isupper() and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                params[f"{short}.{k}"] = v
+    # the detector itself (this module's name for it may be wrapped)
+    alpha = inspect.signature(api.detect_copymove).parameters.get("alpha")
+    params["alpha"] = None if alpha is None else alpha.default
+    params["rule"] = DEFAULT_RULE.to_dict()
+    return {"function": "scanlab.core.copymove.detect_copymove", "scanlab_version": scanlab.__version__,
+            "files": list(names), "source_sha256": h.hexdigest() if available else "unavailable",
+            "parameters": params}
+
+
 def copymove_json(result: CopyMoveResult) -> dict[str, Any]:
     """Everything about a result except the map: summary, every pair, the test's parameters."""
     return {
@@ -113,4 +154,4 @@ def write_copymove(path: str | os.PathLike, result: CopyMoveResult, pixels: np.n
     return out
 
 
-__all__ = ["PAIR_COLOURS", "analyse_copymove", "copymove_json", "render_pairs_png", "write_copymove"]
+__all__ = ["PAIR_COLOURS", "analyse_copymove", "copymove_json", "detector_description", "render_pairs_png", "write_copymove"]

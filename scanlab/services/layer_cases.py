@@ -5,22 +5,26 @@ becomes one suggested polygon ROI whose ``stats`` carry ``layer`` (the registry 
 and, under that name, the pair's statistics: ``pair`` (its 1-based number in the run),
 ``end``, ``partner`` (the other end's ROI id), ``q``, ``q_null``, ``correlation``, ``z``, ``p_value``,
 ``transform``, ``rotation_deg``, ``scale``, ``area``, ``found_by``, ``source_box``,
-``target_box`` and ``colour``. The reliability statistics of the region (as for any ROI)
+``target_box``, ``colour`` and ``run`` (the id of the run's stored record,
+:func:`scanlab.services.layer_records.record_id`). The reliability statistics of the region (as for any ROI)
 sit beside them when the evidence has a stored run. Ids come from the evidence's one
 allocator (:meth:`Evidence.next_roi_id`); a new run of the layer replaces that layer's
-unreviewed suggestions only (reviewed ones stay). Every step is logged: ``layer_run``
-(the summary and the caveat) and ``regions_suggested``. Call on the thread that owns
-the case.
+unreviewed suggestions only (reviewed ones stay). The run's record (layer, detector,
+every pair, the score map's digest; :mod:`scanlab.services.layer_records`) is kept in
+``Evidence.layer_runs`` so ``scanlab verify`` can re-run it. Every step is logged:
+``layer_run`` (payload: the record) and ``regions_suggested``. Call on the thread that
+owns the case.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from scanlab.core.case.casefile import Case, CaseError, Evidence
+from scanlab.core.case.casefile import Case, CaseError, Evidence, now_iso
 from scanlab.core.case.rois import ROI
 from scanlab.core.errors import ScanLabError
 from scanlab.services.cases import compute_stats, evidence_id
+from scanlab.services.layer_records import RECORD_MARK, layer_record, record_id
 from scanlab.services.layer_runs import LayerRun
 
 PAIR_KEYS = ("q", "q_null", "correlation", "z", "p_value", "transform", "rotation_deg", "scale", "area", "found_by",
@@ -51,13 +55,18 @@ def suggest_layer_pairs(case: Case, run: LayerRun, *, user: str) -> list[ROI]:
     e = case.evidence.get(evidence_id(run.sha256))
     if e is None:
         raise ScanLabError(f"{run.path}: not evidence in this case (add it first: scanlab case add)")
+    if run.sha256 != e.info.get("sha256"):  # (the eid is a prefix: make sure the whole hash agrees)
+        raise ScanLabError(f"{run.path}: not the bytes of evidence {e.eid} (SHA-256 differs)")
+    record = layer_record(run, e.eid, now_iso())
+    rid = record_id(record)
     e.rois = [r for r in e.rois if not (r.suggested and not r.reviewed and r.stats.get("layer") == run.layer)]
     new: list[ROI] = []
     for p in run.pairs:
         ends = []
         for end in ("source", "target"):
             stats = {"layer": run.layer,
-                     run.layer: {"pair": p["index"], "end": end, **{k: p[k] for k in PAIR_KEYS if k in p}}}
+                     run.layer: {"pair": p["index"], "end": end, **{k: p[k] for k in PAIR_KEYS if k in p},
+                                 "run": rid}}
             roi = ROI(e.next_roi_id(), "polygon", p[f"{end}_outline"], suggested=True, stats=stats)
             e.rois.append(roi)  # appended at once: the allocator sees it for the partner's id
             ends.append(roi)
@@ -65,9 +74,10 @@ def suggest_layer_pairs(case: Case, run: LayerRun, *, user: str) -> list[ROI]:
         new += ends
     _with_reliability(e, new)
     e.rois.sort(key=lambda r: r.id)
-    case.log(user, "layer_run", {"eid": e.eid, "layer": run.layer, "summary": _short(run.summary),
-                                 "experimental": run.experimental},
-             f"{e.eid}: {run.layer} layer, {len(run.pairs)} pair(s)")
+    e.layer_runs.append(record)
+    case.log(user, "layer_run", record,
+             f"{e.eid}: {run.layer} layer, {len(run.pairs)} pair(s), {RECORD_MARK} {rid} "
+             f"(map digest {record['map']['sha256'][:16]})")
     case.log(user, "regions_suggested", [r.to_dict() for r in new],
              f"{e.eid}: {len(new)} suggested regions from {len(run.pairs)} {run.layer} pair(s)")
     return new
@@ -81,9 +91,10 @@ def _with_reliability(e: Evidence, rois: list[ROI]) -> None:
         r.stats = compute_stats(e, r)
 
 
-def _short(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: summary[k] for k in ("n_pairs", "n_candidates", "n_tests", "compute_s", "no_evidence_fraction")
-            if k in summary}
+def record_of(e: Evidence, roi: ROI) -> dict[str, Any] | None:
+    """The stored record of the run a layer ROI came from (None: an ROI made before records were kept)."""
+    rid = pair_of(roi).get("run")
+    return next((rec for rec in e.layer_runs if rid and record_id(rec) == rid), None)
 
 
-__all__ = ["is_layer_roi", "pair_of", "suggest_layer_pairs"]
+__all__ = ["is_layer_roi", "pair_of", "record_of", "suggest_layer_pairs"]

@@ -40,6 +40,10 @@ class LayerRun:
     pairs: list[dict[str, Any]]  # module docstring
     summary: dict[str, Any]  # the layer's JSON block without its pairs
     experimental: str = ""  # the registry's caveat, carried with the figures
+    # what determines the output (function, version, source digest, parameters): the case records it
+    detector: dict[str, Any] = field(default_factory=dict)
+    # scanlab.services.layer_records.map_digest of ``score`` (run_layer fills it, on the worker)
+    map_digest: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -88,6 +92,9 @@ def run_layer(name: str, scan: Scan | str | os.PathLike, *, cancel: CancelToken 
     check(cancel)
     module, fn = layer.service.split(":")
     run: LayerRun = getattr(importlib.import_module(module), fn)(scan, cancel=cancel, progress=progress)
+    from scanlab.services.layer_records import map_digest  # (imports this module)
+
+    run.map_digest = map_digest(run.score)
     return run
 
 
@@ -107,7 +114,12 @@ def mask_outline(mask: np.ndarray, box: tuple[int, int, int, int] | list[int]) -
 
 def copymove_run(scan: Scan, *, cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> LayerRun:
     """The copy-move layer (:func:`scanlab.services.copymove.analyse_copymove`) as a :class:`LayerRun`."""
-    from scanlab.services.copymove import PAIR_COLOURS, analyse_copymove, copymove_json
+    from scanlab.services.copymove import (
+        PAIR_COLOURS,
+        analyse_copymove,
+        copymove_json,
+        detector_description,
+    )
 
     res = analyse_copymove(scan, cancel=cancel, progress=progress)
     pairs = []
@@ -117,7 +129,7 @@ def copymove_run(scan: Scan, *, cancel: CancelToken | None = None, progress: Pro
                       "target_outline": mask_outline(p.target_mask, p.target_box)})
     summary = {k: v for k, v in copymove_json(res).items() if k != "pairs"}
     return LayerRun("copymove", str(scan.info.path), str(scan.info.sha256), res.score.astype(np.float32),
-                    res.no_evidence, pairs, summary, get_layer("copymove").experimental)
+                    res.no_evidence, pairs, summary, get_layer("copymove").experimental, detector_description())
 
 
 __all__ = ["LAYER_KEY", "LayerRun", "copymove_run", "layer_key", "layer_of", "mask_outline", "model_free_layers",

@@ -181,7 +181,8 @@ def _evidence_section(story: list, e: Evidence, n: int, ss: Any, cmap: str) -> N
             _image(figs.with_colorbar(figs.crops(rgb, over, roi), cmap=cmap), 470, 200),
             _table(roi_rows(st), [150, 150, 170]),
             _p(f"Note: {roi.note or '(none)'}", ss["Small"])])]
-    story += pair_sections(rgb, tuple(run.info["shape"]), e.rois, ss, image=_image, table=_table, para=_p)
+    story += pair_sections(rgb, tuple(run.info["shape"]), e.rois, ss, image=_image, table=_table, para=_p,
+                           records=e.layer_runs)
 
 
 def _versions(case: Case) -> list[list[str]]:

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from scanlab.core.case.rois import ROI
 from scanlab.services.layer_cases import is_layer_roi, pair_of
+from scanlab.services.layer_records import record_id
 from scanlab.services.layers import LAYERS
 from scanlab.services.report_figures import font_of_size
 from scanlab.services.report_text import num
@@ -85,8 +86,23 @@ def _box(b: list[int] | None) -> str:
     return "-" if not b else f"rows {b[0]}-{b[0] + b[2]}, cols {b[1]}-{b[1] + b[3]}"
 
 
-def pair_rows(source: ROI, target: ROI | None) -> list[list[str]]:
-    """The statistics table of one pair (docs/formats.md section 5b) and the two ROIs' verdicts."""
+def record_row(source: ROI, records: list[dict[str, Any]] | None) -> list[str]:
+    """The row naming the stored run a pair came from (record id, map digest), what ``verify`` re-checks."""
+    rid = pair_of(source).get("run")
+    rec = next((r for r in records or [] if rid and record_id(r) == rid), None)
+    if rec is None:
+        return ["stored run record (re-checked by scanlab verify)",
+                "none: made before records were kept" if not rid else f"{rid}: NOT IN THE CASE"]
+    m = rec.get("map") or {}
+    det = rec.get("detector") or {}
+    return ["stored run record (re-checked by scanlab verify)",
+            f"{rid}, {rec.get('time')}; map SHA-256 {str(m.get('sha256'))[:16]} (step {m.get('quantum')}, "
+            f"{m.get('n_ge_half')} px >= 0.5); detector {str(det.get('source_sha256'))[:12]}"]
+
+
+def pair_rows(source: ROI, target: ROI | None, records: list[dict[str, Any]] | None = None) -> list[list[str]]:
+    """The statistics table of one pair (docs/formats.md section 5b), the two ROIs' verdicts and, given
+    the evidence's layer run records, the stored run the pair came from."""
     p = pair_of(source)
     tf = p.get("transform")
     ends = [source] + ([target] if target is not None else [])
@@ -104,12 +120,14 @@ def pair_rows(source: ROI, target: ROI | None) -> list[list[str]]:
         ["source box / target box", f"{_box(p.get('source_box'))} / {_box(p.get('target_box'))}"],
         ["found by", str(p.get("found_by", "-"))],
         ["verdicts", "; ".join(f"ROI {r.id}: {r.verdict or 'NOT REVIEWED'}" for r in ends)],
-    ]
+    ] + ([record_row(source, records)] if records is not None else [])
 
 
 def pair_sections(rgb: np.ndarray | None, shape: tuple[int, int], rois: list[ROI], ss: Any, *,
-                  image: Callable[..., Any], table: Callable[..., Any], para: Callable[..., Any]) -> list[Any]:
-    """Flowables of every pair among ``rois``: heading, side-by-side crops, statistics, the layer's caveat."""
+                  image: Callable[..., Any], table: Callable[..., Any], para: Callable[..., Any],
+                  records: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Flowables of every pair among ``rois``: heading, side-by-side crops, statistics (with the stored
+    run's record when ``records``, the evidence's ``layer_runs``, is given), the layer's caveat."""
     from reportlab.platypus import KeepTogether, Spacer
 
     story: list[Any] = []
@@ -123,11 +141,11 @@ def pair_sections(rgb: np.ndarray | None, shape: tuple[int, int], rois: list[ROI
                       "this scan's repeated glyphs are (q against the same-content null below): one was "
                       "copied from the other inside this scan. Which end is the original is not decided.",
                       ss["Small"]),
-                 table(pair_rows(src, tgt), [250, 220], header=False)]
+                 table(pair_rows(src, tgt, records), [250, 220], header=False)]
         if layer is not None and layer.experimental:
             block.append(para(f"Experimental layer: {layer.experimental}.", ss["Small"]))
         story += [Spacer(1, 10), KeepTogether(block)]
     return story
 
 
-__all__ = ["pair_figure", "pair_rows", "pair_sections", "pairs_of"]
+__all__ = ["pair_figure", "pair_rows", "pair_sections", "pairs_of", "record_row"]

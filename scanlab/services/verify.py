@@ -14,7 +14,18 @@ What is compared, and how strictly:
   unknown-score grid within ``PROB_TOL``, the no-evidence mask exact. A verdict
   that tips while the probabilities are within tolerance is a difference too:
   the analyst reads the verdict;
-* every ROI's statistics, recomputed from the stored window grid, within ``PROB_TOL``.
+* every ROI's statistics, recomputed from the stored window grid, within ``PROB_TOL``;
+* every stored model-free layer run (copy-move; :mod:`scanlab.services.layer_records`):
+  the record against its ``layer_run`` audit entry (exact), then the layer re-run
+  through the registry's service on the evidence and compared: shape, number of pairs,
+  each pair's boxes, area, index and colour, the summary's counts and the score map's
+  digest and counts exact; the pair statistics within ``layer_records.PAIR_TOL``
+  (``PROB_TOL``, or one unit of the stored rounding where that is coarser: ``z`` 0.01)
+  and the summary's figures within ``layer_records.SUMMARY_TOL``. A changed detector
+  (source or parameters) is a warning; its figures are compared all the same. Each
+  pair ROI's figures must equal its run's stored pair. A ``layer_run`` entry of a
+  case written before records were kept is a warning (nothing to re-check), one
+  whose record is gone is a difference.
 """
 
 from __future__ import annotations
@@ -27,10 +38,22 @@ from typing import Any
 
 import numpy as np
 
-from scanlab.core.case.casefile import Case, canonical, sha256_text, verify_chain
+from scanlab.core.case.casefile import Case, Evidence, canonical, sha256_text, verify_chain
+from scanlab.core.errors import ScanLabError
 from scanlab.core.jobs import CancelToken, ProgressFn
 from scanlab.services.analysis import AnalysisRequest, run_analysis
 from scanlab.services.cases import compute_stats, evidence_problem, run_to_case
+from scanlab.services.layer_cases import PAIR_KEYS, is_layer_roi, pair_of, record_of
+from scanlab.services.layer_records import (
+    MAP_QUANTUM,
+    PAIR_TOL,
+    RECORD_MARK,
+    SUMMARY_TOL,
+    compare_records,
+    layer_record,
+    record_sha256,
+)
+from scanlab.services.layer_runs import run_layer
 
 PROB_TOL = 1e-4
 
@@ -57,7 +80,7 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
     """
     diffs: list[str] = []
     warns: list[str] = []
-    checked = {"audit_entries": len(case.audit), "evidence": 0, "runs": 0, "rois": 0}
+    checked = {"audit_entries": len(case.audit), "evidence": 0, "runs": 0, "rois": 0, "layer_runs": 0}
     diffs += verify_chain(case.audit)
     logged = {e["payload_sha256"] for e in case.audit if e.get("action") == "analysis_run"}
     with tempfile.TemporaryDirectory(prefix="scanlab-verify-") as tmp:
@@ -96,8 +119,68 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                 if not _close(stored, fresh, PROB_TOL):
                     bad = [k for k in fresh if not _close(stored[k], fresh[k], PROB_TOL)]
                     diffs.append(f"evidence {e.eid} ROI {roi.id}: stored statistics differ ({', '.join(bad)})")
+            d, w = _verify_layer_runs(case, e, checked, cancel=cancel, progress=progress)
+            diffs += d
+            warns += w
     return {"ok": not diffs, "differences": diffs, "warnings": warns, "checked": checked,
-            "tolerance": {"probabilities": PROB_TOL, "maps": PROB_TOL}}
+            "tolerance": {"probabilities": PROB_TOL, "maps": PROB_TOL, "layer_pairs": dict(PAIR_TOL),
+                          "layer_summary": dict(SUMMARY_TOL), "layer_map_quantum": MAP_QUANTUM}}
+
+
+def _verify_layer_runs(case: Case, e: Evidence, checked: dict[str, int], *, cancel: CancelToken | None,
+                       progress: ProgressFn | None) -> tuple[list[str], list[str]]:
+    """Re-check every stored layer run of ``e``, its pair ROIs and its ``layer_run`` audit entries."""
+    diffs: list[str] = []
+    warns: list[str] = []
+    logged = {a["payload_sha256"] for a in case.audit if a.get("action") == "layer_run"}
+    fresh_of: dict[str, Any] = {}  # one re-run per layer: every record of it is compared with that
+    for i, rec in enumerate(e.layer_runs):
+        where = f"evidence {e.eid} {rec.get('layer')} layer run {i:03d}"
+        if record_sha256(rec) not in logged:
+            diffs.append(f"{where}: stored record does not match the audit log (edited after it was recorded)")
+        name = str(rec.get("layer"))
+        if name not in fresh_of:
+            try:
+                fresh_of[name] = run_layer(name, e.info["path"], cancel=cancel, progress=progress)
+            except ScanLabError as err:
+                fresh_of[name] = err
+        fresh = fresh_of[name]
+        if isinstance(fresh, ScanLabError):
+            diffs.append(f"{where}: could not be re-run ({fresh})")
+            continue
+        checked["layer_runs"] += 1
+        d, w = compare_records(where, rec, layer_record(fresh, e.eid, str(rec.get("time"))))
+        diffs += d
+        warns += w
+    for roi in e.rois:
+        if not is_layer_roi(roi) or not pair_of(roi).get("run"):
+            continue  # an ROI made before records were kept: nothing to compare it with
+        p, layer = pair_of(roi), roi.stats["layer"]
+        rec = record_of(e, roi)
+        if rec is None:
+            diffs.append(f"evidence {e.eid} ROI {roi.id}: its {layer} run {p['run']} is not stored in the case")
+            continue
+        stored = next((q for q in rec.get("pairs", []) if q.get("index") == p.get("pair")), None)
+        if stored is None:
+            diffs.append(f"evidence {e.eid} ROI {roi.id}: {layer} run {p['run']} has no pair {p.get('pair')}")
+            continue
+        bad = [k for k in PAIR_KEYS if p.get(k) != stored.get(k)]
+        if bad:
+            diffs.append(f"evidence {e.eid} ROI {roi.id}: {layer} pair {p.get('pair')} figures differ from the "
+                         f"stored run ({', '.join(bad)})")
+    stored_hashes = {record_sha256(r) for r in e.layer_runs}
+    for a in case.audit:
+        if a.get("action") != "layer_run" or not str(a.get("detail", "")).startswith(f"{e.eid}:"):
+            continue
+        if a["payload_sha256"] in stored_hashes:
+            continue
+        if RECORD_MARK in a.get("detail", ""):  # the detail is covered by the chain: this run had a record
+            diffs.append(f"evidence {e.eid}: audit entry {a.get('seq')} ({a['detail']}): no stored record "
+                         "matches it (removed or edited)")
+        else:
+            warns.append(f"evidence {e.eid}: the layer run of audit entry {a.get('seq')} ({a['detail']}) predates "
+                         "re-checking: the case holds no record of it; not re-run")
+    return diffs, warns
 
 
 # Figures of the classify entry (the verdict table of the report) and how each is compared:

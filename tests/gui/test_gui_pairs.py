@@ -70,6 +70,9 @@ def test_copymove_runs_on_runner_and_draws_linked_pairs(qtbot, window, wait_sett
     y, x, h, w = run.pairs[0]["target_box"]
     assert y <= tr <= y + h and x <= tc <= x + w
     assert src.pen().color() == tgt.pen().color()
+    p0 = run.pairs[0]  # the figures the report's pair table prints, in its formats
+    assert f"q {p0['q']:.4f} against the null's lowest {p0['q_null']:.4f}" in src.toolTip()
+    assert f"p = {p0['p_value']:.3g}" in src.toolTip()
     assert not pl.is_lit(src) and not pl.is_lit(tgt)
     QTest.mouseMove(window.view.viewport(), QPoint(2, 2))  # off the page
     with qtbot.waitSignal(pl.hovered) as hovered:
@@ -113,6 +116,13 @@ def test_pairs_become_suggested_rois_in_open_case(qtbot, window, wait_settled, f
     assert len(ends) == 2 * len(window.current_document().layers["copymove"].pairs) > 0
     assert all(r.suggested and np.isfinite(r.stats["copymove"]["correlation"]) for r in ends)
     assert window.cases.case.dirty
+    # the run's record, as verify re-checks it: every pair and the digest of the map on screen
+    from scanlab.services.layer_records import map_digest, record_id
+
+    run = window.current_document().layers["copymove"]
+    (rec,) = e.layer_runs
+    assert rec["map"] == map_digest(run.score) and len(rec["pairs"]) == len(run.pairs)
+    assert all(r.stats["copymove"]["run"] == record_id(rec) for r in ends)
     # shown again: stored once per run, not twice
     window.controls.class_combo.setCurrentIndex(0)
     _choose(window, layer_key("copymove"))

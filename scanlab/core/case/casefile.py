@@ -115,6 +115,8 @@ class Evidence:
     runs: list[Run] = field(default_factory=list)
     rois: list[ROI] = field(default_factory=list)
     embedded: bytes | None = None
+    # records of model-free layer runs (scanlab.services.layer_records), oldest first; plain JSON
+    layer_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def next_roi_id(self) -> int:
         """A fresh ROI id for this evidence."""
@@ -149,7 +151,8 @@ class Case:
         Metadata, audit, view and ROIs are deep copies; runs (never changed once
         stored), embedded bytes and model bytes are shared, so a snapshot is cheap.
         """
-        ev = {k: Evidence(e.eid, copy.deepcopy(e.info), list(e.runs), copy.deepcopy(e.rois), e.embedded)
+        ev = {k: Evidence(e.eid, copy.deepcopy(e.info), list(e.runs), copy.deepcopy(e.rois), e.embedded,
+                          list(e.layer_runs))  # records, like runs, never change once stored
               for k, e in self.evidence.items()}
         return Case(copy.deepcopy(self.meta), ev, dict(self.models), copy.deepcopy(self.audit),
                     copy.deepcopy(self.view), self.path, self.read_only, list(self.warnings), self.dirty)
@@ -210,6 +213,8 @@ def _write(case: Case, f: Any, hook: SaveHook | None) -> None:
                 write_windows(rg.create_group("windows"), r.windows)
         g.create_dataset("rois", data=json.dumps([x.to_dict() for x in e.rois]),
                          dtype=h5py.string_dtype("utf-8"))
+        if e.layer_runs:  # absent in cases without layer runs (and in files written before records)
+            g.create_dataset("layer_runs", data=canonical(e.layer_runs), dtype=h5py.string_dtype("utf-8"))
         if hook:
             hook("evidence")
     mg = f.create_group("models")
@@ -316,6 +321,9 @@ def load_case(path: str | os.PathLike) -> Case:
                     rg = g["runs"][name]
                     e.runs.append(Run(_json_attr(rg, "run"), read_windows(rg["windows"]) if "windows" in rg else None))
                 e.rois = [ROI.from_dict(d) for d in _json_dataset(g["rois"])]
+                e.layer_runs = _json_dataset(g["layer_runs"]) if "layer_runs" in g else []
+                if not isinstance(e.layer_runs, list) or not all(isinstance(r, dict) for r in e.layer_runs):
+                    raise ValueError(f"evidence {eid}: layer_runs is not a list of records")
                 case.evidence[eid] = e
             for sha, d in f["models"].items():
                 case.models[sha] = bytes(d[()].tobytes())
