@@ -37,6 +37,7 @@ from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.engine.patches import Size, grid_positions, training_patch_corners
 from scanlab.core.engine.reliability import analyze_image
 from scanlab.core.errors import ScanLabError
+from scanlab.core.io.delivery import delivered_patch
 from scanlab.core.io.fileio import atomic_write_bytes
 from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
@@ -116,11 +117,18 @@ class PatchDataset(TorchDataset):
     Each item memory-maps its image, copies the 64x64 patch and unmaps it again, so
     neither the decoded collection nor the pages touched by earlier patches stay in
     memory: resident memory does not grow with the collection.
+
+    With ``delivery_chain`` > 0 each patch, with that probability, is cut from a larger
+    crop around its corner that went through one random delivery path first
+    (:func:`scanlab.core.io.delivery.delivered_patch`), seeded by ``(seed, epoch, k)``:
+    a resumed run and any number of loader workers draw the same patches.
     """
 
-    def __init__(self, files: Sequence[os.PathLike | str], corners: tuple[np.ndarray, ...]) -> None:
+    def __init__(self, files: Sequence[os.PathLike | str], corners: tuple[np.ndarray, ...], *,
+                 delivery_chain: float = 0.0, seed: int = 0, epoch: int = 0) -> None:
         self.files = [str(f) for f in files]
         self.idx, self.rows, self.cols, self.labels = corners
+        self.delivery_chain, self.seed, self.epoch = float(delivery_chain), int(seed), int(epoch)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -128,7 +136,11 @@ class PatchDataset(TorchDataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         img = np.load(self.files[self.idx[k]], mmap_mode="r")
         r, c = int(self.rows[k]), int(self.cols[k])
-        patch = np.array(img[r : r + PATCH, c : c + PATCH])
+        rng = np.random.default_rng([self.seed, self.epoch, k]) if self.delivery_chain > 0 else None
+        if rng is not None and rng.random() < self.delivery_chain:
+            patch = delivered_patch(img, r, c, rng)
+        else:
+            patch = np.array(img[r : r + PATCH, c : c + PATCH])
         del img  # unmap now: pages of a kept map would count as resident memory
         scale = full_scale(patch.dtype)
         x = torch.from_numpy(patch.transpose(2, 0, 1).astype(np.float32) / scale)
@@ -381,13 +393,14 @@ def fit(
         t0 = time.perf_counter()
         corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        chain = {"delivery_chain": cfg.delivery_chain, "seed": cfg.seed, "epoch": epoch}
         if dist is None:
             loader = DataLoader(
-                PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                PatchDataset(train.files, corners, **chain), batch_size=cfg.batch_size, shuffle=True, generator=gen,
                 num_workers=cfg.workers, pin_memory=device.type == "cuda",
             )
         else:
-            loader = ddp.sharded_loader(PatchDataset(train.files, corners), cfg, dist, gen, device)
+            loader = ddp.sharded_loader(PatchDataset(train.files, corners, **chain), cfg, dist, gen, device)
         lr = opt.param_groups[0]["lr"]
         b_in_epoch = 0
 
