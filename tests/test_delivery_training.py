@@ -10,7 +10,7 @@ from scanner_tree import make_tree
 from scanlab.cli import main
 from scanlab.core.io.delivery import PATCH, delivered_patch
 from scanlab.core.modelfile.store import load_model
-from scanlab.core.training.loop import PatchDataset
+from scanlab.core.training.patchdata import PatchDataset
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

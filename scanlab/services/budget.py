@@ -31,14 +31,9 @@ from torch.utils.data import DataLoader
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.training.config import TrainConfig
-from scanlab.core.training.loop import (
-    PatchDataset,
-    epoch_corners,
-    evaluate_arrays,
-    n_subimages,
-    train_one_epoch,
-)
+from scanlab.core.training.loop import evaluate_arrays, train_one_epoch
 from scanlab.core.training.other import known_windows, train_other_output
+from scanlab.core.training.patchdata import PatchDataset, epoch_corners, n_subimages
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 

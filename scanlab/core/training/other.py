@@ -63,7 +63,7 @@ def known_windows(
         side = min(h, w, int(PATCH * 1.5))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = np.array(img[y : y + side, x : x + side])
-        del img  # unmap now (see PatchDataset)
+        del img  # unmap now (see patchdata.PatchDataset)
         if crop.dtype != np.uint8:
             crop = np.rint(crop.astype(np.float32) * (255.0 / full_scale(crop.dtype))).astype(np.uint8)
         if augment:
