@@ -17,6 +17,7 @@ validation image per class. With ``--baseline`` the 10-scan lab is also trained 
 the open set switched off, side by side, for the cost ratio (wall and CPU seconds).
 
     python benchmarks/bench_lab_openset.py --work /tmp/labopen --baseline
+    python benchmarks/bench_lab_openset.py --work /tmp/labopen --sizes 10 --delivery-chain 0.5
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def _banks(work: Path) -> None:
                 shutil.copy2(f, k5 / d.name / f.name)
 
 
-def _train(data: Path, out: Path, cache: Path, open_set: bool, epochs: int | None) -> dict:
-    cfg = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+def _train(data: Path, out: Path, cache: Path, open_set: bool, epochs: int | None, chain: float = 0.0) -> dict:
+    cfg = TrainConfig(delivery_chain=chain) if epochs is None else TrainConfig(epochs=epochs, delivery_chain=chain)
     t0, c0 = time.perf_counter(), _cpu()
     man = run_training(TrainRequest(data_dir=str(data), output=str(out), config=cfg, cache=str(cache),
                                     open_set=open_set),
@@ -102,6 +103,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the CLI's")
     ap.add_argument("--baseline", action="store_true", help="also train the 10-scan lab without the open set")
     ap.add_argument("--sizes", default="10,5")
+    ap.add_argument("--delivery-chain", type=float, default=0.0,
+                    help="train with scanlab train --delivery-chain P (model files get a -chainP suffix)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(a.work)
@@ -117,9 +120,10 @@ def main() -> None:
     for n in (int(x) for x in a.sizes.split(",")):
         runs = [("open_set", True)] + ([("no_open_set", False)] if a.baseline and n == 10 else [])
         for tag, on in runs:
-            model = work / f"lab{n}-{tag}.safetensors"
+            suffix = f"-chain{a.delivery_chain:g}" if a.delivery_chain > 0 else ""
+            model = work / f"lab{n}-{tag}{suffix}.safetensors"
             model.unlink(missing_ok=True)
-            r = _train(work / f"known{n}", model, work / "decoded", on, a.epochs)
+            r = _train(work / f"known{n}", model, work / "decoded", on, a.epochs, a.delivery_chain)
             r["fresh_known"] = _verdicts(model, fresh, [f.parent.name for f in fresh])
             r["unseen"] = _verdicts(model, unseen, [None] * len(unseen))
             if real:

@@ -39,7 +39,8 @@ from scanner_tree import make_tree  # noqa: E402
 from scanlab.core.engine.network import build_model  # noqa: E402
 from scanlab.core.training.config import TrainConfig  # noqa: E402
 from scanlab.core.training.dataset import ImageCache, discover, parse_split, split_dataset  # noqa: E402
-from scanlab.core.training.loop import fit, n_subimages  # noqa: E402
+from scanlab.core.training.loop import fit  # noqa: E402
+from scanlab.core.training.patchdata import n_subimages  # noqa: E402
 from scanlab.services.training import _cache_split  # noqa: E402
 from scanlab.services.training_ddp import distributed_fit  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Where CPU training time goes: reading one patch from the cache vs one SGD step.
 
-Prints (1) the cost of :class:`scanlab.core.training.loop.PatchDataset` reading a random
+Prints (1) the cost of :class:`scanlab.core.training.patchdata.PatchDataset` reading a random
 64x64 patch from a memory-mapped ``.npy`` cache file and (2) patches per second of a
 bare forward/backward/SGD step on a batch of 64 random patches (no data loading).
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from scanlab.core.engine.network import build_model
-from scanlab.core.training.loop import PatchDataset
+from scanlab.core.training.patchdata import PatchDataset
 
 
 def main() -> None:

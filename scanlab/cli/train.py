@@ -36,6 +36,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ScanLabError("--max-batches must be at least 1")
     if a.oe_steps is not None and a.oe_steps < 1:
         raise ScanLabError("--oe-steps must be at least 1")
+    if not 0.0 <= a.delivery_chain <= 1.0:
+        raise ScanLabError("--delivery-chain must be a probability between 0 and 1")
     if a.distributed != 1:
         from scanlab.services.training_ddp import check_request
 
@@ -48,7 +50,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
         sub=sub, patience=a.patience, seed=a.seed, width=a.width, schedule=a.schedule,
         freeze_trunk=a.freeze_trunk, amp=not a.no_amp, max_batches=a.max_batches, workers=a.workers,
-        oe_steps=a.oe_steps,
+        oe_steps=a.oe_steps, delivery_chain=a.delivery_chain,
     )
     cache = None if a.cache is None else ("" if a.cache == "none" else a.cache)
     from scanlab.services.budget import parse_budget
@@ -154,6 +156,10 @@ def register(sp: Any) -> None:
                         "a check of the unknown threshold")
     t.add_argument("--oe-steps", type=int, default=None,
                    help="steps of the 'other scanner' training (default: as many as the batches the run trained, 100-400)")
+    t.add_argument("--delivery-chain", type=float, default=d.delivery_chain, metavar="P",
+                   help="train as questioned scans arrive: each training patch, with probability P, first goes "
+                        "through a random re-save (JPEG 60-98, resampling 0.7-1.3, gamma/contrast); the "
+                        "thresholds then also see the validation scans re-saved (default %(default)s: off)")
     t.add_argument("--budget", default=None, metavar="TIME",
                    help="time budget like 15m or 1h: patches per epoch are set from a measured throughput "
                         "(the estimate is printed before training starts)")

@@ -31,14 +31,9 @@ from torch.utils.data import DataLoader
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.training.config import TrainConfig
-from scanlab.core.training.loop import (
-    PatchDataset,
-    epoch_corners,
-    evaluate_arrays,
-    n_subimages,
-    train_one_epoch,
-)
+from scanlab.core.training.loop import evaluate_arrays, train_one_epoch
 from scanlab.core.training.other import known_windows, train_other_output
+from scanlab.core.training.patchdata import PatchDataset, epoch_corners, n_subimages
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 
@@ -70,7 +65,8 @@ def measure(net: torch.nn.Module, train: Any, val: Any, cfg: TrainConfig, device
     probe = copy.deepcopy(net).to(device)
     opt = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=1e-6)
     corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, 0)
-    loader = DataLoader(PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True,
+    loader = DataLoader(PatchDataset(train.files, corners, delivery_chain=cfg.delivery_chain, seed=cfg.seed),
+                        batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
     train_one_epoch(probe, opt, loader, device, max_batches=1)  # warm-up
     t0 = time.perf_counter()

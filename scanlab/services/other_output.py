@@ -106,6 +106,7 @@ def train_open_set(
     steps: int,
     seed: int,
     base_other: OtherScorer | None = None,
+    augment: bool = False,
     device: torch.device | None = None,
     cache_folder: str | os.PathLike | None = None,
     cancel: CancelToken | None = None,
@@ -145,8 +146,8 @@ def train_open_set(
         reps = max(1, round(NEGATIVE_WEIGHT / (1 - NEGATIVE_WEIGHT) * len(pool) / len(neg_w)))
         pool = np.concatenate([pool, np.repeat(neg_w, reps, axis=0)])
     say("other-scanner output")
-    scorer, rec = train_other_output(net, train, pool, steps=steps, seed=seed, init=base_other, device=device,
-                                     cancel=cancel, progress=progress)
+    scorer, rec = train_other_output(net, train, pool, steps=steps, seed=seed, init=base_other, augment=augment,
+                                     device=device, cancel=cancel, progress=progress)
     rec.update({
         "outliers": {"generator": "scanlab.core.synth.outliers", "cache_file": path.name,
                      "designs": OUTLIER_DESIGNS, "windows_per_design": WINDOWS_PER_DESIGN,

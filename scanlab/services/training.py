@@ -27,8 +27,9 @@ from scanlab.core.engine.network import build_model
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
 from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer
+from scanlab.core.io.delivery import delivered
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
-from scanlab.core.io.imaging import ImageLoadError
+from scanlab.core.io.imaging import ImageLoadError, full_scale
 from scanlab.core.io.jpegfacts import input_summary
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile.store import make_manifest, save_model
@@ -156,6 +157,25 @@ def iter_images(images: CachedImages) -> Iterator[tuple[np.ndarray, int]]:
         yield images[i], images.labels[i]
 
 
+def iter_delivered(images: CachedImages, p: float, seed: int) -> Iterator[tuple[np.ndarray, int]]:
+    """:func:`iter_images`, then (``p`` > 0) every image once more after one random delivery path.
+
+    A model trained with the delivery chain (``TrainConfig.delivery_chain``) has its
+    calibration and open-set thresholds fitted on validation scans as they are *and* as a
+    lab receives them (re-saved as JPEG, resampled, tone-changed: the whole scan, as a user
+    would), so that a re-saved scan of a known scanner is judged by a threshold that saw one.
+    """
+    yield from iter_images(images)
+    if p <= 0:
+        return
+    rng = np.random.default_rng([seed, 41])
+    for i in range(len(images)):
+        px = np.asarray(images[i])
+        if px.dtype != np.uint8:
+            px = np.rint(px.astype(np.float32) * (255.0 / full_scale(px.dtype))).astype(np.uint8)
+        yield delivered(px, rng)[0], images.labels[i]
+
+
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None, OtherScorer | None]:
     """Fresh network, or one initialised from a base model (the head is replaced when classes differ).
 
@@ -259,7 +279,8 @@ def run_training(
         if req.open_set:
             oe = train_open_set(
                 net, train, data_dir=req.data_dir, other_dir=req.other, steps=oe_steps_for(cfg, hist["epochs_run"] * hist["batches_per_epoch"]),
-                seed=req.config.seed, base_other=base_other, device=device, cache_folder=req.outlier_cache,
+                seed=req.config.seed, base_other=base_other, augment=cfg.delivery_chain > 0, device=device,
+                cache_folder=req.outlier_cache,
                 cancel=cancel, progress=progress, stage=stage,
             )
             # the last block and the class rows moved a little: measure validation again
@@ -274,13 +295,23 @@ def run_training(
         # Calibration, open-set scorer and thresholds, fitted on the validation split
         # (inside the cache's lifetime: iter_images(val) decodes one image at a time).
         stage("calibrating")
+        # with the chain, the thresholds also see every validation scan as a lab receives it (not for
+        # the k-NN scorer of a run without the open set: its held-out half would hold a copy's twin)
+        chain_p = cfg.delivery_chain if req.open_set else 0.0
         extra_manifest, extras = fit_evidence_model(
-            net, iter_images(val), ds.classes, engine=req.engine, device=device, cancel=cancel, total=len(val),
+            net, iter_delivered(val, chain_p, cfg.seed), ds.classes, engine=req.engine, device=device,
+            cancel=cancel, total=len(val) * (2 if chain_p > 0 else 1), copies=2 if chain_p > 0 else 1,
             demonstration=(Path(req.data_dir) / "synth.json").is_file(),  # a virtual bank from `scanlab synth`
             dpi_range=dpi_range(str(x.path) for x in ds.split["train"]),
             **({} if oe is None else {"method": OPEN_SET_METHOD, "other": oe.scorer, "outliers": oe.heldout,
                                      "negatives": oe.negatives_check, "train_images": iter_images(train)}),
         )
+        if chain_p > 0:
+            for block in ("calibration", "open_set"):
+                if block in extra_manifest:
+                    extra_manifest[block]["validation_delivered"] = (
+                        "every validation scan counted twice: as it is and once through one random delivery "
+                        "path (scanlab.core.io.delivery.delivered: tone, resampling, JPEG re-save)")
         # formats and JPEG qualities of the training scans (headers only): the input gating compares
         # each questioned scan's JPEG facts with them
         extra_manifest.setdefault("training_input", {}).update(input_summary(str(x.path) for x in ds.split["train"]))

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from scanner_tree import make_tree  # noqa: E402
 
 from scanlab.gui.wizard.pages_result import precision_recall  # noqa: E402
+from scanlab.gui.wizard.pages_train import CHAIN_P  # noqa: E402
 from scanlab.services.library import list_library  # noqa: E402
 from scanlab.services.paths import user_models_dir  # noqa: E402
 
@@ -74,6 +75,7 @@ def test_wizard_from_main_window_to_saved_model(qtbot, window, collection, tmp_p
     model.base.setCurrentIndex(model.base.findData("none"))
     model.advanced.setChecked(True)
     model.epochs.setValue(2)
+    model.chain.setChecked(True)  # questioned scans arrive re-saved
     wiz.next()
     train = wiz.page_named("train")
     assert not train.isComplete()
@@ -103,6 +105,7 @@ def test_wizard_from_main_window_to_saved_model(qtbot, window, collection, tmp_p
     assert save.save()
     lib = list_library()
     assert len(lib) == 1 and lib[0]["manifest"]["notes"].startswith("reference scans")
+    assert lib[0]["manifest"]["training"]["recipe"]["delivery_chain"] == CHAIN_P
     wiz.close()
 
 

@@ -117,6 +117,7 @@ def fit_evidence_model(
     outliers: tuple[np.ndarray, np.ndarray] | None = None,
     negatives: Iterable[np.ndarray] | None = None,
     train_images: Iterable[tuple[np.ndarray, int]] | None = None,
+    copies: int = 1,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit temperature, open-set scorer and thresholds on the validation images.
 
@@ -149,6 +150,10 @@ def fit_evidence_model(
     train_images : iterable of (pixels, class index), optional
         The training split: ``gauss-image`` fits its class means and covariance on
         their windows (cross-fitted for the threshold); required by that method.
+    copies : int
+        ``val_images`` holds every validation scan this many times (the scans as they
+        are, then the same scans through the delivery chain): the rule of at least
+        ``MIN_VAL_IMAGES_PER_CLASS`` images per class counts distinct scans only.
 
     Returns
     -------
@@ -165,6 +170,7 @@ def fit_evidence_model(
         "training_input": {"dpi": dpi_range, "bit_depths": sorted(depths) or [8], "modes": ["RGB"]},
     }
     counts = np.bincount(np.asarray(img_class, dtype=int), minlength=len(classes)) if img_class else np.zeros(len(classes), int)
+    counts = counts // max(1, copies)  # distinct scans
     win_counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
     few_images = counts.min() < MIN_VAL_IMAGES_PER_CLASS
     short = [f"{c} ({int(n)})" for c, n in zip(classes, counts, strict=True) if n < MIN_VAL_IMAGES_PER_CLASS]

@@ -12,7 +12,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from scanlab.core.io.imaging import full_scale
+
 PATCH = 64  # never resample below one analysis window
+MARGIN = PATCH // 4  # crop beyond a training patch on each side, so that resampling and JPEG see context
 _FILTERS = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR, Image.Resampling.BOX, Image.Resampling.LANCZOS)
 
 
@@ -71,3 +74,25 @@ def delivered(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, li
     if "jpeg" in steps:
         img = jpeg_again(img, rng)
     return img, steps
+
+
+def delivered_patch(img: np.ndarray, r: int, c: int, rng: np.random.Generator) -> np.ndarray:
+    """The 64x64 training patch at (r, c) of ``img`` as it looks after one random delivery path.
+
+    A crop of up to ``PATCH + 2 * MARGIN`` pixels around the patch goes through
+    :func:`delivered` (as 8-bit: a questioned JPEG is 8-bit), so the JPEG grid falls at
+    any phase of the patch and a resampled patch is as sharp as one cut from a
+    resampled scan; the patch is then cut where the original one went (uint8 (64, 64, 3)).
+    """
+    h, w = img.shape[:2]
+    side_y, side_x = min(h, PATCH + 2 * MARGIN), min(w, PATCH + 2 * MARGIN)
+    y0 = min(max(0, r - MARGIN), h - side_y)
+    x0 = min(max(0, c - MARGIN), w - side_x)
+    crop = np.array(img[y0 : y0 + side_y, x0 : x0 + side_x])
+    if crop.dtype != np.uint8:
+        crop = np.rint(crop.astype(np.float32) * (255.0 / full_scale(crop.dtype))).astype(np.uint8)
+    out, _ = delivered(crop, rng)
+    fy, fx = out.shape[0] / side_y, out.shape[1] / side_x
+    yy = min(max(0, round((r - y0) * fy)), out.shape[0] - PATCH)
+    xx = min(max(0, round((c - x0) * fx)), out.shape[1] - PATCH)
+    return np.ascontiguousarray(out[yy : yy + PATCH, xx : xx + PATCH])

@@ -30,6 +30,9 @@ class TrainConfig:
     max_batches: int | None = None  # cap on batches per epoch (None: one patch per sub-image)
     workers: int = 0  # DataLoader worker processes
     oe_steps: int | None = None  # steps of the "other scanner" training (None: a share of the run's batches)
+    # probability that a training patch first goes through one random delivery path (JPEG re-save,
+    # resampling, tone: scanlab.core.io.delivery.delivered); 0 trains on the scans as they are
+    delivery_chain: float = 0.0
 
     def recipe(self) -> dict[str, Any]:
         """The recipe part of the manifest."""

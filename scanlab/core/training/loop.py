@@ -4,7 +4,7 @@ The loop follows torchvision's reference style: ``train_one_epoch`` /
 ``evaluate_arrays`` / ``fit``. Each epoch draws one 64x64 patch from a random
 position inside every non-overlapping training sub-image (a fresh position each
 epoch, DESIGN.md section 2). Patches are read per batch by a
-``torch.utils.data`` :class:`PatchDataset` from memory-mapped cache files, so a
+``torch.utils.data`` :class:`~scanlab.core.training.patchdata.PatchDataset` from memory-mapped cache files, so a
 collection far larger than RAM trains in bounded memory. After each epoch the run
 validates, keeps the best weights (by validation per-patch accuracy, then loss),
 writes a checkpoint (atomic) from which a crashed or cancelled run resumes, and
@@ -30,19 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
 from scanlab.core.engine.engines import Engine
 from scanlab.core.engine.network import PATCH, ScannerNet
-from scanlab.core.engine.patches import Size, grid_positions, training_patch_corners
 from scanlab.core.engine.reliability import analyze_image
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.fileio import atomic_write_bytes
-from scanlab.core.io.imaging import full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.training import distributed as ddp
 from scanlab.core.training.config import TrainConfig
 from scanlab.core.training.distributed import DistContext
+from scanlab.core.training.patchdata import PatchDataset, epoch_corners, n_subimages
 
 CHECKPOINT_VERSION = 1
 
@@ -66,32 +64,6 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def n_subimages(shape: tuple[int, int], sub: Size) -> int:
-    """Patches one epoch draws from one image (one per sub-image)."""
-    n, m = min(sub[0], shape[0]), min(sub[1], shape[1])
-    return len(grid_positions(shape[0], n, n)) * len(grid_positions(shape[1], m, m))
-
-
-def epoch_corners(shapes: Sequence[tuple[int, int]], labels: Sequence[int], sub: Size, seed: int, epoch: int):
-    """The patches of one epoch: (image index, row, col, label) arrays.
-
-    One random corner inside each non-overlapping sub-image of every image (zig-zag
-    order, :func:`training_patch_corners`), seeded by ``(seed, epoch)`` so a resumed run
-    draws exactly the patches the uninterrupted run would have drawn.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    idx, rows, cols, labs = [], [], [], []
-    for i, (shape, y) in enumerate(zip(shapes, labels, strict=True)):
-        s = (min(sub[0], shape[0]), min(sub[1], shape[1]))
-        c = training_patch_corners(shape, s, rng)
-        idx.append(np.full(len(c), i, dtype=np.int64))
-        rows.append(c[:, 0])
-        cols.append(c[:, 1])
-        labs.append(np.full(len(c), y, dtype=np.int64))
-    cat = np.concatenate
-    return cat(idx), cat(rows), cat(cols), cat(labs)
-
-
 def release_freed_heap() -> None:
     """Give memory freed by the C heap back to the system (glibc ``malloc_trim``; no-op elsewhere).
 
@@ -108,31 +80,6 @@ def release_freed_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # musl or another libc: nothing to trim
         pass
-
-
-class PatchDataset(TorchDataset):
-    """One epoch's training patches, read from the images' cache files on demand.
-
-    Each item memory-maps its image, copies the 64x64 patch and unmaps it again, so
-    neither the decoded collection nor the pages touched by earlier patches stay in
-    memory: resident memory does not grow with the collection.
-    """
-
-    def __init__(self, files: Sequence[os.PathLike | str], corners: tuple[np.ndarray, ...]) -> None:
-        self.files = [str(f) for f in files]
-        self.idx, self.rows, self.cols, self.labels = corners
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
-        img = np.load(self.files[self.idx[k]], mmap_mode="r")
-        r, c = int(self.rows[k]), int(self.cols[k])
-        patch = np.array(img[r : r + PATCH, c : c + PATCH])
-        del img  # unmap now: pages of a kept map would count as resident memory
-        scale = full_scale(patch.dtype)
-        x = torch.from_numpy(patch.transpose(2, 0, 1).astype(np.float32) / scale)
-        return x, int(self.labels[k])
 
 
 def train_one_epoch(
@@ -381,13 +328,14 @@ def fit(
         t0 = time.perf_counter()
         corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        chain = {"delivery_chain": cfg.delivery_chain, "seed": cfg.seed, "epoch": epoch}
         if dist is None:
             loader = DataLoader(
-                PatchDataset(train.files, corners), batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                PatchDataset(train.files, corners, **chain), batch_size=cfg.batch_size, shuffle=True, generator=gen,
                 num_workers=cfg.workers, pin_memory=device.type == "cuda",
             )
         else:
-            loader = ddp.sharded_loader(PatchDataset(train.files, corners), cfg, dist, gen, device)
+            loader = ddp.sharded_loader(PatchDataset(train.files, corners, **chain), cfg, dist, gen, device)
         lr = opt.param_groups[0]["lr"]
         b_in_epoch = 0
 

@@ -63,7 +63,7 @@ def known_windows(
         side = min(h, w, int(PATCH * 1.5))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = np.array(img[y : y + side, x : x + side])
-        del img  # unmap now (see PatchDataset)
+        del img  # unmap now (see patchdata.PatchDataset)
         if crop.dtype != np.uint8:
             crop = np.rint(crop.astype(np.float32) * (255.0 / full_scale(crop.dtype))).astype(np.uint8)
         if augment:
@@ -112,6 +112,7 @@ def train_other_output(
     known_per_image: int | None = None,
     max_known: int | None = None,
     init: OtherScorer | None = None,
+    augment: bool = False,
     device: torch.device | None = None,
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
@@ -136,6 +137,9 @@ def train_other_output(
         Optimiser steps of ``batch`` known and ``batch`` outlier windows.
     init : OtherScorer, optional
         Start from this row instead of zeros.
+    augment : bool
+        Known windows go through the delivery chain too (a model trained with
+        ``TrainConfig.delivery_chain``): re-saved scans of known scanners stay known.
 
     Returns
     -------
@@ -151,7 +155,7 @@ def train_other_output(
     frozen = frozen_layers(net)
     n_known = int(min(MAX_KNOWN if max_known is None else max_known,
                       (KNOWN_PER_IMAGE if known_per_image is None else known_per_image) * len(train.labels)))
-    kw, ky = known_windows(train, n_known, rng, augment=False)
+    kw, ky = known_windows(train, n_known, rng, augment=augment)
     k_maps = _frozen_maps(frozen, kw, dev)
     check(cancel)
     o_maps = _frozen_maps(frozen, outliers, dev)

@@ -33,6 +33,8 @@ from scanlab.services.library import list_library
 from scanlab.services.paths import default_model_path
 from scanlab.services.training import run_training
 
+CHAIN_P = 0.5  # the wizard's "re-saved" choice: scanlab train --delivery-chain 0.5
+
 
 class ModelPage(QWizardPage):
     """Base model (shipped / user / scratch), freeze trunk, advanced recipe, device."""
@@ -54,6 +56,12 @@ class ModelPage(QWizardPage):
                 self.device.model().item(self.device.count() - 1).setEnabled(False)
         self.amp = QCheckBox("Mixed precision (CUDA only)")
         self.amp.setChecked(d.amp)
+        self.chain = QCheckBox("Questioned scans arrive re-saved (JPEG, resized): train on re-saved patches too")
+        self.chain.setToolTip(f"Each training patch, with probability {CHAIN_P}, first goes through a random JPEG "
+                              "re-save (quality 60-98), resampling (x0.7-1.3) or tone change, and the thresholds "
+                              "also see the validation scans re-saved (scanlab train --delivery-chain "
+                              f"{CHAIN_P}). See BENCHMARKS.md, 'Delivery chain'.")
+        self.chain.setChecked(d.delivery_chain > 0)
         adv = QGroupBox("Advanced")
         adv.setCheckable(True)
         adv.setChecked(False)
@@ -92,6 +100,7 @@ class ModelPage(QWizardPage):
         form.addRow("", self.freeze)
         form.addRow("Device", self.device)
         form.addRow("", self.amp)
+        form.addRow("", self.chain)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(adv)
@@ -123,6 +132,7 @@ class ModelPage(QWizardPage):
             TrainConfig(), lr=self.lr.value(), momentum=self.momentum.value(), schedule=self.schedule.currentText(),
             epochs=self.epochs.value(), sub=(s, s), batch_size=self.batch.value(),
             freeze_trunk=self.freeze.isChecked() and st.base != "none", amp=self.amp.isChecked(),
+            delivery_chain=CHAIN_P if self.chain.isChecked() else 0.0,
         )
         return True
 
