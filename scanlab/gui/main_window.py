@@ -40,6 +40,7 @@ from scanlab.gui.scheduler import AnalysisScheduler
 from scanlab.gui.selftest_action import SelftestController
 from scanlab.gui.settings import GuiSettings, remembered_model, restore_view_state, save_view_state
 from scanlab.gui.task_runner import TaskRunner
+from scanlab.gui.triage_windows import TriageWindows
 from scanlab.gui.wizard.menu import ModelsMenu
 from scanlab.services.analysis import AnalysisResult
 from scanlab.services.models import model_entries
@@ -48,7 +49,6 @@ from scanlab.services.viewstate import ANALYSIS_FIELDS, ViewState
 
 IMAGE_FILTER = "Scans (*.tif *.tiff *.png *.jpg *.jpeg *.bmp *.pdf);;All files (*)"
 MODEL_FILTER = "ScanLab models (*.safetensors);;All files (*)"
-BATCH_FILTER = "Batch results (*.parquet);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -73,7 +73,6 @@ class MainWindow(QMainWindow):
         self.extra_models: list[str] = []
         self._shipped_problem: str | None = None  # last shipped-model problem shown
         self.docks: dict[str, QDockWidget] = {}
-        self.triage_views: list = []  # open batch-results windows (scanlab.gui.triage.TriageView)
 
         self.view = ScanView()
         self.setCentralWidget(self.view)
@@ -114,6 +113,10 @@ class MainWindow(QMainWindow):
         self._place_case_actions()
         self.models_menu = ModelsMenu(self.menus["models"], self, self)  # Train a model..., Model library...
         self.selftest = SelftestController(self)  # Help > Run self-test
+        self.triage = TriageWindows(self, start_dir=lambda: self.settings.get_str("paths/last_open_dir", str(Path.home())),
+                                    state=self.state, open_paths=self.open_paths,
+                                    show_result=self.show_result, add_to_case=self.cases.add_paths,
+                                    post=self.post_message)  # File > Open batch results
         self._restore_settings(model)
         self._connect()
 
@@ -269,49 +272,13 @@ class MainWindow(QMainWindow):
         if path:
             self.use_model(path)
 
-    @Slot()
     def open_batch_dialog(self) -> None:
-        """File > Open batch results: a ``scanlab batch`` results.parquet in the triage view."""
-        start = self.settings.get_str("paths/last_open_dir", str(Path.home()))
-        path, _ = QFileDialog.getOpenFileName(self, "Open batch results", start, BATCH_FILTER)
-        if path:
-            self.open_batch(path)
+        """File > Open batch results (:class:`TriageWindows`)."""
+        self.triage.open_dialog()
 
     def open_batch(self, path: str):
-        """Show a results table in a triage window; double-clicking a row opens that page here."""
-        from scanlab.core.errors import ScanLabError
-        from scanlab.gui.triage import TriageView
-
-        try:
-            view = TriageView(path, self)
-        except ScanLabError as e:
-            self.post_message(str(e), error=True)
-            return None
-        # a child of the window (deleted with it) shown as a window of its own
-        view.setWindowFlag(Qt.WindowType.Window, True)
-        view.page_requested.connect(self._on_triage_page_requested)
-        view.stored_page_requested.connect(self._on_triage_stored_page_requested)
-        view.add_to_case_requested.connect(self._on_triage_add_to_case)
-        self.triage_views.append(view)
-        view.resize(1000, 700)
-        view.show()
-        return view
-
-    @Slot(str)
-    def _on_triage_page_requested(self, path: str) -> None:
-        self.open_paths([path])
-
-    @Slot(str, str)
-    def _on_triage_stored_page_requested(self, path: str, map_path: str) -> None:
-        from scanlab.gui.triage import stored_result
-
-        result, problem = stored_result(path, map_path, self.state)
-        if result is None:  # an older map, another model, a changed file: analyse as without --maps
-            self.post_message(f"{problem}; analysing the page instead")
-            self.open_paths([path])
-            return
-        self.show_result(result)
-        self.post_message(f"{Path(map_path).name}: the map stored by the batch (not analysed again)")
+        """Show a ``scanlab batch`` results table in a triage window (None, with a message, if unreadable)."""
+        return self.triage.open(path)
 
     def show_result(self, result: AnalysisResult) -> ScanDocument:
         """Open ``result.request.path`` showing ``result`` (computed elsewhere); no analysis starts.
@@ -334,10 +301,6 @@ class MainWindow(QMainWindow):
         else:
             self.scan_list.setCurrentRow(self.documents.index(doc))
         return doc
-
-    @Slot(list)
-    def _on_triage_add_to_case(self, paths: list) -> None:
-        self.cases.add_paths([str(p) for p in paths])
 
     def use_model(self, path: str) -> None:
         """Add a model file to the list, select it and re-analyse."""
