@@ -36,7 +36,11 @@ from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_OFFSET = 12  # px: a digit copied just after its own line's last digit lies one advance away
 MARGIN = 0.16  # a candidate's q must be below MARGIN x the lowest q of its class's null
-MAX_Q = 0.011  # ... and below this whatever the null (a copy differs by the re-save alone)
+MAX_Q = 0.005  # ... and below this whatever the null (a copy differs by the re-save alone)
+# a large candidate at a displacement sharing neither a row nor a column (see _grid_class):
+LARGE_VOTES = 30  # matched blocks (work grid) from which a candidate counts as large (a word, a stamp)
+LARGE_MARGIN = 0.5  # its q must be below LARGE_MARGIN x the lowest q of its class's null
+LARGE_MAX_Q = 0.03  # ... and below this
 MIN_NULL = 20  # a class null smaller than this borrows the pooled null of all classes
 MIN_AREA = 64  # px: smaller ends are not reported
 GROW = 48  # px: how far beyond its matched blocks a pair's mask may reach
@@ -191,10 +195,12 @@ def detect_copymove(
         y0, x0, y1, x1 = c.box
         v = np.float32(0.49 * q0 / max(c.q + q0, 1e-12)) if np.isfinite(q0) else np.float32(0.49)
         np.maximum(hint[y0:y1, x0:x1], v, out=hint[y0:y1, x0:x1])
+        bar = min(LARGE_MAX_Q, LARGE_MARGIN * q0) if _large_generic(c) else min(MAX_Q, MARGIN * q0)
         if null.size >= MIN_NULL:
-            q_bar = min(q_bar, MAX_Q, MARGIN * q0)
+            q_bar = min(q_bar, bar)
         p = float((1 + np.count_nonzero(null <= c.q)) / (1 + null.size))
-        if null.size >= MIN_NULL and c.q <= min(MAX_Q, MARGIN * q0) and p <= max(alpha, 1.0 / (1 + null.size)):
+        if (null.size >= MIN_NULL and c.q <= bar and p <= max(alpha, 1.0 / (1 + null.size))
+                and dup.periodicity(g, grad2, c) >= dup.PERIODIC):
             accepted.append((c, q0, p))
     pairs = _pairs(g, grad2, accepted, (h, w))
     report(progress, 4, total)
@@ -211,8 +217,13 @@ def detect_copymove(
 
 
 def _grid_class(c: dup.DupCandidate) -> int:
-    """0..3: whether the displacement is a multiple of 8 (JPEG's block) along y, along x."""
-    return int(c.dy % 8 == 0) * 2 + int(c.dx % 8 == 0)
+    """0..15: whether the displacement is zero along y, along x, a multiple of 8 (JPEG's block) along y, along x."""
+    return int(c.dy == 0) * 8 + int(c.dx == 0) * 4 + int(c.dy % 8 == 0) * 2 + int(c.dx % 8 == 0)
+
+
+def _large_generic(c: dup.DupCandidate) -> bool:
+    """A large candidate (a word, a stamp) whose ends share neither a row nor a column of the scan."""
+    return c.votes >= LARGE_VOTES and c.dy != 0 and c.dx != 0
 
 
 def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, int]) -> list[CopyMovePair]:
