@@ -44,6 +44,8 @@ LARGE_MAX_Q = 0.03  # ... and below this
 MIN_NULL = 20  # a class null smaller than this borrows the pooled null of all classes
 MIN_AREA = 64  # px: smaller ends are not reported
 GROW = 48  # px: how far beyond its matched blocks a pair's mask may reach
+MASK_PAD = 2  # px: how far the copied paper reaches beyond the identical content
+MASK_DIFF = 50.0  # 8-bit levels^2: local mean squared difference above which a pixel is not part of the copy
 TEXTURE = 25.0  # mean squared gradient (8-bit levels^2 per px^2) above which a region is textured
 
 
@@ -275,6 +277,12 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
         m = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
         if m.sum() < MIN_AREA:
             continue
+        # the copied region: the rectangle the identical content spans, grown by MASK_PAD (the paper
+        # moved with it), less what clearly differs at the displacement (other content in the rectangle)
+        ys, xs = np.nonzero(m & content)  # (clipped paper is bit-identical anywhere: it spans nothing)
+        rect = np.zeros_like(m)
+        rect[max(0, ys.min() - MASK_PAD) : ys.max() + 1 + MASK_PAD, max(0, xs.min() - MASK_PAD) : xs.max() + 1 + MASK_PAD] = True
+        m = ndimage.binary_opening(rect & (local <= MASK_DIFF), np.ones((3, 3))) | m
         ys, xs = np.nonzero(m)
         by0, bx0, by1, bx1 = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
         mm = m[by0:by1, bx0:bx1]
