@@ -5,11 +5,28 @@ candidates on a reduced work image, the exact-duplication test of every candidat
 full resolution (``q``: SSD at the best integer shift over SSD one pixel away), the
 scan's own null of same-content pairs, and the merge of accepted candidates into pairs.
 
-The null is conditioned on the displacement's phase against JPEG's 8x8 grid: two
-regions whose displacement is a multiple of 8 along an axis were quantised in the same
-block phase along it, so repeated glyphs there are nearly as identical as a copy. A
-candidate is compared only with the scan's other candidates of its class (aligned or
-not, per axis), never with those at its own displacement (its own copy's other parts).
+The null is conditioned on the displacement (16 classes, :func:`_grid_class`): along
+each axis, whether it is zero and whether it is a multiple of 8. Two regions whose
+displacement is a multiple of 8 along an axis were quantised in the same phase of
+JPEG's 8x8 grid along it; two regions on the same row (or column) of a flatbed scan
+share the sensor's column sampling (or the motor's row phase), so repeated glyphs there
+are as identical as a copy. A candidate is compared only with the scan's other
+candidates of its class, never with those at its own displacement (its own copy's other
+parts). The bar depends on the candidate:
+
+* a large candidate (``LARGE_VOTES`` matched blocks or more: a word, a stamp, a
+  signature) whose ends share neither a row nor a column: ``q <= min(LARGE_MAX_Q,
+  LARGE_MARGIN x`` the lowest ``q`` of its class's null). Authentic repeats that large
+  and that identical are rare off the rows and columns, so the bar need not sit far
+  below the null's extreme;
+* any other candidate (single glyphs, same-row or same-column repeats): ``q <=
+  min(MAX_Q, MARGIN x`` the lowest ``q`` of its class's null).
+
+A candidate that also repeats at -d, 2d or d/2 (:func:`.dup.periodicity`: table rules,
+ruled forms) is the content's own period, not a copy, and is not reported. Thresholds
+were chosen on dev forgeries (seeds 7, 11, 13, 17), never on the benchmark's seed 0.
+A pair's masks are the rectangle its identical content spans, grown by ``MASK_PAD``
+(the paper moved with it), less what clearly differs at the displacement.
 
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window

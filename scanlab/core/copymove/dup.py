@@ -19,7 +19,9 @@ its ``q`` lies far below it.
 Candidates (:func:`candidates`) are block matches on a reduced work image: blocks with
 content, described by low-frequency DCT features plus their mean and contrast (an exact
 copy keeps both), matched with a k-d tree; the matches are grouped by displacement and
-by position. Blank paper (no content) is not searched here.
+by position. Blank paper (no content) is not searched here. :func:`periodicity` tells a
+repeat of periodic content (table rules) from a copy: the former repeats at -d, 2d or
+d/2 as well.
 """
 
 from __future__ import annotations
