@@ -91,6 +91,28 @@ def test_document_word_copy_is_found() -> None:
     assert detect_copymove(au.pixels).pairs == []
 
 
+def test_large_word_copy_across_lines_is_found() -> None:
+    # a word copied to another form line (its ends share no row or column), the page re-saved
+    # as JPEG 85 (dev-set seed 11): its q (~0.02) is above the small-candidate bar (0.005) and
+    # only the large-candidate rule (q below half the null's lowest) reports it
+    f = doc_scan(1, "word", seed=11)
+    r = detect_copymove(f.pixels)
+    assert len(r.pairs) == 1
+    p = r.pairs[0]
+    assert 0.005 < p.q < 0.5 * p.q_null
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    assert _iou(src | tgt, f.source | f.target) > 0.6  # the copied box, paper included
+    au = doc_scan(1, "word", seed=11, forge=False)
+    assert detect_copymove(au.pixels).pairs == []
+
+
+def test_periodic_table_rules_are_not_a_copy() -> None:
+    # an authentic page (dev-set seed 17) with a ruled table: its rows repeat at two row
+    # pitches almost exactly (q ~0.001); the periodicity test rejects the repeat
+    f = doc_scan(0, "digit", seed=17, forge=False)
+    assert detect_copymove(f.pixels).pairs == []
+
+
 def test_doc_forgery_masks_are_exact() -> None:
     f = doc_scan(0, "blank")
     ty, tx, h, w = f.record["target_box"]

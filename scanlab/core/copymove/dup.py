@@ -19,7 +19,9 @@ its ``q`` lies far below it.
 Candidates (:func:`candidates`) are block matches on a reduced work image: blocks with
 content, described by low-frequency DCT features plus their mean and contrast (an exact
 copy keeps both), matched with a k-d tree; the matches are grouped by displacement and
-by position. Blank paper (no content) is not searched here.
+by position. Blank paper (no content) is not searched here. :func:`periodicity` tells a
+repeat of periodic content (table rules) from a copy: the former repeats at -d, 2d or
+d/2 as well.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ MIN_BLOCKS = 3  # matched blocks per candidate
 N_SAMPLES = 384  # edge pixels per candidate that the shift search and the test use
 MIN_STRUCTURE = 0.05  # SSD one pixel off / mean squared gradient: below it the samples have no 2-D structure
 COARSE = 3  # coarse search: +-COARSE steps of the work factor
+PERIODIC = 0.5  # periodicity() below it: the repeat is the content's own period
 
 
 @dataclass
@@ -142,6 +145,38 @@ def _ssd(g: np.ndarray, py: np.ndarray, px: np.ndarray, t: np.ndarray, sy: np.nd
     return d
 
 
+def _samples(g: np.ndarray, grad2: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the (up to) ``N_SAMPLES`` strongest-gradient pixels of ``box`` (y0, x0, y1, x1)."""
+    y0, x0, y1, x1 = box
+    gb = grad2[y0:y1, x0:x1]
+    # clipped pixels (solid ink at 0, paper at full scale) are identical in any two regions
+    flat = np.where((g[y0:y1, x0:x1] > 0.5) & (g[y0:y1, x0:x1] < 254.5), gb, 0.0).ravel()
+    n = min(N_SAMPLES, flat.size)
+    top = np.argpartition(flat, flat.size - n)[flat.size - n :]
+    py, px = np.divmod(top, x1 - x0)
+    return py + y0, px + x0
+
+
+def periodicity(g: np.ndarray, grad2: np.ndarray, c: DupCandidate) -> float:
+    """SSD of a tested candidate's samples at -d, 2d and d/2 over their smallest SSD one pixel off d.
+
+    A region that repeats at ``d`` because the scan's content is periodic (table rules,
+    a ruled form, a dotted leader) repeats at these shifts too; a copy's target does
+    not (they land on unrelated content). Small (< ``PERIODIC``): periodic, not a copy.
+    """
+    h, w = g.shape
+    y0, x0, y1, x1 = c.box
+    py, px = _samples(g, grad2, (y0, x0, min(y1, h), min(x1, w)))
+    t = g[py, px]
+    shifts = [(-c.dy, -c.dx), (2 * c.dy, 2 * c.dx)]
+    if c.dy % 2 == 0 and c.dx % 2 == 0:
+        shifts.append((c.dy // 2, c.dx // 2))
+    sh = np.array(shifts)
+    other = _ssd(g, py, px, t, sh[:, 0], sh[:, 1])
+    nb = _ssd(g, py, px, t, c.dy + _N8[:, 0], c.dx + _N8[:, 1])
+    return float(other.min()) / max(float(nb.min()), 1e-9)
+
+
 _N8 = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)])
 
 
@@ -162,15 +197,9 @@ def test_candidates(
             check(cancel)
         y0, x0, y1, x1 = c.box
         y1, x1 = min(y1, h), min(x1, w)
-        gb = grad2[y0:y1, x0:x1]
-        if gb.size < 16:
+        if (y1 - y0) * (x1 - x0) < 16:
             continue
-        # clipped pixels (solid ink at 0, paper at full scale) are identical in any two regions
-        flat = np.where((g[y0:y1, x0:x1] > 0.5) & (g[y0:y1, x0:x1] < 254.5), gb, 0.0).ravel()
-        n = min(N_SAMPLES, flat.size)
-        top = np.argpartition(flat, flat.size - n)[flat.size - n :]
-        py, px = np.divmod(top, x1 - x0)
-        py, px = py + y0, px + x0
+        py, px = _samples(g, grad2, (y0, x0, y1, x1))
         d = _ssd(blur, py, px, blur[py, px], c.dy + cy, c.dx + cx)
         k = int(np.argmin(d))
         if not np.isfinite(d[k]):
@@ -191,4 +220,4 @@ def test_candidates(
         c.level = best / g2
 
 
-__all__ = ["DupCandidate", "candidates", "test_candidates"]
+__all__ = ["DupCandidate", "candidates", "periodicity", "test_candidates"]
