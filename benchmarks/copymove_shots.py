@@ -19,58 +19,42 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shotkit import offscreen_window  # noqa: E402
 
 
 def _app_shot(page: str, out: Path, size: tuple[int, int] = (1280, 800)) -> None:
-    from PySide6.QtCore import QSettings
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from scanlab.gui.main_window import MainWindow
-    from scanlab.gui.settings import GuiSettings
     from scanlab.services.layer_runs import layer_key
 
-    app = QApplication.instance() or QApplication([])
-    tmp = tempfile.TemporaryDirectory(prefix="scanlab-shot-")
-    win = MainWindow(settings=GuiSettings(QSettings(os.path.join(tmp.name, "s.ini"), QSettings.Format.IniFormat)))
-    win.resize(*size)
-    done: list[bool] = []
-    win.analysis_settled.connect(lambda path, ok: done.append(ok))
-    win.show()
-    win.open_paths([page])
-
-    def wait(cond, seconds: float = 300.0) -> None:
-        t = time.time()
-        while not cond() and time.time() - t < seconds:
-            app.processEvents()
-            time.sleep(0.02)
-
-    wait(lambda: bool(done))
-    combo = win.controls.class_combo
-    combo.setCurrentIndex(combo.findData(layer_key("copymove")))
-    wait(lambda: "copymove" in win.current_document().layers)
-    pl = win.display.pairs
-    if pl.pairs:  # zoomed on the pair: a digit is a few dozen pixels of a 768-pixel page
-        p = pl.pairs[0]
-        ys = [b[0] for b in (p["source_box"], p["target_box"])] + [b[0] + b[2] for b in (p["source_box"], p["target_box"])]
-        xs = [b[1] for b in (p["source_box"], p["target_box"])] + [b[1] + b[3] for b in (p["source_box"], p["target_box"])]
-        cy, cx = (min(ys) + max(ys)) / 2, (min(xs) + max(xs)) / 2
-        half = max(max(xs) - min(xs), max(ys) - min(ys)) * 1.2 + 60
-        win.view.view.setRange(xRange=(cx - half, cx + half), yRange=(cy - half * 0.7, cy + half * 0.7), padding=0)
-        app.processEvents()
-    if pl.pairs:  # the pointer (a real mouse move on the view) on the target end: both ends light up
-        tgt = pl.ends(1)[1]
-        QTest.mouseMove(win.view.viewport(), win.view.mapFromScene(tgt.mapToScene(tgt.path().boundingRect().center())))
-    t = time.time()
-    wait(lambda: time.time() - t > 0.8)
-    if not win.grab().save(str(out), "PNG"):
-        raise SystemExit(f"{out}: could not write the picture")
-    print(out, f"{len(pl.pairs)} pair(s), pair lit: {pl.lit}")
-    win.close()
-    tmp.cleanup()
+    with offscreen_window([page], size) as (win, wait):
+        combo = win.controls.class_combo
+        combo.setCurrentIndex(combo.findData(layer_key("copymove")))
+        wait(lambda: "copymove" in win.current_document().layers)
+        pl = win.display.pairs
+        if pl.pairs:  # zoomed on the pair: a digit is a few dozen pixels of a 768-pixel page
+            p = pl.pairs[0]
+            ends = (p["source_box"], p["target_box"])
+            ys = [b[0] for b in ends] + [b[0] + b[2] for b in ends]
+            xs = [b[1] for b in ends] + [b[1] + b[3] for b in ends]
+            cy, cx = (min(ys) + max(ys)) / 2, (min(xs) + max(xs)) / 2
+            half = max(max(xs) - min(xs), max(ys) - min(ys)) * 1.2 + 60
+            win.view.view.setRange(xRange=(cx - half, cx + half), yRange=(cy - half * 0.7, cy + half * 0.7), padding=0)
+            QApplication.instance().processEvents()
+            # the pointer (a real mouse move on the view) on the target end: both ends light up
+            tgt = pl.ends(1)[1]
+            QTest.mouseMove(win.view.viewport(), win.view.mapFromScene(tgt.mapToScene(tgt.path().boundingRect().center())))
+        wait.pause(0.8)
+        if not win.grab().save(str(out), "PNG"):
+            raise SystemExit(f"{out}: could not write the picture")
+        print(out, f"{len(pl.pairs)} pair(s), pair lit: {pl.lit}")
 
 
 def _report_shot(page: str, out: Path) -> None:

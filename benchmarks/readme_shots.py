@@ -12,48 +12,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shotkit import offscreen_window  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_scans"
 
 
 def _shot(files: list[str], out: Path, *, map_of: str | None = None, size: tuple[int, int] = (1280, 800)) -> None:
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
-    from scanlab.gui.main_window import MainWindow
-    from scanlab.gui.settings import GuiSettings
-
-    app = QApplication.instance() or QApplication([])
-    tmp = tempfile.TemporaryDirectory(prefix="scanlab-shot-")
-    win = MainWindow(settings=GuiSettings(QSettings(os.path.join(tmp.name, "s.ini"), QSettings.Format.IniFormat)))
-    win.resize(*size)
-    done: list[bool] = []
-    win.analysis_settled.connect(lambda path, ok: done.append(ok))
-    win.show()
-    win.open_paths(files)
-
-    def wait(cond, seconds: float = 300.0) -> None:
-        t = time.time()
-        while not cond() and time.time() - t < seconds:
-            app.processEvents()
-            time.sleep(0.02)
-
-    wait(lambda: bool(done))
-    if map_of is not None:
-        combo = win.controls.class_combo
-        combo.setCurrentIndex(combo.findData(map_of))
-        t = time.time()
-        wait(lambda: time.time() - t > 3.0)
-    t = time.time()
-    wait(lambda: time.time() - t > 0.5)
-    win.grab().save(str(out), "PNG")
-    win.close()
-    tmp.cleanup()
+    with offscreen_window(files, size) as (win, wait):
+        if map_of is not None:
+            combo = win.controls.class_combo
+            combo.setCurrentIndex(combo.findData(map_of))
+            wait.pause(3.0)
+        wait.pause(0.5)
+        win.grab().save(str(out), "PNG")
     print(out)
 
 
