@@ -27,7 +27,7 @@ import torch
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.openset import OtherScorer
-from scanlab.core.io.imaging import ImageLoadError, find_images, full_scale, load_scan
+from scanlab.core.io.imaging import ImageLoadError, as_uint8, find_images, load_scan
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.training.dataset import OTHER_DIR
 from scanlab.core.training.other import train_other_output
@@ -81,19 +81,13 @@ def negative_files(data_dir: str | os.PathLike, other: str | os.PathLike | None)
     return sorted(set(files))
 
 
-def _as_uint8(px: np.ndarray) -> np.ndarray:
-    if px.dtype == np.uint8:
-        return px
-    return np.rint(px.astype(np.float32) * (255.0 / full_scale(px.dtype))).astype(np.uint8)
-
-
 def _windows_of(images: list[np.ndarray], per_image: int, rng: np.random.Generator) -> np.ndarray:
     out = []
     for px in images:
         h, w = px.shape[:2]
         ys = rng.integers(0, h - PATCH + 1, per_image)
         xs = rng.integers(0, w - PATCH + 1, per_image)
-        out += [_as_uint8(px[y : y + PATCH, x : x + PATCH]) for y, x in zip(ys, xs, strict=True)]
+        out += [as_uint8(px[y : y + PATCH, x : x + PATCH]) for y, x in zip(ys, xs, strict=True)]
     return np.stack(out) if out else np.zeros((0, PATCH, PATCH, 3), np.uint8)
 
 

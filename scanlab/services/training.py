@@ -29,7 +29,7 @@ from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
 from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer
 from scanlab.core.io.delivery import delivered
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
-from scanlab.core.io.imaging import ImageLoadError, full_scale
+from scanlab.core.io.imaging import ImageLoadError, as_uint8
 from scanlab.core.io.jpegfacts import input_summary
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 from scanlab.core.modelfile.store import make_manifest, save_model
@@ -170,10 +170,7 @@ def iter_delivered(images: CachedImages, p: float, seed: int) -> Iterator[tuple[
         return
     rng = np.random.default_rng([seed, 41])
     for i in range(len(images)):
-        px = np.asarray(images[i])
-        if px.dtype != np.uint8:
-            px = np.rint(px.astype(np.float32) * (255.0 / full_scale(px.dtype))).astype(np.uint8)
-        yield delivered(px, rng)[0], images.labels[i]
+        yield delivered(as_uint8(np.asarray(images[i])), rng)[0], images.labels[i]
 
 
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None, OtherScorer | None]:

@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from scanlab.core.io.imaging import full_scale
+from scanlab.core.io.imaging import as_uint8
 
 PATCH = 64  # never resample below one analysis window
 MARGIN = PATCH // 4  # crop beyond a training patch on each side, so that resampling and JPEG see context
@@ -88,9 +88,7 @@ def delivered_patch(img: np.ndarray, r: int, c: int, rng: np.random.Generator) -
     side_y, side_x = min(h, PATCH + 2 * MARGIN), min(w, PATCH + 2 * MARGIN)
     y0 = min(max(0, r - MARGIN), h - side_y)
     x0 = min(max(0, c - MARGIN), w - side_x)
-    crop = np.array(img[y0 : y0 + side_y, x0 : x0 + side_x])
-    if crop.dtype != np.uint8:
-        crop = np.rint(crop.astype(np.float32) * (255.0 / full_scale(crop.dtype))).astype(np.uint8)
+    crop = as_uint8(np.array(img[y0 : y0 + side_y, x0 : x0 + side_x]))
     out, _ = delivered(crop, rng)
     fy, fx = out.shape[0] / side_y, out.shape[1] / side_x
     yy = min(max(0, round((r - y0) * fy)), out.shape[0] - PATCH)

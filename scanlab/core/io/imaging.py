@@ -317,6 +317,16 @@ def full_scale(dtype: np.dtype | type) -> float:
     return 65535.0 if dt == np.uint16 else 255.0
 
 
+def as_uint8(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as 8-bit (rounded from 16-bit or float by :func:`full_scale`); 8-bit input is returned as is.
+
+    What a JPEG re-save or an 8-bit window sees (delivery chain, outlier exposure).
+    """
+    if pixels.dtype == np.uint8:
+        return pixels
+    return np.rint(pixels.astype(np.float32) * (255.0 / full_scale(pixels.dtype))).astype(np.uint8)
+
+
 def to_float(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8/uint16 -> (3, H, W) float32 in [0, 1] (the network's input)."""
     scale = full_scale(pixels.dtype)

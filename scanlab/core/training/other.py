@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scanlab.core.engine.network import PATCH, ScannerNet
 from scanlab.core.evidence.openset import OtherScorer
 from scanlab.core.io.delivery import delivery_chain
-from scanlab.core.io.imaging import full_scale
+from scanlab.core.io.imaging import as_uint8, full_scale
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 KNOWN_PER_IMAGE = 48  # random known windows per training image
@@ -64,8 +64,7 @@ def known_windows(
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = np.array(img[y : y + side, x : x + side])
         del img  # unmap now (see patchdata.PatchDataset)
-        if crop.dtype != np.uint8:
-            crop = np.rint(crop.astype(np.float32) * (255.0 / full_scale(crop.dtype))).astype(np.uint8)
+        crop = as_uint8(crop)
         if augment:
             crop = delivery_chain(crop, rng)
         ch, cw = crop.shape[:2]
