@@ -87,16 +87,24 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _same(a: Any, b: Any, how: str | float) -> bool:
-    if how == "exact":
-        return a == b
+def close(a: Any, b: Any, tol: float) -> bool:
+    """``a`` and ``b`` equal, numbers (in nested dicts and lists) within ``tol``, NaN only equal to NaN.
+
+    The comparison ``scanlab verify`` applies to every stored figure.
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y, how) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
-        return abs(float(a) - float(b)) <= float(how)
+        return abs(float(a) - float(b)) <= tol
     return a == b
+
+
+def _same(a: Any, b: Any, how: str | float) -> bool:
+    return a == b if how == "exact" else close(a, b, float(how))
 
 
 def compare_records(where: str, old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -143,5 +151,5 @@ def compare_records(where: str, old: dict[str, Any], new: dict[str, Any]) -> tup
     return diffs, warns
 
 
-__all__ = ["MAP_QUANTUM", "PAIR_TOL", "RECORD_MARK", "RECORD_VERSION", "SUMMARY_TOL", "compare_records",
+__all__ = ["MAP_QUANTUM", "PAIR_TOL", "RECORD_MARK", "RECORD_VERSION", "SUMMARY_TOL", "close", "compare_records",
            "layer_record", "map_digest", "pair_record", "record_id", "record_sha256"]

@@ -31,7 +31,6 @@ What is compared, and how strictly:
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from scanlab.services.layer_records import (
     PAIR_TOL,
     RECORD_MARK,
     SUMMARY_TOL,
+    close,
     compare_records,
     layer_record,
     record_sha256,
@@ -56,18 +56,6 @@ from scanlab.services.layer_records import (
 from scanlab.services.layer_runs import run_layer
 
 PROB_TOL = 1e-4
-
-
-def _close(a: Any, b: Any, tol: float) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return abs(float(a) - float(b)) <= tol
-    return a == b
 
 
 def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None = None,
@@ -116,8 +104,8 @@ def verify_case(case: Case, *, device: str = "auto", cancel: CancelToken | None 
                 checked["rois"] += 1
                 fresh = compute_stats(e, roi, threshold=roi.stats.get("threshold", 0.5))
                 stored = {k: roi.stats.get(k) for k in fresh}
-                if not _close(stored, fresh, PROB_TOL):
-                    bad = [k for k in fresh if not _close(stored[k], fresh[k], PROB_TOL)]
+                if not close(stored, fresh, PROB_TOL):
+                    bad = [k for k in fresh if not close(stored[k], fresh[k], PROB_TOL)]
                     diffs.append(f"evidence {e.eid} ROI {roi.id}: stored statistics differ ({', '.join(bad)})")
             d, w = _verify_layer_runs(case, e, checked, cancel=cancel, progress=progress)
             diffs += d
@@ -254,7 +242,7 @@ def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: An
             if worst > PROB_TOL:
                 diffs.append(f"{where}: class probabilities differ (max {worst:.2e} > {PROB_TOL:g})")
             continue
-        same = _close(va, vb, PROB_TOL) if how == "tol" else va == vb
+        same = close(va, vb, PROB_TOL) if how == "tol" else va == vb
         if not same:
             diffs.append(f"{where}: {key} {_short(va)} stored, {_short(vb)} on re-analysis")
     for key in ("map_label", "shape"):
