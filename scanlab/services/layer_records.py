@@ -82,9 +82,14 @@ def record_sha256(record: dict[str, Any]) -> str:
     return sha256_text(canonical(record))
 
 
-def _short(v: Any) -> str:
+def short(v: Any, width: int = 80) -> str:
+    """A value for a one-line reason of verify (floats to 6 digits; long lists and dicts cut at ``width``)."""
     text = f"{v:.6g}" if isinstance(v, float) else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _short(v: Any) -> str:
+    return short(v, 60)
 
 
 def close(a: Any, b: Any, tol: float) -> bool:
@@ -152,4 +157,5 @@ def compare_records(where: str, old: dict[str, Any], new: dict[str, Any]) -> tup
 
 
 __all__ = ["MAP_QUANTUM", "PAIR_TOL", "RECORD_MARK", "RECORD_VERSION", "SUMMARY_TOL", "close", "compare_records",
+           "short",
            "layer_record", "map_digest", "pair_record", "record_id", "record_sha256"]

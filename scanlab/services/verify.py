@@ -52,6 +52,7 @@ from scanlab.services.layer_records import (
     compare_records,
     layer_record,
     record_sha256,
+    short,
 )
 from scanlab.services.layer_runs import run_layer
 
@@ -181,10 +182,6 @@ _CLASSIFY_FIELDS: dict[str, str] = {
 }
 
 
-def _short(v: Any) -> str:
-    """A value for a one-line reason (long lists and dicts are cut)."""
-    text = repr(v) if not isinstance(v, float) else f"{v:.6g}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _grid_diff(where: str, what: str, old: np.ndarray | None, new: np.ndarray | None, tol: float | None
@@ -244,10 +241,10 @@ def _compare_run(where: str, old: dict[str, Any], new: dict[str, Any], old_w: An
             continue
         same = close(va, vb, PROB_TOL) if how == "tol" else va == vb
         if not same:
-            diffs.append(f"{where}: {key} {_short(va)} stored, {_short(vb)} on re-analysis")
+            diffs.append(f"{where}: {key} {short(va)} stored, {short(vb)} on re-analysis")
     for key in ("map_label", "shape"):
         if old.get(key) != new.get(key):
-            diffs.append(f"{where}: {key} {_short(old.get(key))} stored, {_short(new.get(key))} on re-analysis")
+            diffs.append(f"{where}: {key} {short(old.get(key))} stored, {short(new.get(key))} on re-analysis")
     if old_w is not None and new_w is not None:
         for what, ga, gb, tol in (
             ("map window probabilities", old_w.probs, new_w.probs, PROB_TOL),
