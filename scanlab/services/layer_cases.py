@@ -91,10 +91,11 @@ def _with_reliability(e: Evidence, rois: list[ROI]) -> None:
         r.stats = compute_stats(e, r)
 
 
-def record_of(e: Evidence, roi: ROI) -> dict[str, Any] | None:
-    """The stored record of the run a layer ROI came from (None: an ROI made before records were kept)."""
+def record_of(records: list[dict[str, Any]], roi: ROI) -> dict[str, Any] | None:
+    """The record among ``records`` (an evidence's ``layer_runs``) of the run a layer ROI came from
+    (None: an ROI made before records were kept, or a record no longer in the case)."""
     rid = pair_of(roi).get("run")
-    return next((rec for rec in e.layer_runs if rid and record_id(rec) == rid), None)
+    return next((rec for rec in records if rid and record_id(rec) == rid), None)
 
 
 __all__ = ["is_layer_roi", "pair_of", "record_of", "suggest_layer_pairs"]

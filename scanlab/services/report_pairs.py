@@ -16,8 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from scanlab.core.case.rois import ROI
-from scanlab.services.layer_cases import is_layer_roi, pair_of
-from scanlab.services.layer_records import record_id
+from scanlab.services.layer_cases import is_layer_roi, pair_of, record_of
 from scanlab.services.layers import LAYERS
 from scanlab.services.report_figures import font_of_size
 from scanlab.services.report_text import num
@@ -89,7 +88,7 @@ def _box(b: list[int] | None) -> str:
 def record_row(source: ROI, records: list[dict[str, Any]] | None) -> list[str]:
     """The row naming the stored run a pair came from (record id, map digest), what ``verify`` re-checks."""
     rid = pair_of(source).get("run")
-    rec = next((r for r in records or [] if rid and record_id(r) == rid), None)
+    rec = record_of(records or [], source)
     if rec is None:
         return ["stored run record (re-checked by scanlab verify)",
                 "none: made before records were kept" if not rid else f"{rid}: NOT IN THE CASE"]

@@ -145,7 +145,7 @@ def _verify_layer_runs(case: Case, e: Evidence, checked: dict[str, int], *, canc
         if not is_layer_roi(roi) or not pair_of(roi).get("run"):
             continue  # an ROI made before records were kept: nothing to compare it with
         p, layer = pair_of(roi), roi.stats["layer"]
-        rec = record_of(e, roi)
+        rec = record_of(e.layer_runs, roi)
         if rec is None:
             diffs.append(f"evidence {e.eid} ROI {roi.id}: its {layer} run {p['run']} is not stored in the case")
             continue
