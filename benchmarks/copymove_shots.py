@@ -51,7 +51,7 @@ def _app_shot(page: str, out: Path, size: tuple[int, int] = (1280, 800)) -> None
             # the pointer (a real mouse move on the view) on the target end: both ends light up
             tgt = pl.ends(1)[1]
             QTest.mouseMove(win.view.viewport(), win.view.mapFromScene(tgt.mapToScene(tgt.path().boundingRect().center())))
-        wait.pause(0.8)
+        wait(lambda: False, 0.8)
         if not win.grab().save(str(out), "PNG"):
             raise SystemExit(f"{out}: could not write the picture")
         print(out, f"{len(pl.pairs)} pair(s), pair lit: {pl.lit}")

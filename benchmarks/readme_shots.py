@@ -30,8 +30,8 @@ def _shot(files: list[str], out: Path, *, map_of: str | None = None, size: tuple
         if map_of is not None:
             combo = win.controls.class_combo
             combo.setCurrentIndex(combo.findData(map_of))
-            wait.pause(3.0)
-        wait.pause(0.5)
+            wait(lambda: False, 3.0)
+        wait(lambda: False, 0.5)
         win.grab().save(str(out), "PNG")
     print(out)
 

@@ -3,7 +3,8 @@
 :func:`offscreen_window` opens a :class:`~scanlab.gui.main_window.MainWindow` with
 throw-away settings at a fixed size, opens the scans and waits until the first
 analysis has settled; it yields the window and a ``wait(cond, seconds)`` that keeps
-the event loop turning, and closes the window afterwards.
+the event loop turning until ``cond()`` (``wait(lambda: False, s)``: for ``s`` seconds),
+and closes the window afterwards.
 """
 
 from __future__ import annotations
@@ -40,12 +41,7 @@ def offscreen_window(files: list[str], size: tuple[int, int] = (1280, 800)) -> I
             app.processEvents()
             time.sleep(0.02)
 
-    def pause(seconds: float) -> None:
-        t = time.time()
-        wait(lambda: time.time() - t > seconds, seconds + 1)
-
     wait(lambda: bool(done))
-    wait.pause = pause  # type: ignore[attr-defined]
     try:
         yield win, wait
     finally:
