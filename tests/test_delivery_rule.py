@@ -33,7 +33,7 @@ def _vote(u):
 
 def test_a_resaved_jpeg_the_model_misattributes_at_that_quality_is_not_attributed():
     risk = delivery_risk(_jpeg(74), TI, MEASURED, TH)
-    assert "50% of this model's attributions" in risk["attributed"] and "quality 75, n = 20" in risk["attributed"]
+    assert "50% of this model's attributions" in risk["attributed"] and "quality 75 (n = 20)" in risk["attributed"]
     v = decide(**_vote(0.1), delivery_risk=risk)
     assert v.verdict == "inconclusive" and v.before_delivery_rule == "attributed"
     assert "not an attribution" in v.reason and v.to_json()["verdict_before_delivery_rule"] == "attributed"
@@ -84,4 +84,4 @@ def test_the_shipped_model_does_not_attribute_a_scan_resaved_at_quality_75(tmp_p
     f.write_bytes(jpeg_bytes(_content(11, 256), 75))
     r = run_analysis(AnalysisRequest(path=str(f), with_map=False, device="cpu"))
     assert r.verdict.verdict == "inconclusive", r.verdict.reason
-    assert r.verdict.before_delivery_rule in ("attributed", "unknown") and "JPEG quality 75, n = 20" in r.verdict.reason
+    assert r.verdict.before_delivery_rule in ("attributed", "unknown") and "JPEG quality 75 (n = 20)" in r.verdict.reason

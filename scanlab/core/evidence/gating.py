@@ -172,7 +172,7 @@ def delivery_risk(
         return None
     what = (f"re-compressed at quality ~{q}" if again else f"JPEG quality ~{q}") if q is not None else "re-compressed JPEG"
     p, n = row["parameter"], (measured or {}).get("known_scans")
-    at = f"JPEG quality {p:g}" + (f", n = {n}" if n else "")
+    at = f"JPEG quality {p:g}" + (f" (n = {n})" if n else "")
     if q is not None and q < p - RESAVED_MARGIN:
         why = f"{what}, harsher than any re-compression this model was measured on (lowest: {at})"
         return {"attributed": why, "unknown": why}
@@ -187,7 +187,7 @@ def delivery_risk(
         out["attributed"] = (f"{what}: {wrong / (right + wrong):.0%} of this model's attributions of its own scanners' "
                              f"scans re-saved at {at} named a wrong scanner")
     if rejected > thresholds.get("max_resaved_known_rejected", 0.05):
-        out["unknown"] = (f"{what}: this model also rejects {rejected:.0%} of its own scanners' scans re-saved at "
+        out["unknown"] = (f"{what}: this model rejects {rejected:.0%} of its own scanners' scans re-saved at "
                           f"{at}")
     return out if any(out.values()) else None  # type: ignore[return-value]
 

@@ -159,7 +159,7 @@ def decide(
         if risk.get("unknown"):
             return Verdict(
                 "inconclusive",
-                reason=f"{risk['unknown']}: its unknown score {unknown_score:.2f} above {thr_u:.2f} does not show "
+                reason=f"{risk['unknown']}, so its unknown score {unknown_score:.2f} above {thr_u:.2f} does not show "
                 "another scanner",
                 before_delivery_rule="unknown",
                 **common,
@@ -183,7 +183,7 @@ def decide(
             **common,
         )
     if risk.get("attributed"):
-        return Verdict("inconclusive", reason=f"{risk['attributed']}: the top class is not an attribution",
+        return Verdict("inconclusive", reason=f"{risk['attributed']}, so the top class is not an attribution",
                        before_delivery_rule="attributed", **common)
     return Verdict("attributed", reason=None, **common)
 
