@@ -76,7 +76,8 @@ def test_the_rule_and_the_warning_read_the_row_at_least_as_harsh_as_the_file(q, 
 
 def test_the_shipped_model_does_not_attribute_a_scan_resaved_at_quality_75(tmp_path):
     """End to end through classify: the shipped model's own figures at q75 (10% right, 10% wrong) forbid an answer."""
-    from test_jpegfacts import _content, _jpeg as jpeg_bytes
+    from test_jpegfacts import _content
+    from test_jpegfacts import _jpeg as jpeg_bytes
 
     from scanlab.services.analysis import AnalysisRequest, run_analysis
 
