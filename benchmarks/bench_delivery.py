@@ -10,7 +10,10 @@ JPEG facts, gating, vote, verdict: the path of ``scanlab classify``):
 
 Per model and transformation: known scans attributed to the right scanner, to a wrong
 one, ``unknown``, ``inconclusive``; unseen-scanner scans rejected (``unknown`` or
-``inconclusive``). Any number of models run side by side on the same files:
+``inconclusive``), as the analyst reads them (after the delivery-chain verdict rule);
+the JSON keeps the verdicts before the rule too (``before_rule``), and ``--store-in``
+stores those (the rule reads the stored figures, so they must never be its own
+output). Any number of models run side by side on the same files:
 
     python benchmarks/bench_delivery.py --models shipped=trained_models/scanlab-default.safetensors \\
         new=/tmp/new.safetensors --seed 2024 --unseen-bank elsewhere --per-scanner 2
@@ -95,17 +98,18 @@ def _sets(a: argparse.Namespace, work: Path) -> tuple[list[Path], list[Path]]:
 def _row(lm, files: list[Path], work: Path, name: str, known: bool) -> dict:
     counts = {"right": 0, "wrong": 0, "unknown": 0, "inconclusive": 0} if known else \
         {"attributed": 0, "unknown": 0, "inconclusive": 0}
+    before = dict.fromkeys(counts, 0)  # the verdicts before the delivery-chain rule: what the model file stores
     warned: dict[str, int] = {}
     for f in files:
         path = _transform(f, work / "transformed" / ("known" if known else "unseen"), name)
         r = run_analysis(AnalysisRequest(path=str(path), with_map=False), model=lm)
-        v = r.verdict.verdict
-        if v == "attributed" and known:
-            v = "right" if r.label == f.parent.name else "wrong"
-        counts[v] += 1
+        for v, into in ((r.verdict.verdict, counts), (r.verdict.before_delivery_rule or r.verdict.verdict, before)):
+            if v == "attributed" and known:
+                v = "right" if r.label == f.parent.name else "wrong"
+            into[v] += 1
         for w in r.verdict.warnings:
             warned[w["code"]] = warned.get(w["code"], 0) + 1
-    return {"n": len(files), **counts, "warnings": warned}
+    return {"n": len(files), **counts, "warnings": warned, "before_rule": before}
 
 
 def _commit() -> str:
@@ -121,7 +125,9 @@ def _store(path: str, res: dict, a: argparse.Namespace, n_known: int, n_unseen: 
     lm = load_model(path)
     rows = {}
     for name, (kind, arg) in TRANSFORMS.items():
-        k, u = res[name]["known"], res[name]["unseen"]
+        # the rule reads these figures, so they are the verdicts without it (never its own output)
+        k, u = res[name]["known"]["before_rule"], res[name]["unseen"]["before_rule"]
+        k["n"], u["n"] = res[name]["known"]["n"], res[name]["unseen"]["n"]
         rows[name] = {"kind": kind, "parameter": arg,
                       "known_right": round(k["right"] / k["n"], 4), "known_wrong": round(k["wrong"] / k["n"], 4),
                       "known_unknown_or_inconclusive": round((k["unknown"] + k["inconclusive"]) / k["n"], 4),
@@ -134,7 +140,7 @@ def _store(path: str, res: dict, a: argparse.Namespace, n_known: int, n_unseen: 
         "known_set": a.known or f"default bank, content seed {a.seed}, {a.per_scanner} per scanner",
         "unseen_set": a.unseen or f"bank {a.unseen_bank!r}, seed {a.seed}, {a.per_scanner} per scanner",
         "jpeg": "decoded and saved again with Pillow at the quality given, 4:2:0",
-        "resample": "bicubic, saved as PNG", "rows": rows,
+        "resample": "bicubic, saved as PNG", "verdicts": "before the delivery-chain rule", "rows": rows,
     }
     save_model(lm.net, man, path, dict(lm.extras))
     print(f"stored delivery_chain_measured in {path}", file=sys.stderr)

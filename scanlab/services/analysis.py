@@ -24,7 +24,7 @@ from scanlab.core.engine.reliability import (
     subimage_probs_multi,
 )
 from scanlab.core.errors import ScanLabError
-from scanlab.core.evidence.gating import input_warnings, rotation_warning
+from scanlab.core.evidence.gating import delivery_risk, input_warnings, rotation_warning
 from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
     LOGIT_METHOD,
@@ -241,6 +241,7 @@ def run_analysis(
     verdict = decide(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
         unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated, warnings=warnings,
+        delivery_risk=delivery_risk(scan.info.jpeg, cfg.training_input, cfg.delivery_measured, cfg.thresholds),
     )
     t4 = time.perf_counter()
     map_label = request.label or label

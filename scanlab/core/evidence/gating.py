@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+RESAVED_MARGIN = 5  # JPEG quality points a file may lie below the nearest measured quality
+
 
 def input_warnings(
     info: Any, training_input: dict[str, Any] | None, measured: dict[str, Any] | None = None
@@ -61,19 +63,34 @@ def input_warnings(
     return out + jpeg_warnings(getattr(info, "jpeg", None), ti, measured)
 
 
+def measured_jpeg_row(measured: dict[str, Any] | None, quality: int | None) -> dict[str, Any] | None:
+    """The measured JPEG re-compression row that covers ``quality``, or None when none was measured.
+
+    The highest measured quality at most ``RESAVED_MARGIN`` above the file's (a row at
+    least about as harsh as the file's compression); the lowest measured quality when
+    the file's is lower still or unknown. One choice of row for the warning's figure and
+    for the verdict rule (:func:`delivery_risk`), so the two never quote different
+    measurements.
+    """
+    rows = [r for r in ((measured or {}).get("rows") or {}).values()
+            if isinstance(r, dict) and r.get("kind") == "jpeg" and isinstance(r.get("parameter"), (int, float))
+            and isinstance(r.get("known_right"), (int, float))]
+    if not rows:
+        return None
+    cover = [r for r in rows if quality is not None and r["parameter"] <= quality + RESAVED_MARGIN]
+    return max(cover, key=lambda r: r["parameter"]) if cover else min(rows, key=lambda r: r["parameter"])
+
+
 def measured_jpeg_note(measured: dict[str, Any] | None, quality: int | None) -> str:
     """"attribution still measured at X% ..." from the model's own measurement, or "not measured".
 
     The row is the measured JPEG re-compression nearest to ``quality`` (the lowest measured
     quality when the file's is unknown). Never a figure the model file does not carry.
     """
-    rows = [r for r in ((measured or {}).get("rows") or {}).values()
-            if isinstance(r, dict) and r.get("kind") == "jpeg" and isinstance(r.get("parameter"), (int, float))
-            and isinstance(r.get("known_right"), (int, float))]
-    if not rows:
+    row = measured_jpeg_row(measured, quality)
+    if row is None:
         return "attribution of re-compressed scans was not measured for this model"
-    row = min(rows, key=lambda r: (abs(r["parameter"] - quality) if quality is not None else r["parameter"]))
-    n = measured.get("known_scans")  # type: ignore[union-attr]
+    n = (measured or {}).get("known_scans")
     text = (f"attribution still measured at {100 * row['known_right']:.0f}% (fresh scans of its known scanners "
             f"re-saved at JPEG quality {row['parameter']:g}{f', n = {n}' if n else ''}")
     if isinstance(row.get("known_wrong"), (int, float)):
@@ -117,6 +134,62 @@ def jpeg_warnings(
                  "message": f"{what} (double-quantisation test score {facts.get('recompression_score')}): the file "
                             f"went through a second JPEG compression after the scanner; {note}"}]
     return []
+
+
+def delivery_risk(
+    facts: dict[str, Any] | None, ti: dict[str, Any] | None, measured: dict[str, Any] | None,
+    thresholds: dict[str, float],
+) -> dict[str, str] | None:
+    """What the model's own delivery-chain measurement says about a verdict on this JPEG (the verdict rule).
+
+    Applies to a questioned JPEG that looks re-compressed, or whose estimated quality lies
+    outside the training JPEGs' (``training_input.jpeg_quality``; any quality when the
+    model saw no JPEG), for a model whose manifest records its training ``formats`` and
+    carries a measured JPEG row (``delivery_chain_measured``; the row
+    :func:`measured_jpeg_row` picks, the one the warning quotes). Returns None when it
+    does not apply, else ``{"attributed": reason or None, "unknown": reason or None}``:
+
+    * ``attributed``: the measured attributions at that quality named a wrong scanner
+      more often than ``max_resaved_wrong_share`` of the time (or none was attributed,
+      or the file's quality is more than ``RESAVED_MARGIN`` below every measured one);
+    * ``unknown``: the model rejected (unknown or inconclusive) more than
+      ``max_resaved_known_rejected`` of its *own* scanners' scans re-saved at that
+      quality, so "not any known scanner" is not shown by the score either.
+
+    The figures are the verdicts before this rule (``verdicts`` in the measurement).
+    """
+    ti = ti or {}
+    if not facts or "formats" not in ti:
+        return None
+    q, again = facts.get("quality"), facts.get("recompressed")
+    qr = ti.get("jpeg_quality")
+    seen_jpeg = bool((ti.get("formats") or {}).get("JPEG"))
+    off = q is not None and (not seen_jpeg or (qr and not int(qr[0]) <= int(q) <= int(qr[1])))
+    if not (again or off):
+        return None
+    row = measured_jpeg_row(measured, q)
+    if row is None:
+        return None
+    what = (f"re-compressed at quality ~{q}" if again else f"JPEG quality ~{q}") if q is not None else "re-compressed JPEG"
+    p, n = row["parameter"], (measured or {}).get("known_scans")
+    at = f"JPEG quality {p:g}" + (f" (n = {n})" if n else "")
+    if q is not None and q < p - RESAVED_MARGIN:
+        why = f"{what}, harsher than any re-compression this model was measured on (lowest: {at})"
+        return {"attributed": why, "unknown": why}
+    right = float(row["known_right"])
+    wrong = float(row["known_wrong"]) if isinstance(row.get("known_wrong"), (int, float)) else 1.0 - right
+    rejected = row.get("known_unknown_or_inconclusive")
+    rejected = float(rejected) if isinstance(rejected, (int, float)) else max(0.0, 1.0 - right - wrong)
+    out: dict[str, str | None] = {"attributed": None, "unknown": None}
+    if right + wrong <= 0:
+        out["attributed"] = f"{what}: this model attributed none of its own scanners' scans re-saved at {at}"
+    elif wrong / (right + wrong) > thresholds.get("max_resaved_wrong_share", 0.01):
+        out["attributed"] = (f"{what}: {wrong / (right + wrong):.0%} of this model's attributions of its own scanners' "
+                             f"scans re-saved at {at} named a wrong scanner")
+    if rejected > thresholds.get("max_resaved_known_rejected", 0.05):
+        out["unknown"] = (f"{what}: this model rejects {rejected:.0%} of its own scanners' scans re-saved at "
+                          f"{at}")
+    return out if any(out.values()) else None  # type: ignore[return-value]
 
 
 def rotation_warning(

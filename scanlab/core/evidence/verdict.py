@@ -5,10 +5,20 @@ Order of the rules (the first that applies decides):
 1. fewer than ``min_evidence_windows`` windows with evidence -> ``inconclusive``
    ("too little sensor evidence");
 2. the model has an open-set scorer and the image's unknown score exceeds
-   ``unknown`` -> ``unknown``;
+   ``unknown`` -> ``unknown``, unless the delivery-chain rule says the model
+   rejects too many of its own scanners' scans re-saved like this one
+   (``max_resaved_known_rejected``) -> ``inconclusive``;
 3. the top class holds less than ``min_vote_fraction`` of the votes, or its
    (calibrated) probability is below ``min_confidence`` -> ``inconclusive``;
-4. otherwise ``attributed`` to the top class.
+4. the delivery-chain rule: the scan is a re-compressed JPEG (or one outside the
+   training qualities) and the model's own measurement at that quality named a
+   wrong scanner in more than ``max_resaved_wrong_share`` of its attributions ->
+   ``inconclusive`` (:func:`scanlab.core.evidence.gating.delivery_risk`);
+5. otherwise ``attributed`` to the top class.
+
+When rule 2 or 4 changed the answer, ``verdict_before_delivery_rule`` says what it
+would have been, so the analyst (and the measurement, which records verdicts
+before the rule) can see it.
 
 A model without calibration still gets verdicts, flagged ``calibrated: false``;
 one without an open-set scorer cannot answer ``unknown`` (the reason says so
@@ -32,6 +42,10 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_vote_fraction": 0.5,
     "min_confidence": 0.5,
     "min_evidence_windows": 3,
+    # the delivery-chain rule (rules 2 and 4): the verdict rules' own aim (attributed answers
+    # >= 99% right), and the as-scanned rejection of the shipped model's own scanners (5%)
+    "max_resaved_wrong_share": 0.01,
+    "max_resaved_known_rejected": 0.05,
 }
 VERDICTS = ("attributed", "inconclusive", "unknown")
 
@@ -61,6 +75,7 @@ class Verdict:
     reason: str | None
     n_no_evidence: int
     warnings: list[dict[str, str]] = field(default_factory=list)
+    before_delivery_rule: str | None = None  # the verdict rule 2 or 4 replaced by "inconclusive"
 
     def to_json(self) -> dict[str, Any]:
         """JSON keys of the classify entry."""
@@ -75,6 +90,7 @@ class Verdict:
             "reason": self.reason,
             "n_no_evidence": int(self.n_no_evidence),
             "warnings": list(self.warnings),
+            "verdict_before_delivery_rule": self.before_delivery_rule,
         }
 
     def short(self, label: str | None) -> str:
@@ -114,8 +130,14 @@ def decide(
     thresholds: dict[str, float],
     calibrated: bool,
     warnings: list[dict[str, str]] | None = None,
+    delivery_risk: dict[str, str | None] | None = None,
 ) -> Verdict:
-    """Apply the rules of the module docstring to one image's vote."""
+    """Apply the rules of the module docstring to one image's vote.
+
+    ``delivery_risk``: :func:`scanlab.core.evidence.gating.delivery_risk` for this scan
+    (None: the delivery-chain rule does not apply).
+    """
+    risk = delivery_risk or {}
     k = int(votes[label_index]) if n_evidence else 0
     frac = k / n_evidence if n_evidence else 0.0
     # no window with evidence: no label (null in the JSON), so no probability of one either
@@ -134,6 +156,14 @@ def decide(
         return Verdict("inconclusive", reason=why, **common)
     thr_u = thresholds.get("unknown")
     if unknown_score is not None and thr_u is not None and unknown_score > thr_u:
+        if risk.get("unknown"):
+            return Verdict(
+                "inconclusive",
+                reason=f"{risk['unknown']}, so its unknown score {unknown_score:.2f} above {thr_u:.2f} does not show "
+                "another scanner",
+                before_delivery_rule="unknown",
+                **common,
+            )
         return Verdict(
             "unknown",
             reason=f"the scan fits none of the known scanners (unknown score {unknown_score:.2f} above {thr_u:.2f})",
@@ -152,6 +182,9 @@ def decide(
             reason=f"confidence {conf:.2f} is below {thresholds['min_confidence']:.2f}",
             **common,
         )
+    if risk.get("attributed"):
+        return Verdict("inconclusive", reason=f"{risk['attributed']}, so the top class is not an attribution",
+                       before_delivery_rule="attributed", **common)
     return Verdict("attributed", reason=None, **common)
 
 

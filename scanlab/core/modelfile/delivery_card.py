@@ -37,4 +37,10 @@ def delivery_card_lines(m: dict[str, Any]) -> list[str]:
         cells = [r.get(k) for k in ("known_right", "known_wrong", "known_unknown_or_inconclusive", "unseen_rejected")]
         lines.append(f"| {name} | " + " | ".join(f"{100 * c:.0f}%" if isinstance(c, (int, float)) else "n/a"
                                                  for c in cells) + " |")
-    return lines
+    return lines + [
+        "",
+        "These are the verdicts before the delivery-chain rule, which reads them: a questioned JPEG that looks "
+        "re-compressed, or lies outside the training JPEG qualities, is answered `inconclusive` instead of a scanner "
+        "when the JPEG row at least as harsh as the file shows any wrong attribution, and instead of `unknown` when "
+        "that row rejects more than 5% of the known scanners' scans (docs/formats.md, section 3).",
+    ]
