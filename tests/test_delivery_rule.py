@@ -86,3 +86,18 @@ def test_the_shipped_model_does_not_attribute_a_scan_resaved_at_quality_75(tmp_p
     r = run_analysis(AnalysisRequest(path=str(f), with_map=False, device="cpu"))
     assert r.verdict.verdict == "inconclusive", r.verdict.reason
     assert r.verdict.before_delivery_rule in ("attributed", "unknown") and "JPEG quality 75 (n = 20)" in r.verdict.reason
+
+
+def test_the_report_does_not_call_a_score_the_rule_set_aside_another_scanner():
+    """The verdict table must not say "a scanner the model does not know" beside an inconclusive the rule made."""
+    from reportlab.lib.styles import getSampleStyleSheet
+
+    from scanlab.services.report_text import verdict_rows
+
+    c = {"verdict": "unknown", "label": "a", "confidence": 0.9, "calibrated": True, "unknown_score": 0.7,
+         "thresholds": {"unknown": 0.46}, "votes": {"a": 9, "b": 1}, "n_patches": 10, "vote_fraction": 0.9,
+         "vote_interval": [0.6, 0.98], "reason": "fits none", "warnings": []}
+    row = lambda c: {r[0]: r[1] for r in verdict_rows(c, {}, getSampleStyleSheet())}["unknown-scanner score"]  # noqa: E731
+    assert row(c).endswith("above it: a scanner the model does not know)")
+    ruled = row({**c, "verdict": "inconclusive", "verdict_before_delivery_rule": "unknown"})
+    assert "does not know" not in ruled and "see the reason" in ruled

@@ -99,8 +99,11 @@ def verdict_rows(c: dict[str, Any], card: dict[str, Any], ss: Any) -> list[list[
                else "not computed: no window carries sensor evidence")
     else:
         thr = th.get("unknown")
+        above = thr is not None and u > thr
         unk = f"{num(u)} (threshold {num(thr)}; " + (
-            "above it: a scanner the model does not know)" if thr is not None and u > thr else "below it)")
+            "above it, but not evidence of another scanner for this file: see the reason)"
+            if above and c.get("verdict_before_delivery_rule") == "unknown"
+            else "above it: a scanner the model does not know)" if above else "below it)")
     vi = c.get("vote_interval")
     votes = c.get("votes") or {}
     n_votes = c.get("n_patches") or sum(votes.values())
