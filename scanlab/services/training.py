@@ -75,6 +75,7 @@ OE_MAX_STEPS = 400
 # The unknown-scanner scorer of every trained model: chosen on development banks over the mean
 # P(other) of the extra output, per-window Mahalanobis and k-NN (core/evidence/gauss.py, BENCHMARKS.md).
 OPEN_SET_METHOD = GAUSS_METHOD
+NO_NEGATIVES = "the lab gave no negative scans (DATA_DIR/_other/ or --other DIR)"
 
 
 @dataclass(frozen=True)
@@ -389,13 +390,13 @@ def _check_delivery(
     known = [(str(s.path), ds.classes[s.label]) for s in ds.split["test"]]
     if req.open_set:
         _exposed, unseen, _use = split_negatives(negatives)
-        unseen_set = ("not measured: no negative scans (DATA_DIR/_other/ or --other DIR)" if not negatives
+        unseen_set = (NO_NEGATIVES if not negatives
                       else f"the lab's negative scans held out from outlier exposure, {len(unseen)} of {len(negatives)}"
                       if len(negatives) > 1 else "the lab's one negative scan (also used for outlier exposure)")
     else:
         unseen = negatives
         unseen_set = (f"the lab's negative scans, {len(unseen)}" if negatives
-                      else "not measured: no negative scans (DATA_DIR/_other/ or --other DIR)")
+                      else NO_NEGATIVES)
     stage(f"delivery check: {len(known)} test scans" + (f" and {len(unseen)} negatives" if unseen else "")
           + f" through {len(delivery_check.TRANSFORMS)} deliveries")
     try:
