@@ -9,7 +9,9 @@ windows are rendered (or found in the cache) before the timed run, as for any la
 
     python benchmarks/bench_train_delivery_cost.py --work /tmp/trainchain/cost --scanners 3 --images 10
 
-The lab is ``scanlab synth --bank lab --scanners N --images K --seed 0`` (512 px scans).
+The lab is ``scanlab synth --bank lab --scanners N --images K --seed 0`` (512 px scans);
+``--negatives M`` adds M scans of unseen scanners (bank ``labunseen``, seed 9) as the lab's
+``_other/`` folder, so the check also scores the held-out half of them.
 """
 
 from __future__ import annotations
@@ -42,13 +44,20 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/scanlab-train-delivery-cost")
     ap.add_argument("--scanners", type=int, default=3)
     ap.add_argument("--images", type=int, default=10)
+    ap.add_argument("--negatives", type=int, default=0, help="scans of unseen scanners in DATA_DIR/_other/")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     work = Path(a.work)
-    lab = work / f"lab-{a.scanners}x{a.images}"
+    lab = work / f"lab-{a.scanners}x{a.images}" / (f"with-{a.negatives}-negatives" if a.negatives else "plain")
     if not (lab / "synth.json").is_file():
         write_bank(lab, a.scanners, a.images, seed=0, bank_name="lab", force=True)
+    if a.negatives and not (lab / "_other").is_dir():
+        write_bank(work / "negatives", a.negatives, 1, seed=9, bank_name="labunseen", force=True)
+        (lab / "_other").mkdir()
+        for f in sorted((work / "negatives").rglob("*")):
+            if f.is_file() and f.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+                f.replace(lab / "_other" / f"{f.parent.name}-{f.name}")
     cached_outlier_windows(n_designs=OUTLIER_DESIGNS, windows_per_design=WINDOWS_PER_DESIGN)
     out = work / "lab.safetensors"
     out.unlink(missing_ok=True)
@@ -67,6 +76,7 @@ def main() -> None:
     res = {
         "commit": source_commit(), "torch_threads": a.threads, "lab": f"{a.scanners} x {a.images}",
         "test_scans": man["delivery_chain_measured"]["known_scans"],
+        "unseen_scans": man["delivery_chain_measured"]["unseen_scans"],
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "training_wall_s": round(start[1], 1), "training_cpu_s": round(start[2], 1),
         "check_wall_s": round(check_wall, 1), "check_cpu_s": round(check_cpu, 1),
