@@ -1,7 +1,8 @@
 """The training job: data folder in, model file out (used by the CLI and the GUI wizard).
 
-The model file is written once, atomically, at the very end: a cancelled,
-failed or killed run leaves any previous file at the output path untouched.
+The model file is written atomically once the model is complete (trained, tested,
+calibrated): a run cancelled, failed or killed before that leaves any previous file at
+the output path untouched.
 After every epoch a checkpoint goes to the per-user cache (one per output path);
 ``resume=True`` (``scanlab train --resume``) continues a crashed or cancelled run
 from it, and a successful save deletes it.
