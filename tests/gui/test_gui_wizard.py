@@ -196,19 +196,22 @@ def test_evaluate_page_shows_the_delivery_chain_rows(qtbot):
     from scanlab.gui.wizard.state import WizardState
 
     man = _evaluate_manifest({"calibrated": False, "reason": "few"})
-    rows = {"as scanned": {"known_right": 1.0, "known_wrong": 0.0, "known_unknown_or_inconclusive": 0.0,
-                           "unseen_rejected": None},
-            "jpeg-q75": {"known_right": 0.3333, "known_wrong": 0.4444, "known_unknown_or_inconclusive": 0.2222,
-                         "unseen_rejected": None}}
+    rows = {"as scanned": {"kind": "none", "parameter": None, "known_right": 1.0, "known_wrong": 0.0,
+                           "known_unknown_or_inconclusive": 0.0, "unseen_rejected": None},
+            "jpeg-q75": {"kind": "jpeg", "parameter": 75, "known_right": 0.3333, "known_wrong": 0.4444,
+                         "known_unknown_or_inconclusive": 0.2222, "unseen_rejected": None},
+            "jpeg-q90": {"kind": "jpeg", "parameter": 90, "known_right": 0.5, "known_wrong": 0.25,
+                         "known_unknown_or_inconclusive": 0.25, "unseen_rejected": None}}
     man["delivery_chain_measured"] = {"known_scans": 9, "unseen_scans": 0, "rows": rows}
     page = EvaluatePage(WizardState(manifest=man))
     qtbot.addWidget(page)
     page.initializePage()
-    assert "9 scans" in page.delivery_caption.text() and "unseen: not measured" in page.delivery_caption.text()
+    assert "(9; unseen: not measured)" in page.delivery_caption.text()
     t = page.delivery
-    assert not t.isHidden() and t.rowCount() == 2
-    assert [t.verticalHeaderItem(r).text() for r in range(2)] == ["as scanned", "jpeg-q75"]
-    assert [t.item(1, c).text() for c in range(4)] == ["33%", "44%", "22%", "n/a"]
+    assert not t.isHidden() and t.rowCount() == 3
+    # as the analyst reads them: as scanned, then JPEG from the mildest quality down (the file stores them by name)
+    assert [t.verticalHeaderItem(r).text() for r in range(3)] == ["as scanned", "jpeg-q90", "jpeg-q75"]
+    assert [t.item(2, c).text() for c in range(4)] == ["33%", "44%", "22%", "n/a"]
 
 
 def test_collection_problems_are_listed_and_excluded(qtbot, tmp_path):

@@ -41,11 +41,25 @@ def delivery_card_lines(m: dict[str, Any]) -> list[str]:
         "| scans | known: right | known: wrong scanner | known: unknown or inconclusive | unseen: rejected |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, r in rows.items():
+    for name, r in ordered_rows(rows):
         cells = [r.get(k) for k in ("known_right", "known_wrong", "known_unknown_or_inconclusive", "unseen_rejected")]
         lines.append(f"| {name} | " + " | ".join(f"{100 * c:.0f}%" if isinstance(c, (int, float)) else "n/a"
                                                  for c in cells) + " |")
     return lines
+
+
+def ordered_rows(rows: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The rows from the mildest change to the harshest within each kind: as scanned, JPEG by falling
+    quality, resampling by rising factor (the manifest stores them sorted by name)."""
+    kinds = {"none": 0, "jpeg": 1, "resample": 2}
+
+    def key(item: tuple[str, Any]) -> tuple[int, float, str]:
+        r = item[1] if isinstance(item[1], dict) else {}
+        p = r.get("parameter")
+        p = float(p) if isinstance(p, (int, float)) else 0.0
+        return kinds.get(str(r.get("kind")), 3), -p if r.get("kind") == "jpeg" else p, item[0]
+
+    return sorted(rows.items(), key=key)
 
 
 _NOT_MEASURED = {

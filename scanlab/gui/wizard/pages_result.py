@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.calibration import bins_from_block, ece_of_bins
+from scanlab.core.modelfile.delivery_card import ordered_rows
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import LibraryError, library_path, save_to_library
 
@@ -163,14 +164,13 @@ class EvaluatePage(QWizardPage):
         self.calib.setWordWrap(True)
         self.calib.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.reliability = ReliabilityDiagram()
-        self.delivery_caption = QLabel()
-        self.delivery_caption.setWordWrap(True)
+        self.delivery_caption = QLabel()  # one line: a wrapped label would claim the height of many
         self.delivery = QTableWidget(0, len(DELIVERY_COLUMNS))
         self.delivery.setHorizontalHeaderLabels([c[0] for c in DELIVERY_COLUMNS])
         for k, (_title, _key, tip) in enumerate(DELIVERY_COLUMNS):
             self.delivery.horizontalHeaderItem(k).setToolTip(tip)
         self.delivery.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.delivery.verticalHeader().setDefaultSectionSize(20)
+        self.delivery.verticalHeader().setDefaultSectionSize(18)
         self.delivery.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         grid = QGridLayout()
         grid.addWidget(self.cm_image, 0, 0)
@@ -238,14 +238,18 @@ class EvaluatePage(QWizardPage):
                    "interrupted": "the check was cancelled"}.get((man.get("training") or {}).get("delivery_check"), "")
             self.delivery_caption.setText("<b>Re-saved test scans:</b> not measured" + (f" ({why})." if why else "."))
             return
-        unseen = (f"unseen: {d.get('unseen_scans')} of your negative scans" if d.get("unseen_scans")
-                  else "unseen: not measured (no negative scans)")
-        self.delivery_caption.setText(f"<b>Re-saved test scans</b> ({d.get('known_scans')} scans, each re-saved "
-                                      f"4 ways; {unseen}):")
-        self.delivery.setRowCount(len(rows))
-        self.delivery.setVerticalHeaderLabels(list(rows))
-        self.delivery.setFixedHeight(self.delivery.horizontalHeader().sizeHint().height() + 20 * len(rows) + 4)
-        for r, row in enumerate(rows.values()):
+        unseen = (f"unseen: {d.get('unseen_scans')} negative scans" if d.get("unseen_scans")
+                  else "unseen: not measured")
+        self.delivery_caption.setText(f"<b>Re-saved test scans</b> ({d.get('known_scans')}; {unseen})")
+        self.delivery_caption.setToolTip(
+            "Verdicts on the test split's scans as scanned, re-saved as JPEG at quality 90 and 75 and resampled "
+            "x0.8 and x1.25; 'Unseen': your negative scans (no reference scanner) answered unknown or inconclusive"
+            + ("" if d.get("unseen_scans") else " (none given: put some in DATA_DIR/_other/)"))
+        ordered = ordered_rows(rows)
+        self.delivery.setRowCount(len(ordered))
+        self.delivery.setVerticalHeaderLabels([name for name, _row in ordered])
+        self.delivery.setFixedHeight(self.delivery.horizontalHeader().sizeHint().height() + 18 * len(rows) + 4)
+        for r, (_name, row) in enumerate(ordered):
             for k, (_title, key, _tip) in enumerate(DELIVERY_COLUMNS):
                 v = row.get(key)
                 self.delivery.setItem(r, k, QTableWidgetItem(f"{100 * v:.0f}%" if isinstance(v, (int, float))
