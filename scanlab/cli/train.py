@@ -60,7 +60,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data_dir=a.data_dir, output=a.output, config=cfg, split=a.split, base=a.base, device=a.device,
         engine=a.engine, name=a.name, cache=cache, units=a.units or a.holdout_unit,
         holdout_unit=a.holdout_unit, resume=a.resume, strict_files=a.strict_files, other=a.other,
-        budget_s=budget_s, distributed=a.distributed, ray=a.ray,
+        budget_s=budget_s, distributed=a.distributed, ray=a.ray, delivery_check=not a.no_delivery_check,
     )
 
     def on_epoch(r: dict) -> None:
@@ -90,9 +90,14 @@ def cmd_train(a: argparse.Namespace) -> int:
                                                                        "threshold_samples", "negatives")},
         "budget": man["training"].get("budget"),
         "distributed": man["training"].get("distributed"),
+        "delivery_check": man["training"].get("delivery_check"),
+        "delivery_chain_measured": (man.get("delivery_chain_measured") or {}).get("rows"),
     }
     for sk in summary["skipped_files"]:
         eprint(f"scanlab: warning: {sk['path']}: skipped ({sk['reason']})")
+    if summary["delivery_check"] == "interrupted":
+        eprint("scanlab: note: the delivery check was cancelled; the trained model is saved without "
+               "delivery_chain_measured (train again, or measure with benchmarks/bench_delivery.py --store-in)")
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -105,7 +110,20 @@ def cmd_train(a: argparse.Namespace) -> int:
         if os_["method"]:
             print(f"unknown scanners: {os_['method']}, threshold {os_['thresholds']['unknown']} "
                   f"({os_['threshold_rule']})")
+        for name, r in (summary["delivery_chain_measured"] or {}).items():
+            print(f"{name}: " + delivery_row_text(r))
     return 0
+
+
+def delivery_row_text(r: dict[str, Any]) -> str:
+    """One row of ``delivery_chain_measured`` in words: right / wrong / unknown or inconclusive, unseen rejected."""
+    def pct(v: Any) -> str:
+        return f"{100 * v:.0f}%" if isinstance(v, (int, float)) else "n/a"
+
+    unseen = "not measured" if r.get("unseen_rejected") is None else f"{pct(r['unseen_rejected'])} rejected"
+    return (f"right {pct(r.get('known_right'))}, wrong {pct(r.get('known_wrong'))}, unknown or inconclusive "
+            f"{pct(r.get('known_unknown_or_inconclusive'))} of {r.get('known_analysed', 'the')} test scans; "
+            f"unseen {unseen}")
 
 
 def _train_defaults():
@@ -167,5 +185,8 @@ def register(sp: Any) -> None:
                    help="train with N data-parallel (DDP) processes: gloo on CPU, nccl with one GPU each")
     t.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                    help='run the --distributed N processes as Ray Train workers (needs pip install "scanlab[cluster]")')
+    t.add_argument("--no-delivery-check", action="store_true",
+                   help="skip measuring the trained model's verdicts on its test scans re-saved (JPEG q90/q75, "
+                        "resampled x0.8/x1.25); without it the gating warnings say 'not measured'")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

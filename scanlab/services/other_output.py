@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ WINDOWS_PER_DESIGN = 8
 HOLDOUT_EVERY = 5  # one design in five is held out for the threshold
 NEGATIVE_WINDOWS = 128  # random windows per negative scan used for exposure
 NEGATIVE_WEIGHT = 0.25  # share of the outlier half of a batch drawn from the lab's negatives (when it has some)
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,6 +80,19 @@ def negative_files(data_dir: str | os.PathLike, other: str | os.PathLike | None)
             raise ScanLabError(f"{o}: --other folder has no images")
         files += found
     return sorted(set(files))
+
+
+def split_negatives(negs: list[T]) -> tuple[list[T], list[T], str | None]:
+    """The lab's negatives (sorted by path) split into those for outlier exposure and those held out.
+
+    Returns (exposure, held out, how they were used); with one negative it is both.
+    The held-out ones check the threshold, and the delivery-chain measurement of a
+    trained model (:mod:`scanlab.services.delivery_check`) scores them as unseen scanners.
+    """
+    if len(negs) >= 2:
+        return (negs[0::2], negs[1::2],
+                "every second negative scan (sorted by path) for exposure, the others to check the threshold")
+    return negs, negs, "the one negative scan both for exposure and to check the threshold" if negs else None
 
 
 def _windows_of(images: list[np.ndarray], per_image: int, rng: np.random.Generator) -> np.ndarray:
@@ -129,12 +143,7 @@ def train_open_set(
     held = ids % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
     pool = windows[~held]
     rng = np.random.default_rng([seed, 23])
-    if len(negs) >= 2:
-        expose, check_imgs = negs[0::2], negs[1::2]
-        neg_use = "every second negative scan (sorted by path) for exposure, the others to check the threshold"
-    else:
-        expose, check_imgs = negs, negs
-        neg_use = "the one negative scan both for exposure and to check the threshold" if negs else None
+    expose, check_imgs, neg_use = split_negatives(negs)
     neg_w = _windows_of(expose, NEGATIVE_WINDOWS, rng)
     if len(neg_w):  # repeat the lab's windows so they make NEGATIVE_WEIGHT of the outlier draws
         reps = max(1, round(NEGATIVE_WEIGHT / (1 - NEGATIVE_WEIGHT) * len(pool) / len(neg_w)))

@@ -1,10 +1,17 @@
 """The training job: data folder in, model file out (used by the CLI and the GUI wizard).
 
-The model file is written once, atomically, at the very end: a cancelled,
-failed or killed run leaves any previous file at the output path untouched.
+The model file is written atomically once the model is complete (trained, tested,
+calibrated): a run cancelled, failed or killed before that leaves any previous file at
+the output path untouched.
 After every epoch a checkpoint goes to the per-user cache (one per output path);
 ``resume=True`` (``scanlab train --resume``) continues a crashed or cancelled run
 from it, and a successful save deletes it.
+
+Then (unless ``delivery_check=False``) the saved model's verdicts are measured on its
+test split through the delivery chain (:mod:`scanlab.services.delivery_check`) and the
+file is written again, atomically, with ``delivery_chain_measured``. The model is
+complete before that check starts: a cancel (or a kill) during the check keeps the
+saved model, without the measurement (``training.delivery_check: "interrupted"``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import torch
 
 from scanlab.core.engine.engines import select_device
 from scanlab.core.engine.network import build_model
-from scanlab.core.errors import ScanLabError
+from scanlab.core.errors import Cancelled, ScanLabError
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
 from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer
 from scanlab.core.io.delivery import delivered
@@ -32,7 +39,7 @@ from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError, as_uint8
 from scanlab.core.io.jpegfacts import input_summary
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
-from scanlab.core.modelfile.store import make_manifest, save_model
+from scanlab.core.modelfile.store import load_model, make_manifest, save_model
 from scanlab.core.training.dataset import (
     CachedImages,
     Dataset,
@@ -51,8 +58,14 @@ from scanlab.core.training.loop import (
     load_checkpoint,
 )
 from scanlab.services import budget as budget_mod
+from scanlab.services import delivery_check
 from scanlab.services.models import get_model, resolve_model_path
-from scanlab.services.other_output import oe_window_count, train_open_set
+from scanlab.services.other_output import (
+    negative_files,
+    oe_window_count,
+    split_negatives,
+    train_open_set,
+)
 from scanlab.services.paths import cache_dir
 
 # Default length of the "other scanner" training (BENCHMARKS.md, "Lab models say unknown"):
@@ -63,6 +76,7 @@ OE_MAX_STEPS = 400
 # The unknown-scanner scorer of every trained model: chosen on development banks over the mean
 # P(other) of the extra output, per-window Mahalanobis and k-NN (core/evidence/gauss.py, BENCHMARKS.md).
 OPEN_SET_METHOD = GAUSS_METHOD
+NO_NEGATIVES = "the lab gave no negative scans (DATA_DIR/_other/ or --other DIR)"
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ class TrainRequest:
     budget_s: float | None = None  # time budget: patches per epoch from a measured throughput (services.budget)
     distributed: int = 1  # DDP processes (services.training_ddp); 1: this process alone
     ray: str | None = None  # "auto", "local" or a Ray address: the DDP processes are Ray Train workers
+    delivery_check: bool = True  # measure the verdicts on the test split through the delivery chain after saving
 
 
 def checkpoint_path(req: TrainRequest) -> Path:
@@ -241,6 +256,8 @@ def run_training(
     stage("reading data")
     ds = discover(req.data_dir, min_classes=2, units=req.units, exclude=req.exclude)
     ds = split_dataset(ds, ratios, req.config.seed, holdout_unit=req.holdout_unit)
+    # the delivery check scores the lab's negatives as unseen scanners: a bad --other fails now, not after training
+    negatives = negative_files(req.data_dir, req.other) if req.delivery_check else []
     with ExitStack() as stack:
         if req.cache == "":  # no shared cache asked for: a private one, removed at the end
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanlab-decoded-"))
@@ -339,6 +356,9 @@ def run_training(
             "cache": {"hits": cache.hits, "misses": cache.misses},
             "skipped_files": list(skipped or []),
             "strict_files": req.strict_files,
+            # "interrupted" until the check below rewrites the file ("measured"); stays if it is cancelled
+            "delivery_check": ("off" if not req.delivery_check else "no test split" if not len(test)
+                               else "interrupted"),
         }
         if oe is not None:
             training["outlier_exposure"] = oe.record
@@ -352,7 +372,47 @@ def run_training(
     stage("saving")
     stored = save_model(net, manifest, out, extras)
     ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    if training["delivery_check"] == "interrupted":
+        stored = _check_delivery(req, ds, out, negatives, cancel=cancel, progress=progress, stage=stage) or stored
     return stored
+
+
+def _check_delivery(
+    req: TrainRequest, ds: Dataset, out: Path, negatives: list[Path], *, cancel: CancelToken | None,
+    progress: ProgressFn | None, stage: Any,
+) -> dict[str, Any] | None:
+    """Measure the saved model on its test split through the delivery chain and store the figures.
+
+    Unseen scanners: the lab's negatives that outlier exposure did not train on (all of
+    them when the run has no open set). Returns the manifest written again, or None when
+    the check was cancelled: the saved model stays as it is, complete but unmeasured.
+    """
+    lm = load_model(out)  # the file as saved: what a lab will use
+    known = [(str(s.path), ds.classes[s.label]) for s in ds.split["test"]]
+    if req.open_set:
+        _exposed, unseen, _use = split_negatives(negatives)
+        unseen_set = (NO_NEGATIVES if not negatives
+                      else f"the lab's negative scans held out from outlier exposure, {len(unseen)} of {len(negatives)}"
+                      if len(negatives) > 1 else "the lab's one negative scan (also used for outlier exposure)")
+    else:
+        unseen = negatives
+        unseen_set = (f"the lab's negative scans, {len(unseen)}" if negatives
+                      else NO_NEGATIVES)
+    stage(f"delivery check: {len(known)} test scans" + (f" and {len(unseen)} negatives" if unseen else "")
+          + f" through {len(delivery_check.TRANSFORMS)} deliveries")
+    try:
+        m = delivery_check.measure(lm, known, unseen, root=ds.root, engine=req.engine, device=req.device,
+                                   cancel=cancel, progress=progress)
+    except Cancelled:
+        stage("delivery check cancelled: the model is saved without it")
+        return None
+    man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
+    man["training"] = {**man["training"], "delivery_check": "measured"}
+    man[delivery_check.KEY] = delivery_check.measured_block(
+        m, benchmark="scanlab train (test split)", known_set=f"this model's test split, {len(known)} scans",
+        unseen_set=unseen_set)
+    stage("saving")
+    return save_model(lm.net, man, out, dict(lm.extras))
 
 
 def oe_steps_for(cfg: TrainConfig, trained_batches: int) -> int:

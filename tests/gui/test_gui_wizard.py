@@ -51,6 +51,9 @@ def test_screenshots_drive_every_page_to_a_saved_model(qtbot, collection, tmp_pa
     assert [m["name"] for m in lib] == ["refs lab"]
     man = lib[0]["manifest"]
     assert man["classes"] == ["scanner_0", "scanner_1", "scanner_2"] and man["training"]["epochs_run"] == 1
+    # the wizard's model measured its own verdicts on re-saved test scans, like `scanlab train`
+    assert man["delivery_chain_measured"]["benchmark"] == "scanlab train (test split)"
+    assert man["delivery_chain_measured"]["known_scans"] == len(man["training"]["data"]["files"]["test"])
     win = MainWindow(settings=gui_settings, model=tiny_model)
     qtbot.addWidget(win)
     assert "refs lab (user)" in _combo_texts(win)
@@ -109,7 +112,9 @@ def test_wizard_from_main_window_to_saved_model(qtbot, window, collection, tmp_p
     wiz.close()
 
 
-def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
+def _gated_train_page(qtbot, collection, monkeypatch, hook: str, stop, epochs: int):
+    """A wizard on its Train page, started; the worker waits inside callback ``hook`` (on_epoch or on_stage)
+    whenever ``stop(req, value)`` is true, until the returned gate is set (the test presses Cancel first)."""
     import threading
 
     from scanlab.gui.wizard import pages_train
@@ -118,15 +123,15 @@ def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
     gate = threading.Event()
     real = pages_train.run_training
 
-    def gated(req, **kw):  # the worker waits after epoch 1 until the test has pressed Cancel
-        on_epoch = kw["on_epoch"]
+    def gated(req, **kw):
+        inner = kw[hook]
 
-        def hold(rec):
-            on_epoch(rec)
-            if rec["epoch"] == 1 and not req.resume:
+        def hold(value):
+            inner(value)
+            if stop(req, value):
                 gate.wait(30)
 
-        kw["on_epoch"] = hold
+        kw[hook] = hold
         return real(req, **kw)
 
     monkeypatch.setattr(pages_train, "run_training", gated)
@@ -138,10 +143,17 @@ def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
     wiz.next()
     model = wiz.page_named("model")
     model.base.setCurrentIndex(model.base.findData("none"))
-    model.epochs.setValue(3)
+    model.epochs.setValue(epochs)
     wiz.next()
     train = wiz.page_named("train")
     train.start()
+    return wiz, train, gate
+
+
+def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
+    # the worker waits after epoch 1 until the test has pressed Cancel
+    wiz, train, gate = _gated_train_page(qtbot, collection, monkeypatch, "on_epoch",
+                                         lambda req, rec: rec["epoch"] == 1 and not req.resume, epochs=3)
     qtbot.waitUntil(lambda: len(train.history) >= 1 or not train.is_running(), timeout=60_000)
     assert train.history, train.info.text()
     train.cancel()
@@ -153,6 +165,53 @@ def test_train_cancel_then_resume(qtbot, collection, monkeypatch):
     assert wiz.state.manifest["training"]["resumed_from_epoch"] == 1
     assert [h["epoch"] for h in train.history] == [1, 2, 3]
     wiz.close()
+
+
+def test_cancel_during_the_delivery_check_keeps_the_trained_model(qtbot, collection, monkeypatch):
+    from scanlab.core.modelfile.store import load_model
+
+    # the worker waits when the delivery check starts until the test has pressed Cancel
+    wiz, train, gate = _gated_train_page(qtbot, collection, monkeypatch, "on_stage",
+                                         lambda req, text: text.startswith("delivery check:"), epochs=1)
+    qtbot.waitUntil(lambda: "Cancel skips this check" in train.info.text() or not train.is_running(),
+                    timeout=120_000)
+    assert train.is_running(), train.info.text()
+    train.cancel()
+    gate.set()
+    qtbot.waitUntil(lambda: not train.is_running(), timeout=60_000)
+    assert train.isComplete(), train.info.text()  # the analyst goes on to Evaluate and Save
+    assert "delivery check was cancelled" in train.info.text()
+    man = wiz.state.manifest
+    assert man["training"]["delivery_check"] == "interrupted" and "delivery_chain_measured" not in man
+    assert load_model(wiz.state.trained_path).manifest["weights_sha256"] == man["weights_sha256"]
+    wiz.next()
+    ev = wiz.page_named("evaluate")
+    assert "not measured (the check was cancelled)" in ev.delivery_caption.text()
+    assert ev.delivery.isHidden()
+    wiz.close()
+
+
+def test_evaluate_page_shows_the_delivery_chain_rows(qtbot):
+    from scanlab.gui.wizard.pages_result import EvaluatePage
+    from scanlab.gui.wizard.state import WizardState
+
+    man = _evaluate_manifest({"calibrated": False, "reason": "few"})
+    rows = {"as scanned": {"kind": "none", "parameter": None, "known_right": 1.0, "known_wrong": 0.0,
+                           "known_unknown_or_inconclusive": 0.0, "unseen_rejected": None},
+            "jpeg-q75": {"kind": "jpeg", "parameter": 75, "known_right": 0.3333, "known_wrong": 0.4444,
+                         "known_unknown_or_inconclusive": 0.2222, "unseen_rejected": None},
+            "jpeg-q90": {"kind": "jpeg", "parameter": 90, "known_right": 0.5, "known_wrong": 0.25,
+                         "known_unknown_or_inconclusive": 0.25, "unseen_rejected": None}}
+    man["delivery_chain_measured"] = {"known_scans": 9, "unseen_scans": 0, "rows": rows}
+    page = EvaluatePage(WizardState(manifest=man))
+    qtbot.addWidget(page)
+    page.initializePage()
+    assert "(9; unseen: not measured)" in page.delivery_caption.text()
+    t = page.delivery
+    assert not t.isHidden() and t.rowCount() == 3
+    # as the analyst reads them: as scanned, then JPEG from the mildest quality down (the file stores them by name)
+    assert [t.verticalHeaderItem(r).text() for r in range(3)] == ["as scanned", "jpeg-q90", "jpeg-q75"]
+    assert [t.item(2, c).text() for c in range(4)] == ["33%", "44%", "22%", "n/a"]
 
 
 def test_collection_problems_are_listed_and_excluded(qtbot, tmp_path):

@@ -12,8 +12,8 @@ changing it:
   (``training_input.jpeg_quality``, widened by ``recompressed_quality`` when training
   re-compressed its scans), or a file that looks re-compressed; the message quotes the
   attribution rate measured through JPEG re-compression (the manifest's
-  ``delivery_chain_measured``, written by ``benchmarks/bench_delivery.py``), or says
-  that none was measured;
+  ``delivery_chain_measured``, written by ``scanlab train`` on the model's test split or
+  by ``benchmarks/bench_delivery.py``), or says that none was measured;
 * ``rotated_90`` (:func:`rotation_warning`): the scan does not fit the known
   scanners as it is (unknown score above the threshold) but does once turned by
   90 degrees either way. Asked of the model itself: the line-sensor traces the

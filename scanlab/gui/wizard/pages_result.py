@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.calibration import bins_from_block, ece_of_bins
+from scanlab.core.modelfile.delivery_card import ordered_rows
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import LibraryError, library_path, save_to_library
 
@@ -163,6 +164,14 @@ class EvaluatePage(QWizardPage):
         self.calib.setWordWrap(True)
         self.calib.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.reliability = ReliabilityDiagram()
+        self.delivery_caption = QLabel()  # one line: a wrapped label would claim the height of many
+        self.delivery = QTableWidget(0, len(DELIVERY_COLUMNS))
+        self.delivery.setHorizontalHeaderLabels([c[0] for c in DELIVERY_COLUMNS])
+        for k, (_title, _key, tip) in enumerate(DELIVERY_COLUMNS):
+            self.delivery.horizontalHeaderItem(k).setToolTip(tip)
+        self.delivery.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.delivery.verticalHeader().setDefaultSectionSize(18)
+        self.delivery.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         grid = QGridLayout()
         grid.addWidget(self.cm_image, 0, 0)
         grid.addWidget(self.cm_patch, 0, 1)
@@ -171,6 +180,8 @@ class EvaluatePage(QWizardPage):
         mid = QVBoxLayout()
         mid.addWidget(QLabel("Misclassified scans"))
         mid.addWidget(self.wrong, 1)
+        mid.addWidget(self.delivery_caption)
+        mid.addWidget(self.delivery)
         grid.addLayout(mid, 1, 1)
         grid.addWidget(self.calib, 1, 2)
         grid.setRowStretch(0, 3)
@@ -215,6 +226,34 @@ class EvaluatePage(QWizardPage):
             self.wrong.addItem("(none)")
         self.calib.setText(calibration_text(man))
         self.reliability.set_calibration(man.get("calibration"))
+        self._show_delivery(man)
+
+    def _show_delivery(self, man: dict[str, Any]) -> None:
+        """The delivery-chain rows measured on the test split (or one line saying they were not)."""
+        d = man.get("delivery_chain_measured") or {}
+        rows = d.get("rows") or {}
+        self.delivery.setVisible(bool(rows))
+        if not rows:
+            why = {"off": "training ran with --no-delivery-check",
+                   "interrupted": "the check was cancelled"}.get((man.get("training") or {}).get("delivery_check"), "")
+            self.delivery_caption.setText("<b>Re-saved test scans:</b> not measured" + (f" ({why})." if why else "."))
+            return
+        unseen = (f"unseen: {d.get('unseen_scans')} negative scans" if d.get("unseen_scans")
+                  else "unseen: not measured")
+        self.delivery_caption.setText(f"<b>Re-saved test scans</b> ({d.get('known_scans')}; {unseen})")
+        self.delivery_caption.setToolTip(
+            "Verdicts on the test split's scans as scanned, re-saved as JPEG at quality 90 and 75 and resampled "
+            "x0.8 and x1.25; 'Unseen': your negative scans (no reference scanner) answered unknown or inconclusive"
+            + ("" if d.get("unseen_scans") else " (none given: put some in DATA_DIR/_other/)"))
+        ordered = ordered_rows(rows)
+        self.delivery.setRowCount(len(ordered))
+        self.delivery.setVerticalHeaderLabels([name for name, _row in ordered])
+        self.delivery.setFixedHeight(self.delivery.horizontalHeader().sizeHint().height() + 18 * len(rows) + 4)
+        for r, (_name, row) in enumerate(ordered):
+            for k, (_title, key, _tip) in enumerate(DELIVERY_COLUMNS):
+                v = row.get(key)
+                self.delivery.setItem(r, k, QTableWidgetItem(f"{100 * v:.0f}%" if isinstance(v, (int, float))
+                                                             else "n/a"))
 
     @Slot(QListWidgetItem)
     def _on_wrong_item_activated(self, item: QListWidgetItem) -> None:
@@ -278,6 +317,14 @@ def rejection_text(osd: dict[str, Any]) -> str | None:
     if not parts:
         return None
     return "<b>Measured at this threshold:</b> " + "; ".join(parts) + "."
+
+
+DELIVERY_COLUMNS = (  # header, row key, tooltip
+    ("Right", "known_right", "test scans attributed to their own scanner"),
+    ("Wrong", "known_wrong", "test scans attributed to another of your scanners"),
+    ("Unk./inc.", "known_unknown_or_inconclusive", "test scans answered unknown or inconclusive"),
+    ("Unseen", "unseen_rejected", "your negative scans (no reference scanner) answered unknown or inconclusive"),
+)
 
 
 def _pct(v: float) -> str:

@@ -143,6 +143,7 @@ class _TrainEvents(QObject):
     epoch = Signal(object)
     batch = Signal(object)
     stage = Signal(str)
+    saved = Signal(object)  # the stored manifest, once the model file is complete
 
 
 class TrainPage(QWizardPage):
@@ -202,12 +203,14 @@ class TrainPage(QWizardPage):
         self.events.epoch.connect(self._on_events_epoch)
         self.events.batch.connect(self._on_events_batch)
         self.events.stage.connect(self._on_events_stage)
+        self.events.saved.connect(self._on_events_saved)
         runner.progressed.connect(self._on_runner_progressed)
         runner.succeeded.connect(self._on_runner_succeeded)
         runner.failed.connect(self._on_runner_failed)
         runner.cancelled.connect(self._on_runner_cancelled)
         self._device = ""
         self._last_batch: dict[str, Any] = {}
+        self._saved: dict[str, Any] | None = None  # the run's model, complete (even if its last check was cancelled)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -223,7 +226,11 @@ class TrainPage(QWizardPage):
 
     @Slot()
     def cancel(self) -> None:
-        """Stop at the next batch; the last checkpoint stays for Resume."""
+        """Stop at the next batch; the last checkpoint stays for Resume.
+
+        During the delivery check the model is already complete and saved: a cancel
+        stops the check only, and the page goes on as after a finished run.
+        """
         if self._job is not None:
             self.runner.cancel()
 
@@ -234,6 +241,7 @@ class TrainPage(QWizardPage):
     def _launch(self, *, resume: bool) -> None:
         st = self.state
         st.manifest = None
+        self._saved = None
         req = st.request(resume=resume)
         if not resume:
             self.history = []
@@ -249,8 +257,10 @@ class TrainPage(QWizardPage):
             return
 
         def work(*, cancel, progress):
-            return run_training(req, cancel=cancel, progress=progress, on_epoch=ev.epoch.emit,
-                                on_batch=ev.batch.emit, on_stage=ev.stage.emit)
+            man = run_training(req, cancel=cancel, progress=progress, on_epoch=ev.epoch.emit,
+                               on_batch=ev.batch.emit, on_stage=ev.stage.emit)
+            ev.saved.emit(man)  # reaches the page even when the runner reports a late cancel
+            return man
 
         # Move every object alive now (Qt, torch, pyqtgraph: hundreds of thousands) out of the
         # cyclic collector's reach: a full collection triggered by the training loop's
@@ -289,8 +299,15 @@ class TrainPage(QWizardPage):
 
     @Slot(str)
     def _on_events_stage(self, text: str) -> None:
-        if text != "training":
+        if text.startswith("delivery check:"):
+            self.info.setText(f"{text[0].upper()}{text[1:]}: the trained model is saved; Cancel skips this check.")
+        elif text != "training":
             self.info.setText(f"{text.capitalize()}...")
+
+    @Slot(object)
+    def _on_events_saved(self, manifest: object) -> None:
+        if self._job is not None and isinstance(manifest, dict):
+            self._saved = manifest
 
     @Slot(int, int)
     def _on_runner_progressed(self, done: int, total: int) -> None:
@@ -302,13 +319,19 @@ class TrainPage(QWizardPage):
     def _on_runner_succeeded(self, result: object, _p: object) -> None:
         if not isinstance(result, JobResult) or result.request is not self._job:
             return
+        self._done(result.value)
+
+    def _done(self, manifest: dict[str, Any]) -> None:
+        """The run produced a complete model: show it and let the wizard go on to Evaluate."""
         self._finish()
-        self.state.manifest = result.value
-        tr = result.value["training"]
+        self.state.manifest = manifest
+        tr = manifest["training"]
+        skipped = (" The delivery check was cancelled: the model is complete, without its figures on re-saved "
+                   "scans." if tr.get("delivery_check") == "interrupted" else "")
         self.info.setText(
             f"Done on {self._device}: {tr['epochs_run']} epochs ({tr['stop_reason']}), best epoch "
             f"{tr['best_epoch']}, {_fmt_s(time.monotonic() - self._t0)}, "
-            f"{tr['history'][-1].get('patches_per_s', 0):.0f} patches/s. Next: evaluate on the test split."
+            f"{tr['history'][-1].get('patches_per_s', 0):.0f} patches/s.{skipped} Next: evaluate on the test split."
         )
         self.progress.setValue(self.progress.maximum())
         self.completeChanged.emit()
@@ -325,6 +348,9 @@ class TrainPage(QWizardPage):
     @Slot(object)
     def _on_runner_cancelled(self, request: object) -> None:
         if request is not self._job:
+            return
+        if self._saved is not None:  # cancelled during the delivery check: the model is complete
+            self._done(self._saved)
             return
         self._finish()
         self.resume_button.setEnabled(bool(self.history))
