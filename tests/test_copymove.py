@@ -106,6 +106,46 @@ def test_large_word_copy_across_lines_is_found() -> None:
     assert detect_copymove(au.pixels).pairs == []
 
 
+def test_rotated_stamp_copy_is_found_with_its_rotation() -> None:
+    # a stamp copied and rotated by 3.71 degrees (dev-set seed 11, JPEG 95): the integer-shift
+    # test cannot model it; the geometric stage fits the rotation and reports the pair
+    f = doc_scan(2, "stamp", seed=11)
+    assert abs(f.record["rotation_deg"] - 3.71) < 0.01
+    r = detect_copymove(f.pixels)
+    geo = [p for p in r.pairs if p.origin == "geometric"]
+    assert len(geo) == 1
+    j = geo[0].to_json()
+    assert j["found_by"] == "geometric"
+    # either end may be called the source: the fitted rotation is the truth's, up to its sign
+    assert abs(abs(j["rotation_deg"]) - f.record["rotation_deg"]) < 0.5 and abs(j["scale"] - 1) < 0.01
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    assert _iou(src | tgt, f.source | f.target) > 0.6
+    assert detect_copymove(f.pixels, geometric=False).pairs == []  # the shift test alone misses it
+    au = doc_scan(2, "stamp", seed=11, forge=False)
+    assert detect_copymove(au.pixels).pairs == []
+
+
+def test_scaled_word_copy_is_found_with_its_scale() -> None:
+    # a word copied to another line and scaled by 1.047 (dev-set seed 7, JPEG 95)
+    f = doc_scan(2, "word", seed=7)
+    r = detect_copymove(f.pixels)
+    assert [p.origin for p in r.pairs] == ["geometric"]
+    j = r.pairs[0].to_json()
+    s = f.record["scale"]
+    assert min(abs(j["scale"] - s), abs(j["scale"] - 1 / s)) < 0.01 and abs(j["rotation_deg"]) < 0.5
+    sy, sx, h, w = f.record["source_box"]
+    ty, tx, _, _ = f.record["target_box"]
+    # the transform maps one end's centre onto the other's (either way round)
+    a = r.pairs[0].transform
+    for c0, c1 in (((ty + (h - 1) / 2, tx + (w - 1) / 2), (sy + (h - 1) / 2, sx + (w - 1) / 2)),
+                   ((sy + (h - 1) / 2, sx + (w - 1) / 2), (ty + (h - 1) / 2, tx + (w - 1) / 2))):
+        if np.abs(a[:, :2] @ np.array(c0) + a[:, 2] - np.array(c1)).max() < 2.0:
+            break
+    else:
+        raise AssertionError(f"transform {a} maps neither centre onto the other")
+    assert detect_copymove(doc_scan(2, "word", seed=7, forge=False).pixels).pairs == []
+
+
 def test_periodic_table_rules_are_not_a_copy() -> None:
     # an authentic page (dev-set seed 17) with a ruled table: its rows repeat at two row
     # pitches almost exactly (q ~0.001); the periodicity test rejects the repeat

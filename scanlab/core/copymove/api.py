@@ -28,6 +28,13 @@ were chosen on dev forgeries (seeds 7, 11, 13, 17), never on the benchmark's see
 A pair's masks are the rectangle its identical content spans, grown by ``MASK_PAD``
 (the paper moved with it), less what clearly differs at the displacement.
 
+The integer-shift test cannot model a copy that was rotated or scaled before it was
+pasted; the geometric stage (:mod:`.geo`, ``geometric=True``) refits the most-voted
+candidates with a similarity and reports those whose fitted rotation or scale is
+non-trivial and that the similarity explains far better than the scan's other
+candidates (``found_by`` "geometric"; ``transform`` carries the similarity, so
+``rotation_deg`` and ``scale`` of :meth:`CopyMovePair.to_json` are the fitted ones).
+
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window
 covering the pixel; ``0.5 + 0.5 * strength`` on both ends of every reported pair (so
