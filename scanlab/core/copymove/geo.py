@@ -48,14 +48,26 @@ SAME_M = 0.015  # two fits are the same similarity when their linear parts diffe
 REACH = 160  # px: how far from the seed's box such candidates are gathered
 
 
-def _weights(f: np.ndarray, a: float = CUBIC_A) -> tuple[np.ndarray, np.ndarray]:
-    """Cubic-convolution weights of the taps -1..2 at fraction ``f`` and their derivatives in ``f``."""
-    t = np.stack([1.0 + f, f, 1.0 - f, 2.0 - f])  # |distance| of each tap
-    sgn = np.array([1.0, 1.0, -1.0, -1.0])[:, None]  # d|distance| / df
-    near = t <= 1.0
-    w = np.where(near, (a + 2) * t**3 - (a + 3) * t**2 + 1, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a)
-    dw = np.where(near, 3 * (a + 2) * t**2 - 2 * (a + 3) * t, 3 * a * t**2 - 10 * a * t + 8 * a) * sgn
-    return w, dw
+def _weights(f: np.ndarray, a: float = CUBIC_A) -> tuple[list, list]:
+    """Cubic-convolution weights of the taps -1..2 at fraction ``f`` in [0, 1) and their derivatives in ``f``.
+
+    The kernel is (a + 2)|t|^3 - (a + 3)|t|^2 + 1 for |t| <= 1 and a(|t|^3 - 5|t|^2 + 8|t| - 4)
+    for 1 < |t| < 2; the outer taps (-1, 2) lie at |t| = 1 + f and 2 - f, the inner ones at f, 1 - f.
+    """
+    def near(t):
+        return (t * ((a + 2) * t - (a + 3))) * t + 1
+
+    def far(t):
+        return a * (((t - 5) * t + 8) * t - 4)
+
+    def dnear(t):
+        return t * (3 * (a + 2) * t - 2 * (a + 3))
+
+    def dfar(t):
+        return a * ((3 * t - 10) * t + 8)
+
+    g = 1.0 - f
+    return [far(1.0 + f), near(f), near(g), far(1.0 + g)], [dfar(1.0 + f), dnear(f), -dnear(g), -dfar(1.0 + g)]
 
 
 def sample(g: np.ndarray, y: np.ndarray, x: np.ndarray, grad: bool = True):
