@@ -259,13 +259,7 @@ def _large_generic(c: dup.DupCandidate) -> bool:
 
 
 def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, int]) -> list[CopyMovePair]:
-    """Merge accepted candidates that share a displacement into pairs and cut their masks.
-
-    The mask of a target end is where, inside the union of its candidates' boxes, the
-    content (the gradient, dilated by a few pixels) of either end lies and the aligned
-    difference stays at the level of the accepted samples: the copied glyph or stamp and
-    the paper just around it, not the whole matched blocks.
-    """
+    """Merge accepted candidates that share a displacement into pairs and cut their masks (:func:`_cut`)."""
     h, w = shape
     groups: list[list] = []
     for item in sorted(accepted, key=lambda t: t[0].q):
