@@ -14,13 +14,17 @@ Gauss-Newton on its strongest-gradient pixels (blurred image first, then the sca
   the analogue of ``q``, ~(re-save error / edge gradient)^2 for a copy.
 
 A candidate whose fitted similarity is non-trivial (``|rotation| >= MIN_ROT_DEG`` or
-``|scale - 1| >= MIN_SCALE``) and whose ``s = qg x gain`` is low is a seed. The
-candidates around a seed that the same similarity explains form its region; it is
-refitted there with more pixels and reported when its ``s`` is at most ``MAX_S`` and
-``MARGIN x`` the lowest ``s`` of the scan's other non-trivial candidates (the scan's
-own null: same-content pairs whose fit found a spurious rotation or scale). Masks:
-where the target matches the warped source (``api._cut``), and that region's preimage.
-Thresholds were chosen on dev forgeries (seeds 7, 11, 13, 17), never on seed 0.
+``|scale - 1| >= MIN_SCALE``) and within the stage's scope (``MAX_ROT_DEG``,
+``MAX_SCALE``: what the block features match, and text in another point size stays
+out) and whose ``s = qg x gain`` is below ``SCREEN_S`` is a seed. The refined candidates
+near a seed whose own fit is the same similarity form its region; it is refitted there
+with more pixels and reported when its ``s`` is at most ``MAX_S`` and ``MARGIN x`` the
+lowest ``s`` of the scan's other non-trivial candidates (the scan's own null:
+same-content pairs whose fit found a spurious rotation or scale), its ``qg`` at most
+``MAX_QG``, and the region holds ``MIN_SUPPORT`` matched blocks (a word, a stamp; a
+single glyph's fit is too loose). Masks: where the target matches the warped source
+(``api._cut``), and that region's preimage. Thresholds were chosen on dev forgeries
+(seeds 7, 11, 13, 17), never on seed 0; BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
