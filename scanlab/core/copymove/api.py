@@ -28,6 +28,13 @@ were chosen on dev forgeries (seeds 7, 11, 13, 17), never on the benchmark's see
 A pair's masks are the rectangle its identical content spans, grown by ``MASK_PAD``
 (the paper moved with it), less what clearly differs at the displacement.
 
+The integer-shift test cannot model a copy that was rotated or scaled before it was
+pasted; the geometric stage (:mod:`.geo`, ``geometric=True``) refits the most-voted
+candidates with a similarity and reports those whose fitted rotation or scale is
+non-trivial and that the similarity explains far better than the scan's other
+candidates (``found_by`` "geometric"; ``transform`` carries the similarity, so
+``rotation_deg`` and ``scale`` of :meth:`CopyMovePair.to_json` are the fitted ones).
+
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window
 covering the pixel; ``0.5 + 0.5 * strength`` on both ends of every reported pair (so
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from scanlab.core.copymove import dup
+from scanlab.core.copymove import dup, geo
 from scanlab.core.copymove.fields import grey
 from scanlab.core.engine.nosignal import DEFAULT_RULE, EvidenceRule, window_evidence
 from scanlab.core.errors import ScanLabError
@@ -156,6 +163,7 @@ def detect_copymove(
     *,
     rule: EvidenceRule = DEFAULT_RULE,
     alpha: float = 1e-3,
+    geometric: bool = True,
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
 ) -> CopyMoveResult:
@@ -169,6 +177,8 @@ def detect_copymove(
         The no-signal rule that decides where the map is NaN.
     alpha : float
         Largest empirical p-value (rank of ``q`` in the scan's own null) of a reported pair.
+    geometric : bool
+        Run the geometric stage (:mod:`.geo`: rotated or scaled copies) after the shift test.
     cancel, progress
         Cooperative cancel token and ``progress(done, total)`` callback.
 
@@ -222,6 +232,9 @@ def detect_copymove(
                 and dup.periodicity(g, grad2, c) >= dup.PERIODIC):
             accepted.append((c, q0, p))
     pairs = _pairs(g, grad2, accepted, (h, w))
+    check(cancel)
+    if geometric:
+        pairs = _merge(pairs + _geo_pairs(g, grad2, cands))
     report(progress, 4, total)
     score = np.where(ev, hint, np.nan).astype(np.float32)
     for pr in pairs:
@@ -246,13 +259,7 @@ def _large_generic(c: dup.DupCandidate) -> bool:
 
 
 def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, int]) -> list[CopyMovePair]:
-    """Merge accepted candidates that share a displacement into pairs and cut their masks.
-
-    The mask of a target end is where, inside the union of its candidates' boxes, the
-    content (the gradient, dilated by a few pixels) of either end lies and the aligned
-    difference stays at the level of the accepted samples: the copied glyph or stamp and
-    the paper just around it, not the whole matched blocks.
-    """
+    """Merge accepted candidates that share a displacement into pairs and cut their masks (:func:`_cut`)."""
     h, w = shape
     groups: list[list] = []
     for item in sorted(accepted, key=lambda t: t[0].q):
@@ -279,27 +286,12 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
         t = g[y0:y1, x0:x1]
         s = g[y0 + dy : y1 + dy, x0 + dx : x1 + dx]
         gmax = np.maximum(grad2[y0:y1, x0:x1], grad2[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
-        # content: strong edges (dilated a little) or texture; blank paper is neither, so a
-        # copy's mask does not spread over the paper around it, which matches anyway
-        content = ndimage.binary_dilation(gmax > edge_thr, iterations=3) | (ndimage.uniform_filter(gmax, 7) > TEXTURE)
-        local = ndimage.uniform_filter((t - s) ** 2, 5)
-        same = local <= 4.0 * max(best.level, 1e-3) * np.maximum(ndimage.uniform_filter(gmax, 5), 1.0)
-        seed = np.zeros_like(same)
+        seed = np.zeros(t.shape, bool)
         for c, _, _ in grp:  # the matched blocks
             seed[max(0, c.box[0] - y0) : c.box[2] - y0, max(0, c.box[1] - x0) : c.box[3] - x0] = True
-        # (bit-identical neighbourhoods count whatever their content: paper never repeats exactly)
-        m = ndimage.binary_closing(same & (content | (local < 1e-6)), np.ones((5, 5)), border_value=0)
-        lab, n = ndimage.label(m)
-        keep = np.unique(lab[seed & m])
-        m = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
-        if m.sum() < MIN_AREA:
+        m = _cut(t, s, gmax, seed, best.level, edge_thr)
+        if m is None:
             continue
-        # the copied region: the rectangle the identical content spans, grown by MASK_PAD (the paper
-        # moved with it), less what clearly differs at the displacement (other content in the rectangle)
-        ys, xs = np.nonzero(m & content)  # (clipped paper is bit-identical anywhere: it spans nothing)
-        rect = np.zeros_like(m)
-        rect[max(0, ys.min() - MASK_PAD) : ys.max() + 1 + MASK_PAD, max(0, xs.min() - MASK_PAD) : xs.max() + 1 + MASK_PAD] = True
-        m = ndimage.binary_opening(rect & (local <= MASK_DIFF), np.ones((3, 3))) | m
         ys, xs = np.nonzero(m)
         by0, bx0, by1, bx1 = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
         mm = m[by0:by1, bx0:bx1]
@@ -313,6 +305,70 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
         out.append(CopyMovePair(box_s, box_t, mm.copy(), mm.copy(), a, rho, strength, p, "content",
                                 q=float(best.q), q_null=float(q0)))
     return _merge(out)
+
+
+def _cut(t: np.ndarray, s: np.ndarray, gmax: np.ndarray, seed: np.ndarray, level: float, edge_thr: float):
+    """The mask (window-sized) of a copy's target end, ``t`` aligned with its source ``s``; None when too small.
+
+    Where, inside the window, the content (the gradient ``gmax`` of either end, dilated by a
+    few pixels) lies and the aligned difference stays at the level of the accepted samples,
+    connected to the matched ``seed``; then the rectangle that content spans, grown by
+    ``MASK_PAD`` (the paper moved with it), less what clearly differs.
+    """
+    # content: strong edges (dilated a little) or texture; blank paper is neither, so a
+    # copy's mask does not spread over the paper around it, which matches anyway
+    content = ndimage.binary_dilation(gmax > edge_thr, iterations=3) | (ndimage.uniform_filter(gmax, 7) > TEXTURE)
+    local = ndimage.uniform_filter((t - s) ** 2, 5)
+    same = local <= 4.0 * max(level, 1e-3) * np.maximum(ndimage.uniform_filter(gmax, 5), 1.0)
+    # (bit-identical neighbourhoods count whatever their content: paper never repeats exactly)
+    m = ndimage.binary_closing(same & (content | (local < 1e-6)), np.ones((5, 5)), border_value=0)
+    lab, n = ndimage.label(m)
+    keep = np.unique(lab[seed & m])
+    m = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
+    if m.sum() < MIN_AREA:
+        return None
+    ys, xs = np.nonzero(m & content)  # (clipped paper is bit-identical anywhere: it spans nothing)
+    if len(ys) == 0:
+        return None
+    rect = np.zeros_like(m)
+    rect[max(0, ys.min() - MASK_PAD) : ys.max() + 1 + MASK_PAD, max(0, xs.min() - MASK_PAD) : xs.max() + 1 + MASK_PAD] = True
+    return ndimage.binary_opening(rect & (local <= MASK_DIFF), np.ones((3, 3))) | m
+
+
+def _geo_pairs(g: np.ndarray, grad2: np.ndarray, cands: list) -> list[CopyMovePair]:
+    """Pairs of the geometric stage (:mod:`.geo`): rotated or scaled copies, ``found_by`` "geometric"."""
+    h, w = g.shape
+    gb = ndimage.gaussian_filter(g, geo.BLUR)
+    sc = geo.screen(g, grad2, gb, cands)
+    edge_thr = float(np.percentile(grad2[::4, ::4], 90))
+    out = []
+    for r in geo.verify(g, grad2, gb, sc):
+        if not r["accepted"]:
+            continue
+        a = r["affine"]
+        y0, x0, y1, x1 = r["box"]
+        win = (max(0, y0 - GROW), max(0, x0 - GROW), min(h, y1 + GROW), min(w, x1 + GROW))
+        t = g[win[0] : win[2], win[1] : win[3]]
+        s = geo.warped_source(g, a, win)
+        gmax = np.maximum(grad2[win[0] : win[2], win[1] : win[3]], np.maximum(geo.warped_source(grad2, a, win), 0.0))
+        seed = np.zeros(t.shape, bool)
+        seed[y0 - win[0] : y1 - win[0], x0 - win[1] : x1 - win[1]] = True
+        m = _cut(t, s, gmax, seed, r["level"], edge_thr)
+        if m is None:
+            continue
+        ys, xs = np.nonzero(m)
+        by0, bx0, by1, bx1 = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+        mm = m[by0:by1, bx0:bx1]
+        box_t = (win[0] + by0, win[1] + bx0, by1 - by0, bx1 - bx0)
+        box_s, ms = geo.preimage(a, box_t, mm, (h, w))
+        if ms.sum() < MIN_AREA:
+            continue
+        ts, ss = t[m] - ndimage.uniform_filter(t, 3)[m], s[m] - ndimage.uniform_filter(s, 3)[m]
+        rho = float(ts @ ss / np.sqrt(max(float(ts @ ts) * float(ss @ ss), 1e-12)))
+        s0 = r["s_null"] if np.isfinite(r["s_null"]) else geo.MAX_S / geo.MARGIN
+        out.append(CopyMovePair(box_s, box_t, ms, mm.copy(), a, rho, float(np.log2(s0 / max(r["s"], 1e-12))),
+                                r["p_value"], "geometric", q=r["s"], q_null=float(s0)))
+    return out
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -21,7 +21,8 @@ content, described by low-frequency DCT features plus their mean and contrast (a
 copy keeps both), matched with a k-d tree; the matches are grouped by displacement and
 by position. Blank paper (no content) is not searched here. :func:`periodicity` tells a
 repeat of periodic content (table rules) from a copy: the former repeats at -d, 2d or
-d/2 as well.
+d/2 as well. Copies rotated or scaled before they were pasted fail this test (no integer
+shift fits them); :mod:`.geo` tests them.
 """
 
 from __future__ import annotations
