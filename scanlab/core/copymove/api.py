@@ -41,7 +41,7 @@ of a copy does not fall below the null. When the caller passes the file's
 ``jpegid.MAX_QUALITY`` or lower, the most-voted large candidates the shift test left are
 re-tested for JPEG consistency (:mod:`.jpegid`: one pre-save region that both ends'
 quantisation cells admit), and reported (``found_by`` "jpeg") when consistent over many
-more content blocks than any candidate at another displacement (:func:`_jpeg_pairs`).
+more content blocks than any candidate at another displacement (:func:`.jpegid.select`).
 
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window
@@ -79,13 +79,6 @@ GROW = 48  # px: how far beyond its matched blocks a pair's mask may reach
 MASK_PAD = 2  # px: how far the copied paper reaches beyond the identical content
 MASK_DIFF = 50.0  # 8-bit levels^2: local mean squared difference above which a pixel is not part of the copy
 TEXTURE = 25.0  # mean squared gradient (8-bit levels^2 per px^2) above which a region is textured
-# JPEG-consistency test (.jpegid), files saved at quality <= jpegid.MAX_QUALITY only:
-J_VOTES = 30  # matched blocks a candidate needs to be examined (and to enter its null)
-J_MAX_Q = 0.3  # ... and q at most this
-J_MAX_CANDS = 32  # the most-voted candidates examined per scan
-J_FRACTION = 0.95  # share of a candidate's content blocks that must be consistent
-J_MIN_BLOCKS = 64  # consistent content blocks a reported candidate needs ...
-J_RATIO = 4.0  # ... and this many times those of the largest consistent candidate at another displacement
 
 
 @dataclass
@@ -333,42 +326,21 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
 
 def _jpeg_pairs(g: np.ndarray, grad2: np.ndarray, image: np.ndarray, quality: int, tested: list,
                 qs: np.ndarray, cls: np.ndarray, dyx: np.ndarray, done: set) -> list[CopyMovePair]:
-    """Pairs of the JPEG-consistency test (:mod:`.jpegid`), ``found_by`` "jpeg".
-
-    The ``J_MAX_CANDS`` most-voted candidates with ``J_VOTES`` or more votes and ``q <=
-    J_MAX_Q`` (displacement not a multiple of 8 along both axes) are examined; one is
-    reported when ``J_FRACTION`` of its content blocks are consistent, at least
-    ``J_MIN_BLOCKS`` of them, and ``J_RATIO`` times those of the largest consistent
-    candidate at another displacement (the scan's own null of authentic repeats).
-    """
-    idx = [i for i, c in enumerate(tested)
-           if c.votes >= J_VOTES and c.q <= J_MAX_Q and (c.dy % 8 or c.dx % 8)]
-    idx = sorted(idx, key=lambda i: -tested[i].votes)[:J_MAX_CANDS]
-    if not idx:
-        return []
-    lum = jpegid.luminance(image)
-    table = jpegid.luma_table(quality)
-    res = {i: jpegid.consistency(lum, tested[i].box, tested[i].dy, tested[i].dx, table) for i in idx}
-    full = {i: k for i, (n, k) in res.items() if n and k >= J_FRACTION * n}
+    """Pairs of the JPEG-consistency test (:func:`.jpegid.select`), ``found_by`` "jpeg"."""
     h, w = g.shape
     out = []
-    for i, k in full.items():
+    for i, k, k0, p in jpegid.select(image, quality, tested, dyx, done):
         c = tested[i]
-        if id(c) in done or k < J_MIN_BLOCKS:
-            continue
-        null_k = [kk for j, kk in full.items() if np.abs(dyx[j] - dyx[i]).max() > 2]
-        k0 = max(null_k, default=0)
-        if k < J_RATIO * k0 or dup.periodicity(g, grad2, c) < dup.PERIODIC:
+        if dup.periodicity(g, grad2, c) < dup.PERIODIC:
             continue
         other = np.abs(dyx - dyx[i]).max(axis=1) > 2
         null = qs[other & (cls == cls[i])]
         if null.size < MIN_NULL:
             null = qs[other]
         q0 = float(null.min()) if null.size else 1.0
-        p = 1.0 / (1 + sum(1 for j in res if np.abs(dyx[j] - dyx[i]).max() > 2))
         for pr in _pairs(g, grad2, [(c, q0, p)], (h, w)):
             pr.origin = "jpeg"
-            pr.z = float(np.log2(k / max(k0, J_MIN_BLOCKS / J_RATIO)))
+            pr.z = jpegid.strength(k, k0)
             out.append(pr)
     return out
 

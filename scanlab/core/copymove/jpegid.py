@@ -15,7 +15,7 @@ table of its estimated quality: :mod:`scanlab.core.io.jpegfacts`).
 At JPEG 75 the cells are wide: many authentic repeats are consistent too, but only over
 a few blocks (a glyph, a short word); a copied stamp or word is consistent over most of
 its blocks. The bar (``api``) is therefore on the number of consistent blocks, relative to
-the largest consistent repeat among the scan's other large candidates. Chosen on dev
+the largest consistent repeat among the scan's other large candidates (:func:`select`). Chosen on dev
 seeds 7, 11, 13, 17 (``benchmarks/copymove_jpeg_probe.py``; BENCHMARKS.md).
 """
 
@@ -31,6 +31,12 @@ ITERS = 30  # alternating projections
 CONTENT_STD = 8.0  # 8-bit levels: an 8x8 block with less is paper, not counted
 BLOCK_OK = 0.5  # squared coefficient units: a block whose violation stays below this is consistent
 MAX_SIDE = 384  # px: a candidate's window is cut to this (centred) to bound the cost on large scans
+VOTES = 30  # matched blocks a candidate needs to be examined (and to enter the null)
+MAX_Q = 0.3  # ... and its shift-test q at most this
+MAX_CANDS = 32  # the most-voted candidates examined per scan
+FRACTION = 0.95  # share of a candidate's content blocks that must be consistent
+MIN_BLOCKS = 64  # consistent content blocks a reported candidate needs ...
+RATIO = 4.0  # ... and this many times those of the largest consistent candidate at another displacement
 
 
 def luma_table(quality: int) -> np.ndarray:
@@ -101,4 +107,40 @@ def consistency(lum: np.ndarray, box: tuple[int, int, int, int], dy: int, dx: in
     return int(content.sum()), int((v[content] <= BLOCK_OK).sum())
 
 
-__all__ = ["MAX_QUALITY", "consistency", "luma_table", "luminance"]
+def select(image: np.ndarray, quality: int, tested: list, dyx: np.ndarray, done: set) -> list[tuple[int, int, int, float]]:
+    """Candidates of ``tested`` (:class:`.dup.DupCandidate`, displacements ``dyx``) that pass the test.
+
+    The ``MAX_CANDS`` most-voted with ``VOTES`` or more votes and ``q <= MAX_Q`` whose
+    displacement is not a multiple of 8 along both axes are examined (:func:`consistency`);
+    one not in ``done`` (``id`` of the candidates already accepted) passes when ``FRACTION``
+    of its content blocks are consistent, at least ``MIN_BLOCKS`` of them, and ``RATIO``
+    times those of the largest consistent examined candidate at another displacement (the
+    scan's own null of authentic repeats). Returns (index, consistent blocks, the null's
+    largest, empirical p-value) per passing candidate.
+    """
+    idx = [i for i, c in enumerate(tested) if c.votes >= VOTES and c.q <= MAX_Q and (c.dy % 8 or c.dx % 8)]
+    idx = sorted(idx, key=lambda i: -tested[i].votes)[:MAX_CANDS]
+    if not idx:
+        return []
+    lum = luminance(image)
+    table = luma_table(quality)
+    res = {i: consistency(lum, tested[i].box, tested[i].dy, tested[i].dx, table) for i in idx}
+    full = {i: k for i, (n, k) in res.items() if n and k >= FRACTION * n}
+    out = []
+    for i, k in full.items():
+        if id(tested[i]) in done or k < MIN_BLOCKS:
+            continue
+        k0 = max((kk for j, kk in full.items() if np.abs(dyx[j] - dyx[i]).max() > 2), default=0)
+        if k < RATIO * k0:
+            continue
+        n_null = sum(1 for j in res if np.abs(dyx[j] - dyx[i]).max() > 2)
+        out.append((i, k, k0, 1.0 / (1 + n_null)))
+    return out
+
+
+def strength(k: int, k0: int) -> float:
+    """A pair's ``z``: log2 of its consistent blocks over the null's largest (at least MIN_BLOCKS / RATIO)."""
+    return float(np.log2(k / max(k0, MIN_BLOCKS / RATIO)))
+
+
+__all__ = ["MAX_QUALITY", "consistency", "luma_table", "luminance", "select", "strength"]
