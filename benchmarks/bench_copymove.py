@@ -18,6 +18,10 @@ dev sets with other seeds (7 and 11); score seed 0 once, at the end.
   worktree elsewhere must pass it): number of pairs reported.
 * Time: a ``--big`` x ``--big`` document scan (16 MP at 4096), copy-move vs the
   reliability map (shipped model, dense engine, 64/4) of the same scan, one run each.
+
+Every page is analysed as the service analyses its file: the file's JPEG quality is
+passed (``jpeg_quality``; the JPEG-consistency test runs at quality 80 or lower);
+``--no-jpeg`` withholds it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 from scanlab.core.copymove import detect_copymove
 from scanlab.core.io.imaging import find_images, load_scan
 from scanlab.core.synth.docforge import DOC_STYLES, QUALITIES, doc_scan
+from scanlab.services.copymove import jpeg_quality_of
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real_scans"
 
@@ -65,6 +70,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--big", type=int, default=4096)
     ap.add_argument("--no-big", action="store_true")
+    ap.add_argument("--no-jpeg", action="store_true")
     ap.add_argument("--real", type=int, default=8, help="how many of the real pages (default all 8)")
     ap.add_argument("--real-dir", type=Path, default=REAL, help="folder of real scanned pages")
     ap.add_argument("--seed", type=int, default=0, help="forgery seed (0: the benchmark set; tune on others)")
@@ -77,8 +83,9 @@ def main() -> None:
     for style in DOC_STYLES:
         for k in range(a.n):
             f = doc_scan(k, style, seed=a.seed, size=a.size)
+            jq = None if a.no_jpeg else f.record["jpeg_quality"]
             t0 = time.perf_counter()
-            r = detect_copymove(f.pixels)
+            r = detect_copymove(f.pixels, jpeg_quality=jq)
             times.append(time.perf_counter() - t0)
             truth = f.target | f.source
             q = f.record["jpeg_quality"]
@@ -87,7 +94,7 @@ def main() -> None:
                 groups.setdefault(key, []).append((r.score, truth))
             found.append(len(r.pairs))
             au = doc_scan(k, style, seed=a.seed, size=a.size, forge=False)
-            ra = detect_copymove(au.pixels)
+            ra = detect_copymove(au.pixels, jpeg_quality=jq)
             fa.append((float((np.nan_to_num(ra.score) >= 0.5).mean()), len(ra.pairs)))
             print(f"{style:6s} k={k} q={q} {geo:5s} pairs={len(r.pairs)} auc={auc(r.score, truth):.3f} "
                   f"f1={f1(r.score, truth):.3f} | authentic pairs={len(ra.pairs)} t={times[-1]:.1f}s", flush=True)
@@ -109,13 +116,14 @@ def main() -> None:
     real = (find_images(a.real_dir) if a.real_dir.is_dir() else [])[: a.real]
     for p in real:
         s = load_scan(p)
+        jq = None if a.no_jpeg else jpeg_quality_of(s)
         t0 = time.perf_counter()
-        r = detect_copymove(s.pixels)
-        print(f"real {p.name}: {s.pixels.shape[1]}x{s.pixels.shape[0]} pairs={len(r.pairs)} t={time.perf_counter() - t0:.1f}s")
+        r = detect_copymove(s.pixels, jpeg_quality=jq)
+        print(f"real {p.name}: {s.pixels.shape[1]}x{s.pixels.shape[0]} jpeg_quality {jq} pairs={len(r.pairs)} t={time.perf_counter() - t0:.1f}s")
     if not a.no_big:
         big = doc_scan(0, "stamp", seed=a.seed, size=a.big)
         t0 = time.perf_counter()
-        r = detect_copymove(big.pixels)
+        r = detect_copymove(big.pixels, jpeg_quality=None if a.no_jpeg else big.record["jpeg_quality"])
         t_cm = time.perf_counter() - t0
         from scanlab.core.engine.reliability import reliability_map  # noqa: F401  (import cost outside timing)
         from scanlab.services.analysis import AnalysisRequest, run_analysis

@@ -1,7 +1,8 @@
 """Copy-move dev set: per-page results on the tuning seeds (never the benchmark's seed 0).
 
     nice -n 5 python benchmarks/copymove_dev.py [--seeds 7 11 13 17] [--n 3] [--no-geometric]
-                                                [--only-geo] [--real-dir DIR]
+                                                [--only-geo] [--no-jpeg] [--quality Q]
+                                                [--real-dir DIR]
 
 For every seed, style and k < ``--n``: the forged page (pairs, found by which stage,
 whether a reported pixel lies on the copy, pixel AUC, F1, the fitted rotation / scale of
@@ -9,7 +10,10 @@ a geometric pair against the truth) and its authentic twin (pairs), then the tab
 pages with a hit / pixel AUC / F1 per style, shifted vs rotated-or-scaled, all, and the
 false alarms (twins with a pair, real pages with a pair). ``--no-geometric`` switches
 the geometric stage off (the "before" column); ``--only-geo`` runs only the rotated or
-scaled pages and their twins (quick look).
+scaled pages and their twins (quick look). The file's JPEG quality is passed to the
+detector as the service passes it (``jpeg_quality``: the JPEG-consistency test, .jpegid);
+``--no-jpeg`` withholds it (the "before" column); ``--quality Q`` runs only the pages saved
+at Q.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--no-geometric", action="store_true")
     ap.add_argument("--only-geo", action="store_true")
+    ap.add_argument("--no-jpeg", action="store_true")
+    ap.add_argument("--quality", type=int, default=None)
     ap.add_argument("--real-dir", type=Path, default=REAL)
     a = ap.parse_args()
     if 0 in a.seeds:
@@ -48,16 +54,18 @@ def main() -> None:
                 f = doc_scan(k, style, seed=seed)
                 rec = f.record
                 is_geo = bool(rec["rotation_deg"] or rec["scale"] != 1.0)
-                if a.only_geo and not is_geo:
+                if (a.only_geo and not is_geo) or (a.quality and rec["jpeg_quality"] != a.quality):
                     continue
+                jq = None if a.no_jpeg else rec["jpeg_quality"]
                 t0 = time.perf_counter()
-                r = detect_copymove(f.pixels, geometric=geometric)
+                r = detect_copymove(f.pixels, geometric=geometric, jpeg_quality=jq)
                 times.append(time.perf_counter() - t0)
                 truth = f.target | f.source
                 hit = bool(((np.nan_to_num(r.score) >= 0.5) & truth).any())
                 for key in (style, "geo" if is_geo else "shift", "all"):
                     groups.setdefault(key, []).append((r.score, truth, hit))
-                ra = detect_copymove(doc_scan(k, style, seed=seed, forge=False).pixels, geometric=geometric)
+                ra = detect_copymove(doc_scan(k, style, seed=seed, forge=False).pixels, geometric=geometric,
+                                     jpeg_quality=jq)
                 twins.append(len(ra.pairs))
                 fit = ""
                 for p in r.pairs:
@@ -79,8 +87,9 @@ def main() -> None:
     for p in find_images(a.real_dir) if a.real_dir.is_dir() else []:
         s = load_scan(p)
         t0 = time.perf_counter()
-        r = detect_copymove(s.pixels, geometric=geometric)
-        print(f"real {p.name}: pairs={len(r.pairs)} t={time.perf_counter() - t0:.1f}s", flush=True)
+        jq = None if a.no_jpeg or not s.info.jpeg or s.info.jpeg.get("tables") != "standard" else s.info.jpeg.get("quality")
+        r = detect_copymove(s.pixels, geometric=geometric, jpeg_quality=jq)
+        print(f"real {p.name} (jpeg_quality {jq}): pairs={len(r.pairs)} t={time.perf_counter() - t0:.1f}s", flush=True)
 
 
 if __name__ == "__main__":

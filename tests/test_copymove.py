@@ -107,6 +107,42 @@ def test_large_word_copy_across_lines_is_found() -> None:
     assert detect_copymove(au.pixels).pairs == []
 
 
+def test_jpeg75_word_copy_is_found_by_jpeg_consistency() -> None:
+    """A word copied at JPEG 75 (dev seed 7): the shift test alone misses it (its q is not
+    far enough below the repeated glyphs'); given the file's quality, the JPEG-consistency
+    test finds it on the copy, and its authentic twin stays clean."""
+    f = doc_scan(0, "word", seed=7)
+    assert f.record["jpeg_quality"] == 75 and f.record["rotation_deg"] == 0.0 and f.record["scale"] == 1.0
+    assert detect_copymove(f.pixels, geometric=False).pairs == []  # the test switched off
+    r = detect_copymove(f.pixels, geometric=False, jpeg_quality=75)
+    assert [p.origin for p in r.pairs] == ["jpeg"]
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    truth = f.target | f.source
+    assert ((src | tgt) & truth).sum() > 0.8 * (src | tgt).sum()
+    assert r.pairs[0].z > 0
+    assert np.nanmin(r.score[tgt]) >= 0.5
+    au = doc_scan(0, "word", seed=7, forge=False)
+    assert detect_copymove(au.pixels, geometric=False, jpeg_quality=75).pairs == []
+
+
+def test_jpeg_consistency_needs_a_low_quality_file() -> None:
+    """Above jpegid.MAX_QUALITY (and for non-JPEG input: no quality) the test does not run."""
+    f = doc_scan(0, "word", seed=7)
+    assert detect_copymove(f.pixels, geometric=False, jpeg_quality=95).pairs == []
+
+
+def test_service_passes_the_files_jpeg_quality(tmp_path: Path) -> None:
+    """The service reads the quality from the file's JPEG facts (standard tables), none for a PNG."""
+    from scanlab.core.io.imaging import load_scan
+    from scanlab.services.copymove import jpeg_quality_of
+
+    f = doc_scan(0, "word", seed=7)
+    (tmp_path / "p.jpg").write_bytes(f.data)
+    assert jpeg_quality_of(load_scan(tmp_path / "p.jpg")) == 75
+    Image.fromarray(f.pixels).save(tmp_path / "p.png")
+    assert jpeg_quality_of(load_scan(tmp_path / "p.png")) is None
+
+
 def test_rotated_stamp_copy_is_found_with_its_rotation() -> None:
     # a stamp copied and rotated by 3.71 degrees (dev-set seed 11, JPEG 95): the integer-shift
     # test cannot model it; the geometric stage fits the rotation and reports the pair

@@ -28,8 +28,19 @@ PAIR_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (14
 
 
 def analyse_copymove(scan: Scan, *, cancel: CancelToken | None = None, progress: ProgressFn | None = None) -> CopyMoveResult:
-    """Run the copy-move layer on a decoded scan (see :func:`scanlab.core.copymove.detect_copymove`)."""
-    return detect_copymove(scan.pixels, cancel=cancel, progress=progress)
+    """Run the copy-move layer on a decoded scan (see :func:`scanlab.core.copymove.detect_copymove`).
+
+    A JPEG file with standard (IJG) tables passes its estimated quality (the scan's JPEG
+    facts), which switches on the JPEG-consistency test at low quality.
+    """
+    return detect_copymove(scan.pixels, jpeg_quality=jpeg_quality_of(scan), cancel=cancel, progress=progress)
+
+
+def jpeg_quality_of(scan: Scan) -> int | None:
+    """The IJG quality of a JPEG scan with standard tables (:mod:`scanlab.core.io.jpegfacts`), else None."""
+    facts = scan.info.jpeg or {}
+    q = facts.get("quality")
+    return int(q) if q is not None and facts.get("tables") == "standard" else None
 
 
 def detector_description() -> dict[str, Any]:
@@ -154,4 +165,5 @@ def write_copymove(path: str | os.PathLike, result: CopyMoveResult, pixels: np.n
     return out
 
 
-__all__ = ["PAIR_COLOURS", "analyse_copymove", "copymove_json", "detector_description", "render_pairs_png", "write_copymove"]
+__all__ = ["PAIR_COLOURS", "analyse_copymove", "copymove_json", "detector_description", "jpeg_quality_of",
+           "render_pairs_png", "write_copymove"]

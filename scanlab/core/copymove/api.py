@@ -35,6 +35,14 @@ non-trivial and that the similarity explains far better than the scan's other
 candidates (``found_by`` "geometric"; ``transform`` carries the similarity, so
 ``rotation_deg`` and ``scale`` of :meth:`CopyMovePair.to_json` are the fitted ones).
 
+At JPEG 75 the re-save error is as large as two glyph prints' phase difference and ``q``
+of a copy does not fall below the null. When the caller passes the file's
+``jpeg_quality`` (the service does, for a JPEG with standard tables) and it is
+``jpegid.MAX_QUALITY`` or lower, the most-voted large candidates the shift test left are
+re-tested for JPEG consistency (:mod:`.jpegid`: one pre-save region that both ends'
+quantisation cells admit), and reported (``found_by`` "jpeg") when consistent over many
+more content blocks than any candidate at another displacement (:func:`.jpegid.select`).
+
 The score map is (H, W) float32 in [0, 1]: NaN where the no-signal rule
 (:mod:`scanlab.core.engine.nosignal`) finds no evidence in any 64x64 window
 covering the pixel; ``0.5 + 0.5 * strength`` on both ends of every reported pair (so
@@ -51,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from scanlab.core.copymove import dup, geo
+from scanlab.core.copymove import dup, geo, jpegid
 from scanlab.core.copymove.fields import grey
 from scanlab.core.engine.nosignal import DEFAULT_RULE, EvidenceRule, window_evidence
 from scanlab.core.errors import ScanLabError
@@ -164,6 +172,7 @@ def detect_copymove(
     rule: EvidenceRule = DEFAULT_RULE,
     alpha: float = 1e-3,
     geometric: bool = True,
+    jpeg_quality: int | None = None,
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
 ) -> CopyMoveResult:
@@ -179,6 +188,10 @@ def detect_copymove(
         Largest empirical p-value (rank of ``q`` in the scan's own null) of a reported pair.
     geometric : bool
         Run the geometric stage (:mod:`.geo`: rotated or scaled copies) after the shift test.
+    jpeg_quality : int or None
+        The IJG quality of the file the pixels were decoded from (standard tables), when it
+        is a JPEG. At ``jpegid.MAX_QUALITY`` or lower, large candidates the shift test
+        leaves are re-tested for JPEG consistency (:mod:`.jpegid`, ``found_by`` "jpeg").
     cancel, progress
         Cooperative cancel token and ``progress(done, total)`` callback.
 
@@ -233,6 +246,10 @@ def detect_copymove(
             accepted.append((c, q0, p))
     pairs = _pairs(g, grad2, accepted, (h, w))
     check(cancel)
+    if jpeg_quality is not None and int(jpeg_quality) <= jpegid.MAX_QUALITY and image.dtype == np.uint8:
+        done = {id(c) for c, _, _ in accepted}
+        pairs = _merge(pairs + _jpeg_pairs(g, grad2, image, int(jpeg_quality), tested, qs, cls, dyx, done))
+        check(cancel)
     if geometric:
         pairs = _merge(pairs + _geo_pairs(g, grad2, cands))
     report(progress, 4, total)
@@ -305,6 +322,27 @@ def _pairs(g: np.ndarray, grad2: np.ndarray, accepted: list, shape: tuple[int, i
         out.append(CopyMovePair(box_s, box_t, mm.copy(), mm.copy(), a, rho, strength, p, "content",
                                 q=float(best.q), q_null=float(q0)))
     return _merge(out)
+
+
+def _jpeg_pairs(g: np.ndarray, grad2: np.ndarray, image: np.ndarray, quality: int, tested: list,
+                qs: np.ndarray, cls: np.ndarray, dyx: np.ndarray, done: set) -> list[CopyMovePair]:
+    """Pairs of the JPEG-consistency test (:func:`.jpegid.select`), ``found_by`` "jpeg"."""
+    h, w = g.shape
+    out = []
+    for i, k, k0, p in jpegid.select(image, quality, tested, dyx, done):
+        c = tested[i]
+        if dup.periodicity(g, grad2, c) < dup.PERIODIC:
+            continue
+        other = np.abs(dyx - dyx[i]).max(axis=1) > 2
+        null = qs[other & (cls == cls[i])]
+        if null.size < MIN_NULL:
+            null = qs[other]
+        q0 = float(null.min()) if null.size else 1.0
+        for pr in _pairs(g, grad2, [(c, q0, p)], (h, w)):
+            pr.origin = "jpeg"
+            pr.z = jpegid.strength(k, k0)
+            out.append(pr)
+    return out
 
 
 def _cut(t: np.ndarray, s: np.ndarray, gmax: np.ndarray, seed: np.ndarray, level: float, edge_thr: float):
