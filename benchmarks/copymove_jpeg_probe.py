@@ -36,10 +36,10 @@ import time
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from scipy.fft import dctn, idctn
 
 from scanlab.core.copymove import api, dup
 from scanlab.core.copymove.fields import grey
+from scanlab.core.copymove.jpegid import _coefs, _grid, _project
 from scanlab.core.io.jpegfacts import ijg_table
 from scanlab.core.synth.docforge import doc_scan
 
@@ -75,24 +75,6 @@ def prediction(img: np.ndarray, c: dup.DupCandidate, quality: int) -> tuple[floa
         if (ny, nx) == (0, 0):
             raw = float(((s.astype(np.float32) - t) ** 2).mean(2)[m].mean())
     return ssd[0] / max(min(ssd[1:]), 1e-9), ssd[0] / max(raw, 1e-9)
-
-
-def _grid(shape: tuple[int, int], oy: int, ox: int) -> tuple[int, int, int, int]:
-    return oy, ox, (shape[0] - oy) // 8, (shape[1] - ox) // 8
-
-
-def _coefs(x: np.ndarray, g: tuple[int, int, int, int]) -> np.ndarray:
-    oy, ox, ny, nx = g
-    return dctn(x[oy : oy + ny * 8, ox : ox + nx * 8].reshape(ny, 8, nx, 8) - 128.0, axes=(1, 3), norm="ortho")
-
-
-def _project(x: np.ndarray, g: tuple[int, int, int, int], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Project ``x`` (in place) onto the cells on grid ``g``; the squared violation per block before."""
-    oy, ox, ny, nx = g
-    c = _coefs(x, g)
-    cc = np.clip(c, lo, hi)
-    x[oy : oy + ny * 8, ox : ox + nx * 8] = (idctn(cc, axes=(1, 3), norm="ortho") + 128.0).reshape(ny * 8, nx * 8)
-    return ((c - cc) ** 2).sum(axis=(1, 3))
 
 
 def consistency(y: np.ndarray, c: dup.DupCandidate, qt: np.ndarray, iters: int) -> tuple[int, int] | None:

@@ -146,16 +146,21 @@ def _ssd(g: np.ndarray, py: np.ndarray, px: np.ndarray, t: np.ndarray, sy: np.nd
     return d
 
 
-def _samples(g: np.ndarray, grad2: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the (up to) ``N_SAMPLES`` strongest-gradient pixels of ``box`` (y0, x0, y1, x1)."""
+def edge_samples(g: np.ndarray, grad2: np.ndarray, box: tuple[int, int, int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the (up to) ``n`` strongest-gradient unclipped pixels of ``box`` (y0, x0, y1, x1)."""
     y0, x0, y1, x1 = box
     gb = grad2[y0:y1, x0:x1]
     # clipped pixels (solid ink at 0, paper at full scale) are identical in any two regions
     flat = np.where((g[y0:y1, x0:x1] > 0.5) & (g[y0:y1, x0:x1] < 254.5), gb, 0.0).ravel()
-    n = min(N_SAMPLES, flat.size)
+    n = min(n, flat.size)
     top = np.argpartition(flat, flat.size - n)[flat.size - n :]
     py, px = np.divmod(top, x1 - x0)
     return py + y0, px + x0
+
+
+def _samples(g: np.ndarray, grad2: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`edge_samples` with ``N_SAMPLES`` pixels."""
+    return edge_samples(g, grad2, box, N_SAMPLES)
 
 
 def periodicity(g: np.ndarray, grad2: np.ndarray, c: DupCandidate) -> float:
@@ -221,4 +226,4 @@ def test_candidates(
         c.level = best / g2
 
 
-__all__ = ["DupCandidate", "candidates", "periodicity", "test_candidates"]
+__all__ = ["DupCandidate", "candidates", "edge_samples", "periodicity", "test_candidates"]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from scanlab.core.copymove import dup
+
 BLUR = 1.5  # px: Gaussian sigma of the image the coarse fit runs on
 CUBIC_A = -1.0  # the cubic-convolution kernel of PIL's affine transform ("bicubic")
 MIN_VOTES = 8  # candidates with fewer matched blocks are not refined
@@ -178,17 +180,6 @@ def from_affine(a: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.array([t[0], t[1], a[0, 0] - 1, a[1, 0]])
 
 
-def edge_samples(g: np.ndarray, grad2: np.ndarray, box: tuple[int, int, int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the (up to) ``n`` strongest-gradient unclipped pixels of ``box`` (y0, x0, y1, x1)."""
-    y0, x0, y1, x1 = box
-    gb = grad2[y0:y1, x0:x1]
-    flat = np.where((g[y0:y1, x0:x1] > 0.5) & (g[y0:y1, x0:x1] < 254.5), gb, 0.0).ravel()
-    n = min(n, flat.size)
-    top = np.argpartition(flat, flat.size - n)[flat.size - n :]
-    py, px = np.divmod(top, x1 - x0)
-    return py + y0, px + x0
-
-
 def _stats(b: Batch, g: np.ndarray, gb: np.ndarray, t: np.ndarray, tb: np.ndarray, p0: np.ndarray, coarse: bool):
     """Fitted similarity, its residual, qg and gain of every region of the batch (see module docstring)."""
     p = b.fit(gb, tb, p0, iters=8)[0] if coarse else p0
@@ -216,7 +207,7 @@ def screen(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, cands: list) -> dic
     ys, xs, ids, cen, kept = [], [], [], [], []
     for c in pick:
         y0, x0, y1, x1 = c.box[0], c.box[1], min(c.box[2], h), min(c.box[3], w)
-        py, px = edge_samples(g, grad2, (y0, x0, y1, x1), N_SCREEN)
+        py, px = dup.edge_samples(g, grad2, (y0, x0, y1, x1), N_SCREEN)
         if len(py) < 32:
             continue
         ys.append(py)
@@ -262,7 +253,7 @@ def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict) -> list[d
         return []
     ys, xs, ids, cen = [], [], [], []
     for k, (_, box, _) in enumerate(members):
-        py, px = edge_samples(g, grad2, box, N_VERIFY)
+        py, px = dup.edge_samples(g, grad2, box, N_VERIFY)
         ys.append(py)
         xs.append(px)
         ids.append(np.full(len(py), k))
