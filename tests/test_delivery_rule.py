@@ -101,3 +101,16 @@ def test_the_report_does_not_call_a_score_the_rule_set_aside_another_scanner():
     assert row(c).endswith("above it: a scanner the model does not know)")
     ruled = row({**c, "verdict": "inconclusive", "verdict_before_delivery_rule": "unknown"})
     assert "does not know" not in ruled and "see the reason" in ruled
+
+
+def test_the_warning_names_a_training_measurement_for_what_it_is():
+    """Figures measured by `scanlab train` come from held-out test scans and the lab's negatives, not fresh scans."""
+    from scanlab.core.evidence.gating import measured_jpeg_note
+
+    bench = measured_jpeg_note({**MEASURED, "rows": {"q": {**MEASURED["rows"]["jpeg-q75"], "unseen_rejected": 0.7}}}, 74)
+    assert "fresh scans of its known scanners" in bench and "unseen scanners rejected 70%" in bench
+    trained = {**MEASURED, "benchmark": "scanlab train (test split)", "known_scans": 9,
+               "rows": {"q": {**MEASURED["rows"]["jpeg-q75"], "unseen_rejected": 0.5}}}
+    note = measured_jpeg_note(trained, 74)
+    assert "held-out test scans of its known scanners re-saved at JPEG quality 75, n = 9" in note
+    assert "the lab's negative scans rejected 50%" in note and "fresh" not in note

@@ -84,19 +84,23 @@ def measured_jpeg_row(measured: dict[str, Any] | None, quality: int | None) -> d
 def measured_jpeg_note(measured: dict[str, Any] | None, quality: int | None) -> str:
     """"attribution still measured at X% ..." from the model's own measurement, or "not measured".
 
-    The row is the measured JPEG re-compression nearest to ``quality`` (the lowest measured
-    quality when the file's is unknown). Never a figure the model file does not carry.
+    The row is the one :func:`measured_jpeg_row` picks (the one the verdict rule reads).
+    Never a figure the model file does not carry. A measurement made by training names
+    its scans as what they are: the model's held-out test scans, and the lab's negatives.
     """
     row = measured_jpeg_row(measured, quality)
     if row is None:
         return "attribution of re-compressed scans was not measured for this model"
     n = (measured or {}).get("known_scans")
-    text = (f"attribution still measured at {100 * row['known_right']:.0f}% (fresh scans of its known scanners "
+    in_training = str((measured or {}).get("benchmark", "")).startswith("scanlab train")
+    known = "held-out test scans of its known scanners" if in_training else "fresh scans of its known scanners"
+    text = (f"attribution still measured at {100 * row['known_right']:.0f}% ({known} "
             f"re-saved at JPEG quality {row['parameter']:g}{f', n = {n}' if n else ''}")
     if isinstance(row.get("known_wrong"), (int, float)):
         text += f"; {100 * row['known_wrong']:.0f}% attributed to a wrong scanner"
     if isinstance(row.get("unseen_rejected"), (int, float)):
-        text += f"; unseen scanners rejected {100 * row['unseen_rejected']:.0f}%"
+        unseen = "the lab's negative scans rejected" if in_training else "unseen scanners rejected"
+        text += f"; {unseen} {100 * row['unseen_rejected']:.0f}%"
     return text + ")"
 
 
