@@ -104,6 +104,13 @@ def measured_jpeg_note(measured: dict[str, Any] | None, quality: int | None) -> 
     return text + ")"
 
 
+def _described(quality: int | None, again: bool | None) -> str:
+    """How a warning or a verdict reason names the questioned JPEG ("re-compressed at quality ~72")."""
+    if quality is None:
+        return "re-compressed JPEG" if again else "JPEG"
+    return f"re-compressed at quality ~{quality}" if again else f"JPEG quality ~{quality}"
+
+
 def jpeg_warnings(
     facts: dict[str, Any] | None, ti: dict[str, Any], measured: dict[str, Any] | None = None
 ) -> list[dict[str, str]]:
@@ -116,7 +123,7 @@ def jpeg_warnings(
     if not facts or "formats" not in ti:
         return []
     q, again = facts.get("quality"), facts.get("recompressed")
-    what = (f"re-compressed at quality ~{q}" if again else f"JPEG quality ~{q}") if q is not None else "JPEG"
+    what = _described(q, again)
     formats = ti.get("formats") or {}
     qr = ti.get("jpeg_quality")
     if not formats.get("JPEG"):
@@ -174,7 +181,7 @@ def delivery_risk(
     row = measured_jpeg_row(measured, q)
     if row is None:
         return None
-    what = (f"re-compressed at quality ~{q}" if again else f"JPEG quality ~{q}") if q is not None else "re-compressed JPEG"
+    what = _described(q, again)
     p, n = row["parameter"], (measured or {}).get("known_scans")
     at = f"JPEG quality {p:g}" + (f" (n = {n})" if n else "")
     if q is not None and q < p - RESAVED_MARGIN:
