@@ -45,12 +45,14 @@ def delivery_card_lines(m: dict[str, Any]) -> list[str]:
         cells = [r.get(k) for k in ("known_right", "known_wrong", "known_unknown_or_inconclusive", "unseen_rejected")]
         lines.append(f"| {name} | " + " | ".join(f"{100 * c:.0f}%" if isinstance(c, (int, float)) else "n/a"
                                                  for c in cells) + " |")
+    # the bounds are DEFAULT_THRESHOLDS' (scanlab.core.evidence.verdict, which modelfile may not import)
     return lines + [
         "",
         "The delivery-chain verdict rule reads these figures: a questioned JPEG that looks re-compressed, or lies "
-        "outside the training JPEG qualities, is answered `inconclusive` instead of a scanner when the JPEG row at "
-        "least as harsh as the file shows any wrong attribution, and instead of `unknown` when that row rejects more "
-        "than 5% of the known scanners' scans (docs/formats.md, section 3).",
+        "outside the training JPEG qualities, is answered `inconclusive` instead of a scanner when, in the JPEG row "
+        "at least as harsh as the file, more than 1% of the attributions named a "
+        "wrong scanner, and instead of `unknown` when that row rejects more than 5% of the known scanners' scans "
+        "(docs/formats.md, section 3).",
     ]
 
 
