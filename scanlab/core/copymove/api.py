@@ -229,10 +229,7 @@ def detect_copymove(
     q_bar = np.inf
     for i, c in enumerate(tested):
         # the null: the scan's other candidates of the same JPEG-grid class, never this displacement
-        other = np.abs(dyx - dyx[i]).max(axis=1) > 2
-        null = qs[other & (cls == cls[i])]
-        if null.size < MIN_NULL:
-            null = qs[other]
+        null = _class_null(i, qs, cls, dyx)
         q0 = float(null.min()) if null.size else np.inf
         y0, x0, y1, x1 = c.box
         v = np.float32(0.49 * q0 / max(c.q + q0, 1e-12)) if np.isfinite(q0) else np.float32(0.49)
@@ -263,6 +260,15 @@ def detect_copymove(
     noise = float(np.median(np.abs(g[1::4, 1::4] - g[::4, ::4]))) if h > 8 and w > 8 else 0.0
     return CopyMoveResult(score, no_ev, pairs, len(cands), len(tested), 1.0, noise,
                           time.perf_counter() - t0, float(q_bar) if np.isfinite(q_bar) else 0.0)
+
+
+def _class_null(i: int, qs: np.ndarray, cls: np.ndarray, dyx: np.ndarray) -> np.ndarray:
+    """The ``q`` null of tested candidate ``i``: the scan's other candidates of its class, never its own
+    displacement (its copy's other parts); the pooled null of all classes when its class has fewer than
+    ``MIN_NULL``."""
+    other = np.abs(dyx - dyx[i]).max(axis=1) > 2
+    null = qs[other & (cls == cls[i])]
+    return null if null.size >= MIN_NULL else qs[other]
 
 
 def _grid_class(c: dup.DupCandidate) -> int:
@@ -333,10 +339,7 @@ def _jpeg_pairs(g: np.ndarray, grad2: np.ndarray, image: np.ndarray, quality: in
         c = tested[i]
         if dup.periodicity(g, grad2, c) < dup.PERIODIC:
             continue
-        other = np.abs(dyx - dyx[i]).max(axis=1) > 2
-        null = qs[other & (cls == cls[i])]
-        if null.size < MIN_NULL:
-            null = qs[other]
+        null = _class_null(i, qs, cls, dyx)
         q0 = float(null.min()) if null.size else 1.0
         for pr in _pairs(g, grad2, [(c, q0, p)], (h, w)):
             pr.origin = "jpeg"
