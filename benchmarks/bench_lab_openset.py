@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the CLI's")
     ap.add_argument("--baseline", action="store_true", help="also train the 10-scan lab without the open set")
     ap.add_argument("--sizes", default="10,5")
+    ap.add_argument("--real", default=str(REAL), help="folder of real pages (default: ../shared/data/real_scans "
+                    "beside the repository; give it from a git worktree)")
     ap.add_argument("--delivery-chain", type=float, default=0.0,
                     help="train with scanlab train --delivery-chain P (model files get a -chainP suffix)")
     a = ap.parse_args()
@@ -116,7 +118,9 @@ def main() -> None:
     res["outlier_windows_s"] = round(time.perf_counter() - t0, 1)  # ~0 when the per-user cache has them
     fresh = sorted(find_images(work / "fresh"))
     unseen = sorted(find_images(work / "unseen"))
-    real = sorted(find_images(REAL)) if REAL.is_dir() else []
+    real = sorted(find_images(Path(a.real))) if Path(a.real).is_dir() else []
+    if not real:
+        print(f"no real pages at {a.real}: not scored", file=sys.stderr)
     for n in (int(x) for x in a.sizes.split(",")):
         runs = [("open_set", True)] + ([("no_open_set", False)] if a.baseline and n == 10 else [])
         for tag, on in runs:

@@ -71,6 +71,9 @@ def test_training_fits_calibration_and_thresholds(open_set_model):
     assert m["demonstration"] is False and m["training_input"]["bit_depths"] == [8]
     card = model_card(m)
     assert "ECE" in card and "gauss-image" in card
+    # the mean-feature check (verdict rule 4) is on in every model scanlab train writes, and said so
+    assert os_["thresholds"]["mean_feature_check"] == 1 and "mean feature" in os_["mean_feature_check_rule"]
+    assert "Mean-feature check" in card
 
 
 def test_training_records_the_reliability_bins(open_set_model):

@@ -257,3 +257,36 @@ def test_rule_min_confidence_alone_makes_a_weak_unanimous_vote_inconclusive():
     relaxed = decide(np.asarray(votes), np.asarray(probs), 0, 40, 0, unknown_score=0.05,
                      thresholds=dict(TH, min_confidence=conf), calibrated=True)
     assert relaxed.verdict == "attributed"
+
+
+def test_mean_feature_check_makes_a_disagreeing_vote_inconclusive():
+    """Rule 4: on only where the model records it; the vote's class must be the mean feature's nearest class."""
+    from scanlab.core.evidence.verdict import MEAN_FEATURE_CHECK
+
+    v, p = np.array([50, 14]), np.array([0.8, 0.2])
+    on = dict(TH, **{MEAN_FEATURE_CHECK: 1.0})
+    agree = decide(v, p, 0, 64, 0, unknown_score=0.2, thresholds=on, calibrated=True, feature_label=0)
+    assert agree.verdict == "attributed"
+    differ = decide(v, p, 0, 64, 0, unknown_score=0.2, thresholds=on, calibrated=True, feature_label=1)
+    assert differ.verdict == "inconclusive" and "mean feature" in differ.reason
+    # a model without the check (older files, the shipped model) attributes as before
+    off = decide(v, p, 0, 64, 0, unknown_score=0.2, thresholds=TH, calibrated=True, feature_label=1)
+    assert off.verdict == "attributed"
+    # "unknown" still comes first
+    assert decide(v, p, 0, 64, 0, unknown_score=0.9, thresholds=on, calibrated=True, feature_label=1).verdict == "unknown"
+
+
+def test_gauss_image_class_is_the_nearest_class_mean_of_the_mean_feature():
+    from scanlab.core.evidence.gauss import fit_gauss
+
+    rng = np.random.default_rng(0)
+    mu = np.array([[0.0] * 4, [3.0] * 4])
+    f = np.concatenate([mu[c] + rng.standard_normal((40, 4)) for c in (0, 1) for _ in range(3)])
+    labels = np.repeat([0, 0, 0, 1, 1, 1], 40)
+    ids = np.repeat(np.arange(6), 40)
+    s, _, _ = fit_gauss(f, labels, ids, 2)
+    # windows scattered between the classes: the mean decides, not the windows one by one
+    w = mu[1] + 2.0 * rng.standard_normal((64, 4))
+    assert s.image_class_of(s.project(w)) == 1
+    assert s.image_class_of(s.project(mu[0] + 2.0 * rng.standard_normal((64, 4)))) == 0
+    assert s.image_class_of(np.zeros((0, 4))) is None

@@ -29,12 +29,14 @@ from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
     LOGIT_METHOD,
     OtherScorer,
+    feature_windows,
     image_score,
     sample_windows,
     score_image,
     turned_window_score,
+    window_features,
 )
-from scanlab.core.evidence.verdict import EvidenceConfig, Verdict, decide
+from scanlab.core.evidence.verdict import MEAN_FEATURE_CHECK, EvidenceConfig, Verdict, decide
 from scanlab.core.io.imaging import Scan, ScanInfo, load_scan, verify_hash
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile.store import LoadedModel
@@ -242,6 +244,8 @@ def run_analysis(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
         unknown_score=u, thresholds=cfg.thresholds, calibrated=cfg.calibrated, warnings=warnings,
         delivery_risk=delivery_risk(scan.info.jpeg, cfg.training_input, cfg.delivery_measured, cfg.thresholds),
+        feature_label=mean_feature_class(lm, cfg, image, device, res) if cfg.thresholds.get(MEAN_FEATURE_CHECK)
+        else None,
     )
     t4 = time.perf_counter()
     map_label = request.label or label
@@ -313,6 +317,24 @@ def unknown_scores(
                                             temperature=cfg.temperature)[0].probs
     return score_image(cfg.scorer, lm.net, image, device=device, method=cfg.open_set_method,
                        window_probs=window_probs)
+
+
+def mean_feature_class(lm: LoadedModel, cfg: EvidenceConfig, image: np.ndarray, device: Any,
+                       analysis: ImageAnalysis | None = None) -> int | None:
+    """The class mean nearest to the image's mean feature (``gauss-image`` models; None otherwise or
+    without windows with evidence): the verdict's mean-feature check. Read from the vote's own pass
+    when it ran with the whitening rows, else from the windows' features."""
+    if not isinstance(cfg.scorer, GaussScorer):
+        return None
+    g = analysis.other_grid if analysis is not None else None
+    if g is not None and g.other is not None and g.other.ndim == 3:
+        return cfg.scorer.image_class_of(g.other[g.evidence_mask()].astype(np.float64))
+    ys, xs, ev = feature_windows(image)
+    iy, ix = np.nonzero(ev)
+    if not len(iy):
+        return None
+    f = window_features(lm.net, image, np.stack([ys[iy], xs[ix]], axis=1), device=device)
+    return cfg.scorer.image_class_of(cfg.scorer.project(f))
 
 
 def model_json(lm: LoadedModel) -> dict[str, Any]:

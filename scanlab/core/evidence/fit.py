@@ -34,7 +34,11 @@ from scanlab.core.engine.reliability import apply_temperature, subimage_probs_mu
 from scanlab.core.evidence import calibration as cal
 from scanlab.core.evidence import gauss, openset
 from scanlab.core.evidence.threshold import KNOWN_QUANTILE, gauss_threshold, other_output_threshold
-from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS
+from scanlab.core.evidence.verdict import (
+    DEFAULT_THRESHOLDS,
+    MEAN_FEATURE_CHECK,
+    MEAN_FEATURE_CHECK_RULE,
+)
 from scanlab.core.jobs import CancelToken, ProgressFn, check, report
 
 MIN_VAL_IMAGES_PER_CLASS = 3
@@ -295,8 +299,10 @@ def _gauss_open_set(
     thr_u, rec = gauss_threshold(cf_scores, val_scores, out_scores)
     thr = dict(DEFAULT_THRESHOLDS)
     thr["unknown"] = thr_u
+    thr[MEAN_FEATURE_CHECK] = 1.0  # verdict rule 4: the vote must name the class nearest to the mean feature
     block: dict[str, Any] = {
         "method": openset.GAUSS_METHOD,
+        "mean_feature_check_rule": MEAN_FEATURE_CHECK_RULE,
         "params": {"feature": "pooled penultimate features of 64x64 windows, whitened (open_set.gauss_proj)",
                    "image_score": "d2 / (d2 + ref), d2 = smallest squared Mahalanobis distance (/ C) of the mean "
                                   "feature of the windows with evidence to a class mean",

@@ -79,6 +79,14 @@ class GaussScorer:
         d = float(self.distance(proj.mean(0, keepdims=True))[0])
         return d / (d + self.ref)
 
+    def image_class_of(self, proj: np.ndarray) -> int | None:
+        """The class whose mean is nearest (Mahalanobis) to the image's mean feature, from the (n, C)
+        projections of its windows with evidence (None when n = 0): the mean-feature check of the verdict."""
+        if len(proj) == 0:
+            return None
+        c = self.centres.astype(np.float64)
+        return int(((proj.mean(0)[None, :] - c) ** 2).sum(1).argmin())
+
     def window_scores_of(self, proj: np.ndarray) -> np.ndarray:
         """Per-window scores in [0, 1) of (n, C) projections (the map's layer)."""
         d = self.distance(proj)

@@ -10,13 +10,17 @@ Order of the rules (the first that applies decides):
    (``max_resaved_known_rejected``) -> ``inconclusive``;
 3. the top class holds less than ``min_vote_fraction`` of the votes, or its
    (calibrated) probability is below ``min_confidence`` -> ``inconclusive``;
-4. the delivery-chain rule: the scan is a re-compressed JPEG (or one outside the
+4. the mean-feature check (models whose ``open_set.thresholds.mean_feature_check`` is 1:
+   ``scanlab train`` writes it with ``gauss-image``): the class mean nearest to the
+   image's mean feature (:meth:`scanlab.core.evidence.gauss.GaussScorer.image_class_of`)
+   is not the vote's top class -> ``inconclusive``;
+5. the delivery-chain rule: the scan is a re-compressed JPEG (or one outside the
    training qualities) and the model's own measurement at that quality named a
    wrong scanner in more than ``max_resaved_wrong_share`` of its attributions ->
    ``inconclusive`` (:func:`scanlab.core.evidence.gating.delivery_risk`);
-5. otherwise ``attributed`` to the top class.
+6. otherwise ``attributed`` to the top class.
 
-When rule 2 or 4 changed the answer, ``verdict_before_delivery_rule`` says what it
+When rule 2 or 5 changed the answer, ``verdict_before_delivery_rule`` says what it
 would have been, so the analyst (and the measurement, which records verdicts
 before the rule) can see it.
 
@@ -48,6 +52,12 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "max_resaved_known_rejected": 0.05,
 }
 VERDICTS = ("attributed", "inconclusive", "unknown")
+# Rule 4, on in the models ``scanlab train`` writes with ``gauss-image`` (``open_set.thresholds``; absent or 0:
+# off, as in older files). Measured on the development banks of a 3 x 10 lab (BENCHMARKS.md, "Lab models
+# say unknown", known side): fewer wrong attributions and more never-seen scanners rejected.
+MEAN_FEATURE_CHECK = "mean_feature_check"
+MEAN_FEATURE_CHECK_RULE = ("inconclusive when the class mean nearest (Mahalanobis, gauss-image) to the image's "
+                           "mean feature over its windows with evidence is not the vote's top class")
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -75,7 +85,7 @@ class Verdict:
     reason: str | None
     n_no_evidence: int
     warnings: list[dict[str, str]] = field(default_factory=list)
-    before_delivery_rule: str | None = None  # the verdict rule 2 or 4 replaced by "inconclusive"
+    before_delivery_rule: str | None = None  # the verdict rule 2 or 5 replaced by "inconclusive"
 
     def to_json(self) -> dict[str, Any]:
         """JSON keys of the classify entry."""
@@ -131,11 +141,13 @@ def decide(
     calibrated: bool,
     warnings: list[dict[str, str]] | None = None,
     delivery_risk: dict[str, str | None] | None = None,
+    feature_label: int | None = None,
 ) -> Verdict:
     """Apply the rules of the module docstring to one image's vote.
 
     ``delivery_risk``: :func:`scanlab.core.evidence.gating.delivery_risk` for this scan
-    (None: the delivery-chain rule does not apply).
+    (None: the delivery-chain rule does not apply). ``feature_label``: the class whose
+    mean is nearest to the image's mean feature (rule 4; None: not checked).
     """
     risk = delivery_risk or {}
     k = int(votes[label_index]) if n_evidence else 0
@@ -180,6 +192,13 @@ def decide(
         return Verdict(
             "inconclusive",
             reason=f"confidence {conf:.2f} is below {thresholds['min_confidence']:.2f}",
+            **common,
+        )
+    if thresholds.get(MEAN_FEATURE_CHECK) and feature_label is not None and feature_label != label_index:
+        return Verdict(
+            "inconclusive",
+            reason="the vote and the image's mean feature disagree (the mean feature lies nearest to another "
+            "scanner's class mean than the vote's)",
             **common,
         )
     if risk.get("attributed"):

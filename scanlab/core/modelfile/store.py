@@ -404,6 +404,8 @@ def _evidence_card(m: dict[str, Any]) -> list[str]:
             "- Thresholds: " + ", ".join(f"{k} = {v}" for k, v in th.items()),
             f"- Unknown threshold rule: {os_.get('threshold_rule', 'n/a')}, fitted on {os_.get('n_images')} validation images",
         ]
+        if th.get("mean_feature_check"):
+            lines.append(f"- Mean-feature check: {os_.get('mean_feature_check_rule') or 'on'}")
         ts, neg = os_.get("threshold_samples") or {}, os_.get("negatives") or {}
         if ts.get("n_outlier_designs"):
             lines.append(f"- Threshold samples: {ts.get('n_val_windows')} validation windows, "

@@ -26,6 +26,12 @@ class TrainConfig:
     width: int = 1
     schedule: str = "cosine"  # or "constant"; cosine anneals lr to 0 over ``epochs``
     freeze_trunk: bool = False  # train only the final layer (fine-tuning a base model)
+    # each training patch's corner moves by a random multiple of 8 px up to this many pixels per axis
+    # (core/training/patchdata.epoch_corners); 0: the corner inside the sub-image only
+    patch_jitter: int = 0
+    # every training patch goes through a random tone curve x ** g, |log g| <= tone_jitter (0: none)
+    tone_jitter: float = 0.0
+    freeze_early: bool = False  # freeze the stem and the first inception block (weights and batch-norm statistics)
     amp: bool = True  # mixed precision, used on CUDA only
     max_batches: int | None = None  # cap on batches per epoch (None: one patch per sub-image)
     workers: int = 0  # DataLoader worker processes

@@ -94,8 +94,11 @@ def train_one_epoch(
     max_batches: int | None = None,
     cancel: CancelToken | None = None,
     on_batch: Callable[[int], None] | None = None,
+    frozen: Sequence[nn.Module] = (),
 ) -> tuple[float, float, int]:
     """One pass over a loader of patches; returns (mean loss, patch accuracy, patches seen).
+
+    ``frozen``: modules kept in eval mode (their batch-norm statistics do not move).
 
     Raises
     ------
@@ -103,6 +106,8 @@ def train_one_epoch(
         The loss of a batch is NaN or Inf.
     """
     net.train()
+    for m in frozen:
+        m.eval()
     loss_fn = nn.CrossEntropyLoss()
     tot_loss, correct, seen = 0.0, 0, 0
     use_amp = amp and device.type == "cuda"
@@ -227,6 +232,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ck
 
 
+def early_layers(net: ScannerNet) -> list[nn.Module]:
+    """The layers ``TrainConfig.freeze_early`` keeps as the base model made them: the stem and the first block."""
+    return [net.stem, net.inc1]
+
+
 def fit(
     net: ScannerNet,
     train: Any,
@@ -282,6 +292,10 @@ def fit(
     if cfg.freeze_trunk:
         for name, prm in net.named_parameters():
             prm.requires_grad = name.startswith("fc.")
+    frozen = early_layers(net) if cfg.freeze_early else []
+    for m in frozen:
+        for prm in m.parameters():
+            prm.requires_grad = False
     params = [p for p in net.parameters() if p.requires_grad]
     main = dist is None or dist.is_main
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -326,9 +340,9 @@ def fit(
     ddp_net = ddp.wrap(net, device) if dist is not None else None  # after resuming: same start everywhere
     for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
-        corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch)
+        corners = epoch_corners(train.shapes, train.labels, cfg.sub, cfg.seed, epoch, cfg.patch_jitter)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        chain = {"delivery_chain": cfg.delivery_chain, "seed": cfg.seed, "epoch": epoch}
+        chain = {"delivery_chain": cfg.delivery_chain, "seed": cfg.seed, "epoch": epoch, "tone_jitter": cfg.tone_jitter}
         if dist is None:
             loader = DataLoader(
                 PatchDataset(train.files, corners, **chain), batch_size=cfg.batch_size, shuffle=True, generator=gen,
@@ -351,7 +365,7 @@ def fit(
 
         tl, ta, seen = train_one_epoch(
             ddp_net or net, opt, loader, device, epoch=epoch, amp=cfg.amp, scaler=scaler,
-            max_batches=cfg.max_batches, cancel=cancel, on_batch=tick if main else None,
+            max_batches=cfg.max_batches, cancel=cancel, on_batch=tick if main else None, frozen=frozen,
         )
         t_train = time.perf_counter() - t0
         if sched is not None:

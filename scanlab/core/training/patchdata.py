@@ -28,24 +28,52 @@ def n_subimages(shape: tuple[int, int], sub: Size) -> int:
     return len(grid_positions(shape[0], n, n)) * len(grid_positions(shape[1], m, m))
 
 
-def epoch_corners(shapes: Sequence[tuple[int, int]], labels: Sequence[int], sub: Size, seed: int, epoch: int):
+JITTER_STEP = 8  # patch jitter moves corners by multiples of 8 px: the JPEG block grid and the network's 4-px stride
+
+
+def jittered(corners: np.ndarray, shape: tuple[int, int], jitter: int, rng: np.random.Generator) -> np.ndarray:
+    """Move each (row, col) corner by a random multiple of :data:`JITTER_STEP` in [-jitter, +jitter]
+    per axis, clipped so the 64x64 patch stays inside the image."""
+    k = jitter // JITTER_STEP
+    if k <= 0 or not len(corners):
+        return corners
+    d = rng.integers(-k, k + 1, size=corners.shape) * JITTER_STEP
+    hi = np.array([shape[0] - PATCH, shape[1] - PATCH])
+    return np.clip(corners + d, 0, hi)
+
+
+def epoch_corners(shapes: Sequence[tuple[int, int]], labels: Sequence[int], sub: Size, seed: int, epoch: int,
+                  jitter: int = 0):
     """The patches of one epoch: (image index, row, col, label) arrays.
 
     One random corner inside each non-overlapping sub-image of every image (zig-zag
     order, :func:`training_patch_corners`), seeded by ``(seed, epoch)`` so a resumed run
-    draws exactly the patches the uninterrupted run would have drawn.
+    draws exactly the patches the uninterrupted run would have drawn. With ``jitter``
+    (``TrainConfig.patch_jitter``) each corner then moves by up to that many pixels
+    (:func:`jittered`): with 64-px sub-images the corner inside the sub-image is fixed,
+    so without it every epoch trains on the very same patches.
     """
     rng = np.random.default_rng([seed, epoch])
+    jrng = np.random.default_rng([seed, epoch, 1]) if jitter else None
     idx, rows, cols, labs = [], [], [], []
     for i, (shape, y) in enumerate(zip(shapes, labels, strict=True)):
         s = (min(sub[0], shape[0]), min(sub[1], shape[1]))
         c = training_patch_corners(shape, s, rng)
+        if jrng is not None:
+            c = jittered(c, shape, jitter, jrng)
         idx.append(np.full(len(c), i, dtype=np.int64))
         rows.append(c[:, 0])
         cols.append(c[:, 1])
         labs.append(np.full(len(c), y, dtype=np.int64))
     cat = np.concatenate
     return cat(idx), cat(rows), cat(cols), cat(labs)
+
+
+def toned(x: np.ndarray, rng: np.random.Generator, t: float) -> np.ndarray:
+    """A random tone curve ``x ** g`` (``g = exp(U(-t, t))``) of a patch in [0, 1]: another brightness and
+    contrast, no clipping, the same spatial structure (``TrainConfig.tone_jitter``)."""
+    g = float(np.exp(rng.uniform(-t, t)))
+    return np.power(np.clip(x, 0.0, 1.0), np.float32(g), dtype=np.float32)
 
 
 class PatchDataset(TorchDataset):
@@ -62,8 +90,9 @@ class PatchDataset(TorchDataset):
     """
 
     def __init__(self, files: Sequence[os.PathLike | str], corners: tuple[np.ndarray, ...], *,
-                 delivery_chain: float = 0.0, seed: int = 0, epoch: int = 0) -> None:
+                 delivery_chain: float = 0.0, seed: int = 0, epoch: int = 0, tone_jitter: float = 0.0) -> None:
         self.files = [str(f) for f in files]
+        self.tone_jitter = float(tone_jitter)
         self.idx, self.rows, self.cols, self.labels = corners
         self.delivery_chain, self.seed, self.epoch = float(delivery_chain), int(seed), int(epoch)
 
@@ -80,8 +109,10 @@ class PatchDataset(TorchDataset):
             patch = np.array(img[r : r + PATCH, c : c + PATCH])
         del img  # unmap now: pages of a kept map would count as resident memory
         scale = full_scale(patch.dtype)
-        x = torch.from_numpy(patch.transpose(2, 0, 1).astype(np.float32) / scale)
-        return x, int(self.labels[k])
+        x = patch.transpose(2, 0, 1).astype(np.float32) / scale
+        if self.tone_jitter > 0:
+            x = toned(x, np.random.default_rng([self.seed, self.epoch, k, 2]), self.tone_jitter)
+        return torch.from_numpy(x), int(self.labels[k])
 
 
 __all__ = ["PatchDataset", "epoch_corners", "n_subimages"]
