@@ -51,6 +51,8 @@ MARGIN = 0.3
 MAX_QG = 0.1  # ... and qg below this
 NEAR = 3.0  # px: a candidate belongs to a seed's region when the similarity predicts its displacement this well
 SAME_M = 0.015  # two fits are the same similarity when their linear parts differ by less than this
+TRIM = 9.0  # verification: samples whose squared residual exceeds TRIM x the region's median are dropped
+MIN_KEPT = 0.7  # ... and a region that keeps fewer than this fraction of its samples is not reported
 REACH = 160  # px: how far from the seed's box such candidates are gathered
 
 
@@ -263,22 +265,53 @@ def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict) -> list[d
     iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
     p0 = np.array([from_affine(r, c) for r, c in zip(regions, cen, strict=True)])
     p, e_sim, qg, gain = _stats(b, g, gb, g[iy, ix], gb[iy, ix], p0, False)
+    # a region's box reaches beyond the copy (its blocks overhang the pasted area): samples there
+    # fit no similarity and would swamp the mean; drop them (TRIM x the region's median squared
+    # residual) and refit on the rest. Regions that keep less than MIN_KEPT are not one copy.
+    sy, sx = b.warp(p)
+    r2 = (sample(g, sy, sx, grad=False) - g[iy, ix]) ** 2
+    med = np.array([np.median(r2[b.cid == k]) for k in range(len(members))])
+    keep = r2 <= TRIM * np.maximum(med[b.cid], 1.0)
+    kept = np.bincount(b.cid[keep], minlength=len(members)) / np.bincount(b.cid, minlength=len(members))
+    b = Batch(b.py[keep], b.px[keep], b.cid[keep], cen)
+    iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
+    p, e_sim, qg, gain = _stats(b, g, gb, g[iy, ix], gb[iy, ix], p, False)
     rot, scale = rotation_scale(p)
     out = []
     for k, (i, box, mem) in enumerate(members):
-        # the null: the scan's other refined candidates with a non-trivial fit, outside this region
-        own = {j for j, c in enumerate(sc["cands"]) if _inside(c.box, box)}
+        # the null: the scan's other refined candidates with a non-trivial fit, none with an end on
+        # either end of this region (the copy seen from its other end, or against another print of
+        # its source's content, is this copy, not the null)
+        ends = (box, _image_box(to_affine(p[k], cen[k]), box))
+        own = {j for j, c in enumerate(sc["cands"])
+               if any(_inside(e, end) for e in _ends(c) for end in ends)}
         null = np.array([s[j] for j in range(len(s)) if nt[j] and j not in own and j != i])
         s0 = float(null.min()) if null.size else np.inf
         sk = float(qg[k] * gain[k])
         support = sum(cands[j].votes for j in mem)
-        ok = (bool(in_scope(rot[k], scale[k])) and np.isfinite(e_sim[k]) and support >= MIN_SUPPORT
+        ok = (bool(in_scope(rot[k], scale[k])) and np.isfinite(e_sim[k]) and support >= MIN_SUPPORT and kept[k] >= MIN_KEPT
               and qg[k] <= MAX_QG and sk <= min(MAX_S, MARGIN * s0))
         p_value = float((1 + np.count_nonzero(null <= sk)) / (1 + null.size))
         out.append({"affine": to_affine(p[k], cen[k]), "box": box, "s": sk, "s_null": s0, "qg": float(qg[k]), "p_value": p_value,
                     "gain": float(gain[k]), "level": float(e_sim[k] / max(float(grad2[iy[b.cid == k], ix[b.cid == k]].mean()), 1e-6)),
-                    "rotation": float(rot[k]), "scale": float(scale[k]), "accepted": bool(ok), "members": mem})
+                    "rotation": float(rot[k]), "scale": float(scale[k]), "kept": float(kept[k]), "accepted": bool(ok),
+                    "members": mem})
     return out
+
+
+def _ends(c) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """A candidate's target box and its source box (the target box moved by its displacement)."""
+    y0, x0, y1, x1 = c.box
+    return c.box, (y0 + c.dy, x0 + c.dx, y1 + c.dy, x1 + c.dx)
+
+
+def _image_box(a: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The bounding box (y0, x0, y1, x1) of ``box`` mapped by the affine ``a``."""
+    cy = np.array([box[0], box[0], box[2], box[2]], float)
+    cx = np.array([box[1], box[3], box[1], box[3]], float)
+    sy = a[0, 0] * cy + a[0, 1] * cx + a[0, 2]
+    sx = a[1, 0] * cy + a[1, 1] * cx + a[1, 2]
+    return int(np.floor(sy.min())), int(np.floor(sx.min())), int(np.ceil(sy.max())), int(np.ceil(sx.max()))
 
 
 def _inside(a, b) -> bool:
