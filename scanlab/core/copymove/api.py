@@ -409,7 +409,24 @@ def _geo_pairs(g: np.ndarray, grad2: np.ndarray, cands: list) -> list[CopyMovePa
         s0 = r["s_null"] if np.isfinite(r["s_null"]) else geo.MAX_S / geo.MARGIN
         out.append(CopyMovePair(box_s, box_t, ms, mm.copy(), a, rho, float(np.log2(s0 / max(r["s"], 1e-12))),
                                 r["p_value"], "geometric", q=r["s"], q_null=float(s0)))
-    return out
+    return _one_per_warped_end(out)
+
+
+def _one_per_warped_end(pairs: list[CopyMovePair]) -> list[CopyMovePair]:
+    """Of geometric pairs that share an end and fit the same rotation and scale (either way round),
+    keep the strongest: a rotated copy fits its source and every identical print of the source's
+    content alike (printed text repeats pixel for pixel), and only one of them was copied."""
+    kept: list[CopyMovePair] = []
+    for p in sorted(pairs, key=lambda q: -q.z):
+        jp = p.to_json()
+        if not any(
+            abs(abs(jp["rotation_deg"]) - abs(jk["rotation_deg"])) < 0.5
+            and min(abs(jp["scale"] - jk["scale"]), abs(jp["scale"] - 1 / jk["scale"])) < 0.02
+            and any(_overlap(a, b) for a in (p.target_box, p.source_box) for b in (k.target_box, k.source_box))
+            for k, jk in ((k, k.to_json()) for k in kept)
+        ):
+            kept.append(p)
+    return kept
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
