@@ -25,8 +25,9 @@ same-content pairs whose fit found a spurious rotation or scale; never a candida
 an end on either end of the region, which is the copy itself seen from its other end or
 against another print of its source's content), its ``qg`` at most ``MAX_QG``, and the
 region holds ``MIN_SUPPORT`` matched blocks (a word, a stamp; a single glyph's fit is
-too loose). The refit drops the region's samples that fit no similarity (its blocks
-overhang the pasted area: ``TRIM``), and a region that keeps fewer than ``MIN_KEPT`` of
+too loose). The refit drops the region's samples near its border that fit no similarity
+(its blocks overhang the pasted area by up to a block: ``TRIM``; only in a region with
+``MIN_INNER`` of its samples further inside, where the fit is vouched for), and a region that keeps fewer than ``MIN_KEPT`` of
 them is not one copy. Masks: where the target matches the warped source (``api._cut``),
 and that region's preimage. Thresholds were chosen on dev forgeries (seeds 7, 11, 13, 17;
 the null, the trimmed refit and :func:`max_s` on seeds 19-49 and 80-90 as well), never
@@ -39,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from scanlab.core.copymove import dup
+from scanlab.core.copymove.fields import BLOCK, work_factor
 
 BLUR = 1.5  # px: Gaussian sigma of the image the coarse fit runs on
 CUBIC_A = -1.0  # the cubic-convolution kernel of PIL's affine transform ("bicubic")
@@ -58,7 +60,9 @@ CAP_QUALITY = 90  # MAX_S holds for files saved at this JPEG quality or above (s
 MAX_QG = 0.1  # ... and qg below this
 NEAR = 3.0  # px: a candidate belongs to a seed's region when the similarity predicts its displacement this well
 SAME_M = 0.015  # two fits are the same similarity when their linear parts differ by less than this
-TRIM = 9.0  # verification: samples whose squared residual exceeds TRIM x the region's median are dropped
+TRIM = 9.0  # verification: samples within a block of the region's border whose squared residual exceeds TRIM x
+# the region's median are dropped (a candidate's blocks overhang the pasted area by up to a block)
+MIN_INNER = 0.25  # ... only in a region with at least this fraction of its samples a block or more inside its border
 MIN_KEPT = 0.7  # ... and a region that keeps fewer than this fraction of its samples is not reported
 REACH = 160  # px: how far from the seed's box such candidates are gathered
 
@@ -276,10 +280,18 @@ def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict, jpeg_qual
     # a region's box reaches beyond the copy (its blocks overhang the pasted area): samples there
     # fit no similarity and would swamp the mean; drop them (TRIM x the region's median squared
     # residual) and refit on the rest. Regions that keep less than MIN_KEPT are not one copy.
+    # Only samples within a block's reach of the region's border may go: a region whose misfits lie
+    # inside it (text beside table rules that fit a spurious scale) keeps them and fails.
     sy, sx = b.warp(p)
     r2 = (sample(g, sy, sx, grad=False) - g[iy, ix]) ** 2
     med = np.array([np.median(r2[b.cid == k]) for k in range(len(members))])
-    keep = r2 <= TRIM * np.maximum(med[b.cid], 1.0)
+    bx = np.array([box for _, box, _ in members], np.int64)[b.cid]
+    rim = np.minimum.reduce([iy - bx[:, 0], bx[:, 2] - 1 - iy, ix - bx[:, 1], bx[:, 3] - 1 - ix])
+    reach = BLOCK * work_factor(h, w)
+    inner = rim >= reach
+    # a region that is all rim (a small box) keeps every sample: nothing inside it vouches for the fit
+    trims = np.bincount(b.cid[inner], minlength=len(members)) >= MIN_INNER * np.bincount(b.cid, minlength=len(members))
+    keep = (r2 <= TRIM * np.maximum(med[b.cid], 1.0)) | inner | ~trims[b.cid]
     kept = np.bincount(b.cid[keep], minlength=len(members)) / np.bincount(b.cid, minlength=len(members))
     b = Batch(b.py[keep], b.px[keep], b.cid[keep], cen)
     iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
