@@ -183,6 +183,35 @@ def test_scaled_word_copy_is_found_with_its_scale() -> None:
     assert detect_copymove(doc_scan(2, "word", seed=7, forge=False).pixels).pairs == []
 
 
+def test_rotated_copy_is_not_its_own_null() -> None:
+    # a word rotated by 3.04 degrees (dev-set seed 29, JPEG 95): seen from its other end the copy
+    # fits the inverse rotation just as well; that candidate is this copy, not the scan's null
+    f = doc_scan(2, "word", seed=29)
+    assert abs(f.record["rotation_deg"] - 3.04) < 0.01
+    r = detect_copymove(f.pixels)
+    geo = [p for p in r.pairs if p.origin == "geometric"]
+    assert len(geo) == 1
+    assert abs(abs(geo[0].to_json()["rotation_deg"]) - 3.04) < 0.3
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    assert (tgt | src)[f.target].mean() > 0.5
+    assert detect_copymove(doc_scan(2, "word", seed=29, forge=False).pixels).pairs == []
+
+
+def test_scaled_stamp_copy_is_found_although_its_box_overhangs() -> None:
+    # a round stamp scaled by 1.067 (dev-set seed 19, JPEG 95): the region's blocks reach beyond
+    # the pasted disc, and those samples fit no similarity; the refit without them finds the copy
+    f = doc_scan(2, "stamp", seed=19)
+    assert abs(f.record["scale"] - 1.067) < 0.001
+    r = detect_copymove(f.pixels)
+    geo = [p for p in r.pairs if p.origin == "geometric"]
+    assert len(geo) == 1
+    s = geo[0].to_json()["scale"]
+    assert min(abs(s - 1.067), abs(s - 1 / 1.067)) < 0.01
+    src, tgt = pair_masks(r, f.pixels.shape[:2])
+    assert _iou(src | tgt, f.source | f.target) > 0.6
+    assert detect_copymove(doc_scan(2, "stamp", seed=19, forge=False).pixels).pairs == []
+
+
 def test_geometric_sampler_reproduces_pil_bicubic() -> None:
     # the stage resamples the source as a forger's editor does (PIL's affine bicubic): a
     # rotation about the centre, re-done by geo.sample, agrees with PIL to the rounding

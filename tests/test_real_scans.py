@@ -55,3 +55,14 @@ def test_shipped_model_names_no_virtual_scanner_for_a_real_page(capsys):
     assert set(verdicts) == {p.name for p in pages}
     assert all(v in ("unknown", "inconclusive") for v in verdicts.values()), verdicts
     assert out["model"]["demonstration"] is True
+
+
+@pytest.mark.parametrize("name", ["page_a2.jpg", "page_c1.jpg"])
+def test_copymove_reports_no_pair_on_real_table_pages(name):
+    # real forms: table rules beside different text. Trimmed of the text, a few rules fit a
+    # spurious scale (0.98-1.06) as well as a copy would; a region all border keeps its samples.
+    from scanlab.core.copymove import detect_copymove
+    from scanlab.services.copymove import jpeg_quality_of
+
+    scan = load_scan(REAL_SCANS / name)
+    assert detect_copymove(scan.pixels, jpeg_quality=jpeg_quality_of(scan)).pairs == []

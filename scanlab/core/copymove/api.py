@@ -248,7 +248,7 @@ def detect_copymove(
         pairs = _merge(pairs + _jpeg_pairs(g, grad2, image, int(jpeg_quality), tested, qs, cls, dyx, done))
         check(cancel)
     if geometric:
-        pairs = _merge(pairs + _geo_pairs(g, grad2, cands))
+        pairs = _merge(pairs + _geo_pairs(g, grad2, cands, jpeg_quality))
     report(progress, 4, total)
     score = np.where(ev, hint, np.nan).astype(np.float32)
     for pr in pairs:
@@ -376,14 +376,14 @@ def _cut(t: np.ndarray, s: np.ndarray, gmax: np.ndarray, seed: np.ndarray, level
     return ndimage.binary_opening(rect & (local <= MASK_DIFF), np.ones((3, 3))) | m
 
 
-def _geo_pairs(g: np.ndarray, grad2: np.ndarray, cands: list) -> list[CopyMovePair]:
+def _geo_pairs(g: np.ndarray, grad2: np.ndarray, cands: list, jpeg_quality: int | None = None) -> list[CopyMovePair]:
     """Pairs of the geometric stage (:mod:`.geo`): rotated or scaled copies, ``found_by`` "geometric"."""
     h, w = g.shape
     gb = ndimage.gaussian_filter(g, geo.BLUR)
     sc = geo.screen(g, grad2, gb, cands)
     edge_thr = float(np.percentile(grad2[::4, ::4], 90))
     out = []
-    for r in geo.verify(g, grad2, gb, sc):
+    for r in geo.verify(g, grad2, gb, sc, jpeg_quality):
         if not r["accepted"]:
             continue
         a = r["affine"]
@@ -406,10 +406,27 @@ def _geo_pairs(g: np.ndarray, grad2: np.ndarray, cands: list) -> list[CopyMovePa
             continue
         ts, ss = t[m] - ndimage.uniform_filter(t, 3)[m], s[m] - ndimage.uniform_filter(s, 3)[m]
         rho = float(ts @ ss / np.sqrt(max(float(ts @ ts) * float(ss @ ss), 1e-12)))
-        s0 = r["s_null"] if np.isfinite(r["s_null"]) else geo.MAX_S / geo.MARGIN
+        s0 = r["s_null"] if np.isfinite(r["s_null"]) else geo.max_s(jpeg_quality) / geo.MARGIN
         out.append(CopyMovePair(box_s, box_t, ms, mm.copy(), a, rho, float(np.log2(s0 / max(r["s"], 1e-12))),
                                 r["p_value"], "geometric", q=r["s"], q_null=float(s0)))
-    return out
+    return _one_per_warped_end(out)
+
+
+def _one_per_warped_end(pairs: list[CopyMovePair]) -> list[CopyMovePair]:
+    """Of geometric pairs that share an end and fit the same rotation and scale (either way round),
+    keep the strongest: a rotated copy fits its source and every identical print of the source's
+    content alike (printed text repeats pixel for pixel), and only one of them was copied."""
+    kept: list[CopyMovePair] = []
+    for p in sorted(pairs, key=lambda q: -q.z):
+        jp = p.to_json()
+        if not any(
+            abs(abs(jp["rotation_deg"]) - abs(jk["rotation_deg"])) < 0.5
+            and min(abs(jp["scale"] - jk["scale"]), abs(jp["scale"] - 1 / jk["scale"])) < 0.02
+            and any(_overlap(a, b) for a in (p.target_box, p.source_box) for b in (k.target_box, k.source_box))
+            for k, jk in ((k, k.to_json()) for k in kept)
+        ):
+            kept.append(p)
+    return kept
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -18,13 +18,20 @@ A candidate whose fitted similarity is non-trivial (``|rotation| >= MIN_ROT_DEG`
 ``MAX_SCALE``: what the block features match, and text in another point size stays
 out) and whose ``s = qg x gain`` is below ``SCREEN_S`` is a seed. The refined candidates
 near a seed whose own fit is the same similarity form its region; it is refitted there
-with more pixels and reported when its ``s`` is at most ``MAX_S`` and ``MARGIN x`` the
+with more pixels and reported when its ``s`` is at most ``MAX_S`` (raised for files saved below JPEG
+quality ``CAP_QUALITY``, :func:`max_s`) and ``MARGIN x`` the
 lowest ``s`` of the scan's other non-trivial candidates (the scan's own null:
-same-content pairs whose fit found a spurious rotation or scale), its ``qg`` at most
-``MAX_QG``, and the region holds ``MIN_SUPPORT`` matched blocks (a word, a stamp; a
-single glyph's fit is too loose). Masks: where the target matches the warped source
-(``api._cut``), and that region's preimage. Thresholds were chosen on dev forgeries
-(seeds 7, 11, 13, 17), never on seed 0; BENCHMARKS.md has the figures.
+same-content pairs whose fit found a spurious rotation or scale; never a candidate with
+an end on either end of the region, which is the copy itself seen from its other end or
+against another print of its source's content), its ``qg`` at most ``MAX_QG``, and the
+region holds ``MIN_SUPPORT`` matched blocks (a word, a stamp; a single glyph's fit is
+too loose). The refit drops the region's samples near its border that fit no similarity
+(its blocks overhang the pasted area by up to a block: ``TRIM``; only in a region with
+``MIN_INNER`` of its samples further inside, where the fit is vouched for), and a region that keeps fewer than ``MIN_KEPT`` of
+them is not one copy. Masks: where the target matches the warped source (``api._cut``),
+and that region's preimage. Thresholds were chosen on dev forgeries (seeds 7, 11, 13, 17;
+the null, the trimmed refit and :func:`max_s` on seeds 19-49 and 80-90 as well), never
+on seed 0; BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from scanlab.core.copymove import dup
+from scanlab.core.copymove.fields import BLOCK, work_factor
 
 BLUR = 1.5  # px: Gaussian sigma of the image the coarse fit runs on
 CUBIC_A = -1.0  # the cubic-convolution kernel of PIL's affine transform ("bicubic")
@@ -48,9 +56,14 @@ MIN_SUPPORT = 30  # matched blocks (summed over a region's candidates): a word, 
 SCREEN_S = 0.02  # a candidate with s below this (and a non-trivial fit) is a seed
 MAX_S = 0.004  # a region is reported at s <= min(MAX_S, MARGIN x the null's lowest s)
 MARGIN = 0.3
+CAP_QUALITY = 90  # MAX_S holds for files saved at this JPEG quality or above (see max_s)
 MAX_QG = 0.1  # ... and qg below this
 NEAR = 3.0  # px: a candidate belongs to a seed's region when the similarity predicts its displacement this well
 SAME_M = 0.015  # two fits are the same similarity when their linear parts differ by less than this
+TRIM = 9.0  # verification: samples within a block of the region's border whose squared residual exceeds TRIM x
+# the region's median are dropped (a candidate's blocks overhang the pasted area by up to a block)
+MIN_INNER = 0.25  # ... only in a region with at least this fraction of its samples a block or more inside its border
+MIN_KEPT = 0.7  # ... and a region that keeps fewer than this fraction of its samples is not reported
 REACH = 160  # px: how far from the seed's box such candidates are gathered
 
 
@@ -226,8 +239,9 @@ def screen(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, cands: list) -> dic
     return {"cands": kept, "p": p, "cen": np.array(cen), "s": s, "qg": qg, "nontrivial": nontrivial}
 
 
-def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict) -> list[dict]:
-    """Seeds (non-trivial, low ``s``) grown into regions, refitted, and tested against the scan's null."""
+def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict, jpeg_quality: int | None = None) -> list[dict]:
+    """Seeds (non-trivial, low ``s``) grown into regions, refitted, and tested against the scan's null
+    (the bar :func:`max_s` of the file's JPEG quality, when known)."""
     if not sc["cands"]:
         return []
     h, w = g.shape
@@ -263,22 +277,72 @@ def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict) -> list[d
     iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
     p0 = np.array([from_affine(r, c) for r, c in zip(regions, cen, strict=True)])
     p, e_sim, qg, gain = _stats(b, g, gb, g[iy, ix], gb[iy, ix], p0, False)
+    # a region's box reaches beyond the copy (its blocks overhang the pasted area): samples there
+    # fit no similarity and would swamp the mean; drop them (TRIM x the region's median squared
+    # residual) and refit on the rest. Regions that keep less than MIN_KEPT are not one copy.
+    # Only samples within a block's reach of the region's border may go: a region whose misfits lie
+    # inside it (text beside table rules that fit a spurious scale) keeps them and fails.
+    sy, sx = b.warp(p)
+    r2 = (sample(g, sy, sx, grad=False) - g[iy, ix]) ** 2
+    med = np.array([np.median(r2[b.cid == k]) for k in range(len(members))])
+    bx = np.array([box for _, box, _ in members], np.int64)[b.cid]
+    rim = np.minimum.reduce([iy - bx[:, 0], bx[:, 2] - 1 - iy, ix - bx[:, 1], bx[:, 3] - 1 - ix])
+    reach = BLOCK * work_factor(h, w)
+    inner = rim >= reach
+    # a region that is all rim (a small box) keeps every sample: nothing inside it vouches for the fit
+    trims = np.bincount(b.cid[inner], minlength=len(members)) >= MIN_INNER * np.bincount(b.cid, minlength=len(members))
+    keep = (r2 <= TRIM * np.maximum(med[b.cid], 1.0)) | inner | ~trims[b.cid]
+    kept = np.bincount(b.cid[keep], minlength=len(members)) / np.bincount(b.cid, minlength=len(members))
+    b = Batch(b.py[keep], b.px[keep], b.cid[keep], cen)
+    iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
+    p, e_sim, qg, gain = _stats(b, g, gb, g[iy, ix], gb[iy, ix], p, False)
     rot, scale = rotation_scale(p)
+    cap = max_s(jpeg_quality)
     out = []
     for k, (i, box, mem) in enumerate(members):
-        # the null: the scan's other refined candidates with a non-trivial fit, outside this region
-        own = {j for j, c in enumerate(sc["cands"]) if _inside(c.box, box)}
+        # the null: the scan's other refined candidates with a non-trivial fit, none with an end on
+        # either end of this region (the copy seen from its other end, or against another print of
+        # its source's content, is this copy, not the null)
+        ends = (box, _image_box(to_affine(p[k], cen[k]), box))
+        own = {j for j, c in enumerate(sc["cands"])
+               if any(_inside(e, end) for e in _ends(c) for end in ends)}
         null = np.array([s[j] for j in range(len(s)) if nt[j] and j not in own and j != i])
         s0 = float(null.min()) if null.size else np.inf
         sk = float(qg[k] * gain[k])
         support = sum(cands[j].votes for j in mem)
-        ok = (bool(in_scope(rot[k], scale[k])) and np.isfinite(e_sim[k]) and support >= MIN_SUPPORT
-              and qg[k] <= MAX_QG and sk <= min(MAX_S, MARGIN * s0))
+        ok = (bool(in_scope(rot[k], scale[k])) and np.isfinite(e_sim[k]) and support >= MIN_SUPPORT and kept[k] >= MIN_KEPT
+              and qg[k] <= MAX_QG and sk <= min(cap, MARGIN * s0))
         p_value = float((1 + np.count_nonzero(null <= sk)) / (1 + null.size))
         out.append({"affine": to_affine(p[k], cen[k]), "box": box, "s": sk, "s_null": s0, "qg": float(qg[k]), "p_value": p_value,
                     "gain": float(gain[k]), "level": float(e_sim[k] / max(float(grad2[iy[b.cid == k], ix[b.cid == k]].mean()), 1e-6)),
-                    "rotation": float(rot[k]), "scale": float(scale[k]), "accepted": bool(ok), "members": mem})
+                    "rotation": float(rot[k]), "scale": float(scale[k]), "kept": float(kept[k]), "accepted": bool(ok),
+                    "members": mem})
     return out
+
+
+def max_s(jpeg_quality: int | None) -> float:
+    """The absolute bar on a region's ``s``: ``MAX_S`` at JPEG quality ``CAP_QUALITY`` and above (or when the
+    quality is unknown), scaled below it by the re-save error's variance, i.e. the square of the IJG
+    table scale (200 - 2 q for q >= 50) over its value at ``CAP_QUALITY``."""
+    if jpeg_quality is None or jpeg_quality >= CAP_QUALITY:
+        return MAX_S
+    q = max(50, int(jpeg_quality))
+    return MAX_S * ((200.0 - 2 * q) / (200.0 - 2 * CAP_QUALITY)) ** 2
+
+
+def _ends(c) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """A candidate's target box and its source box (the target box moved by its displacement)."""
+    y0, x0, y1, x1 = c.box
+    return c.box, (y0 + c.dy, x0 + c.dx, y1 + c.dy, x1 + c.dx)
+
+
+def _image_box(a: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The bounding box (y0, x0, y1, x1) of ``box`` mapped by the affine ``a``."""
+    cy = np.array([box[0], box[0], box[2], box[2]], float)
+    cx = np.array([box[1], box[3], box[1], box[3]], float)
+    sy = a[0, 0] * cy + a[0, 1] * cx + a[0, 2]
+    sx = a[1, 0] * cy + a[1, 1] * cx + a[1, 2]
+    return int(np.floor(sy.min())), int(np.floor(sx.min())), int(np.ceil(sy.max())), int(np.ceil(sx.max()))
 
 
 def _inside(a, b) -> bool:
