@@ -51,7 +51,12 @@ def _cpu() -> float:
 
 
 def _banks(work: Path) -> None:
-    specs = {"known10": ("lab", 3, 10, 0), "fresh": ("lab", 3, 10, 5), "unseen": ("labunseen", 6, 5, 9)}
+    write_lab_banks(work, {"known10": ("lab", 3, 10, 0), "fresh": ("lab", 3, 10, 5), "unseen": ("labunseen", 6, 5, 9)})
+
+
+def write_lab_banks(work: Path, specs: dict[str, tuple[str, int, int, int]]) -> None:
+    """Write each bank ``name: (bank, scanners, images, seed)`` under ``work`` once, and ``known5``: the
+    first 5 scans of each ``known10`` folder."""
     for name, (bank, n, k, seed) in specs.items():
         if not (work / name / "synth.json").is_file():
             write_bank(work / name, n, k, seed=seed, bank_name=bank, force=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import sys
 import time
 from dataclasses import replace
@@ -37,10 +36,12 @@ import torch
 from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.io.imaging import find_images
 from scanlab.core.modelfile.store import load_model
-from scanlab.core.synth.bank import write_bank
 from scanlab.core.training.config import TrainConfig
 from scanlab.services.analysis import AnalysisRequest, run_analysis
 from scanlab.services.training import TrainRequest, run_training
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_lab_openset import write_lab_banks  # noqa: E402
 
 BANKS = {"known10": ("lab", 3, 10, 0), "devfresh": ("lab", 3, 5, 7), "devunseen": ("labdev", 6, 4, 11)}
 
@@ -52,15 +53,7 @@ def _cpu() -> float:
 
 def banks(work: Path) -> None:
     """The training lab and the development sets (never the benchmark's)."""
-    for name, (bank, n, k, seed) in BANKS.items():
-        if not (work / name / "synth.json").is_file():
-            write_bank(work / name, n, k, seed=seed, bank_name=bank, force=True)
-    k5 = work / "known5"
-    if not k5.is_dir():
-        for d in sorted(p for p in (work / "known10").iterdir() if p.is_dir()):
-            (k5 / d.name).mkdir(parents=True)
-            for f in sorted(find_images(d))[:5]:
-                shutil.copy2(f, k5 / d.name / f.name)
+    write_lab_banks(work, BANKS)
 
 
 def _value(v: str):
