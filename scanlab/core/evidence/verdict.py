@@ -46,7 +46,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_vote_fraction": 0.5,
     "min_confidence": 0.5,
     "min_evidence_windows": 3,
-    # the delivery-chain rule (rules 2 and 4): the verdict rules' own aim (attributed answers
+    # the delivery-chain rule (rules 2 and 5): the verdict rules' own aim (attributed answers
     # >= 99% right), and the as-scanned rejection of the shipped model's own scanners (5%)
     "max_resaved_wrong_share": 0.01,
     "max_resaved_known_rejected": 0.05,
