@@ -66,11 +66,14 @@ class GaussScorer:
         """(n, C) raw pooled features -> (n, C) projections ``A f`` (float64)."""
         return raw.astype(np.float64) @ self.proj.astype(np.float64).T
 
+    def _sq_distances(self, proj: np.ndarray) -> np.ndarray:
+        """(n, Ns) squared Mahalanobis distances of (n, C) projections to every class mean."""
+        c = self.centres.astype(np.float64)
+        return ((proj[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+
     def distance(self, proj: np.ndarray) -> np.ndarray:
         """Smallest squared Mahalanobis distance to a class mean, divided by C, of (n, C) projections."""
-        c = self.centres.astype(np.float64)
-        d = ((proj[:, None, :] - c[None, :, :]) ** 2).sum(-1).min(1)
-        return d / proj.shape[1]
+        return self._sq_distances(proj).min(1) / proj.shape[1]
 
     def image_score_of(self, proj: np.ndarray) -> float | None:
         """Image score from the (n, C) projections of its windows with evidence (None when n = 0)."""
@@ -84,8 +87,7 @@ class GaussScorer:
         projections of its windows with evidence (None when n = 0): the mean-feature check of the verdict."""
         if len(proj) == 0:
             return None
-        c = self.centres.astype(np.float64)
-        return int(((proj.mean(0)[None, :] - c) ** 2).sum(1).argmin())
+        return int(self._sq_distances(proj.mean(0, keepdims=True))[0].argmin())
 
     def window_scores_of(self, proj: np.ndarray) -> np.ndarray:
         """Per-window scores in [0, 1) of (n, C) projections (the map's layer)."""
