@@ -106,14 +106,23 @@ class CopyMovePair:
         """Pixels of the target end."""
         return int(self.target_mask.sum())
 
+    @property
+    def rotation_deg(self) -> float:
+        """Rotation of ``transform`` in degrees (0 for a shifted copy)."""
+        return float(np.degrees(np.arctan2(self.transform[0, 1], self.transform[0, 0])))
+
+    @property
+    def scale(self) -> float:
+        """Scale of ``transform`` (1 for a shifted copy)."""
+        return float(np.sqrt(abs(np.linalg.det(self.transform[:, :2]))))
+
     def to_json(self) -> dict:
         """Plain-JSON description (boxes as [y, x, h, w])."""
-        a = self.transform
         return {
             "source_box": list(self.source_box), "target_box": list(self.target_box), "area": self.area,
-            "transform": np.round(a, 4).tolist(),
-            "rotation_deg": float(np.degrees(np.arctan2(a[0, 1], a[0, 0]))),
-            "scale": float(np.sqrt(abs(np.linalg.det(a[:, :2])))),
+            "transform": np.round(self.transform, 4).tolist(),
+            "rotation_deg": self.rotation_deg,
+            "scale": self.scale,
             "correlation": round(self.correlation, 4), "z": round(self.z, 2), "p_value": self.p_value,
             "found_by": self.origin, "q": round(self.q, 5), "q_null": round(self.q_null, 5),
         }
@@ -418,12 +427,11 @@ def _one_per_warped_end(pairs: list[CopyMovePair]) -> list[CopyMovePair]:
     content alike (printed text repeats pixel for pixel), and only one of them was copied."""
     kept: list[CopyMovePair] = []
     for p in sorted(pairs, key=lambda q: -q.z):
-        jp = p.to_json()
         if not any(
-            abs(abs(jp["rotation_deg"]) - abs(jk["rotation_deg"])) < 0.5
-            and min(abs(jp["scale"] - jk["scale"]), abs(jp["scale"] - 1 / jk["scale"])) < 0.02
+            abs(abs(p.rotation_deg) - abs(k.rotation_deg)) < 0.5
+            and min(abs(p.scale - k.scale), abs(p.scale - 1 / k.scale)) < 0.02
             and any(_overlap(a, b) for a in (p.target_box, p.source_box) for b in (k.target_box, k.source_box))
-            for k, jk in ((k, k.to_json()) for k in kept)
+            for k in kept
         ):
             kept.append(p)
     return kept

@@ -15,23 +15,23 @@ Gauss-Newton on its strongest-gradient pixels (blurred image first, then the sca
 
 A candidate whose fitted similarity is non-trivial (``|rotation| >= MIN_ROT_DEG`` or
 ``|scale - 1| >= MIN_SCALE``) and within the stage's scope (``MAX_ROT_DEG``,
-``MAX_SCALE``: what the block features match, and text in another point size stays
-out) and whose ``s = qg x gain`` is below ``SCREEN_S`` is a seed. The refined candidates
-near a seed whose own fit is the same similarity form its region; it is refitted there
-with more pixels and reported when its ``s`` is at most ``MAX_S`` (raised for files saved below JPEG
-quality ``CAP_QUALITY``, :func:`max_s`) and ``MARGIN x`` the
-lowest ``s`` of the scan's other non-trivial candidates (the scan's own null:
-same-content pairs whose fit found a spurious rotation or scale; never a candidate with
-an end on either end of the region, which is the copy itself seen from its other end or
-against another print of its source's content), its ``qg`` at most ``MAX_QG``, and the
-region holds ``MIN_SUPPORT`` matched blocks (a word, a stamp; a single glyph's fit is
-too loose). The refit drops the region's samples near its border that fit no similarity
-(its blocks overhang the pasted area by up to a block: ``TRIM``; only in a region with
-``MIN_INNER`` of its samples further inside, where the fit is vouched for), and a region that keeps fewer than ``MIN_KEPT`` of
-them is not one copy. Masks: where the target matches the warped source (``api._cut``),
-and that region's preimage. Thresholds were chosen on dev forgeries (seeds 7, 11, 13, 17;
-the null, the trimmed refit and :func:`max_s` on seeds 19-49 and 80-90 as well), never
-on seed 0; BENCHMARKS.md has the figures.
+``MAX_SCALE``: what the block features match, and text in another point size stays out)
+and whose ``s = qg x gain`` is below ``SCREEN_S`` is a seed. The refined candidates near
+a seed whose own fit is the same similarity form its region; it is refitted there with
+more pixels and reported when its ``s`` is at most ``MAX_S`` (raised for files saved
+below JPEG quality ``CAP_QUALITY``, :func:`max_s`) and ``MARGIN x`` the lowest ``s`` of
+the scan's other non-trivial candidates (the scan's own null: same-content pairs whose
+fit found a spurious rotation or scale; never a candidate with an end on either end of
+the region, which is the copy itself seen from its other end or against another print of
+its source's content), its ``qg`` at most ``MAX_QG``, and the region holds
+``MIN_SUPPORT`` matched blocks (a word, a stamp; a single glyph's fit is too loose). The
+refit drops the region's samples near its border that fit no similarity (its blocks
+overhang the pasted area by up to a block: ``TRIM``; only in a region with ``MIN_INNER``
+of its samples further inside, where the fit is vouched for), and a region that keeps
+fewer than ``MIN_KEPT`` of them is not one copy. Masks: where the target matches the
+warped source (``api._cut``), and that region's preimage. Thresholds were chosen on dev
+forgeries (seeds 7, 11, 13, 17; the null, the trimmed refit and :func:`max_s` on seeds
+19-109 as well), never on seed 0; BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -287,12 +287,12 @@ def verify(g: np.ndarray, grad2: np.ndarray, gb: np.ndarray, sc: dict, jpeg_qual
     med = np.array([np.median(r2[b.cid == k]) for k in range(len(members))])
     bx = np.array([box for _, box, _ in members], np.int64)[b.cid]
     rim = np.minimum.reduce([iy - bx[:, 0], bx[:, 2] - 1 - iy, ix - bx[:, 1], bx[:, 3] - 1 - ix])
-    reach = BLOCK * work_factor(h, w)
-    inner = rim >= reach
+    inner = rim >= BLOCK * work_factor(h, w)
+    n_samples = np.bincount(b.cid, minlength=len(members))
     # a region that is all rim (a small box) keeps every sample: nothing inside it vouches for the fit
-    trims = np.bincount(b.cid[inner], minlength=len(members)) >= MIN_INNER * np.bincount(b.cid, minlength=len(members))
+    trims = np.bincount(b.cid[inner], minlength=len(members)) >= MIN_INNER * n_samples
     keep = (r2 <= TRIM * np.maximum(med[b.cid], 1.0)) | inner | ~trims[b.cid]
-    kept = np.bincount(b.cid[keep], minlength=len(members)) / np.bincount(b.cid, minlength=len(members))
+    kept = np.bincount(b.cid[keep], minlength=len(members)) / n_samples
     b = Batch(b.py[keep], b.px[keep], b.cid[keep], cen)
     iy, ix = b.py.astype(np.int64), b.px.astype(np.int64)
     p, e_sim, qg, gain = _stats(b, g, gb, g[iy, ix], gb[iy, ix], p, False)
