@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanlab.core.evidence.coverage import coverage_gap, reference_coverage, uncovered_shares, window_brightness
+from scanlab.core.evidence.coverage import (
+    coverage_gap,
+    reference_coverage,
+    uncovered_shares,
+    window_brightness,
+)
 from scanlab.core.evidence.verdict import DEFAULT_THRESHOLDS, decide
 from scanlab.core.modelfile.coverage_card import coverage_advice, coverage_card_lines
 
@@ -106,3 +111,15 @@ def test_classify_path_applies_the_rule_of_the_models_recorded_coverage(tmp_path
     assert narrow.verdict == "inconclusive" and names[1] in narrow.reason
     assert narrow.before_coverage_rule == plain.verdict
     assert [w["code"] for w in narrow.warnings].count("reference_coverage") == 1
+
+
+def test_the_bound_is_in_the_thresholds_only_of_models_that_record_coverage():
+    """Older models' verdict JSON keeps its thresholds, so their cases still verify."""
+    from scanlab.core.evidence.verdict import EvidenceConfig
+
+    assert "max_uncovered_share" not in EvidenceConfig.from_model({}).thresholds
+    cfg = EvidenceConfig.from_model({"training_input": {"reference_coverage": COV}})
+    assert cfg.thresholds["max_uncovered_share"] == 0.5
+    stored = EvidenceConfig.from_model({"training_input": {"reference_coverage": COV},
+                                        "open_set": {"thresholds": {"max_uncovered_share": 0.7}}})
+    assert stored.thresholds["max_uncovered_share"] == 0.7

@@ -24,7 +24,7 @@ from scanlab.core.engine.reliability import (
     subimage_probs_multi,
 )
 from scanlab.core.errors import ScanLabError
-from scanlab.core.evidence.coverage import coverage_gap, window_brightness
+from scanlab.core.evidence.coverage import MAX_UNCOVERED_SHARE, coverage_gap, window_brightness
 from scanlab.core.evidence.gating import delivery_risk, input_warnings, rotation_warning
 from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
@@ -291,7 +291,7 @@ def scan_coverage_gap(cfg: EvidenceConfig, image: np.ndarray, analysis: ImageAna
     else:
         ys, xs, ev = feature_windows(image)
     values = window_brightness(image, ys, xs, ev)
-    return coverage_gap(values, cov, cfg.thresholds.get("max_uncovered_share", 0.5))
+    return coverage_gap(values, cov, cfg.thresholds.get("max_uncovered_share", MAX_UNCOVERED_SHARE))
 
 
 def turned_scorer(

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from scanlab.core.evidence.coverage import MAX_UNCOVERED_SHARE
+
 # Chosen by measurement (benchmarks/bench_verdict_rules.py, BENCHMARKS.md "Verdict rules
 # measured"): on fresh scans of the shipped model's scanners and crops of them, the
 # smallest values whose attributed answers are >= 99 % right (lower end of the 95 %
@@ -57,9 +59,6 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     # >= 99% right), and the as-scanned rejection of the shipped model's own scanners (5%)
     "max_resaved_wrong_share": 0.01,
     "max_resaved_known_rejected": 0.05,
-    # the reference-coverage rule (rule 5; models that record their training windows' brightness):
-    # chosen on the development sets of a 3 x 10 and a 3 x 5 lab (BENCHMARKS.md, "Reference coverage")
-    "max_uncovered_share": 0.5,
 }
 VERDICTS = ("attributed", "inconclusive", "unknown")
 # Rule 4, on in the models ``scanlab train`` writes with ``gauss-image`` (``open_set.thresholds``; absent or 0:
@@ -260,6 +259,9 @@ class EvidenceConfig:
         th = thresholds_of(manifest)
         if scorer is None:
             th.pop("unknown", None)
+        if (manifest.get("training_input") or {}).get("reference_coverage"):
+            # rule 5's bound, only where it applies (older models' verdict JSON keeps its thresholds)
+            th.setdefault("max_uncovered_share", MAX_UNCOVERED_SHARE)
         return cls(
             temperature=float(cal["temperature"]) if ok else 1.0,
             calibrated=ok,

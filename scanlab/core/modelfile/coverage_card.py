@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+DEFAULT_SHARE = 0.5  # the verdict rule's bound when the manifest does not set it (evidence.coverage.MAX_UNCOVERED_SHARE)
 GAP_LEVELS = 15  # grey levels a class's range must fall short of the others' before the advice names it
 
 
@@ -40,7 +41,7 @@ def coverage_card_lines(m: dict[str, Any]) -> list[str]:
     ranges = cov.get("ranges") or {}
     if not ranges:
         return []
-    share = ((m.get("open_set") or {}).get("thresholds") or {}).get("max_uncovered_share", 0.5)
+    share = ((m.get("open_set") or {}).get("thresholds") or {}).get("max_uncovered_share", DEFAULT_SHARE)
     lines = ["- Reference coverage (" + str(cov.get("measure")) + ", percentiles "
              + "-".join(f"{p:g}" for p in cov.get("percentiles") or []) + "): "
              + ", ".join(f"{k} {lo:.0f}-{hi:.0f}" for k, (lo, hi) in ranges.items())
