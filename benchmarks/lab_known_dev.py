@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from scanlab.core.evidence.gauss import GaussScorer
-from scanlab.core.io.imaging import find_images
-from scanlab.core.modelfile.store import load_model
+from scanlab.core.io.imaging import find_images, load_scan
+from scanlab.core.modelfile.store import load_model, save_model
 from scanlab.core.training.config import TrainConfig
 from scanlab.services.analysis import AnalysisRequest, run_analysis
-from scanlab.services.training import TrainRequest, run_training
+from scanlab.services.training import TrainRequest, run_training, training_coverage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lab_openset import write_lab_banks  # noqa: E402
@@ -110,6 +110,19 @@ def summary(fresh: list[dict], unseen: list[dict]) -> dict:
     }
 
 
+def with_coverage(model: Path, data: Path, out: Path) -> Path:
+    """A copy of ``model`` whose manifest gains the reference coverage ``scanlab train`` now records."""
+    lm = load_model(model)
+    man = {k: v for k, v in lm.manifest.items() if not k.startswith("_")}
+    classes = man["classes"]
+    files = man["training"]["data"]["files"]["train"]
+    images = ((load_scan(data / f).pixels, classes.index(f.split("/")[0])) for f in files)
+    man["training_input"] = {**man.get("training_input", {}), "reference_coverage": training_coverage(images, classes)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(lm.net, man, out, dict(lm.extras))
+    return out
+
+
 def main() -> None:
     """Train one variant, score the development sets, print JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,6 +131,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10, choices=(10, 5))
     ap.add_argument("--set", nargs="*", default=[], help="TrainConfig overrides, key=value")
     ap.add_argument("--model", default=None, help="score this model instead of training one")
+    ap.add_argument("--add-coverage", action="store_true",
+                    help="with --model: score a copy of it with training_input.reference_coverage computed from "
+                         "the training files its manifest lists (models trained before the coverage rule)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(a.work)
@@ -137,6 +153,8 @@ def main() -> None:
         res.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(_cpu() - c0, 1), stages=stages,
                    epochs_run=man["training"]["epochs_run"], best_epoch=man["training"]["best_epoch"],
                    threshold=man["open_set"].get("thresholds"))
+    elif a.add_coverage:
+        model = with_coverage(Path(a.model), work / f"known{a.size}", work / "models" / f"{a.name}-cov.safetensors")
     else:
         model = Path(a.model)
     fresh = sorted(find_images(work / "devfresh"))

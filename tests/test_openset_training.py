@@ -74,6 +74,10 @@ def test_training_fits_calibration_and_thresholds(open_set_model):
     # the mean-feature check (verdict rule 4) is on in every model scanlab train writes, and said so
     assert os_["thresholds"]["mean_feature_check"] == 1 and "mean feature" in os_["mean_feature_check_rule"]
     assert "Mean-feature check" in card
+    # the brightness each class's training windows span (verdict rule 5), on the card
+    cov = m["training_input"]["reference_coverage"]
+    assert set(cov["ranges"]) == set(lm.classes) and all(0 <= lo < hi <= 255 for lo, hi in cov["ranges"].values())
+    assert sum(cov["n_windows"].values()) > 0 and "Reference coverage" in card
 
 
 def test_training_records_the_reliability_bins(open_set_model):

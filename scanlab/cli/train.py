@@ -9,6 +9,7 @@ from typing import Any
 
 from scanlab.cli.common import eprint, model_path, sigint_cancels
 from scanlab.core.errors import ScanLabError
+from scanlab.core.modelfile.coverage_card import coverage_advice
 from scanlab.terminal import progress_bar
 
 
@@ -112,6 +113,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                   f"({os_['threshold_rule']})")
         for name, r in (summary["delivery_chain_measured"] or {}).items():
             print(f"{name}: " + delivery_row_text(r))
+    for advice in coverage_advice((man.get("training_input") or {}).get("reference_coverage")):
+        eprint(f"scanlab: warning: reference coverage: {advice}")
     return 0
 
 

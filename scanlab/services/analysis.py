@@ -24,6 +24,7 @@ from scanlab.core.engine.reliability import (
     subimage_probs_multi,
 )
 from scanlab.core.errors import ScanLabError
+from scanlab.core.evidence.coverage import MAX_UNCOVERED_SHARE, coverage_gap, window_brightness
 from scanlab.core.evidence.gating import delivery_risk, input_warnings, rotation_warning
 from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
@@ -239,6 +240,8 @@ def run_analysis(
     if u_grid is not None:
         turned = rotation_warning(turned_scorer(lm, cfg, image, device, u_grid), u, cfg.thresholds.get("unknown"))
         warnings += [turned] if turned else []
+    gap = scan_coverage_gap(cfg, image, res)
+    warnings += [{"code": "reference_coverage", "message": gap["message"]}] if gap else []
     t3 = time.perf_counter()
     verdict = decide(
         cls.votes, cls.mean_probs, cls.label_index, cls.n_patches, cls.n_no_evidence,
@@ -246,6 +249,7 @@ def run_analysis(
         delivery_risk=delivery_risk(scan.info.jpeg, cfg.training_input, cfg.delivery_measured, cfg.thresholds),
         feature_label=mean_feature_class(lm, cfg, image, device, res) if cfg.thresholds.get(MEAN_FEATURE_CHECK)
         else None,
+        coverage_gap=gap,
     )
     t4 = time.perf_counter()
     map_label = request.label or label
@@ -270,6 +274,24 @@ def run_analysis(
         no_evidence=res.no_evidence_mask() if request.with_map else None,
         timing=timing,
     )
+
+
+def scan_coverage_gap(cfg: EvidenceConfig, image: np.ndarray, analysis: ImageAnalysis) -> dict[str, Any] | None:
+    """The verdict's reference-coverage gap (:func:`scanlab.core.evidence.coverage.coverage_gap`) for this scan.
+
+    None when the model records no ``training_input.reference_coverage``. The windows are
+    the 64-px grid with evidence (the vote's own grid when the vote ran on 64-px windows).
+    """
+    cov = (cfg.training_input or {}).get("reference_coverage")
+    if not cov:
+        return None
+    g = analysis.vote
+    if g.sub == (64, 64):
+        ys, xs, ev = g.ys, g.xs, g.evidence_mask()
+    else:
+        ys, xs, ev = feature_windows(image)
+    values = window_brightness(image, ys, xs, ev)
+    return coverage_gap(values, cov, cfg.thresholds.get("max_uncovered_share", MAX_UNCOVERED_SHARE))
 
 
 def turned_scorer(

@@ -102,7 +102,7 @@ def verdict_rows(c: dict[str, Any], card: dict[str, Any], ss: Any) -> list[list[
         above = thr is not None and u > thr
         unk = f"{num(u)} (threshold {num(thr)}; " + (
             "above it, but not evidence of another scanner for this file: see the reason)"
-            if above and c.get("verdict_before_delivery_rule") == "unknown"
+            if above and "unknown" in (c.get("verdict_before_delivery_rule"), c.get("verdict_before_coverage_rule"))
             else "above it: a scanner the model does not know)" if above else "below it)")
     vi = c.get("vote_interval")
     votes = c.get("votes") or {}

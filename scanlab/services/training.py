@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +32,9 @@ import torch
 from scanlab.core.engine.engines import select_device
 from scanlab.core.engine.network import build_model
 from scanlab.core.errors import Cancelled, ScanLabError
+from scanlab.core.evidence.coverage import reference_coverage, window_brightness
 from scanlab.core.evidence.fit import dpi_range, fit_evidence_model
-from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer
+from scanlab.core.evidence.openset import GAUSS_METHOD, OtherScorer, feature_windows
 from scanlab.core.io.delivery import delivered
 from scanlab.core.io.fileio import check_writable, refuse_overwrite
 from scanlab.core.io.imaging import ImageLoadError, as_uint8
@@ -188,6 +189,20 @@ def iter_delivered(images: CachedImages, p: float, seed: int) -> Iterator[tuple[
         yield delivered(as_uint8(np.asarray(images[i])), rng)[0], images.labels[i]
 
 
+def training_coverage(images: Iterable[tuple[np.ndarray, int]], classes: list[str],
+                      cancel: CancelToken | None = None) -> dict[str, Any]:
+    """``training_input.reference_coverage``: the grey levels each class's training windows with evidence span.
+
+    ``images``: (decoded pixels, class index) of the training split (:func:`iter_images`).
+    """
+    per_class: dict[str, list[np.ndarray]] = {c: [] for c in classes}
+    for px, label in images:
+        check(cancel)
+        ys, xs, ev = feature_windows(px)
+        per_class[classes[label]].append(window_brightness(px, ys, xs, ev))
+    return reference_coverage(per_class)
+
+
 def _init_network(req: TrainRequest, classes: list[str]) -> tuple[torch.nn.Module, str | None, OtherScorer | None]:
     """Fresh network, or one initialised from a base model (the head is replaced when classes differ).
 
@@ -329,6 +344,8 @@ def run_training(
         # formats and JPEG qualities of the training scans (headers only): the input gating compares
         # each questioned scan's JPEG facts with them
         extra_manifest.setdefault("training_input", {}).update(input_summary(str(x.path) for x in ds.split["train"]))
+        # the brightness each class's training windows span: the verdict's reference-coverage rule
+        extra_manifest["training_input"]["reference_coverage"] = training_coverage(iter_images(train), ds.classes, cancel)
         net.cpu()
         training = {
             "recipe": cfg.recipe(),

@@ -179,7 +179,7 @@ _CLASSIFY_FIELDS: dict[str, str] = {
     "probabilities": "tol", "confidence": "tol", "calibrated": "exact", "unknown_score": "tol",
     "vote_fraction": "tol", "vote_interval": "tol", "thresholds": "tol", "reason": "exact",
     "n_no_evidence": "exact", "warnings": "exact", "scan": "exact",
-    "verdict_before_delivery_rule": "exact",
+    "verdict_before_delivery_rule": "exact", "verdict_before_coverage_rule": "exact",
 }
 
 

@@ -463,3 +463,19 @@ def test_closing_main_window_stops_the_wizard_thread(qtbot, window, collection):
     assert wiz.runner._thread.isRunning()
     window.close()
     assert not wiz.runner._thread.isRunning()
+
+
+def test_evaluate_page_names_the_scanner_whose_references_stop_short(qtbot):
+    from scanlab.gui.wizard.pages_result import EvaluatePage
+    from scanlab.gui.wizard.state import WizardState
+
+    man = _evaluate_manifest({"calibrated": False, "reason": "few"})
+    man["training_input"] = {"reference_coverage": {"ranges": {"a": [67.0, 236.0], "b": [60.0, 201.0]}}}
+    page = EvaluatePage(WizardState(manifest=man))
+    qtbot.addWidget(page)
+    page.initializePage()
+    text = page.summary.text()
+    assert "Reference coverage" in text and "b: no reference windows brighter than grey 201" in text
+    man["training_input"]["reference_coverage"]["ranges"]["b"] = [60.0, 230.0]
+    page.initializePage()
+    assert "Reference coverage" not in page.summary.text()

@@ -14,15 +14,22 @@ Order of the rules (the first that applies decides):
    ``scanlab train`` writes it with ``gauss-image``): the class mean nearest to the
    image's mean feature (:meth:`scanlab.core.evidence.gauss.GaussScorer.image_class_of`)
    is not the vote's top class -> ``inconclusive``;
-5. the delivery-chain rule: the scan is a re-compressed JPEG (or one outside the
+5. the reference-coverage rule (models whose manifest records
+   ``training_input.reference_coverage``: ``scanlab train`` writes it): more than
+   ``max_uncovered_share`` of the scan's windows with evidence lie outside the
+   brightness range of some class's training windows -> ``inconclusive``, naming
+   the class and its range (:mod:`scanlab.core.evidence.coverage`); it also turns
+   rule 2's ``unknown`` into ``inconclusive`` (the uncovered scanner was never
+   seen on such a page, so "none of them" is not shown either);
+6. the delivery-chain rule: the scan is a re-compressed JPEG (or one outside the
    training qualities) and the model's own measurement at that quality named a
    wrong scanner in more than ``max_resaved_wrong_share`` of its attributions ->
    ``inconclusive`` (:func:`scanlab.core.evidence.gating.delivery_risk`);
-6. otherwise ``attributed`` to the top class.
+7. otherwise ``attributed`` to the top class.
 
-When rule 2 or 5 changed the answer, ``verdict_before_delivery_rule`` says what it
+When rule 2 or 6 changed the answer, ``verdict_before_delivery_rule`` says what it
 would have been, so the analyst (and the measurement, which records verdicts
-before the rule) can see it.
+before the rule) can see it; when rule 5 did, ``verdict_before_coverage_rule``.
 
 A model without calibration still gets verdicts, flagged ``calibrated: false``;
 one without an open-set scorer cannot answer ``unknown`` (the reason says so
@@ -37,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from scanlab.core.evidence.coverage import MAX_UNCOVERED_SHARE
 
 # Chosen by measurement (benchmarks/bench_verdict_rules.py, BENCHMARKS.md "Verdict rules
 # measured"): on fresh scans of the shipped model's scanners and crops of them, the
@@ -85,7 +94,8 @@ class Verdict:
     reason: str | None
     n_no_evidence: int
     warnings: list[dict[str, str]] = field(default_factory=list)
-    before_delivery_rule: str | None = None  # the verdict rule 2 or 5 replaced by "inconclusive"
+    before_delivery_rule: str | None = None  # the verdict rule 2 or 6 replaced by "inconclusive"
+    before_coverage_rule: str | None = None  # the verdict rule 5 replaced by "inconclusive"
 
     def to_json(self) -> dict[str, Any]:
         """JSON keys of the classify entry."""
@@ -101,6 +111,7 @@ class Verdict:
             "n_no_evidence": int(self.n_no_evidence),
             "warnings": list(self.warnings),
             "verdict_before_delivery_rule": self.before_delivery_rule,
+            "verdict_before_coverage_rule": self.before_coverage_rule,
         }
 
     def short(self, label: str | None) -> str:
@@ -142,12 +153,15 @@ def decide(
     warnings: list[dict[str, str]] | None = None,
     delivery_risk: dict[str, str | None] | None = None,
     feature_label: int | None = None,
+    coverage_gap: dict[str, Any] | None = None,
 ) -> Verdict:
     """Apply the rules of the module docstring to one image's vote.
 
     ``delivery_risk``: :func:`scanlab.core.evidence.gating.delivery_risk` for this scan
     (None: the delivery-chain rule does not apply). ``feature_label``: the class whose
     mean is nearest to the image's mean feature (rule 4; None: not checked).
+    ``coverage_gap``: :func:`scanlab.core.evidence.coverage.coverage_gap` for this scan
+    (rule 5; None: every class's training windows cover the scan, or not recorded).
     """
     risk = delivery_risk or {}
     k = int(votes[label_index]) if n_evidence else 0
@@ -167,7 +181,16 @@ def decide(
         )
         return Verdict("inconclusive", reason=why, **common)
     thr_u = thresholds.get("unknown")
+    gap = coverage_gap["message"] if coverage_gap else None
     if unknown_score is not None and thr_u is not None and unknown_score > thr_u:
+        if gap:
+            return Verdict(
+                "inconclusive",
+                reason=f"{gap}, so its unknown score {unknown_score:.2f} above {thr_u:.2f} does not show another "
+                "scanner",
+                before_coverage_rule="unknown",
+                **common,
+            )
         if risk.get("unknown"):
             return Verdict(
                 "inconclusive",
@@ -201,6 +224,9 @@ def decide(
             "scanner's class mean than the vote's)",
             **common,
         )
+    if gap:
+        return Verdict("inconclusive", reason=f"{gap}, so the top class is not an attribution",
+                       before_coverage_rule="attributed", **common)
     if risk.get("attributed"):
         return Verdict("inconclusive", reason=f"{risk['attributed']}, so the top class is not an attribution",
                        before_delivery_rule="attributed", **common)
@@ -233,6 +259,9 @@ class EvidenceConfig:
         th = thresholds_of(manifest)
         if scorer is None:
             th.pop("unknown", None)
+        if (manifest.get("training_input") or {}).get("reference_coverage"):
+            # rule 5's bound, only where it applies (older models' verdict JSON keeps its thresholds)
+            th.setdefault("max_uncovered_share", MAX_UNCOVERED_SHARE)
         return cls(
             temperature=float(cal["temperature"]) if ok else 1.0,
             calibrated=ok,

@@ -47,6 +47,7 @@ from scanlab.core.engine.network import (
 )
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.fileio import atomic_write_bytes, check_writable
+from scanlab.core.modelfile.coverage_card import coverage_card_lines
 from scanlab.core.modelfile.delivery_card import delivery_card_lines
 from scanlab.core.modelfile.schema import (
     MAX_HEADER_BYTES,
@@ -429,6 +430,7 @@ def _evidence_card(m: dict[str, Any]) -> list[str]:
         lines.append("- Training formats: " + ", ".join(f"{k} {v}" for k, v in ti["formats"].items())
                      + (f"; JPEG quality {jq[0]}-{jq[1]} ({', '.join(ti.get('jpeg_subsampling') or [])})" if jq else "")
                      + ". A questioned JPEG outside this range gets a warning.")
+    lines += coverage_card_lines(m)
     lines += delivery_card_lines(m) + [""]
     if m.get("demonstration"):
         lines.append(

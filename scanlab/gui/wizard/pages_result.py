@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.calibration import bins_from_block, ece_of_bins
+from scanlab.core.modelfile.coverage_card import coverage_advice
 from scanlab.core.modelfile.delivery_card import ordered_rows
 from scanlab.gui.wizard.state import WizardState
 from scanlab.services.library import LibraryError, library_path, save_to_library
@@ -205,6 +207,8 @@ class EvaluatePage(QWizardPage):
             f"<b>{which} split, {m['n_images']} images, {m['n_patches']} patches:</b> per-image accuracy "
             f"<b>{100 * m['per_image_accuracy']:.1f}%</b>, per-patch accuracy "
             f"<b>{100 * m['per_patch_accuracy']:.1f}%</b> (chance {100 / max(1, len(classes)):.0f}%)."
+            + "".join(f"<br><span style='color:#b35900'><b>Reference coverage:</b> {html.escape(a)}.</span>"
+                      for a in coverage_advice((man.get("training_input") or {}).get("reference_coverage")))
         )
         self.cm_image.set_matrix(np.asarray(m["confusion_per_image"]), classes)
         self.cm_patch.set_matrix(np.asarray(m["confusion_per_patch"]), classes)
