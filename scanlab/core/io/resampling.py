@@ -1,0 +1,454 @@
+"""Exact detection of upsampling, and the scan restored on its native pixel grid.
+
+A scan enlarged by a factor s > 1 with a known interpolation kernel is, before the
+final rounding to integers, ``y = A_r x A_c^T``: separable, with ``A`` an (m, n)
+matrix of full column rank (m > n) whose rows hold the kernel's weights. Given the
+file ``y`` and a candidate (n_rows, n_cols, kernel), the least-squares restore
+``x^ = pinv(A_r) y pinv(A_c)^T`` gives back the scanner's pixels up to that
+rounding, and the re-synthesis residual ``y - A_r x^ A_c^T`` is at the rounding
+floor: a per-pixel variance of about ``(1 - n_r n_c / (m_r m_c)) / 12`` (in units of
+the file's integer steps). A scan that was not enlarged carries high-frequency
+content and sensor noise that no smaller grid can represent, and its residual is
+far above that floor. The test needs no model and no training: it is a statement
+about the file's numbers.
+
+Conventions matched (:func:`kernel_matrix`): Pillow's ``Image.resize`` (centre-aligned:
+output pixel i sits at input coordinate ``(i + 0.5) n / m - 0.5``; when enlarging,
+the filter's support is not widened; at the borders the weights that fall inside
+the image are renormalised to sum to one; horizontal pass first, rounded to the
+integer type between the passes). Kernels: Pillow's BICUBIC (cubic convolution,
+a = -0.5), BILINEAR, LANCZOS (a = 3), and the a = -0.75 cubic (OpenCV's
+INTER_CUBIC kernel; with Pillow's border handling, which OpenCV does not share:
+OpenCV replicates the edge pixel; not checked against OpenCV).
+
+The search (:func:`detect_upsampling`), bounded:
+
+1. shortlist: on a strip of rows (for the column factor) and a strip of columns
+   (for the row factor), every original size n with m / n in [1.05, 2] is tried by
+   1-D least squares with one kernel (banded normal equations, O(m) each); the few
+   sizes with the lowest residual go on;
+2. each shortlisted size is tried with every kernel on a larger strip;
+3. the best (n_r, n_c, kernel) is confirmed on the whole scan (all channels): the
+   2-D restore and its residual.
+
+It fires only when the 2-D residual is near the rounding floor *and* the best other
+candidate in the 1-D search left a residual many times larger (constants below,
+measured in BENCHMARKS.md, "Delivery chain"). Downsampling loses information and is
+not inverted here; a JPEG saved after the enlargement carries compression noise far
+above the rounding floor and does not pass (that is the test being honest, not a miss
+to tune away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import solveh_banded
+
+MIN_FACTOR = 1.05  # smallest enlargement searched (m / n)
+MAX_FACTOR = 2.0  # largest
+MIN_SIDE = 96  # a side shorter than this is not searched (too few degrees of freedom)
+STRIP = 16  # lines of the 1-D test strip on each axis
+WINDOW = 512  # samples of each line in the 1-D test (the middle of the axis)
+PEAKS = 4  # periodicity peaks per axis that suggest original sizes
+# the decision (tuned on the dev set and synthetic checks, BENCHMARKS.md)
+MAX_FLOOR_RATIO = 1.6  # 2-D residual sd at most this many times the rounding floor
+MAX_RESIDUAL = 0.6  # and at most this many integer steps
+MIN_MARGIN = 1.3  # the best other size on each axis left a residual at least this many times larger
+NEAR = 1.15  # kernels whose 1-D fits come within this factor of the best are confirmed in 2-D
+SEARCH_1D = 0.7  # 1-D residual sd (integer steps) with the search kernel for a size to be tried with all
+FIT_1D = 0.5  # 1-D residual sd (integer steps) for a size to fit (rounding alone: about 0.29 to 0.38)
+MIN_USABLE = 0.05  # share of pixels away from the clip needed to test at all
+
+
+def _cubic(a: float):
+    def f(x: np.ndarray) -> np.ndarray:
+        x = np.abs(x)
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = ((x - 5.0) * x + 8.0) * x * a - 4.0 * a
+        return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+    return f
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(x))
+
+
+def _lanczos3(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < 3.0, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+
+
+# name -> (kernel, support in input pixels)
+KERNELS: dict[str, tuple[Any, float]] = {
+    "bicubic": (_cubic(-0.5), 2.0),  # Pillow BICUBIC
+    "bilinear": (_triangle, 1.0),  # Pillow BILINEAR
+    "lanczos3": (_lanczos3, 3.0),  # Pillow LANCZOS
+    "cubic-0.75": (_cubic(-0.75), 2.0),  # OpenCV INTER_CUBIC's kernel, Pillow's borders
+}
+SEARCH_KERNEL = "bicubic"
+
+
+def kernel_weights(n: int, m: int, kernel: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Enlarging n -> m samples: (first input index, weights (len, K)) of each output sample in ``rows``.
+
+    Output sample i lies at input coordinate ``c = (i + 0.5) n / m`` (pixel centres at
+    j + 0.5); it takes the input samples whose centre lies within the kernel's support
+    of c (the window Pillow takes: from ``floor(c - support + 0.5)`` to
+    ``floor(c + support + 0.5)``, cut to the image), weights ``f(j + 0.5 - c)``
+    normalised to sum to one. ``rows``: output samples (all when None).
+    """
+    f, support = KERNELS[kernel]
+    i = np.arange(m) if rows is None else rows
+    c = (i + 0.5) * (n / m)
+    lo = np.clip(np.floor(c - support + 0.5).astype(np.int64), 0, n)
+    hi = np.clip(np.floor(c + support + 0.5).astype(np.int64), 0, n)
+    k = int((hi - lo).max())
+    j = lo[:, None] + np.arange(k)[None, :]
+    w = np.where(j < hi[:, None], f(j + 0.5 - c[:, None]), 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    return lo, w
+
+
+def _matrix(lo: np.ndarray, w: np.ndarray, n: int) -> sparse.csr_matrix:
+    m, k = w.shape
+    cols = (lo[:, None] + np.arange(k)[None, :]).ravel()
+    keep = (w.ravel() != 0.0) & (cols < n)
+    return sparse.csr_matrix((w.ravel()[keep], (np.repeat(np.arange(m), k)[keep], cols[keep])), shape=(m, n))
+
+
+def kernel_matrix(n: int, m: int, kernel: str) -> sparse.csr_matrix:
+    """The (m, n) enlargement matrix of ``kernel`` (rows: output samples)."""
+    lo, w = kernel_weights(n, m, kernel)
+    return _matrix(lo, w, n)
+
+
+def _normal_banded(lo: np.ndarray, w: np.ndarray, n: int, ridge: float = 0.0) -> np.ndarray:
+    """A^T A (+ ridge I) of an enlargement matrix in LAPACK's upper banded storage ((K, n) array).
+
+    Row i of A holds ``w[i]`` at columns ``lo[i] ... lo[i] + K - 1`` (zero weights where the
+    window was cut); every pair of taps (p <= q) adds ``w_p w_q`` at (lo + p, lo + q).
+    """
+    k = w.shape[1]
+    p, q = np.triu_indices(k)
+    col = lo[:, None] + q[None, :]  # the upper element's column; diagonal offset q - p
+    vals = w[:, p] * w[:, q]
+    ok = (col < n) & (vals != 0.0)
+    ab = np.bincount(((k - 1 - (q - p))[None, :] * n + col)[ok], weights=vals[ok], minlength=k * n)
+    ab = ab.reshape(k, n)
+    ab[k - 1] += ridge
+    return ab
+
+
+def _apply_t(lo: np.ndarray, w: np.ndarray, n: int, y: np.ndarray) -> np.ndarray:
+    """A^T y for a vector y (one value per row of A)."""
+    k = w.shape[1]
+    col = lo[:, None] + np.arange(k)[None, :]
+    ok = col < n
+    return np.bincount(col[ok], weights=(w * y[:, None])[ok], minlength=n)
+
+
+def _apply(lo: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A x for a vector x."""
+    col = np.minimum(lo[:, None] + np.arange(w.shape[1])[None, :], len(x) - 1)
+    return np.sum(w * x[col], axis=1)
+
+
+def _solve(lo: np.ndarray, w: np.ndarray, n: int, y: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray, Any]:
+    """Least squares ``min |A x - y|`` for the columns of y; (x, A)."""
+    a = _matrix(lo, w, n)
+    return solveh_banded(_normal_banded(lo, w, n, ridge), a.T @ y, check_finite=False), a
+
+
+def fit_1d(y: np.ndarray, n: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares restore of the columns of ``y`` (m, k) onto n samples: (x^ (n, k), residual (m, k))."""
+    lo, w = kernel_weights(n, y.shape[0], kernel)
+    x, a = _solve(lo, w, n, y)
+    return x, y - a @ x
+
+
+def window_sd(y: np.ndarray, ok: np.ndarray, m: int, start: int, n: int, kernel: str) -> float:
+    """Residual sd of the 1-D fits of the columns of ``y`` (L, k) onto n samples.
+
+    ``y`` holds output samples start..start+L of an m-sample axis, k lines of them; ``ok``
+    (L, k): the samples that count (unsaturated: the model ``y = A x`` holds only below
+    the clip). The k lines are fitted at once as one block-diagonal banded system. The
+    sd is normalised by the degrees of freedom left (samples counted - unknowns they
+    touch).
+    """
+    L, k = y.shape
+    lo, w = kernel_weights(n, m, kernel, np.arange(start, start + L))
+    lo = lo - int(lo.min())
+    nn = int((lo + w.shape[1]).max())
+    line, row = np.nonzero(ok.T)  # kept samples, line by line
+    if row.size < 16:
+        return float("inf")
+    lo_all = lo[row] + line * nn
+    w_all = w[row]
+    nk = k * nn
+    yv = y.T[line, row]
+    x = solveh_banded(_normal_banded(lo_all, w_all, nk, ridge=1e-9), _apply_t(lo_all, w_all, nk, yv),
+                      check_finite=False)
+    r = yv - _apply(lo_all, w_all, x)
+    cols = lo_all[:, None] + np.arange(w_all.shape[1])
+    touched = np.zeros(nk, bool)
+    touched[cols[(w_all != 0) & (cols < nk)]] = True
+    dof = row.size - int(touched.sum())
+    return float(np.sqrt(np.sum(r * r) / dof)) if dof > 0 else float("inf")
+
+
+def _rms(r: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(r))))
+
+
+def floor_sd(m: tuple[int, int], n: tuple[int, int]) -> float:
+    """RMS of the residual that 8-bit rounding alone leaves (units of the file's integer steps)."""
+    return float(np.sqrt(max(0.0, 1.0 - (n[0] * n[1]) / (m[0] * m[1])) / 12.0))
+
+
+@dataclass(frozen=True)
+class Upsampling:
+    """A detected enlargement: what the ``scan.resampling`` block of the JSON says (docs/formats.md)."""
+
+    size_before: tuple[int, int]  # (rows, cols) of the restored grid
+    size_after: tuple[int, int]  # (rows, cols) of the file
+    kernel: str
+    residual_sd: float  # RMS of the 2-D re-synthesis residual, integer steps
+    floor_sd: float  # what rounding alone leaves
+    margin: float  # residual of the best other size / this one's (the smaller of the two axes)
+    restored: np.ndarray  # (rows, cols, 3) float64, the least-squares restore (not rounded)
+
+    @property
+    def factor(self) -> tuple[float, float]:
+        """(rows, cols) enlargement factors."""
+        return (self.size_after[0] / self.size_before[0], self.size_after[1] / self.size_before[1])
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``scan.resampling`` object."""
+        return {
+            "factor": [round(f, 4) for f in self.factor],
+            "size_before": list(self.size_before),
+            "size_after": list(self.size_after),
+            "kernel": self.kernel,
+            "residual_sd": round(self.residual_sd, 4),
+            "floor_sd": round(self.floor_sd, 4),
+            "margin": round(self.margin, 2),
+            "restored": True,
+        }
+
+
+def _saturated(g: np.ndarray, top: float) -> np.ndarray:
+    """Samples at the clip (0 or the full scale) and their neighbours (2 px): ``y = A x`` fails there."""
+    from scipy import ndimage
+
+    s = (g <= 0) | (g >= top)
+    return ndimage.binary_dilation(s, iterations=2) if s.any() else s
+
+
+def _lines(size: int, k: int, ok: np.ndarray | None = None, pool: int = 8) -> np.ndarray:
+    """k line indices away from the margins; with ``ok`` (samples, lines), those with most usable samples."""
+    cand = np.unique(np.linspace(size // 8, size - size // 8 - 1, k * (pool if ok is not None else 1))
+                     .round().astype(int))
+    if ok is None:
+        return cand
+    best = np.argsort(-ok[:, cand].sum(axis=0), kind="stable")[:k]
+    return np.sort(cand[best])
+
+
+def periodicity_candidates(g: np.ndarray, peaks: int = PEAKS) -> list[int]:
+    """Original sizes suggested by the periodicity of axis 0 of ``g`` (m, k), strongest peak first.
+
+    Enlarging n -> m makes the interpolation phase of output sample i advance by n / m
+    per sample, so the strength of a second-difference residual is periodic with
+    frequency ``1 - n / m`` cycles per sample: DFT bin ``m - n`` of the profile of length
+    m (and its harmonics). The profile is ``|2 y_i - y_(i-1) - y_(i+1)|`` averaged over
+    the lines; its spectrum is divided by a running median (content is broadband and
+    low-frequency) and the ``peaks`` most prominent local maxima in the searched range
+    give n = m - b, and n = m - b / 2 or (m + b) / 2 in case b is the second harmonic.
+    """
+    from scipy.ndimage import median_filter
+
+    m = g.shape[0]
+    d = np.abs(2.0 * g[1:-1] - g[:-2] - g[2:]).mean(axis=1)
+    s = np.abs(np.fft.rfft(d - d.mean(), n=m))
+    base = median_filter(s, size=31, mode="nearest") + 1e-12
+    z = s / base
+    lo_b = max(1, int(np.floor(m - m / MIN_FACTOR)))
+    hi_b = len(s) - 1
+    idx = np.arange(lo_b, hi_b + 1)
+    local = idx[(z[idx] >= z[np.maximum(idx - 1, 0)]) & (z[idx] >= z[np.minimum(idx + 1, len(s) - 1)])]
+    top = local[np.argsort(-z[local], kind="stable")][:peaks]
+    lo_n, hi_n = int(np.ceil(m / MAX_FACTOR)), int(np.floor(m / MIN_FACTOR))
+    out: list[int] = []
+    for b in top:
+        for n in (m - b, m - b / 2, (m + b) / 2):
+            if float(n).is_integer() and lo_n <= n <= hi_n and int(n) not in out:
+                out.append(int(n))
+    return out
+
+
+@dataclass
+class Search:
+    """What the search found, fired or not (for notes and the benchmark)."""
+
+    candidate: tuple[int, int] | None = None
+    kernel: str | None = None
+    residual_sd: float | None = None
+    floor_sd: float | None = None
+    margin: float | None = None
+    fired: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON view (benchmark notes)."""
+        return dict(self.__dict__)
+
+
+def restore_2d(y: np.ndarray, n: tuple[int, int], kernel: str, top: float, iterations: int = 3
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares restore of ``y`` (m_r, m_c, C) onto an (n_r, n_c) grid: (x^ (n_r, n_c, C), re-synthesis).
+
+    Samples at the clip (0 or ``top``) only say that the true value lay beyond it: after
+    each pass those whose re-synthesis lies further beyond the clip take that value, and
+    the fit is repeated (``iterations`` passes in all), so clipped highlights do not drag
+    the restore down.
+    """
+    mr, mc = y.shape[:2]
+    lor, wr = kernel_weights(n[0], mr, kernel)
+    loc, wc = kernel_weights(n[1], mc, kernel)
+    ar, ac = _matrix(lor, wr, n[0]), _matrix(loc, wc, n[1])
+    nr_b, nc_b = _normal_banded(lor, wr, n[0]), _normal_banded(loc, wc, n[1])
+    xs, preds = [], []
+    for ch in range(y.shape[2]):
+        obs = y[..., ch].astype(np.float64)
+        hi_clip, lo_clip = obs >= top, obs <= 0
+        yy = obs
+        for it in range(iterations):
+            t = solveh_banded(nr_b, ar.T @ yy, check_finite=False)  # (n_r, m_c)
+            x = solveh_banded(nc_b, ac.T @ t.T, check_finite=False).T  # (n_r, n_c)
+            pred = ar @ (ac @ x.T).T
+            if it + 1 < iterations and (hi_clip.any() or lo_clip.any()):
+                yy = np.where(hi_clip & (pred > top), pred, np.where(lo_clip & (pred < 0), pred, obs))
+            else:
+                break
+        xs.append(x)
+        preds.append(pred)
+    return np.stack(xs, axis=-1), np.stack(preds, axis=-1)
+
+
+def _axis_fits(g: np.ndarray, bad: np.ndarray) -> dict[tuple[int, str], float]:
+    """1-D residual sd of (candidate size, kernel) pairs on axis 0 of ``g`` (m, k).
+
+    Every size the periodicity suggests is tried with the search kernel; the two
+    smallest that fit within ``SEARCH_1D`` (an enlargement by a large factor of smooth
+    content is fitted about as well by any larger grid: the original is the smallest
+    that fits) and their neighbours n - 1 and n + 1 are tried with every kernel.
+    """
+    m = g.shape[0]
+    cands = periodicity_candidates(g)
+    if not cands:
+        return {}
+    L = min(m, WINDOW)
+    start = (m - L) // 2
+    ok_all = ~bad[start:start + L]
+    lines = _lines(g.shape[1], STRIP, ok_all)
+    y, ok = g[start:start + L][:, lines], ok_all[:, lines]
+    sds = {(n, SEARCH_KERNEL): window_sd(y, ok, m, start, n, SEARCH_KERNEL) for n in cands}
+    for n0 in sorted(n for (n, _), v in sds.items() if v <= SEARCH_1D)[:2]:
+        for n in (n0 - 1, n0, n0 + 1):
+            for k in KERNELS:
+                if (n, k) not in sds:
+                    sds[(n, k)] = window_sd(y, ok, m, start, n, k)
+    return sds
+
+
+def _axis_pick(sds: dict[tuple[int, str], float], kernel: str) -> tuple[int, float, float] | None:
+    """For one kernel on one axis: (size, its sd, margin), or None when no size fits.
+
+    The size is the smallest tried whose 1-D sd is at most ``FIT_1D``; the margin is the
+    lowest sd of the smaller sizes tried (n - 1 always is) over the size's own."""
+    tried = {n: v for (n, k), v in sds.items() if k == kernel}
+    fit = [n for n, v in tried.items() if v <= FIT_1D and (n - 1) in tried]
+    if not fit:
+        return None
+    n_best = min(fit)
+    smaller = [v for n, v in tried.items() if n < n_best]
+    return n_best, tried[n_best], min(smaller) / max(tried[n_best], 1e-9)
+
+
+def _residual_sd(pixels: np.ndarray, pred: np.ndarray, top: float, keep: np.ndarray) -> float:
+    res = pixels.astype(np.float64) - np.clip(pred, 0.0, top)
+    return float(np.sqrt(np.mean(res[keep] ** 2)))
+
+
+def detect_upsampling(pixels: np.ndarray) -> tuple[Upsampling | None, Search]:
+    """Is ``pixels`` ((H, W, 3) uint8/uint16, a decoded scan) an enlargement of a smaller grid?
+
+    Returns the detection (with the restored pixels) or None, and what the search saw.
+    The decision: on each axis the chosen size's 1-D residual is at least
+    ``MIN_MARGIN`` times below that of every smaller size tried (n - 1 included), and
+    the 2-D re-synthesis residual of the whole scan is at most ``MAX_FLOOR_RATIO``
+    times the rounding floor and at most ``MAX_RESIDUAL`` integer steps. Kernels
+    whose 1-D fits come within ``NEAR`` of the best are all confirmed in 2-D; the
+    lowest 2-D residual wins.
+    """
+    import time
+
+    from scanlab.core.io.imaging import full_scale
+
+    t0 = time.perf_counter()
+    h, w = pixels.shape[:2]
+    found = Search()
+
+    def done(reason: str, fired: bool = False) -> Search:
+        found.reason, found.fired, found.seconds = reason, fired, round(time.perf_counter() - t0, 3)
+        return found
+
+    if pixels.ndim != 3 or min(h, w) < MIN_SIDE:
+        return None, done(f"scan smaller than {MIN_SIDE} px: not searched")
+    top = full_scale(pixels.dtype)
+    g = pixels[..., 1].astype(np.float64)
+    bad = _saturated(g, top)
+    usable = float(1.0 - bad.mean())
+    if usable < MIN_USABLE:
+        return None, done(f"only {usable:.0%} of the pixels lie away from the clip: not searched")
+    sr, sc = _axis_fits(g, bad), _axis_fits(g.T, bad.T)
+    if not sr or not sc:
+        return None, done("no periodicity peak in the searched range")
+    pick = {}
+    for k in KERNELS:
+        a, b = _axis_pick(sr, k), _axis_pick(sc, k)
+        if a and b:
+            pick[k] = (a[1] ** 2 + b[1] ** 2, a[0], b[0], min(a[2], b[2]))
+    if not pick:
+        return None, done(f"no size fits within {FIT_1D} steps on both axes")
+    best = min(v[0] for v in pick.values())
+    near = sorted((k for k in pick if pick[k][0] <= NEAR * NEAR * best), key=lambda k: pick[k][0])
+    kernel = near[0]
+    _, nr, nc, margin = pick[kernel]
+    found.candidate, found.kernel, found.margin = (nr, nc), kernel, round(float(margin), 3)
+    found.floor_sd = round(floor_sd((h, w), (nr, nc)), 4)
+    if margin < MIN_MARGIN:
+        return None, done(f"size ({nr}, {nc}) {kernel}: a smaller grid fits nearly as well "
+                          f"(margin {margin:.2f} < {MIN_MARGIN})")
+    keep = ~bad
+    fits = []
+    for k in near:
+        _, nr_k, nc_k, m_k = pick[k]
+        if m_k < MIN_MARGIN:
+            continue
+        x, pred = restore_2d(pixels, (nr_k, nc_k), k, top)
+        fits.append((_residual_sd(pixels, pred, top, keep), k, nr_k, nc_k, m_k, x))
+    rsd, kernel, nr, nc, margin, x = min(fits, key=lambda f: f[0])
+    found.candidate, found.kernel, found.margin = (nr, nc), kernel, round(float(margin), 3)
+    found.floor_sd = round(floor_sd((h, w), (nr, nc)), 4)
+    found.residual_sd = round(rsd, 4)
+    ratio = rsd / found.floor_sd
+    if ratio > MAX_FLOOR_RATIO or rsd > MAX_RESIDUAL:
+        return None, done(f"re-synthesis residual {rsd:.3f} is {ratio:.2f} times the rounding floor "
+                          f"{found.floor_sd:.3f} (limit {MAX_FLOOR_RATIO})")
+    done("re-synthesis residual at the rounding floor", fired=True)
+    return Upsampling((nr, nc), (h, w), kernel, rsd, found.floor_sd, float(margin), x), found
