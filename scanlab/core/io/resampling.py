@@ -55,13 +55,15 @@ STRIP = 16  # lines of the 1-D test strip on each axis
 WINDOW = 512  # samples of each line in the 1-D test (the middle of the axis)
 PEAKS = 4  # periodicity peaks per axis that suggest original sizes
 # the decision (tuned on the dev set and synthetic checks, BENCHMARKS.md)
-MAX_FLOOR_RATIO = 1.6  # 2-D residual sd at most this many times the rounding floor
+MAX_FLOOR_RATIO = 1.3  # 2-D residual sd at most this many times the rounding floor
 MAX_RESIDUAL = 0.6  # and at most this many integer steps
-MIN_MARGIN = 1.3  # the best other size on each axis left a residual at least this many times larger
-NEAR = 1.15  # kernels whose 1-D fits come within this factor of the best are confirmed in 2-D
-SEARCH_1D = 0.7  # 1-D residual sd (integer steps) with the search kernel for a size to be tried with all
-FIT_1D = 0.5  # 1-D residual sd (integer steps) for a size to fit (rounding alone: about 0.29 to 0.38)
-MIN_USABLE = 0.05  # share of pixels away from the clip needed to test at all
+MIN_MARGIN = 1.3  # on each axis n - 1 (and every smaller size tried) left a 1-D residual this many times larger
+NEAR = 1.15  # 1-D fits within this factor of the best one count as fitting as well
+FLOOR_1D = 0.40  # a 1-D residual sd (integer steps) this low fits (rounding alone leaves about 0.29 to 0.38)
+CONFIRM = 4  # (rows, cols, kernel) combinations restored in 2-D on the central window
+CONFIRM_WINDOW = 512  # its side (px of the file)
+EDGE = 8  # px at the window's edge left out of its residual
+MIN_USABLE = 20_000  # pixels away from the clip needed to test at all
 
 
 def _cubic(a: float):
@@ -220,6 +222,12 @@ class Upsampling:
     margin: float  # residual of the best other size / this one's (the smaller of the two axes)
     restored: np.ndarray  # (rows, cols, 3) float64, the least-squares restore (not rounded)
 
+    def native_pixels(self, dtype: np.dtype | type) -> np.ndarray:
+        """The restore rounded and clipped to ``dtype``'s range: the scan on its original grid."""
+        from scanlab.core.io.imaging import full_scale
+
+        return np.clip(np.rint(self.restored), 0, full_scale(dtype)).astype(dtype)
+
     @property
     def factor(self) -> tuple[float, float]:
         """(rows, cols) enlargement factors."""
@@ -307,27 +315,36 @@ class Search:
         return dict(self.__dict__)
 
 
-def restore_2d(y: np.ndarray, n: tuple[int, int], kernel: str, top: float, iterations: int = 3
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares restore of ``y`` (m_r, m_c, C) onto an (n_r, n_c) grid: (x^ (n_r, n_c, C), re-synthesis).
+def _window_weights(n: int, m: int, start: int, length: int, kernel: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Weights of output samples start..start+length (first input index made relative) and the inputs touched."""
+    lo, w = kernel_weights(n, m, kernel, np.arange(start, start + length))
+    base = int(lo.min())
+    return lo - base, w, min(int((lo - base + w.shape[1]).max()), n - base)
 
+
+def restore_2d(y: np.ndarray, n: tuple[int, int], kernel: str, top: float, *, m: tuple[int, int] | None = None,
+               start: tuple[int, int] = (0, 0), iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares restore of ``y`` (L_r, L_c, C) onto an (n_r, n_c) grid: (x^, re-synthesis of y).
+
+    ``y`` is the whole enlarged image (the default) or a window of it, from ``start`` in an
+    image of ``m`` (rows, cols); x^ then covers the original samples the window touches.
     Samples at the clip (0 or ``top``) only say that the true value lay beyond it: after
     each pass those whose re-synthesis lies further beyond the clip take that value, and
     the fit is repeated (``iterations`` passes in all), so clipped highlights do not drag
     the restore down.
     """
-    mr, mc = y.shape[:2]
-    lor, wr = kernel_weights(n[0], mr, kernel)
-    loc, wc = kernel_weights(n[1], mc, kernel)
-    ar, ac = _matrix(lor, wr, n[0]), _matrix(loc, wc, n[1])
-    nr_b, nc_b = _normal_banded(lor, wr, n[0]), _normal_banded(loc, wc, n[1])
+    m = m or y.shape[:2]
+    lor, wr, nr = _window_weights(n[0], m[0], start[0], y.shape[0], kernel)
+    loc, wc, nc = _window_weights(n[1], m[1], start[1], y.shape[1], kernel)
+    ar, ac = _matrix(lor, wr, nr), _matrix(loc, wc, nc)
+    nr_b, nc_b = _normal_banded(lor, wr, nr, 1e-9), _normal_banded(loc, wc, nc, 1e-9)
     xs, preds = [], []
     for ch in range(y.shape[2]):
         obs = y[..., ch].astype(np.float64)
         hi_clip, lo_clip = obs >= top, obs <= 0
         yy = obs
         for it in range(iterations):
-            t = solveh_banded(nr_b, ar.T @ yy, check_finite=False)  # (n_r, m_c)
+            t = solveh_banded(nr_b, ar.T @ yy, check_finite=False)  # (n_r, L_c)
             x = solveh_banded(nc_b, ac.T @ t.T, check_finite=False).T  # (n_r, n_c)
             pred = ar @ (ac @ x.T).T
             if it + 1 < iterations and (hi_clip.any() or lo_clip.any()):
@@ -339,16 +356,16 @@ def restore_2d(y: np.ndarray, n: tuple[int, int], kernel: str, top: float, itera
     return np.stack(xs, axis=-1), np.stack(preds, axis=-1)
 
 
-def _axis_fits(g: np.ndarray, bad: np.ndarray) -> dict[tuple[int, str], float]:
+def _axis_fits(g: np.ndarray, bad: np.ndarray, cands: list[int]) -> dict[tuple[int, str], float]:
     """1-D residual sd of (candidate size, kernel) pairs on axis 0 of ``g`` (m, k).
 
-    Every size the periodicity suggests is tried with the search kernel; the two
-    smallest that fit within ``SEARCH_1D`` (an enlargement by a large factor of smooth
-    content is fitted about as well by any larger grid: the original is the smallest
-    that fits) and their neighbours n - 1 and n + 1 are tried with every kernel.
+    Every candidate size is tried with the search kernel; the one with the lowest
+    residual and the two smallest that fit about as well (:func:`_fits`: an enlargement
+    by a large factor of smooth content is fitted about as well by any larger grid, the
+    original being the smallest), each with its neighbours n - 1 and n + 1, are tried
+    with every kernel.
     """
     m = g.shape[0]
-    cands = periodicity_candidates(g)
     if not cands:
         return {}
     L = min(m, WINDOW)
@@ -357,7 +374,9 @@ def _axis_fits(g: np.ndarray, bad: np.ndarray) -> dict[tuple[int, str], float]:
     lines = _lines(g.shape[1], STRIP, ok_all)
     y, ok = g[start:start + L][:, lines], ok_all[:, lines]
     sds = {(n, SEARCH_KERNEL): window_sd(y, ok, m, start, n, SEARCH_KERNEL) for n in cands}
-    for n0 in sorted(n for (n, _), v in sds.items() if v <= SEARCH_1D)[:2]:
+    a = {n: v for (n, _), v in sds.items()}
+    lowest = min(a, key=a.get)
+    for n0 in sorted({lowest, *sorted(n for n in a if _fits(a[n], a[lowest]))[:2]}):
         for n in (n0 - 1, n0, n0 + 1):
             for k in KERNELS:
                 if (n, k) not in sds:
@@ -365,35 +384,54 @@ def _axis_fits(g: np.ndarray, bad: np.ndarray) -> dict[tuple[int, str], float]:
     return sds
 
 
-def _axis_pick(sds: dict[tuple[int, str], float], kernel: str) -> tuple[int, float, float] | None:
-    """For one kernel on one axis: (size, its sd, margin), or None when no size fits.
+def _fits(sd: float, lowest: float) -> bool:
+    """A 1-D fit as good as the best one: within ``NEAR`` of it or at the rounding level ``FLOOR_1D``."""
+    return sd <= max(FLOOR_1D, NEAR * lowest)
 
-    The size is the smallest tried whose 1-D sd is at most ``FIT_1D``; the margin is the
-    lowest sd of the smaller sizes tried (n - 1 always is) over the size's own."""
+
+def _axis_options(sds: dict[tuple[int, str], float], kernel: str) -> list[tuple[int, float, float]]:
+    """For one kernel on one axis: the sizes worth confirming, as (size, 1-D sd, margin).
+
+    Among the sizes tried with every kernel: the smallest that fits as well as the best
+    (:func:`_fits`) and the best itself. The margin is the lowest sd of the smaller sizes
+    tried (n - 1 always is) over the size's own; sizes whose n - 1 was not tried, or whose
+    margin is below ``MIN_MARGIN``, are left out."""
     tried = {n: v for (n, k), v in sds.items() if k == kernel}
-    fit = [n for n, v in tried.items() if v <= FIT_1D and (n - 1) in tried]
-    if not fit:
-        return None
-    n_best = min(fit)
-    smaller = [v for n, v in tried.items() if n < n_best]
-    return n_best, tried[n_best], min(smaller) / max(tried[n_best], 1e-9)
+    full = [n for n in tried if (n - 1) in tried and all((n, k) in sds for k in KERNELS)]
+    if not full:
+        return []
+    best = min(full, key=lambda n: tried[n])
+    out = []
+    for n in sorted({min(n for n in full if _fits(tried[n], tried[best])), best}):
+        margin = min(v for c, v in tried.items() if c < n) / max(tried[n], 1e-9)
+        if margin >= MIN_MARGIN:
+            out.append((n, tried[n], margin))
+    return out
 
 
-def _residual_sd(pixels: np.ndarray, pred: np.ndarray, top: float, keep: np.ndarray) -> float:
-    res = pixels.astype(np.float64) - np.clip(pred, 0.0, top)
-    return float(np.sqrt(np.mean(res[keep] ** 2)))
+def _residual_sd(y: np.ndarray, pred: np.ndarray, top: float, keep: np.ndarray) -> float:
+    res = y.astype(np.float64) - np.clip(pred, 0.0, top)
+    return float(np.sqrt(np.mean(res[keep] ** 2))) if keep.any() else float("inf")
+
+
+def _cross(cands: list[int], m_from: int, m_to: int) -> list[int]:
+    """Sizes on the other axis for the same factor (a scan is usually enlarged alike both ways)."""
+    return [int(round(m_to * n / m_from)) for n in cands[:2]]
 
 
 def detect_upsampling(pixels: np.ndarray) -> tuple[Upsampling | None, Search]:
     """Is ``pixels`` ((H, W, 3) uint8/uint16, a decoded scan) an enlargement of a smaller grid?
 
     Returns the detection (with the restored pixels) or None, and what the search saw.
-    The decision: on each axis the chosen size's 1-D residual is at least
-    ``MIN_MARGIN`` times below that of every smaller size tried (n - 1 included), and
-    the 2-D re-synthesis residual of the whole scan is at most ``MAX_FLOOR_RATIO``
-    times the rounding floor and at most ``MAX_RESIDUAL`` integer steps. Kernels
-    whose 1-D fits come within ``NEAR`` of the best are all confirmed in 2-D; the
-    lowest 2-D residual wins.
+
+    Candidates: per axis, the sizes the periodicity suggests (and those the other axis's
+    suggest for the same factor); 1-D fits (:func:`_axis_fits`) keep, per kernel and axis,
+    the sizes whose n - 1 fits at least ``MIN_MARGIN`` times worse (:func:`_axis_options`).
+    The (rows, cols, kernel) combinations, best 1-D fit first (at most ``CONFIRM``), are
+    restored in 2-D on a central window of the scan; of those whose residual there is at
+    most ``MAX_FLOOR_RATIO`` times the rounding floor, the smallest grid is restored on
+    the whole scan, and fires when the whole scan's residual also is (and at most
+    ``MAX_RESIDUAL`` integer steps).
     """
     import time
 
@@ -412,39 +450,47 @@ def detect_upsampling(pixels: np.ndarray) -> tuple[Upsampling | None, Search]:
     top = full_scale(pixels.dtype)
     g = pixels[..., 1].astype(np.float64)
     bad = _saturated(g, top)
-    usable = float(1.0 - bad.mean())
+    usable = int(bad.size - np.count_nonzero(bad))
     if usable < MIN_USABLE:
-        return None, done(f"only {usable:.0%} of the pixels lie away from the clip: not searched")
-    sr, sc = _axis_fits(g, bad), _axis_fits(g.T, bad.T)
-    if not sr or not sc:
+        return None, done(f"only {usable} pixels lie away from the clip (0 or full scale): not searched")
+    pr, pc = periodicity_candidates(g), periodicity_candidates(g.T)
+    lo_r, hi_r = int(np.ceil(h / MAX_FACTOR)), int(np.floor(h / MIN_FACTOR))
+    lo_c, hi_c = int(np.ceil(w / MAX_FACTOR)), int(np.floor(w / MIN_FACTOR))
+    cr = list(dict.fromkeys(pr + [n for n in _cross(pc, w, h) if lo_r <= n <= hi_r]))
+    cc = list(dict.fromkeys(pc + [n for n in _cross(pr, h, w) if lo_c <= n <= hi_c]))
+    if not cr or not cc:
         return None, done("no periodicity peak in the searched range")
-    pick = {}
+    sr, sc = _axis_fits(g, bad, cr), _axis_fits(g.T, bad.T, cc)
+    combos = []
     for k in KERNELS:
-        a, b = _axis_pick(sr, k), _axis_pick(sc, k)
-        if a and b:
-            pick[k] = (a[1] ** 2 + b[1] ** 2, a[0], b[0], min(a[2], b[2]))
-    if not pick:
-        return None, done(f"no size fits within {FIT_1D} steps on both axes")
-    best = min(v[0] for v in pick.values())
-    near = sorted((k for k in pick if pick[k][0] <= NEAR * NEAR * best), key=lambda k: pick[k][0])
-    kernel = near[0]
-    _, nr, nc, margin = pick[kernel]
+        for nr, vr, mr in _axis_options(sr, k):
+            for nc, vc, mc in _axis_options(sc, k):
+                combos.append((vr * vr + vc * vc, nr, nc, k, min(mr, mc)))
+    if not combos:
+        return None, done(f"no size fits clearly better than the next smaller one (margin {MIN_MARGIN}) on both axes")
+    combos.sort()
+    # 2-D on a central window
+    lr, lc = min(h, CONFIRM_WINDOW), min(w, CONFIRM_WINDOW)
+    r0, c0 = (h - lr) // 2, (w - lc) // 2
+    win, keep_w = pixels[r0:r0 + lr, c0:c0 + lc], ~bad[r0:r0 + lr, c0:c0 + lc]
+    inner = np.zeros_like(keep_w)
+    inner[EDGE:-EDGE, EDGE:-EDGE] = True  # the window's edge samples are fitted by half-determined unknowns
+    passed = []
+    for _, nr, nc, k, margin in combos[:CONFIRM]:
+        _, pred = restore_2d(win, (nr, nc), k, top, m=(h, w), start=(r0, c0))
+        rsd = _residual_sd(win, pred, top, keep_w & inner)
+        fl = floor_sd((h, w), (nr, nc))
+        passed.append((rsd / fl <= MAX_FLOOR_RATIO and rsd <= MAX_RESIDUAL, nr * nc, rsd / fl, nr, nc, k, margin))
+    ok = [p for p in passed if p[0]]
+    first = min(ok, key=lambda p: p[1:3]) if ok else min(passed, key=lambda p: p[2])
+    _, _, wratio, nr, nc, kernel, margin = first
     found.candidate, found.kernel, found.margin = (nr, nc), kernel, round(float(margin), 3)
     found.floor_sd = round(floor_sd((h, w), (nr, nc)), 4)
-    if margin < MIN_MARGIN:
-        return None, done(f"size ({nr}, {nc}) {kernel}: a smaller grid fits nearly as well "
-                          f"(margin {margin:.2f} < {MIN_MARGIN})")
-    keep = ~bad
-    fits = []
-    for k in near:
-        _, nr_k, nc_k, m_k = pick[k]
-        if m_k < MIN_MARGIN:
-            continue
-        x, pred = restore_2d(pixels, (nr_k, nc_k), k, top)
-        fits.append((_residual_sd(pixels, pred, top, keep), k, nr_k, nc_k, m_k, x))
-    rsd, kernel, nr, nc, margin, x = min(fits, key=lambda f: f[0])
-    found.candidate, found.kernel, found.margin = (nr, nc), kernel, round(float(margin), 3)
-    found.floor_sd = round(floor_sd((h, w), (nr, nc)), 4)
+    if not ok:
+        return None, done(f"re-synthesis residual on the central window is {wratio:.2f} times the rounding floor "
+                          f"at best (limit {MAX_FLOOR_RATIO})")
+    x, pred = restore_2d(pixels, (nr, nc), kernel, top)
+    rsd = _residual_sd(pixels, pred, top, ~bad)
     found.residual_sd = round(rsd, 4)
     ratio = rsd / found.floor_sd
     if ratio > MAX_FLOOR_RATIO or rsd > MAX_RESIDUAL:
