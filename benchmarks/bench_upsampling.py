@@ -37,13 +37,13 @@ EXTRA = {  # name -> (factor, filter, then JPEG quality or None)
 }
 
 
-def _extra(px: np.ndarray, name: str) -> np.ndarray:
+def _extra(px: np.ndarray, name: str):
     f, flt, q = EXTRA[name]
     im = Image.fromarray(as_uint8(px), "RGB")
     im = im.resize((round(im.width * f), round(im.height * f)), _FILTERS[flt])
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=q) if q else im.save(buf, "PNG")
-    return decode_bytes(buf.getvalue(), f"x.{'jpg' if q else 'png'}").pixels
+    return decode_bytes(buf.getvalue(), f"x.{'jpg' if q else 'png'}")
 
 
 def main() -> None:
@@ -51,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--as-analysed", action="store_true",
+                    help="JPEG files are not searched, as in the analysis (default: search every file)")
     ap.add_argument("--transforms", default=",".join(list(TRANSFORMS) + list(EXTRA)))
     a = ap.parse_args()
     files: list[Path] = []
@@ -61,9 +63,10 @@ def main() -> None:
     for f in files:
         scan = load_scan(f)
         for t in names:
-            px = transformed(scan, t).pixels if t in TRANSFORMS else _extra(scan.pixels, t)
+            s_t = transformed(scan, t) if t in TRANSFORMS else _extra(scan.pixels, t)
+            px = s_t.pixels
             t0 = time.perf_counter()
-            up, s = detect_upsampling(px)
+            up, s = detect_upsampling(px, lossy=s_t.info.format == "JPEG" if a.as_analysed else False)
             sec = time.perf_counter() - t0
             rec = {"file": str(f), "transformation": t, "shape": list(px.shape[:2]), "seconds": round(sec, 3),
                    **{k: v for k, v in s.to_json().items() if k != "seconds"}}

@@ -219,7 +219,8 @@ def run_analysis(
         on_loaded(scan)
     check(cancel)
     t = time.perf_counter()
-    up, _ = detect_upsampling(scan.pixels)  # an exact enlargement is analysed on its original grid
+    # an exact enlargement is analysed on its original grid (a JPEG cannot be one: not searched)
+    up, _ = detect_upsampling(scan.pixels, lossy=scan.info.format == "JPEG" or scan.info.jpeg is not None)
     timing["resampling"] = time.perf_counter() - t
     info = scan.info if up is None else replace(scan.info, resampling=up.to_json())
     native = None if up is None else up.native_pixels(scan.pixels.dtype)
