@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import solveh_banded
+from scipy.linalg import cho_solve_banded, cholesky_banded, solveh_banded
 
 MIN_FACTOR = 1.05  # smallest enlargement searched (m / n)
 MAX_FACTOR = 2.0  # largest
@@ -356,15 +356,17 @@ def restore_2d(y: np.ndarray, n: tuple[int, int], kernel: str, top: float, *, m:
     lor, wr, nr = _window_weights(n[0], m[0], start[0], y.shape[0], kernel)
     loc, wc, nc = _window_weights(n[1], m[1], start[1], y.shape[1], kernel)
     ar, ac = _matrix(lor, wr, nr), _matrix(loc, wc, nc)
-    nr_b, nc_b = _normal_banded(lor, wr, nr, 1e-9), _normal_banded(loc, wc, nc, 1e-9)
+    # the normal equations are factored once for all channels and passes
+    cr = (cholesky_banded(_normal_banded(lor, wr, nr, 1e-9), check_finite=False), False)
+    cc = (cholesky_banded(_normal_banded(loc, wc, nc, 1e-9), check_finite=False), False)
     xs, preds = [], []
     for ch in range(y.shape[2]):
         obs = y[..., ch].astype(np.float64)
         hi_clip, lo_clip = obs >= top, obs <= 0
         yy = obs
         for it in range(iterations):
-            t = solveh_banded(nr_b, ar.T @ yy, check_finite=False)  # (n_r, L_c)
-            x = solveh_banded(nc_b, ac.T @ t.T, check_finite=False).T  # (n_r, n_c)
+            t = cho_solve_banded(cr, ar.T @ yy, check_finite=False)  # (n_r, L_c)
+            x = cho_solve_banded(cc, ac.T @ t.T, check_finite=False).T  # (n_r, n_c)
             pred = ar @ (ac @ x.T).T
             if it + 1 < iterations and (hi_clip.any() or lo_clip.any()):
                 yy = np.where(hi_clip & (pred > top), pred, np.where(lo_clip & (pred < 0), pred, obs))
