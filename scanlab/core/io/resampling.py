@@ -177,19 +177,6 @@ def _apply(lo: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.sum(w * x[col], axis=1)
 
 
-def _solve(lo: np.ndarray, w: np.ndarray, n: int, y: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray, Any]:
-    """Least squares ``min |A x - y|`` for the columns of y; (x, A)."""
-    a = _matrix(lo, w, n)
-    return solveh_banded(_normal_banded(lo, w, n, ridge), a.T @ y, check_finite=False), a
-
-
-def fit_1d(y: np.ndarray, n: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares restore of the columns of ``y`` (m, k) onto n samples: (x^ (n, k), residual (m, k))."""
-    lo, w = kernel_weights(n, y.shape[0], kernel)
-    x, a = _solve(lo, w, n, y)
-    return x, y - a @ x
-
-
 def window_sd(y: np.ndarray, ok: np.ndarray, m: int, start: int, n: int, kernel: str) -> float:
     """Residual sd of the 1-D fits of the columns of ``y`` (L, k) onto n samples.
 
@@ -220,12 +207,8 @@ def window_sd(y: np.ndarray, ok: np.ndarray, m: int, start: int, n: int, kernel:
     return float(np.sqrt(np.sum(r * r) / dof)) if dof > 0 else float("inf")
 
 
-def _rms(r: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(r))))
-
-
 def floor_sd(m: tuple[int, int], n: tuple[int, int]) -> float:
-    """RMS of the residual that 8-bit rounding alone leaves (units of the file's integer steps)."""
+    """RMS of the residual that rounding to integers alone leaves (units of the file's integer steps)."""
     return float(np.sqrt(max(0.0, 1.0 - (n[0] * n[1]) / (m[0] * m[1])) / 12.0))
 
 
@@ -238,7 +221,7 @@ class Upsampling:
     kernel: str
     residual_sd: float  # RMS of the 2-D re-synthesis residual, integer steps
     floor_sd: float  # what rounding alone leaves
-    margin: float  # residual of the best other size / this one's (the smaller of the two axes)
+    margin: float  # 1-D: lowest residual of a smaller size tried (n - 1 included) / this one's; weaker axis
     restored: np.ndarray  # (rows, cols, 3) float64, the least-squares restore (not rounded)
 
     def native_pixels(self, dtype: np.dtype | type) -> np.ndarray:
@@ -298,7 +281,11 @@ def periodicity_candidates(g: np.ndarray, peaks: int = PEAKS) -> list[int]:
     from scipy.ndimage import median_filter
 
     m = g.shape[0]
-    d = np.abs(2.0 * g[1:-1] - g[:-2] - g[2:]).mean(axis=1)
+    d = np.zeros(m - 2)
+    for c in range(0, g.shape[1], 256):  # in slices of lines: a large scan's temporaries stay small
+        b = g[:, c:c + 256].astype(np.float64)
+        d += np.abs(2.0 * b[1:-1] - b[:-2] - b[2:]).sum(axis=1)
+    d /= g.shape[1]
     s = np.abs(np.fft.rfft(d - d.mean(), n=m))
     base = median_filter(s, size=31, mode="nearest") + 1e-12
     z = s / base
@@ -473,7 +460,7 @@ def detect_upsampling(pixels: np.ndarray, *, lossy: bool = False) -> tuple[Upsam
     if pixels.ndim != 3 or min(h, w) < MIN_SIDE:
         return None, done(f"scan smaller than {MIN_SIDE} px: not searched")
     top = full_scale(pixels.dtype)
-    g = pixels[..., 1].astype(np.float64)
+    g = pixels[..., 1].astype(np.float32)  # integer samples: exact in float32 (16-bit included)
     bad = _saturated(g, top)
     usable = int(bad.size - np.count_nonzero(bad))
     if usable < MIN_USABLE:
