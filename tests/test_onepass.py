@@ -125,7 +125,7 @@ def test_analysis_unknown_score_is_the_separate_pass_score_without_rerunning_the
         assert r.probabilities()[k] == pytest.approx(v, abs=1e-6)
     assert r.votes() == base.votes()
     np.testing.assert_allclose(r.reliability, base.reliability, atol=1e-6)
-    assert set(r.timing) == {"decode", "vote", "evidence", "gating", "map"} and min(r.timing.values()) >= 0
+    assert set(r.timing) == {"decode", "resampling", "vote", "evidence", "gating", "map"} and min(r.timing.values()) >= 0
 
 
 def test_rotation_check_scores_a_bounded_sample(tmp_path, monkeypatch):
@@ -202,7 +202,7 @@ def test_classify_and_map_json_report_timing_by_phase(tmp_path, capsys):
     net = _net(6)
     model = _model_file(tmp_path, net, _scorer(net, 6), threshold=0.0)  # the rotation check runs too
     img = _save_png(tmp_path, _scan(200, 260, 6))
-    phases = {"decode", "vote", "evidence", "gating", "map"}
+    phases = {"decode", "resampling", "vote", "evidence", "gating", "map"}
     assert main(["classify", img, "-m", str(model), "--json"]) == 0
     e = json.loads(capsys.readouterr().out)["images"][0]
     assert set(e["timing"]) == phases and all(v >= 0 for v in e["timing"].values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,12 @@ from scanlab.core.engine.reliability import (
 )
 from scanlab.core.errors import ScanLabError
 from scanlab.core.evidence.coverage import MAX_UNCOVERED_SHARE, coverage_gap, window_brightness
-from scanlab.core.evidence.gating import delivery_risk, input_warnings, rotation_warning
+from scanlab.core.evidence.gating import (
+    delivery_risk,
+    input_warnings,
+    resampled_warning,
+    rotation_warning,
+)
 from scanlab.core.evidence.gauss import GaussScorer
 from scanlab.core.evidence.openset import (
     LOGIT_METHOD,
@@ -39,6 +44,7 @@ from scanlab.core.evidence.openset import (
 )
 from scanlab.core.evidence.verdict import MEAN_FEATURE_CHECK, EvidenceConfig, Verdict, decide
 from scanlab.core.io.imaging import Scan, ScanInfo, load_scan, verify_hash
+from scanlab.core.io.resampling import detect_upsampling
 from scanlab.core.jobs import CancelToken, ProgressFn, check
 from scanlab.core.modelfile.store import LoadedModel
 from scanlab.services.models import get_model
@@ -83,8 +89,12 @@ class AnalysisResult:
     # per-window unknown scores on the non-overlapping 64-px grid (NaN: no evidence), ys, xs
     unknown_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     no_evidence: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, computed with the map
-    # seconds per phase: decode (when decoded here), vote, evidence, gating, map (docs/formats.md)
+    # seconds per phase: decode (when decoded here), resampling, vote, evidence, gating, map (docs/formats.md)
     timing: dict[str, float] = field(default_factory=dict)
+    # the scan on its restored original grid, when the file is an exact enlargement
+    # (scan.resampling): the vote, ``analysis.classification`` and the verdict are computed on it;
+    # with a map, ``analysis``'s map grid and ``unknown_grid`` are the file's (its pixel coordinates)
+    native_pixels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -209,14 +219,22 @@ def run_analysis(
     if on_loaded is not None:
         on_loaded(scan)
     check(cancel)
-    image = scan.pixels  # engines take the decoded scan; dense converts per tile
+    t = time.perf_counter()
+    # an exact enlargement is analysed on its original grid (a JPEG cannot be one: not searched)
+    up, _ = detect_upsampling(scan.pixels, lossy=scan.info.format == "JPEG" or scan.info.jpeg is not None)
+    timing["resampling"] = time.perf_counter() - t
+    info = scan.info if up is None else replace(scan.info, resampling=up.to_json())
+    native = None if up is None else up.native_pixels(scan.pixels.dtype)
+    check(cancel)
+    image = scan.pixels if native is None else native  # engines take the decoded scan; dense converts per tile
     cfg = EvidenceConfig.from_model(lm.manifest, lm.extras)
+    other = cfg.scorer.head() if isinstance(cfg.scorer, (OtherScorer, GaussScorer)) else None
     t0 = time.perf_counter()
     res = analyze_image(
         lm.net,
         image,
         vote_sub=request.vote_sub,
-        map_sub=request.sub if request.with_map else None,
+        map_sub=request.sub if request.with_map and native is None else None,
         map_stride=request.stride,
         engine=request.engine,
         device=device,
@@ -225,7 +243,7 @@ def run_analysis(
         temperature=cfg.temperature,
         # the "other scanner" logit is one more row of the last layer: same pass as the vote
         # (and the gauss-image open set's whitening projection is k more rows of it)
-        other=cfg.scorer.head() if isinstance(cfg.scorer, (OtherScorer, GaussScorer)) else None,
+        other=other,
     )
     t1 = time.perf_counter()
     cls = res.classification
@@ -236,7 +254,9 @@ def run_analysis(
         u_grid = (scores, uy, ux)
         check(cancel)
     t2 = time.perf_counter()
-    warnings = input_warnings(scan.info, cfg.training_input, cfg.delivery_measured)
+    warnings = input_warnings(info, cfg.training_input, cfg.delivery_measured)
+    if up is not None:
+        warnings.append(resampled_warning(info.resampling, with_map=request.with_map))
     if u_grid is not None:
         turned = rotation_warning(turned_scorer(lm, cfg, image, device, u_grid), u, cfg.thresholds.get("unknown"))
         warnings += [turned] if turned else []
@@ -253,13 +273,23 @@ def run_analysis(
     )
     t4 = time.perf_counter()
     map_label = request.label or label
+    if native is not None and request.with_map:
+        # the maps stay in the file's pixel coordinates: drawn on the file as it is; the
+        # classification (and so the verdict) stays the restored grid's
+        on_file = analyze_image(lm.net, scan.pixels, vote_sub=request.vote_sub, map_sub=request.sub,
+                                map_stride=request.stride, engine=request.engine, device=device, cancel=cancel,
+                                temperature=cfg.temperature, other=other)
+        if cfg.scorer is not None:
+            _, scores, uy, ux = unknown_scores(lm, cfg, scan.pixels, device, analysis=on_file)
+            u_grid = (scores, uy, ux)
+        res = replace(on_file, classification=res.classification, vote=res.vote)
     rel = res.class_reliability(lm.classes.index(map_label), cancel=cancel) if request.with_map else None
     compute_s = time.perf_counter() - t0
     timing.update(vote=t1 - t0, evidence=(t2 - t1) + (t4 - t3), gating=t3 - t2, map=time.perf_counter() - t4)
     lm.net.to("cpu")
     return AnalysisResult(
         request=request,
-        scan=scan.info,
+        scan=info,
         pixels=scan.pixels,
         model=lm,
         analysis=res,
@@ -273,6 +303,7 @@ def run_analysis(
         unknown_grid=u_grid,
         no_evidence=res.no_evidence_mask() if request.with_map else None,
         timing=timing,
+        native_pixels=native,
     )
 
 

@@ -21,13 +21,17 @@ changing it:
   pattern, banding) only line up with the scan turned back. Measured in
   BENCHMARKS.md ("Input gating").
 
-``resampled`` is a reserved code that is **not emitted yet**: the detector tried
-(the second-derivative periodicity of Popescu and Farid) did not separate
-resampled scans from untouched ones on the virtual bank (the bank's motor banding
-and the content dominate the statistic; BENCHMARKS.md, "Input gating"). A warning
-that fires at random would be worse than none. The first rotation detector tried,
-the energy ratio of column- and row-averaged noise residuals, did not separate
-either; the model-based one above replaced it.
+* ``resampled`` (:func:`resampled_warning`): the file is an exact enlargement of a
+  smaller grid (:mod:`scanlab.core.io.resampling`: the least-squares restore under one
+  of Pillow's kernels re-synthesises the file to the rounding floor). Unlike the other
+  warnings this one comes with a change of input: the vote, the unknown score and the
+  verdict are computed on the restored original grid; maps stay on the file's pixels.
+  Measured in BENCHMARKS.md ("Delivery chain", exact upsampling test). Two detectors
+  tried before did not separate and were never wired: the second-derivative
+  periodicity of Popescu and Farid alone (the bank's motor banding and the content
+  dominate it; BENCHMARKS.md, "Input gating"), and, for rotation, the energy ratio of
+  column- and row-averaged noise residuals (the model-based check above replaced it).
+  The periodicity now only shortlists sizes; the decision is the exact fit.
 """
 
 from __future__ import annotations
@@ -201,6 +205,24 @@ def delivery_risk(
         out["unknown"] = (f"{what}: this model rejects {rejected:.0%} of its own scanners' scans re-saved at "
                           f"{at}")
     return out if any(out.values()) else None  # type: ignore[return-value]
+
+
+def resampled_warning(block: dict[str, Any] | None, *, with_map: bool) -> dict[str, str] | None:
+    """``resampled`` when the analysis found and undid an exact enlargement (``scan.resampling``)."""
+    if not block:
+        return None
+    (hb, wb), (ha, wa) = block["size_before"], block["size_after"]
+    fr, fc = block["factor"]
+    maps = ("the maps are drawn on the file as it is (its enlarged pixels, which the model was not made for)"
+            if with_map else "no map was computed")
+    return {
+        "code": "resampled",
+        "message": f"the file ({wa} x {ha} px) is an enlargement of a {wb} x {hb} px image (factor {fc:g} x {fr:g}, "
+                   f"{block['kernel']} interpolation): re-synthesised from that grid it differs from the file by "
+                   f"{block['residual_sd']:.3f} grey levels RMS, the rounding floor being {block['floor_sd']:.3f}. "
+                   f"The vote, the unknown score and the verdict were computed on the restored {wb} x {hb} px grid "
+                   f"(the evidence file is unchanged); {maps}",
+    }
 
 
 def rotation_warning(

@@ -91,6 +91,9 @@ class ScanInfo:
     container: dict | None = None
     # JPEG facts (scanlab.core.io.jpegfacts): estimated quality, chroma subsampling, re-compression test
     jpeg: dict | None = None
+    # an exact enlargement found by scanlab.core.io.resampling (set by the analysis, not by decoding):
+    # Upsampling.to_json(); None when none was found or the analysis did not look
+    resampling: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON view."""
@@ -129,6 +132,7 @@ class ScanInfo:
             "exif_orientation": self.exif_orientation,
             "dpi": list(self.dpi) if self.dpi else None,
             "jpeg": self.jpeg,
+            "resampling": self.resampling,
         }
 
 
