@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_SHARE = 0.5  # the verdict rule's bound when the manifest does not set it (evidence.coverage.MAX_UNCOVERED_SHARE)
+# the verdict rule's bound (evidence.coverage.MAX_UNCOVERED_SHARE, chosen by measurement there) when the
+# manifest does not set it
+DEFAULT_SHARE = 0.5
 GAP_LEVELS = 15  # grey levels a class's range must fall short of the others' before the advice names it
 
 
