@@ -111,6 +111,17 @@ def test_classify_path_applies_the_rule_of_the_models_recorded_coverage(tmp_path
     assert narrow.verdict == "inconclusive" and names[1] in narrow.reason
     assert narrow.before_coverage_rule == plain.verdict
     assert [w["code"] for w in narrow.warnings].count("reference_coverage") == 1
+    # the screen and the report say it once: in the reason, not again among the input warnings
+    from scanlab.core.evidence.verdict import warnings_beside_reason
+    from scanlab.services.report_text import verdict_rows
+
+    assert not any(w["code"] == "reference_coverage" for w in warnings_beside_reason(narrow.warnings, narrow.reason))
+    from reportlab.lib.styles import getSampleStyleSheet
+
+    rows = {r[0]: r[1] for r in verdict_rows(dict(narrow.to_json(), label=names[0]), {}, getSampleStyleSheet())}
+    notes = rows["input checks (read first)"]
+    assert "never saw" not in str(getattr(notes, "text", notes))
+    assert "never saw" in rows["reason"]
 
 
 def test_the_bound_is_in_the_thresholds_only_of_models_that_record_coverage():

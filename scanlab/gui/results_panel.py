@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanlab.core.evidence.verdict import warnings_beside_reason
 from scanlab.services.analysis import ATTRIBUTION, UNKNOWN, AnalysisResult
 from scanlab.services.layer_runs import layer_of
 from scanlab.services.layers import LAYERS
@@ -270,7 +271,7 @@ class ResultsPanel(QWidget):
         """Input warnings first, then the verdict in words, calibrated confidence and the vote."""
         v = result.verdict
         self.demo_notice.setVisible(bool(result.evidence.demonstration))
-        warns = v.warnings if v is not None else []
+        warns = warnings_beside_reason(v.warnings, v.reason) if v is not None else []
         self.warnings_value.setText("\n".join(f"\u26a0 {w['message']}" for w in warns))
         self.warnings_value.setVisible(bool(warns))
         if v is None:

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 
 from scanlab.core.case.casefile import Case, Evidence
 from scanlab.core.colormap import COLORMAPS, DEFAULT_COLORMAP
+from scanlab.core.evidence.verdict import warnings_beside_reason
 from scanlab.services.cases import evidence_problem, latest_run, unreviewed_suggestions
 
 WEAKNESSES = [
@@ -108,7 +109,8 @@ def verdict_rows(c: dict[str, Any], card: dict[str, Any], ss: Any) -> list[list[
     votes = c.get("votes") or {}
     n_votes = c.get("n_patches") or sum(votes.values())
     vf = c.get("vote_fraction", (votes.get(label, 0) / n_votes) if n_votes else None)
-    input_notes = "; ".join(str(w.get("message", w.get("code"))) for w in c.get("warnings") or []) or "none"
+    shown = warnings_beside_reason(c.get("warnings"), c.get("reason"))
+    input_notes = "; ".join(str(w.get("message", w.get("code"))) for w in shown) or "none"
     rows: list[list[Any]] = []
     if card.get("demonstration"):
         rows.append(["model", para(DEMO_NOTICE, ss["Warn"])])

@@ -132,6 +132,16 @@ class Verdict:
         return f"Inconclusive: {self.reason}"
 
 
+def warnings_beside_reason(warnings: list[dict[str, Any]] | None, reason: str | None) -> list[dict[str, Any]]:
+    """The warnings a reader has not already read in the verdict's reason.
+
+    Rule 5 (reference coverage) builds its reason from its warning's message; a screen
+    or a report that lists the warnings and then the reason would say it twice.
+    """
+    text = reason or ""
+    return [w for w in warnings or [] if not (w.get("message") and str(w["message"]) in text)]
+
+
 def thresholds_of(manifest: dict[str, Any]) -> dict[str, float]:
     """Thresholds stored in the manifest's ``open_set`` merged over the defaults."""
     th = dict(DEFAULT_THRESHOLDS)
