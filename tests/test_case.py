@@ -359,3 +359,18 @@ def test_older_case_without_the_unknown_grid_still_verifies(built, tmp_path, cap
         del next(iter(f["evidence"].values()))["runs"]["000"]["windows"]["unknown_windows"]
     assert main(["verify", str(path)]) == 0
     assert "unknown-score grid is not stored (older case file)" in capsys.readouterr().out
+
+
+def test_evidence_keeps_the_order_it_was_added_in(tmp_path):
+    """HDF5 lists groups by name (the hash): page 2 of a PDF must not come back before page 1."""
+    from scanlab.core.case.casefile import Evidence
+
+    c = new_case("Order", "A. Analyst")
+    for sha, page in (("f" * 64, 1), ("0" * 64, 2), ("8" * 64, 3)):  # hashes in no particular order
+        e = Evidence(sha[:16], {"sha256": sha, "path": f"/x/doc.pdf#page={page}&image=1"})
+        c.evidence[e.eid] = e
+        c.log("A. Analyst", "evidence_added", e.info, f"{e.info['path']} ({e.eid})")
+    path = save_case(c, tmp_path / "o.scanlab")
+    back = load_case(path)
+    assert [e.info["path"][-14:] for e in back.evidence.values()] == [
+        "page=1&image=1", "page=2&image=1", "page=3&image=1"]

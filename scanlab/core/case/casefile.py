@@ -278,6 +278,22 @@ def save_case(case: Case, path: str | os.PathLike | None = None, *, hook: SaveHo
 # ---------------------------------------------------------------- reading
 
 
+def _in_order_added(case: Case) -> None:
+    """Put the evidence back in the order it was added: HDF5 lists groups by name, i.e. by hash.
+
+    The audit chain's ``evidence_added`` entries (detail ``"<path> (<eid>)"``) give the order;
+    evidence without such an entry keeps its first-seen time, after the rest.
+    """
+    rank: dict[str, int] = {}
+    for a in case.audit:
+        if a.get("action") == "evidence_added":
+            eid = str(a.get("detail", "")).rsplit("(", 1)[-1].rstrip(")")
+            rank.setdefault(eid, int(a.get("seq", len(rank))))
+    end = len(case.audit)
+    case.evidence = dict(sorted(case.evidence.items(),
+                                key=lambda kv: (rank.get(kv[0], end), str(kv[1].info.get("first_seen", "")), kv[0])))
+
+
 def _json_attr(obj: Any, key: str) -> Any:
     v = obj.attrs[key]
     return json.loads(v.decode() if isinstance(v, bytes) else v)
@@ -339,6 +355,7 @@ def load_case(path: str | os.PathLike) -> Case:
         MIGRATIONS[version]({"case": case})
         version += 1
         case.dirty = True
+    _in_order_added(case)
     # the mode bits count too: a file marked read-only stays read-only even for root
     case.read_only = (not os.access(p, os.W_OK) or not p.stat().st_mode & stat.S_IWUSR
                       or not os.access(p.parent if str(p.parent) else ".", os.W_OK))
