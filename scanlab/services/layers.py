@@ -79,11 +79,11 @@ register_layer(Layer(
     "H x W float32 in [0, 1], NaN = no evidence", "/copymove, /no_evidence, /pairs/NNN (boxes, masks, transform, statistics)",
     "the scan, each pair's two ends outlined in one colour per pair and linked",
     needs_model=False, summary_in_classify="on request", service="scanlab.services.layer_runs:copymove_run",
-    experimental=("on the benchmark's re-compressed document forgeries it found 3 copies in 12 (pixel AUC 0.84, "
-                  "F1 0.66; at JPEG 75 only large copies such as stamps (1 of 4), blank-paper patches are not "
-                  "found, rotated/scaled copies only when large and closely fitted (none of the benchmark's 3, "
-                  "6 of 11 on dev), copies on their source's row only when near-identical; BENCHMARKS.md), so "
-                  "'no pair' is not evidence that nothing was copied"),
+    experimental=("on the benchmark's re-compressed document forgeries it found 4 copies in 12 (pixel AUC 0.84, "
+                  "F1 0.66: 2 of 3 stamps or signatures, 1 of 3 words, 1 of 3 single digits, no blank-paper "
+                  "patch; at JPEG 75 2 of 4; rotated or scaled copies 1 of 3); a copy on its source's row is "
+                  "found only when near-identical, and a patch of clipped (pure white) paper cannot be told from "
+                  "other paper (BENCHMARKS.md), so 'no pair' is not evidence that nothing was copied"),
 ))
 
 __all__ = ["LAYERS", "Layer", "get_layer", "layer_names", "register_layer"]
