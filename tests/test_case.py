@@ -374,3 +374,18 @@ def test_evidence_keeps_the_order_it_was_added_in(tmp_path):
     back = load_case(path)
     assert [e.info["path"][-14:] for e in back.evidence.values()] == [
         "page=1&image=1", "page=2&image=1", "page=3&image=1"]
+
+
+def test_no_regions_are_suggested_on_a_scan_no_known_scanner_made(built):
+    """With the verdict "unknown" the map is the fit to a scanner that did not make the scan: it marks no region."""
+    from scanlab.services.cases import suggest_for
+
+    c = open_case(built[0])
+    (e,) = c.evidence.values()
+    attributed = suggest_for(c, e, user="A. Analyst")
+    assert attributed and c.audit[-1]["detail"].endswith(f"{len(attributed)} suggested regions")
+    e.runs[-1].info["classify"]["verdict"] = "unknown"  # as a scan from an unseen scanner gets it
+    before = [r.id for r in e.rois if not r.suggested or r.reviewed]
+    assert suggest_for(c, e, user="A. Analyst") == []
+    assert [r.id for r in e.rois] == before  # reviewed and drawn regions stay
+    assert "no regions suggested: the verdict is unknown" in c.audit[-1]["detail"]

@@ -317,13 +317,25 @@ def add_evidence(case: Case, image: str | os.PathLike, *, user: str, model: str 
 
 def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAULT_THRESHOLD,
                 rel: np.ndarray | None = None) -> list[ROI]:
-    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map)."""
-    rel = run_map(e) if rel is None else rel
+    """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map).
+
+    None when that run's verdict is ``unknown``: its map is the fit to a scanner that did not make
+    the scan, and the reason is written to the audit log instead.
+    """
     # a layer's suggestions (copy-move pairs, scanlab.services.layer_cases) are replaced by that layer only
     keep = [r for r in e.rois if not r.suggested or r.reviewed or r.stats.get("layer")]
-    new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
+    c = latest_run(e).info.get("classify") or {}
+    if c.get("verdict") == "unknown":
+        # the map is the fit to a class that did not make the scan: low nearly everywhere, it marks no region
+        new: list[ROI] = []
+        detail = (f"{e.eid}: no regions suggested: the verdict is unknown, so low reliability for "
+                  f"{c.get('label')} does not mark a region from another source")
+    else:
+        rel = run_map(e) if rel is None else rel
+        new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
+        detail = f"{e.eid}: {len(new)} suggested regions"
     e.rois = keep + new
-    case.log(user, "regions_suggested", [r.to_dict() for r in new], f"{e.eid}: {len(new)} suggested regions")
+    case.log(user, "regions_suggested", [r.to_dict() for r in new], detail)
     return new
 
 
