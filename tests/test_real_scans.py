@@ -66,3 +66,21 @@ def test_copymove_reports_no_pair_on_real_table_pages(name):
 
     scan = load_scan(REAL_SCANS / name)
     assert detect_copymove(scan.pixels, jpeg_quality=jpeg_quality_of(scan)).pairs == []
+
+
+def test_a_real_page_no_known_scanner_made_gets_no_suggested_region(tmp_path, capsys):
+    """The map of the top class of an `unknown` page is low nearly everywhere: neither a case nor batch
+    turns it into a region to review (before, page_e1 got one 'region' of 1.45 MP and suspicion 0.60)."""
+    import pandas as pd
+
+    page = REAL_SCANS / "page_e1.png"
+    assert main(["batch", str(page), "-o", str(tmp_path / "t"), "--stride", "16"]) == 0
+    (row,) = pd.read_parquet(tmp_path / "t" / "results.parquet").to_dict("records")
+    assert row["verdict"] == "unknown" and row["low_fraction"] > 0.5
+    assert row["n_regions"] == 0 and row["suspicion"] == 0.0
+    case = tmp_path / "c.scanlab"
+    assert main(["case", "new", str(case), "--title", "t", "--analyst", "A"]) == 0
+    assert main(["case", "add", str(case), str(page), "--stride", "16"]) == 0
+    capsys.readouterr()
+    assert main(["case", "show", str(case)]) == 0
+    assert "0 ROI(s)" in capsys.readouterr().out

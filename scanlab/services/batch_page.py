@@ -13,7 +13,8 @@ by how strongly they carry a region that does not fit the page's own scanner::
                           region holds too few windows to test
 
 It is 0 when no suggested region exists (no connected low-reliability area of at
-least ``min_region_area`` evidence pixels) and null for a page that failed.
+least ``min_region_area`` evidence pixels, or a page whose verdict is ``unknown``:
+:func:`scanlab.core.case.rois.map_marks_regions`) and null for a page that failed.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def _finite(v: Any) -> float | None:
 
 def _fill_regions(row: dict[str, Any], result: Any, params: BatchParams) -> None:
     """Evidence-pixel fractions, the largest suggested region's statistics, the suspicion score."""
-    from scanlab.core.case.rois import rasterize, roi_stats, suggest_regions
+    from scanlab.core.case.rois import map_marks_regions, rasterize, roi_stats, suggest_regions
     from scanlab.core.io.mapstore import StoredWindows
 
     rel = result.reliability
@@ -180,7 +181,8 @@ def _fill_regions(row: dict[str, Any], result: Any, params: BatchParams) -> None
     row["threshold"] = params.threshold
     row["low_fraction"] = float((finite < params.threshold).mean()) if finite.size else None
     row["no_evidence_fraction"] = float(result.no_evidence_mask().mean())
-    rois = suggest_regions(rel, threshold=params.threshold, min_area=params.min_region_area)
+    marks = map_marks_regions(row.get("verdict"))
+    rois = suggest_regions(rel, threshold=params.threshold, min_area=params.min_region_area) if marks else []
     row["n_regions"] = len(rois)
     row["suspicion"] = 0.0
     if not rois:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from scanlab.core.case.casefile import Case, CaseError, Evidence, Run, load_case, now_iso
-from scanlab.core.case.rois import ROI, rasterize, roi_stats, suggest_regions
+from scanlab.core.case.rois import ROI, map_marks_regions, rasterize, roi_stats, suggest_regions
 from scanlab.core.engine.reliability import coverage_map, reliability_map
 from scanlab.core.errors import ScanLabError
 from scanlab.core.io.containers import item_sha256, make_ref, parse_ref
@@ -325,8 +325,7 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
     # a layer's suggestions (copy-move pairs, scanlab.services.layer_cases) are replaced by that layer only
     keep = [r for r in e.rois if not r.suggested or r.reviewed or r.stats.get("layer")]
     c = latest_run(e).info.get("classify") or {}
-    if c.get("verdict") == "unknown":
-        # the map is the fit to a class that did not make the scan: low nearly everywhere, it marks no region
+    if not map_marks_regions(c.get("verdict")):
         new: list[ROI] = []
         detail = (f"{e.eid}: no regions suggested: the verdict is unknown, so low reliability for "
                   f"{c.get('label')} does not mark a region from another source")

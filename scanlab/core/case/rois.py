@@ -334,6 +334,15 @@ def outline_of(component: np.ndarray) -> list[tuple[float, float]]:
     return [((float(r) - 0.5) / 2, (float(col) - 0.5) / 2) for r, col in c]
 
 
+def map_marks_regions(verdict: str | None) -> bool:
+    """Whether low reliability on a scan with this verdict can mark a region from another source.
+
+    Not when the verdict is ``unknown``: the map is then the fit to a scanner that did not
+    make the scan, low nearly everywhere, so no region is suggested (cases and batch alike).
+    """
+    return verdict != "unknown"
+
+
 def suggest_regions(reliability: np.ndarray, *, threshold: float = 0.5, min_area: int = 1024,
                     max_regions: int = 8, start_id: int = 1) -> list[ROI]:
     """Connected regions of low reliability, ranked by area x contrast.
