@@ -37,6 +37,10 @@ class ScreenshotTaker(QObject):
         docs = self.window.documents
         if self.first is not None and Path(self.first).is_dir() and docs:
             self.first = docs[0].path  # a folder was given: its first image counts
+        elif self.first is not None:  # a PDF or multi-page TIFF: its first embedded image counts
+            inside = [d.path for d in docs if d.path.startswith(str(Path(self.first)) + "#")]
+            if inside and not any(d.path == str(Path(self.first)) for d in docs):
+                self.first = inside[0]
         if self.first is None or not any(d.path == str(Path(self.first)) for d in docs):
             # Nothing to wait for: an empty window is fine, a rejected first file is a failure.
             self._ok = self.first is None

@@ -21,6 +21,28 @@ def test_screenshot_is_written_after_the_analysis(qapp, tmp_path, scan, tiny_mod
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500
 
 
+def test_screenshot_of_a_pdf_waits_for_its_first_page(qapp, tmp_path, scan, tiny_model):
+    """A PDF opens as one document per embedded image: the grab waits for page 1's analysis."""
+    import zlib
+
+    import pikepdf
+
+    px = np.asarray(Image.open(scan).convert("RGB"))
+    pdf = pikepdf.Pdf.new()
+    for _ in range(2):
+        s = pikepdf.Stream(pdf, zlib.compress(px.tobytes()))
+        s.Type, s.Subtype, s.Filter = pikepdf.Name.XObject, pikepdf.Name.Image, pikepdf.Name.FlateDecode
+        s.Width, s.Height, s.BitsPerComponent, s.ColorSpace = px.shape[1], px.shape[0], 8, pikepdf.Name.DeviceRGB
+        page = pdf.add_blank_page(page_size=(px.shape[1], px.shape[0]))
+        page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary({"/Im0": s}))
+        page.Contents = pdf.make_stream(f"q {px.shape[1]} 0 0 {px.shape[0]} 0 0 cm /Im0 Do Q".encode())
+    doc = tmp_path / "doc.pdf"
+    pdf.save(doc)
+    out = tmp_path / "shot.png"
+    assert run_gui([str(doc)], screenshot=str(out), model=tiny_model) == 0  # 1: it grabbed before any analysis
+    assert out.exists()
+
+
 def test_screenshot_of_a_failed_analysis_returns_nonzero(qapp, tmp_path, tiny_model):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
