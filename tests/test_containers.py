@@ -123,9 +123,17 @@ def test_case_add_and_report_name_the_pdf_and_the_page(capsys, two_scans_pdf, ra
     rc, out, err = run(capsys, "case", "add", case, two_scans_pdf, "-m", random_model, "--device", "cpu")
     assert rc == 0, err
     rc, out, _ = run(capsys, "case", "show", case, "--json")
-    ev = sorted(json.loads(out)["evidence"], key=lambda e: e["container"]["page"])
+    ev = json.loads(out)["evidence"]  # in the order added, i.e. page order (not by hash)
     assert [e["container"]["page"] for e in ev] == [1, 3] and ev[0]["path"].endswith("doc.pdf#page=1&image=1")
     assert run(capsys, "verify", case)[0] == 0  # the stored items re-extract to the same bytes and results
+    # the PDF moves: locate takes the container, or the item as `case show` prints it
+    moved = tmp_path / "moved.pdf"
+    two_scans_pdf.rename(moved)
+    assert run(capsys, "case", "locate", case, ev[0]["eid"], moved)[0] == 0
+    rc, _, err = run(capsys, "case", "locate", case, ev[1]["eid"], f"{moved}#page=1&image=1")
+    assert rc == 2 and "not the same file" in err  # page 1 is another image: the hash says so
+    assert run(capsys, "case", "locate", case, ev[1]["eid"], f"{moved}#page=3&image=1")[0] == 0
+    assert run(capsys, "verify", case)[0] == 0
     rc, _, err = run(capsys, "report", case, "-o", tmp_path / "r.pdf")
     assert rc == 0, err
     pypdf = pytest.importorskip("pypdf")  # the test extra has it

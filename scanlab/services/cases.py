@@ -85,13 +85,16 @@ def evidence_problem(e: Evidence) -> tuple[str, str] | None:
 def locate_evidence(case: Case, eid: str, new_path: str | os.PathLike, *, user: str) -> Evidence:
     """Point evidence ``eid`` at a moved file after checking that its hash matches."""
     e = get_evidence(case, eid)
-    p = Path(new_path)
-    if not p.is_file():
-        raise ScanLabError(f"{p}: file not found")
     _, page, image = parse_ref(e.info.get("path", ""))
+    p = Path(new_path)
+    if not p.is_file():  # DOC.pdf#page=2&image=1, as `case show` prints it: that item of the moved container
+        container, given_page, given_image = parse_ref(str(new_path))
+        if given_page is None or not Path(container).is_file():
+            raise ScanLabError(f"{p}: file not found")
+        p, page, image = Path(container), given_page, given_image
     new = str(p.resolve()) if page is None else make_ref(p.resolve(), page, image)  # the moved container
     if item_sha256(new) != e.info["sha256"]:
-        raise ScanLabError(f"{p}: not the same file (its SHA-256 differs from evidence {e.eid})")
+        raise ScanLabError(f"{new_path}: not the same file (its SHA-256 differs from evidence {e.eid})")
     old = e.info.get("path")
     e.info["path"] = new
     case.log(user, "evidence_located", {"eid": e.eid, "old": old, "new": e.info["path"]}, f"{old} -> {p}")
