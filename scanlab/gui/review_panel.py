@@ -177,7 +177,8 @@ class ReviewPanel(QWidget):
         self.table.blockSignals(False)
         n = sum(1 for r in rois if r.suggested and not r.reviewed)
         self.unreviewed_label.setText(f"{n} suggested region(s) not reviewed yet" if n else
-                                      "every suggested region is reviewed")
+                                      "every suggested region is reviewed" if any(r.suggested for r in rois) else
+                                      "no region suggested (the audit log says why)")
         self.show_selected(selected)
 
     def show_selected(self, roi_id: int | None) -> None:

@@ -204,3 +204,18 @@ def test_autosave_saves_a_modified_case(opened, case_path):
     opened.cases._on_autosave_timeout()  # what the one-minute timer does
     assert not opened.cases.case.dirty
     assert any(r.kind == "rect" for e in load_case(case_path).evidence.values() for r in e.rois)
+
+
+def test_review_dock_says_when_no_region_was_suggested(qtbot):
+    """'every suggested region is reviewed' must not be said of a scan that got no suggestion at all."""
+    from scanlab.gui.review_panel import ReviewPanel
+
+    panel = ReviewPanel()
+    qtbot.addWidget(panel)
+    drawn = ROI.rect(1, 0, 0, 10, 10)
+    panel.show_rois([drawn], None)
+    assert panel.unreviewed_label.text().startswith("no region suggested")
+    sug = ROI.rect(2, 0, 0, 10, 10)
+    sug.suggested = True
+    panel.show_rois([drawn, sug], None)
+    assert panel.unreviewed_label.text() == "1 suggested region(s) not reviewed yet"
