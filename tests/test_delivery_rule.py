@@ -114,3 +114,20 @@ def test_the_warning_names_a_training_measurement_for_what_it_is():
     note = measured_jpeg_note(trained, 74)
     assert "held-out test scans of its known scanners re-saved at JPEG quality 75, n = 9" in note
     assert "the lab's negative scans rejected 50%" in note and "fresh" not in note
+
+
+def test_unknown_needs_more_than_a_passed_recompression_test():
+    """A JPEG in the training range with no visible re-save may still be one (the test misses most re-saves near the
+    first quality): when the model rejects its own scanners' re-saved scans at that quality, "unknown" is not shown,
+    while an attribution stands."""
+    weak = {**MEASURED, "any_jpeg": True,
+            "rows": {**MEASURED["rows"], "jpeg-q90": {**MEASURED["rows"]["jpeg-q90"], "known_right": 0.4,
+                                                      "known_unknown_or_inconclusive": 0.6}}}
+    risk = delivery_risk(_jpeg(88, again=False), TI, weak, TH)
+    assert risk["attributed"] is None and "misses most re-saves" in risk["unknown"] and "rejects 60%" in risk["unknown"]
+    v = decide(**_vote(0.9), delivery_risk=risk)
+    assert v.verdict == "inconclusive" and v.before_delivery_rule == "unknown"
+    assert decide(**_vote(0.1), delivery_risk=risk).verdict == "attributed"
+    assert delivery_risk(_jpeg(88, again=False), TI, {**MEASURED, "any_jpeg": True}, TH) is None  # keeps them: stands
+    # a file measured before this rule keeps its verdicts (and the cases made with it still verify)
+    assert delivery_risk(_jpeg(88, again=False), TI, {k: v for k, v in weak.items() if k != "any_jpeg"}, TH) is None

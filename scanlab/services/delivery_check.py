@@ -227,6 +227,8 @@ def measured_block(m: Measurement, *, benchmark: str, known_set: str, unseen_set
         "known_scans": m.n_known, "unseen_scans": m.n_unseen,
         "known_set": known_set, "unseen_set": unseen_set,
         "jpeg": JPEG_NOTE, "resample": RESAMPLE_NOTE, "rows": rows_of(m),
+        # the verdict rule's "unknown" half reads these rows for every JPEG, not only visibly re-saved ones
+        "any_jpeg": True,
     }
     if m.not_analysed:
         block["not_analysed"] = {"count": len(m.not_analysed), "examples": m.not_analysed[:MAX_NOT_ANALYSED]}

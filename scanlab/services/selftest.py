@@ -41,7 +41,7 @@ from scanlab.services.paths import selftest_dir
 
 REFERENCE_FILE = "selftest.json"
 #: SHA-256 of the shipped ``selftest.json`` (updated by packaging/make_selftest_set.py).
-SHIPPED_REFERENCE_SHA256 = "d8c493f350c0c65544c39522b8c3aaf526423b02ee8ec0edfb2067c2a14b05f7"
+SHIPPED_REFERENCE_SHA256 = "9bb222b745f42e5ac2b78704dce2422c4ff068feec676952c9275a7da9abfecc"
 
 
 def _sha256(path: Path) -> str:
@@ -57,15 +57,16 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 def verdict_counts(out: dict[str, Any]) -> dict[str, int]:
     """Verdict counts of an :func:`~scanlab.services.evaluation.evaluate_folder` result.
 
-    ``known_right``: known scans attributed to their own scanner; ``unseen_unknown``
-    / ``unseen``: scans of scanners the model has no class for answered ``unknown``
-    / in all.
+    ``known_right``: known scans attributed to their own scanner; ``unseen_rejected``
+    / ``unseen``: scans of scanners the model has no class for answered ``unknown`` or
+    ``inconclusive`` (not attributed) / in all. Both refuse a name; which of the two a
+    JPEG gets depends on the model's own delivery-chain figures (the verdict rules).
     """
     unseen = out.get("unknown_classes") or {}
     return {
         "known_right": int(round(float(out["attributed_and_right"]) * int(out["n_images"]))),
         "known": int(out["n_images"]),
-        "unseen_unknown": sum(int(u["unknown"]) for u in unseen.values()),
+        "unseen_rejected": sum(int(u["unknown"]) + int(u["inconclusive"]) for u in unseen.values()),
         "unseen": sum(int(u["n_images"]) for u in unseen.values()),
     }
 
@@ -189,7 +190,7 @@ def run_selftest(
     got_v, want_v = verdict_counts(out), want.get("verdicts") or {}
     n_tol = int(tol.get("verdict_scans", 1))
     for name, key, of in (("known scans attributed to their scanner", "known_right", "known"),
-                          ("unseen scanners' scans answered unknown", "unseen_unknown", "unseen")):
+                          ("unseen scanners' scans not attributed", "unseen_rejected", "unseen")):
         exp = want_v.get(key)
         checks.append({
             "name": name, "measured": got_v[key], "expected": exp, "of": got_v[of],

@@ -7,7 +7,8 @@ Order of the rules (the first that applies decides):
 2. the model has an open-set scorer and the image's unknown score exceeds
    ``unknown`` -> ``unknown``, unless the delivery-chain rule says the model
    rejects too many of its own scanners' scans re-saved like this one
-   (``max_resaved_known_rejected``) -> ``inconclusive``;
+   (``max_resaved_known_rejected``) -> ``inconclusive``; for any JPEG, since the
+   re-compression test misses most re-saves at nearby qualities;
 3. the top class holds less than ``min_vote_fraction`` of the votes, or its
    (calibrated) probability is below ``min_confidence`` -> ``inconclusive``;
 4. the mean-feature check (models whose ``open_set.thresholds.mean_feature_check`` is 1:

@@ -52,7 +52,9 @@ def delivery_card_lines(m: dict[str, Any]) -> list[str]:
         "outside the training JPEG qualities, is answered `inconclusive` instead of a scanner when, in the JPEG row "
         "at least as harsh as the file, more than 1% of the attributions named a "
         "wrong scanner, and instead of `unknown` when that row rejects more than 5% of the known scanners' scans "
-        "(docs/formats.md, section 3).",
+        "(docs/formats.md, section 3)."
+        + (" The second half applies to every JPEG: the re-compression test misses most re-saves at nearby "
+           "qualities, so a JPEG it passes may still be a known scanner's scan re-saved." if d.get("any_jpeg") else ""),
     ]
 
 
