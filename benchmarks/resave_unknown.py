@@ -39,14 +39,10 @@ AFTER = gating.delivery_risk
 
 def before(facts, ti, measured, thresholds):
     """The rule before: nothing for a JPEG that is neither visibly re-compressed nor outside the training range."""
-    ti = ti or {}
-    if not facts or "formats" not in ti:
+    if not facts or "formats" not in (ti or {}):
         return None
-    q, again = facts.get("quality"), facts.get("recompressed")
-    qr = ti.get("jpeg_quality")
-    seen = bool((ti.get("formats") or {}).get("JPEG"))
-    off = q is not None and (not seen or (qr and not int(qr[0]) <= int(q) <= int(qr[1])))
-    return AFTER(facts, ti, measured, thresholds) if (again or off) else None
+    shown = facts.get("recompressed") or gating.outside_training_jpegs(facts, ti)
+    return AFTER(facts, ti, measured, thresholds) if shown else None
 
 
 def main() -> None:

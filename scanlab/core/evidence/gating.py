@@ -151,6 +151,13 @@ def jpeg_warnings(
     return []
 
 
+def outside_training_jpegs(facts: dict[str, Any], ti: dict[str, Any]) -> bool:
+    """Whether a questioned JPEG's estimated quality lies outside the training JPEGs' (any, if none were JPEG)."""
+    q, qr = facts.get("quality"), ti.get("jpeg_quality")
+    seen_jpeg = bool((ti.get("formats") or {}).get("JPEG"))
+    return bool(q is not None and (not seen_jpeg or (qr and not int(qr[0]) <= int(q) <= int(qr[1]))))
+
+
 def delivery_risk(
     facts: dict[str, Any] | None, ti: dict[str, Any] | None, measured: dict[str, Any] | None,
     thresholds: dict[str, float],
@@ -181,15 +188,13 @@ def delivery_risk(
     if not facts or "formats" not in ti:
         return None
     q, again = facts.get("quality"), facts.get("recompressed")
-    qr = ti.get("jpeg_quality")
-    seen_jpeg = bool((ti.get("formats") or {}).get("JPEG"))
-    off = q is not None and (not seen_jpeg or (qr and not int(qr[0]) <= int(q) <= int(qr[1])))
     row = measured_jpeg_row(measured, q)
     if row is None:
         return None
     what = _described(q, again)
     p, n = row["parameter"], (measured or {}).get("known_scans")
     at = f"JPEG quality {p:g}" + (f" (n = {n})" if n else "")
+    off = outside_training_jpegs(facts, ti)
     if not (again or off):
         # Nothing shows a re-save, but the re-compression test misses most re-saves near the first
         # quality (BENCHMARKS.md, "A re-save the JPEG test does not see"): an attribution stands, but
