@@ -147,6 +147,7 @@ class ResultsPanel(QWidget):
         font.setBold(True)
         self.label_value.setFont(font)
         self.label_value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label_value.setWordWrap(True)  # "none (no window with evidence)" must not widen the dock
 
         self.chart = pg.PlotWidget(background=None)
         self.chart.setMinimumHeight(120)
@@ -232,22 +233,25 @@ class ResultsPanel(QWidget):
         self.label_value.setStyleSheet("" if attributed else "color:#6e6e6e;")
         self.top_label.setText("Top class:" if attributed else "Top known class (not an attribution):")
         top_brush = _BAR_PREDICTED if attributed else _BAR_TOP_NOT_ATTRIBUTED
-        brushes = [top_brush if c == result.label else _BAR for c in classes]
+        # no window with evidence: the windows' probabilities measure nothing, so none is shown
+        evidence = result.json_label is not None
+        top = result.label if evidence else None
+        brushes = [top_brush if c == top else _BAR for c in classes]
         self.bars.setOpts(
-            x=list(range(len(classes))), height=[probs[c] for c in classes], brushes=brushes
+            x=list(range(len(classes))), height=[probs[c] if evidence else 0.0 for c in classes], brushes=brushes
         )
         self.chart.getAxis("bottom").setTicks([list(enumerate(tick_labels(classes)))])
         self.chart.setXRange(-0.6, len(classes) - 0.4, padding=0)
         self.table.setRowCount(len(classes))
         for i, c in enumerate(classes):
-            cells = (c, f"{probs[c]:.3f}", str(votes[c]))
+            cells = (c, f"{probs[c]:.3f}" if evidence else "-", str(votes[c]))
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if j:
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
-                if c == result.label:
+                if c == top:
                     f = item.font()
                     f.setBold(True)
                     item.setFont(f)
@@ -290,6 +294,7 @@ class ResultsPanel(QWidget):
         # a probability beside "not any known scanner" must not read as certainty about
         # the scan's origin: outside an attribution it is only the top class among the known
         first = (f"Confidence {conf} ({cal})" if v.verdict == "attributed" else
+                 "No class fit: no window carries sensor evidence" if result.json_label is None else
                  f"Fit of the top known class ({result.label}): {conf}"
                  f"{'' if v.calibrated else ' (<b>uncalibrated</b> raw softmax mean)'}, not an attribution")
         parts = [

@@ -178,3 +178,23 @@ def test_a_verdict_other_than_attributed_does_not_highlight_the_top_class(qtbot,
     attributed = dataclasses.replace(res, verdict=dataclasses.replace(res.verdict, verdict="attributed"))
     panel.show_result(attributed)
     assert panel.label_value.font().bold() and panel.top_label.text() == "Top class:"
+
+
+def test_a_scan_without_evidence_shows_no_class_probabilities(qtbot, window, tmp_path):
+    """With no window of sensor evidence the windows' probabilities measure nothing: no bars, no figures, no bold row."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "flat.png"
+    Image.fromarray(np.full((192, 224, 3), 255, np.uint8)).save(path)  # clipped paper: no evidence anywhere
+    with qtbot.waitSignal(window.analysis_settled, timeout=30_000):
+        window.open_paths([str(path)])
+    res = window.current_document().result
+    assert res.json_label is None and res.verdict.verdict == "inconclusive"
+    panel = window.results
+    assert all(h == 0 for h in panel.bars.opts["height"])
+    rows = range(panel.table.rowCount())
+    assert rows and all(panel.table.item(i, 1).text() == "-" for i in rows)
+    assert not any(panel.table.item(i, 0).font().bold() for i in rows)
+    assert panel.label_value.text().startswith("none (no window with evidence)")
+    assert "No class fit" in panel.confidence_value.text() and res.label not in panel.confidence_value.text()
