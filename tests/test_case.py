@@ -388,4 +388,9 @@ def test_no_regions_are_suggested_on_a_scan_no_known_scanner_made(built):
     before = [r.id for r in e.rois if not r.suggested or r.reviewed]
     assert suggest_for(c, e, user="A. Analyst") == []
     assert [r.id for r in e.rois] == before  # reviewed and drawn regions stay
-    assert "no regions suggested: the verdict is unknown" in c.audit[-1]["detail"]
+    assert "no regions suggested: the scan's unknown score is above the threshold" in c.audit[-1]["detail"]
+    # the same when a verdict rule turned that "unknown" into "inconclusive" (a JPEG, a coverage gap)
+    e.runs[-1].info["classify"].update(verdict="inconclusive", verdict_before_delivery_rule="unknown")
+    assert suggest_for(c, e, user="A. Analyst") == []
+    e.runs[-1].info["classify"].update(verdict_before_delivery_rule=None)  # inconclusive for its own reasons
+    assert suggest_for(c, e, user="A. Analyst")

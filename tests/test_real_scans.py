@@ -74,10 +74,12 @@ def test_a_real_page_no_known_scanner_made_gets_no_suggested_region(tmp_path, ca
     import pandas as pd
 
     page = REAL_SCANS / "page_e1.png"
-    assert main(["batch", str(page), "-o", str(tmp_path / "t"), "--stride", "16"]) == 0
-    (row,) = pd.read_parquet(tmp_path / "t" / "results.parquet").to_dict("records")
-    assert row["verdict"] == "unknown" and row["low_fraction"] > 0.5
-    assert row["n_regions"] == 0 and row["suspicion"] == 0.0
+    jpeg = REAL_SCANS / "page_e1.jpg"  # the same page as a JPEG: "inconclusive" by the delivery-chain rule
+    assert main(["batch", str(page), str(jpeg), "-o", str(tmp_path / "t"), "--stride", "16"]) == 0
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in pd.read_parquet(tmp_path / "t" / "results.parquet").to_dict("records")}
+    assert rows["page_e1.png"]["verdict"] == "unknown" and rows["page_e1.jpg"]["verdict"] == "inconclusive"
+    for row in rows.values():
+        assert row["low_fraction"] > 0.5 and row["n_regions"] == 0 and row["suspicion"] == 0.0
     case = tmp_path / "c.scanlab"
     assert main(["case", "new", str(case), "--title", "t", "--analyst", "A"]) == 0
     assert main(["case", "add", str(case), str(page), "--stride", "16"]) == 0

@@ -181,7 +181,8 @@ def _fill_regions(row: dict[str, Any], result: Any, params: BatchParams) -> None
     row["threshold"] = params.threshold
     row["low_fraction"] = float((finite < params.threshold).mean()) if finite.size else None
     row["no_evidence_fraction"] = float(result.no_evidence_mask().mean())
-    marks = map_marks_regions(row.get("verdict"))
+    v = getattr(result, "verdict", None)
+    marks = map_marks_regions(row.get("verdict"), (v.before_delivery_rule, v.before_coverage_rule) if v else ())
     rois = suggest_regions(rel, threshold=params.threshold, min_area=params.min_region_area) if marks else []
     row["n_regions"] = len(rois)
     row["suspicion"] = 0.0

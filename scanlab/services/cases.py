@@ -328,10 +328,12 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
     # a layer's suggestions (copy-move pairs, scanlab.services.layer_cases) are replaced by that layer only
     keep = [r for r in e.rois if not r.suggested or r.reviewed or r.stats.get("layer")]
     c = latest_run(e).info.get("classify") or {}
-    if not map_marks_regions(c.get("verdict")):
+    if not map_marks_regions(c.get("verdict"), (c.get("verdict_before_delivery_rule"),
+                                                 c.get("verdict_before_coverage_rule"))):
         new: list[ROI] = []
-        detail = (f"{e.eid}: no regions suggested: the verdict is unknown, so low reliability for "
-                  f"{c.get('label')} does not mark a region from another source")
+        detail = (f"{e.eid}: no regions suggested: the scan's unknown score is above the threshold (verdict "
+                  f"{c.get('verdict')}), so low reliability for {c.get('label')} does not mark a region from "
+                  "another source")
     else:
         rel = run_map(e) if rel is None else rel
         new = suggest_regions(rel, threshold=threshold, start_id=max((r.id for r in keep), default=0) + 1)
