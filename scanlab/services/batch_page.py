@@ -13,8 +13,8 @@ by how strongly they carry a region that does not fit the page's own scanner::
                           region holds too few windows to test
 
 It is 0 when no suggested region exists (no connected low-reliability area of at
-least ``min_region_area`` evidence pixels, or a page whose verdict is ``unknown``:
-:func:`scanlab.core.case.rois.map_marks_regions`) and null for a page that failed.
+least ``min_region_area`` evidence pixels, or a page whose unknown score is above the
+threshold: :func:`scanlab.core.case.rois.map_marks_regions`) and null for a page that failed.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def _fill_regions(row: dict[str, Any], result: Any, params: BatchParams) -> None
     row["low_fraction"] = float((finite < params.threshold).mean()) if finite.size else None
     row["no_evidence_fraction"] = float(result.no_evidence_mask().mean())
     v = getattr(result, "verdict", None)
-    marks = map_marks_regions(row.get("verdict"), (v.before_delivery_rule, v.before_coverage_rule) if v else ())
+    marks = map_marks_regions(v.to_json() if v is not None else {"verdict": row.get("verdict")})
     rois = suggest_regions(rel, threshold=params.threshold, min_area=params.min_region_area) if marks else []
     row["n_regions"] = len(rois)
     row["suspicion"] = 0.0

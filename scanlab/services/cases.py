@@ -322,14 +322,13 @@ def suggest_for(case: Case, e: Evidence, *, user: str, threshold: float = DEFAUL
                 rel: np.ndarray | None = None) -> list[ROI]:
     """Replace the unreviewed suggestions of ``e`` with fresh ones from its latest run (``rel``: its map).
 
-    None when that run's verdict is ``unknown``: its map is the fit to a scanner that did not make
-    the scan, and the reason is written to the audit log instead.
+    None when that run's unknown score is above the threshold (:func:`map_marks_regions`: its map
+    is the fit to a scanner that does not fit the scan); the audit log says so instead.
     """
     # a layer's suggestions (copy-move pairs, scanlab.services.layer_cases) are replaced by that layer only
     keep = [r for r in e.rois if not r.suggested or r.reviewed or r.stats.get("layer")]
     c = latest_run(e).info.get("classify") or {}
-    if not map_marks_regions(c.get("verdict"), (c.get("verdict_before_delivery_rule"),
-                                                 c.get("verdict_before_coverage_rule"))):
+    if not map_marks_regions(c):
         new: list[ROI] = []
         detail = (f"{e.eid}: no regions suggested: the scan's unknown score is above the threshold (verdict "
                   f"{c.get('verdict')}), so low reliability for {c.get('label')} does not mark a region from "

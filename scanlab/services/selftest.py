@@ -66,7 +66,7 @@ def verdict_counts(out: dict[str, Any]) -> dict[str, int]:
     return {
         "known_right": int(round(float(out["attributed_and_right"]) * int(out["n_images"]))),
         "known": int(out["n_images"]),
-        "unseen_rejected": sum(int(u["unknown"]) + int(u["inconclusive"]) for u in unseen.values()),
+        "unseen_rejected": sum(int(u["rejected"]) for u in unseen.values()),
         "unseen": sum(int(u["n_images"]) for u in unseen.values()),
     }
 

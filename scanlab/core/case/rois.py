@@ -334,16 +334,16 @@ def outline_of(component: np.ndarray) -> list[tuple[float, float]]:
     return [((float(r) - 0.5) / 2, (float(col) - 0.5) / 2) for r, col in c]
 
 
-def map_marks_regions(verdict: str | None, before_rules: tuple[str | None, ...] = ()) -> bool:
-    """Whether low reliability on a scan with this verdict can mark a region from another source.
+def map_marks_regions(classify: dict[str, Any]) -> bool:
+    """Whether low reliability on a scan with this classify entry can mark a region from another source.
 
-    Not when the verdict is ``unknown``, nor when a verdict rule turned ``unknown`` into
-    ``inconclusive`` (``before_rules``: ``verdict_before_delivery_rule``,
-    ``verdict_before_coverage_rule``): the scan's unknown score is above the threshold, the
-    map is the fit to a scanner that does not fit it, low nearly everywhere, so no region is
-    suggested (cases and batch alike).
+    Not when its ``verdict`` is ``unknown``, nor when a verdict rule turned ``unknown`` into
+    ``inconclusive`` (``verdict_before_delivery_rule``, ``verdict_before_coverage_rule``): the
+    scan's unknown score is above the threshold, the map is the fit to a scanner that does not
+    fit it, low nearly everywhere, so no region is suggested (cases and batch alike).
     """
-    return "unknown" not in (verdict, *before_rules)
+    return "unknown" not in (classify.get("verdict"), classify.get("verdict_before_delivery_rule"),
+                             classify.get("verdict_before_coverage_rule"))
 
 
 def suggest_regions(reliability: np.ndarray, *, threshold: float = 0.5, min_area: int = 1024,

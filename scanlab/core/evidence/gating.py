@@ -194,21 +194,15 @@ def delivery_risk(
     what = _described(q, again)
     p, n = row["parameter"], (measured or {}).get("known_scans")
     at = f"JPEG quality {p:g}" + (f" (n = {n})" if n else "")
-    off = outside_training_jpegs(facts, ti)
-    if not (again or off):
-        # Nothing shows a re-save, but the re-compression test misses most re-saves near the first
-        # quality (BENCHMARKS.md, "A re-save the JPEG test does not see"): an attribution stands, but
-        # "none of the known scanners" rests on the file being first-generation, which is not shown.
-        # Only for measurements that say so (``any_jpeg``), so that files measured before keep their
-        # verdicts and the cases made with them still verify.
-        rejected = row.get("known_unknown_or_inconclusive") if (measured or {}).get("any_jpeg") else None
-        if isinstance(rejected, (int, float)) and rejected > thresholds.get("max_resaved_known_rejected", 0.05):
-            return {"attributed": None,
-                    "unknown": (f"{what}, with no re-compression this file's JPEG test can see, but the test misses "
-                                f"most re-saves at nearby qualities, and this model rejects {rejected:.0%} of its "
-                                f"own scanners' scans re-saved at {at}")}
+    shown = bool(again or outside_training_jpegs(facts, ti))
+    # Nothing may show a re-save, yet the re-compression test misses most re-saves near the first
+    # quality (BENCHMARKS.md, "A re-save the JPEG test does not see"): then an attribution stands, but
+    # "none of the known scanners" rests on the file being first-generation, which is not shown. Only
+    # for measurements that say so (``any_jpeg``), so that files measured before keep their verdicts
+    # and the cases made with them still verify.
+    if not shown and not (measured or {}).get("any_jpeg"):
         return None
-    if q is not None and q < p - RESAVED_MARGIN:
+    if shown and q is not None and q < p - RESAVED_MARGIN:
         why = f"{what}, harsher than any re-compression this model was measured on (lowest: {at})"
         return {"attributed": why, "unknown": why}
     right = float(row["known_right"])
@@ -216,14 +210,17 @@ def delivery_risk(
     rejected = row.get("known_unknown_or_inconclusive")
     rejected = float(rejected) if isinstance(rejected, (int, float)) else max(0.0, 1.0 - right - wrong)
     out: dict[str, str | None] = {"attributed": None, "unknown": None}
-    if right + wrong <= 0:
+    if not shown:
+        pass  # an attribution of a JPEG that nothing shows re-saved stands
+    elif right + wrong <= 0:
         out["attributed"] = f"{what}: this model attributed none of its own scanners' scans re-saved at {at}"
     elif wrong / (right + wrong) > thresholds.get("max_resaved_wrong_share", 0.01):
         out["attributed"] = (f"{what}: {wrong / (right + wrong):.0%} of this model's attributions of its own scanners' "
                              f"scans re-saved at {at} named a wrong scanner")
     if rejected > thresholds.get("max_resaved_known_rejected", 0.05):
-        out["unknown"] = (f"{what}: this model rejects {rejected:.0%} of its own scanners' scans re-saved at "
-                          f"{at}")
+        lead = f"{what}: " if shown else (f"{what}, with no re-compression this file's JPEG test can see, but the "
+                                           "test misses most re-saves at nearby qualities, and ")
+        out["unknown"] = f"{lead}this model rejects {rejected:.0%} of its own scanners' scans re-saved at {at}"
     return out if any(out.values()) else None  # type: ignore[return-value]
 
 
